@@ -1,0 +1,93 @@
+"""`medrecontrast data check`: open every file of a task before any training starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from rich.console import Console
+from rich.progress import track
+
+from medrecontrast.data.readers import ImageHeader, read_header, read_image
+from medrecontrast.errors import UnreadableImageError
+from medrecontrast.tasks.base import TaskData
+
+
+@dataclass
+class CheckReport:
+    """Counts of a task's protocol, and every file that failed to open."""
+
+    data: TaskData  # without the skipped items when skip_unreadable was set
+    problems: list[dict] = field(default_factory=list)  # {"file": ..., "problem": ...}
+    deep: bool = False
+    skip_unreadable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems or self.skip_unreadable
+
+    def to_dict(self) -> dict:
+        summary = self.data.counts()
+        summary.update(
+            ok=self.ok,
+            checked="decoded" if self.deep else "headers",
+            problems=self.problems,
+            skipped=len(self.data.skipped),
+            fundus_crop="on the fly (run `medrecontrast data prepare aptos` to do it once)" if self.data.fundus_crop else None,
+        )
+        return summary
+
+
+def check_task_data(data: TaskData, deep: bool = False, skip_unreadable: bool = False, progress: bool = True) -> CheckReport:
+    """Open every image and mask (header and size; decode all with ``deep``); collect what is broken.
+
+    A mask must have its image's height and width. With ``skip_unreadable`` the broken items are
+    dropped from the returned report's ``data`` (listed in ``data.skipped``) instead of failing.
+    """
+    problems: list[dict] = []
+    broken_ids: set[str] = set()
+    console = Console(stderr=True)
+    splits = [("train", it) for it in data.train] + [("test", it) for it in data.test]
+    for split, record in track(splits, description=f"checking {data.task.name}", console=console, disable=not progress, transient=True):
+        for problem in _item_problems(record, deep):
+            problems.append({"split": split, "id": record["id"], **problem})
+            broken_ids.add(record["id"])
+    if not skip_unreadable:
+        return CheckReport(data, problems, deep, skip_unreadable)
+    kept = replace(
+        data,
+        train=[it for it in data.train if it["id"] not in broken_ids],
+        test=[it for it in data.test if it["id"] not in broken_ids],
+        skipped=sorted(broken_ids),
+    )
+    return CheckReport(kept, problems, deep, skip_unreadable)
+
+
+def _item_problems(record: dict, deep: bool) -> list[dict]:
+    sizes = {}
+    problems = []
+    for key in ("image", "mask"):
+        path = record.get(key)
+        if path is None:
+            continue
+        try:
+            sizes[key] = _open(path, record, deep)
+        except FileNotFoundError:
+            problems.append({"file": path, "problem": "file does not exist"})
+        except UnreadableImageError as exc:
+            problems.append({"file": path, "problem": exc.reason})
+    if len(sizes) == 2 and sizes["image"] != sizes["mask"]:
+        (h, w), (mh, mw) = sizes["image"], sizes["mask"]
+        problems.append({"file": record["mask"], "problem": f"mask is {mh}x{mw} but its image is {h}x{w}"})
+    return problems
+
+
+def _open(path: str, record: dict, deep: bool) -> tuple[int, int]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    axis = record.get("slice_axis", 2)
+    if deep:
+        array = read_image(path, record.get("slice"), axis)
+        return array.shape[1], array.shape[2]
+    header: ImageHeader = read_header(path, axis)
+    return header.height, header.width

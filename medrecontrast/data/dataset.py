@@ -1,0 +1,73 @@
+"""Datasets over task items: decode once, cache, normalise on the fly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from monai.data import CacheDataset, Dataset, PersistentDataset
+
+from medrecontrast.data.transforms import normalisation, preprocessing
+from medrecontrast.tasks.base import TaskData
+from medrecontrast.tasks.synthetic import cache_dir
+
+CACHE_MODES = ("disk", "memory", "none")
+PIPELINE_VERSION = 1  # part of every cache key: bump when preprocessing changes its output
+
+
+def item_key(signature: str):
+    """A PersistentDataset hash function that changes when the file or the pipeline changes.
+
+    MONAI's default key is the pickled item alone, so an edited image or a new image size would
+    silently reuse stale tensors; this one adds each file's size and mtime and the pipeline settings.
+    """
+
+    def hash_item(item: dict) -> bytes:
+        stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) if p and os.path.exists(p) else None for p in (item.get("image"), item.get("mask"))]
+        payload = json.dumps([signature, item, stats], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest().encode()
+
+    return hash_item
+
+
+def image_dataset(
+    items: list[dict],
+    image_size: int,
+    crop_size: int | None = None,
+    *,
+    masks: bool = True,
+    fundus_crop: bool = False,
+    cache: str = "disk",
+    cache_root: str | os.PathLike | None = None,
+    num_workers: int = 0,
+) -> Dataset:
+    """A MONAI dataset yielding ``{"image": (3, S, S) float32 normalised, "mask": (1, S, S), "label", "id", ...}``.
+
+    ``cache="disk"`` (default) keeps decoded, resized images as float16 tensors under
+    ``cache_root`` (default: ``<cache folder>/decoded``), so neither a second epoch nor a second run
+    decodes a JPEG again; ``"memory"`` holds them in RAM for this process; ``"none"`` decodes every time.
+    """
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+    prep = preprocessing(image_size, crop_size, masks=masks, fundus_crop=fundus_crop)
+    if cache == "disk":
+        signature = f"v{PIPELINE_VERSION}-{image_size}-{crop_size}-masks{masks}-fundus{fundus_crop}"
+        folder = Path(cache_root) if cache_root else cache_dir() / "decoded"
+        folder.mkdir(parents=True, exist_ok=True)
+        decoded = PersistentDataset(items, transform=prep, cache_dir=folder, hash_func=item_key(signature))
+    elif cache == "memory":
+        decoded = CacheDataset(items, transform=prep, num_workers=num_workers or None, progress=False)
+    else:
+        decoded = Dataset(items, transform=prep)
+    return Dataset(decoded, transform=normalisation(masks))
+
+
+def task_datasets(data: TaskData, image_size: int | None = None, crop_size: int | None = None, **kwargs) -> tuple[Dataset, Dataset]:
+    """Train and test datasets of a loaded task at its own sizes unless overridden."""
+    task = data.task
+    size = image_size or task.image_size
+    crop = crop_size if crop_size is not None else (task.crop_size if image_size is None else None)
+    options = dict(masks=task.protocol.has_masks, fundus_crop=data.fundus_crop, **kwargs)
+    return image_dataset(data.train, size, crop, **options), image_dataset(data.test, size, crop, **options)

@@ -1,0 +1,120 @@
+"""MONAI dictionary transforms from a task item to network input.
+
+Two chains, because caching pays only for the expensive part:
+
+``preprocessing`` (deterministic, cached on disk or in memory): read the file (PNG/JPEG, DICOM,
+NIfTI) -> [crop the fundus border] -> mask check -> resize -> [centre crop]; stored as float16 in
+the source's channels (1 for grey, so a cached OCT scan costs a third of an RGB one).
+
+``normalisation`` (cheap, every epoch): grey -> 3 channels, ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.transforms import (
+    AsDiscreted,
+    CenterSpatialCropd,
+    Compose,
+    DeleteItemsd,
+    EnsureTyped,
+    MapTransform,
+    NormalizeIntensityd,
+    Resized,
+)
+
+from medrecontrast.data.fundus import crop_fundus
+from medrecontrast.data.readers import read_image
+from medrecontrast.errors import UserInputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ReadImaged(MapTransform):
+    """Decode ``image`` (and ``mask``, binarised) with the suite's readers; honours ``slice``/``slice_axis``."""
+
+    def __init__(self, keys=("image", "mask"), allow_missing_keys: bool = True):
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key] is None:
+                continue
+            array = read_image(d[key], d.get("slice"), d.get("slice_axis", 2))
+            d[key] = (array.max(axis=0, keepdims=True) > 0).astype(np.float32) if key == "mask" else array
+        return d
+
+
+class FundusCropd(MapTransform):
+    """Crop the black border of fundus photographs to a ``size`` square (see :func:`crop_fundus`)."""
+
+    def __init__(self, keys=("image",), size: int = 512):
+        super().__init__(keys)
+        self.size = size
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = crop_fundus(d[key], self.size)
+        return d
+
+
+class FillMaskd(MapTransform):
+    """Give every image a mask (all zeros for normals) and refuse masks whose size differs from the image's."""
+
+    def __init__(self, image_key: str = "image", mask_key: str = "mask"):
+        super().__init__((mask_key,), allow_missing_keys=True)
+        self.image_key, self.mask_key = image_key, mask_key
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        image, mask = d[self.image_key], d.get(self.mask_key)
+        if mask is None:
+            d[self.mask_key] = np.zeros((1, *image.shape[1:]), dtype=np.float32)
+        elif tuple(mask.shape[1:]) != tuple(image.shape[1:]):
+            raise UserInputError(
+                f"mask {data.get('mask')} is {mask.shape[1]}x{mask.shape[2]} but its image {data.get('image')} "
+                f"is {image.shape[1]}x{image.shape[2]}; a mask must have its image's height and width."
+            )
+        return d
+
+
+class ToThreeChannelsd(MapTransform):
+    """Repeat a grey channel three times, for ImageNet backbones."""
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key].shape[0] == 1:
+                d[key] = d[key].repeat(3, 1, 1) if isinstance(d[key], torch.Tensor) else np.repeat(d[key], 3, axis=0)
+        return d
+
+
+def preprocessing(image_size: int, crop_size: int | None = None, *, masks: bool = True, fundus_crop: bool = False) -> Compose:
+    """Decode and resize one item; deterministic, so its output can be cached."""
+    keys = ("image", "mask") if masks else ("image",)
+    steps = [ReadImaged(keys=keys)]
+    if fundus_crop:
+        steps.append(FundusCropd(size=512))
+    steps.append(FillMaskd() if masks else DeleteItemsd(keys="mask"))
+    steps.append(Resized(keys=keys, spatial_size=(image_size, image_size), mode=("bilinear", "nearest")[: len(keys)], anti_aliasing=(True, False)[: len(keys)]))
+    if crop_size and crop_size < image_size:
+        steps.append(CenterSpatialCropd(keys=keys, roi_size=(crop_size, crop_size)))
+    if masks:
+        steps.append(AsDiscreted(keys="mask", threshold=0.5))
+    steps.append(EnsureTyped(keys=keys, data_type="tensor", dtype=(torch.float16, torch.uint8)[: len(keys)], track_meta=False))
+    return Compose(steps)
+
+
+def normalisation(masks: bool = True) -> Compose:
+    """Cached tensor -> float32, 3 channels, ImageNet statistics."""
+    keys = ("image", "mask") if masks else ("image",)
+    return Compose([
+        EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32, track_meta=False),
+        ToThreeChannelsd(keys="image"),
+        NormalizeIntensityd(keys="image", subtrahend=IMAGENET_MEAN, divisor=IMAGENET_STD, channel_wise=True),
+        EnsureTyped(keys="image", data_type="tensor", track_meta=False),  # plain tensors, not MetaTensors
+    ])

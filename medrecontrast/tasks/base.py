@@ -1,0 +1,176 @@
+"""What a task is: where its files are, which protocol splits them, which settings it overrides.
+
+A task turns a dataset's official layout into two MONAI-style lists of dicts,
+``{"image": path, "label": 0|1, "mask": path|None, "id": str, "category": str}``, one for the
+normal training images and one for the test images. Everything downstream (transforms, detectors,
+metrics) sees only those lists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from medrecontrast.errors import DataLayoutError
+
+DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
+
+NORMAL, ABNORMAL = 0, 1
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Per-task training settings of ReContrast (DESIGN.md §1 table)."""
+
+    iters: int = 1000
+    batch_size: int = 16
+    encoder_bn_train: bool = True
+    image_score: str = "max"  # "max" or "mean" of the anomaly map
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which images train and which test, in words, and whether pixel masks exist."""
+
+    name: str
+    train: str
+    test: str
+    has_masks: bool
+
+
+@dataclass
+class TaskData:
+    """The items a task's protocol yields, ready for MONAI transforms."""
+
+    task: "Task"
+    train: list[dict]
+    test: list[dict]
+    fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
+    skipped: list[str] = field(default_factory=list)  # unreadable files dropped by skip_unreadable
+
+    def counts(self) -> dict:
+        """Counts per split and label, and per source category, as `data check --json` prints them."""
+        summary: dict = {"task": self.task.name}
+        for split, items in (("train", self.train), ("test", self.test)):
+            labels = Counter("abnormal" if it["label"] == ABNORMAL else "normal" for it in items)
+            summary[split] = {k: labels[k] for k in ("normal", "abnormal") if labels[k]}
+        summary["categories"] = {
+            split: dict(sorted(Counter(it.get("category", "") for it in items).items()))
+            for split, items in (("train", self.train), ("test", self.test))
+        }
+        summary["masks"] = sum(it.get("mask") is not None for it in self.test)
+        return summary
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named benchmark task: a dataset family, a protocol, preprocessing and hyperparameters."""
+
+    name: str
+    family: str
+    modality: str
+    description: str
+    protocol: Protocol
+    image_size: int
+    crop_size: int | None
+    hparams: Hyperparameters
+    # Reads the layout under the task's folder and returns (train items, test items).
+    list_items: Callable[["Task", Path], tuple[list[dict], list[dict]]] = field(repr=False, compare=False)
+    folder: str | None = None  # folder under the data root; None for tasks that carry their own path
+    layout: str = ""  # the expected files, in words, for error messages and `medrecontrast tasks`
+    # Finds the task's folder when it is not under the data root (folder tasks, synthetic tasks).
+    locate: Callable[["Task", Path | None], Path] | None = field(default=None, repr=False, compare=False)
+    fundus_crop: bool = False
+    options: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square image the network sees (crop if any, else resize)."""
+        return self.crop_size or self.image_size
+
+    def with_options(self, **options) -> "Task":
+        """A copy with loader options changed (e.g. ``slice_axis`` for NIfTI folders)."""
+        return replace(self, options={**self.options, **options})
+
+    def root(self, data_root: str | os.PathLike | None = None) -> Path:
+        """The folder holding this task's files."""
+        if self.locate is not None:
+            return self.locate(self, data_root)
+        return resolve_data_root(data_root, self) / self.folder
+
+    def load(self, data_root: str | os.PathLike | None = None) -> TaskData:
+        """List the task's items; raise :class:`DataLayoutError` with the missing piece named."""
+        root = self.root(data_root)
+        if not root.is_dir():
+            raise DataLayoutError(f"task '{self.name}': folder {root} does not exist. {self.layout_hint()}")
+        train, test = self.list_items(self, root)
+        if not any(it["label"] == NORMAL for it in train):
+            raise DataLayoutError(f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}")
+        if not test:
+            raise DataLayoutError(f"task '{self.name}': no test images found under {root}. {self.layout_hint()}")
+        return TaskData(task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test))
+
+    def layout_hint(self) -> str:
+        return f"Expected layout: {self.layout}" if self.layout else ""
+
+
+def _all_prepared(items: list[dict]) -> bool:
+    return bool(items) and all(it.get("prepared", False) for it in items)
+
+
+def resolve_data_root(data_root: str | os.PathLike | None, task: Task | None = None) -> Path:
+    """``--data-root`` if given, else ``$MEDRECONTRAST_DATA``; an error that says both otherwise."""
+    value = data_root or os.environ.get(DATA_ROOT_ENV)
+    if not value:
+        needed = f" Task '{task.name}' expects its files in <data root>/{task.folder}/. {task.layout_hint()}" if task else ""
+        raise DataLayoutError(f"no data root: pass --data-root DIR or set {DATA_ROOT_ENV}=DIR.{needed}")
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(f"data root {root} does not exist (from {'--data-root' if data_root else DATA_ROOT_ENV}).")
+    return root
+
+
+def item(image: Path | str, label: int, category: str, mask: Path | str | None = None, id: str | None = None, **extra) -> dict:
+    """One MONAI-style record; ``id`` defaults to the file stem."""
+    record = {
+        "image": str(image),
+        "label": int(label),
+        "mask": None if mask is None else str(mask),
+        "id": id if id is not None else Path(image).stem,
+        "category": category,
+    }
+    record.update(extra)
+    return record
+
+
+def require_dir(path: Path, what: str, task: Task) -> Path:
+    if not path.is_dir():
+        raise DataLayoutError(f"task '{task.name}': missing folder {path} ({what}). {task.layout_hint()}")
+    return path
+
+
+def require_file(path: Path, what: str, task: Task) -> Path:
+    if not path.is_file():
+        raise DataLayoutError(f"task '{task.name}': missing file {path} ({what}). {task.layout_hint()}")
+    return path
+
+
+def read_label_csv(path: Path, columns: tuple[str, ...], task: Task):
+    """A label file as a DataFrame, with a clear error when it is missing or lacks a column."""
+    import pandas as pd
+
+    require_file(path, "label file", task)
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise DataLayoutError(f"task '{task.name}': cannot parse {path} as CSV ({exc}).") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataLayoutError(
+            f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; "
+            f"expected {', '.join(columns)}, found {', '.join(map(str, frame.columns))}."
+        )
+    return frame

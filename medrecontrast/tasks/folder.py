@@ -1,0 +1,97 @@
+"""Class-per-folder layouts: the user's own data, MVTec AD, OCT2017 and the built-in synthetic tasks.
+
+All of them are ``train/<normal>/``, ``test/<normal>/``, ``test/<other class>/`` and optionally
+``ground_truth/<other class>/<stem>_mask.<ext>``; they differ only in the name of the normal class
+(``NORMAL``, ``good``). Images may be PNG/JPEG, DICOM or NIfTI. A 3-D NIfTI volume (or a multi-frame
+DICOM) gives one item per slice along ``slice_axis``; with a mask volume, a slice of an abnormal
+volume is labelled abnormal only where its mask slice has a positive pixel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medrecontrast.data.readers import image_format, read_header, read_image, strip_image_suffix
+from medrecontrast.errors import DataLayoutError
+from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, require_dir
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (hidden files and other types ignored)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and image_format(p))
+
+
+def find_subdir(parent: Path, name: str) -> Path | None:
+    """``parent/name`` matched case-insensitively (``NORMAL``, ``normal``, ``Normal``)."""
+    if not parent.is_dir():
+        return None
+    matches = [p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
+    return matches[0] if matches else None
+
+
+def find_mask(mask_dir: Path | None, image: Path, suffix: str = "_mask") -> Path | None:
+    """``mask_dir/<stem>_mask.<any image extension>`` or None."""
+    if mask_dir is None or not mask_dir.is_dir():
+        return None
+    stem = strip_image_suffix(image.name) + suffix
+    for candidate in sorted(mask_dir.iterdir()):
+        if candidate.is_file() and image_format(candidate) and strip_image_suffix(candidate.name) == stem:
+            return candidate
+    return None
+
+
+def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict], list[dict]]:
+    """Items of a ``train/<normal>``, ``test/<class>``, ``ground_truth/<class>`` layout."""
+    slice_axis = int(task.options.get("slice_axis", 2))
+    train_dir = find_subdir(root / "train", normal)
+    if train_dir is None:
+        raise DataLayoutError(f"task '{task.name}': missing folder {root / 'train' / normal} (normal training images). {task.layout_hint()}")
+    test_root = require_dir(root / "test", "test images, one sub-folder per class", task)
+
+    train = [
+        record
+        for path in list_image_files(train_dir)
+        for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
+    ]
+    test = []
+    for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        is_normal = class_dir.name.lower() == normal.lower()
+        mask_dir = None if is_normal else find_subdir(root / "ground_truth", class_dir.name)
+        for path in list_image_files(class_dir):
+            mask = find_mask(mask_dir, path)
+            label = NORMAL if is_normal else ABNORMAL
+            test.extend(_records(path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis))
+    return train, test
+
+
+def _records(path: Path, label: int, category: str, mask: Path | None, id: str, slice_axis: int) -> list[dict]:
+    """One record per 2-D image, or one per slice of a volume."""
+    if image_format(path) == "pil":
+        return [item(path, label, category, mask, id=id)]
+    header = read_header(path, slice_axis)
+    if header.num_slices is None:
+        return [item(path, label, category, mask, id=id)]
+    slice_labels = [label] * header.num_slices
+    if mask is not None and label == ABNORMAL:
+        slice_labels = [ABNORMAL if _slice_has_lesion(mask, k, slice_axis) else NORMAL for k in range(header.num_slices)]
+    return [
+        item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis)
+        for k, slice_label in enumerate(slice_labels)
+    ]
+
+
+def _slice_has_lesion(mask: Path, index: int, axis: int) -> bool:
+    return bool(np.any(read_image(mask, index, axis) > 0))
+
+
+def load_folder(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
+    """The user's own data: ``train/NORMAL``, ``test/NORMAL``, ``test/<anything else>`` abnormal."""
+    return list_class_folders(task, root, normal="NORMAL")
+
+
+FOLDER_LAYOUT = (
+    "<path>/train/NORMAL/*, <path>/test/NORMAL/*, <path>/test/<CLASS>/* (abnormal), optional "
+    "<path>/ground_truth/<CLASS>/<stem>_mask.<ext>; PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
+)
