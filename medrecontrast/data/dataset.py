@@ -10,8 +10,8 @@ from pathlib import Path
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
 from medrecontrast.data.transforms import normalisation, preprocessing
+from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import TaskData
-from medrecontrast.tasks.synthetic import cache_dir
 
 CACHE_MODES = ("disk", "memory", "none")
 PIPELINE_VERSION = 1  # part of every cache key: bump when preprocessing changes its output

@@ -23,7 +23,7 @@ SYNTHETIC_DEFAULTS = {"size": 128, "n_train": 64, "n_test_normal": 24, "n_test_a
 
 def _aptos() -> Task:
     return Task(
-        name="aptos", family="aptos", modality="fundus photograph",
+        name="aptos", family="aptos", modality="fundus",
         description="APTOS 2019 blindness detection; normal = no diabetic retinopathy (grade 0)",
         protocol=Protocol("paper", "1000 grade-0 images drawn with seed 0", "remaining grade-0 + all grades 1-4", has_masks=False),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
@@ -33,7 +33,7 @@ def _aptos() -> Task:
 
 def _oct() -> Task:
     return Task(
-        name="oct", family="oct2017", modality="retinal OCT B-scan",
+        name="oct", family="oct2017", modality="OCT",
         description="OCT2017 (Kermany); normal = NORMAL, abnormal = CNV, DME, DRUSEN",
         protocol=Protocol("paper", "train/NORMAL", "the whole official test/ folder", has_masks=False),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False),
@@ -56,7 +56,7 @@ def _isic(protocol: str) -> Task:
 
 def _mvtec(cls: str) -> Task:
     return Task(
-        name=f"mvtec:{cls}", family="mvtec", modality="industrial photograph",
+        name=f"mvtec:{cls}", family="mvtec", modality="industrial",
         description=f"MVTec AD '{cls}'",
         protocol=Protocol("official", "train/good", "test/* with pixel masks", has_masks=True),
         image_size=256, crop_size=None,
@@ -67,7 +67,7 @@ def _mvtec(cls: str) -> Task:
 
 def _visa(cls: str) -> Task:
     return Task(
-        name=f"visa:{cls}", family="visa", modality="industrial photograph",
+        name=f"visa:{cls}", family="visa", modality="industrial",
         description=f"VisA '{cls}' (official 1cls split)",
         protocol=Protocol("1cls", "split=train", "split=test, masks binarised", has_masks=True),
         image_size=256, crop_size=None,
@@ -81,7 +81,7 @@ def _folder(path: str, slice_axis: int = 2) -> Task:
         raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
     resolved = Path(path).expanduser().resolve()
     return Task(
-        name=f"folder:{path}", family="folder", modality="user data",
+        name=f"folder:{path}", family="folder", modality="any",
         description=f"your own images under {resolved}",
         protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=True),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=16),
@@ -92,9 +92,9 @@ def _folder(path: str, slice_axis: int = 2) -> Task:
 
 def _synthetic(name: str, **options) -> Task:
     modality, hparams = {
-        "synth-fundus": ("fundus photograph (synthetic)", Hyperparameters(iters=1000, batch_size=32)),
-        "synth-oct": ("retinal OCT B-scan (synthetic)", Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False)),
-        "synth-skin": ("dermoscopy (synthetic)", Hyperparameters(iters=2000, batch_size=32, image_score="mean")),
+        "synth-fundus": ("fundus", Hyperparameters(iters=1000, batch_size=32)),
+        "synth-oct": ("OCT", Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False)),
+        "synth-skin": ("dermoscopy", Hyperparameters(iters=2000, batch_size=32, image_score="mean")),
     }[name]
     unknown = set(options) - set(SYNTHETIC_DEFAULTS)
     if unknown:
@@ -161,18 +161,20 @@ def registry_rows() -> list[dict]:
         rows.append({
             "task": name,
             "modality": task.modality,
-            "train": task.protocol.train,
-            "test": task.protocol.test,
+            "train | test": f"{task.protocol.train} | {task.protocol.test}",
             "masks": "yes" if task.protocol.has_masks else "no",
             "size": f"{task.image_size}" + (f"/{task.crop_size}" if task.crop_size else ""),
-            "iters x batch": f"{h.iters} x {h.batch_size}",
-            "encoder BN": "train" if h.encoder_bn_train else "eval",
+            "iters x batch": f"{h.iters}x{h.batch_size}",
+            "enc. BN": "train" if h.encoder_bn_train else "eval",
             "score": h.image_score,
-            "data folder": f"<data root>/{task.folder.split('/')[0]}/" if task.folder else ("<path>" if task.family == "folder" else "(built in)"),
         })
-    rows[4]["encoder BN"] = "train; eval: " + ", ".join(sorted(MVTEC_BN_EVAL))
-    rows[5]["encoder BN"] = "train; eval: " + ", ".join(sorted(VISA_BN_EVAL))
+    rows[4]["enc. BN"] = rows[5]["enc. BN"] = "train*"
     return rows
+
+
+BN_FOOTNOTE = (
+    f"* encoder BatchNorm in eval mode for MVTec {', '.join(sorted(MVTEC_BN_EVAL))} and VisA {', '.join(sorted(VISA_BN_EVAL))}."
+)
 
 
 def _check_class(cls: str, classes: tuple[str, ...], dataset: str) -> str:

@@ -26,18 +26,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import Task
 from medrecontrast.tasks.folder import list_class_folders
 
-CACHE_ENV = "MEDRECONTRAST_CACHE"
 GENERATOR_VERSION = 1  # bump when a generator changes, so stale caches are not reused
 
 Sample = tuple[np.ndarray, np.ndarray | None]  # image (H, W[, 3]) in [0, 1], mask (H, W) bool or None
-
-
-def cache_dir() -> Path:
-    """``$MEDRECONTRAST_CACHE`` or ``~/.cache/medrecontrast``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medrecontrast").expanduser()
 
 
 # --- drawing helpers ------------------------------------------------------------------------------
