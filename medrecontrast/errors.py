@@ -19,3 +19,14 @@ class UnreadableImageError(UserInputError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+def user_error_cause(exc: BaseException) -> UserInputError | None:
+    """The :class:`UserInputError` behind ``exc``, if any (MONAI wraps errors of transforms in RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserInputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -10,11 +10,26 @@ from pathlib import Path
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
 from medrecontrast.data.transforms import normalisation, preprocessing
+from medrecontrast.errors import user_error_cause
 from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import TaskData
 
 CACHE_MODES = ("disk", "memory", "none")
 PIPELINE_VERSION = 1  # part of every cache key: bump when preprocessing changes its output
+
+
+class ImageDataset(Dataset):
+    """A MONAI Dataset that lets a user error (a broken file, a mask of the wrong size) surface as
+    itself instead of as MONAI's nested "applying transform" RuntimeError."""
+
+    def _transform(self, index: int):
+        try:
+            return super()._transform(index)
+        except RuntimeError as exc:
+            cause = user_error_cause(exc)
+            if cause is None:
+                raise
+            raise cause from exc
 
 
 def item_key(signature: str):
@@ -61,7 +76,7 @@ def image_dataset(
         decoded = CacheDataset(items, transform=prep, num_workers=num_workers or None, progress=False)
     else:
         decoded = Dataset(items, transform=prep)
-    return Dataset(decoded, transform=normalisation(masks))
+    return ImageDataset(decoded, transform=normalisation(masks))
 
 
 def task_datasets(data: TaskData, image_size: int | None = None, crop_size: int | None = None, **kwargs) -> tuple[Dataset, Dataset]:
@@ -69,5 +84,5 @@ def task_datasets(data: TaskData, image_size: int | None = None, crop_size: int 
     task = data.task
     size = image_size or task.image_size
     crop = crop_size if crop_size is not None else (task.crop_size if image_size is None else None)
-    options = dict(masks=task.protocol.has_masks, fundus_crop=data.fundus_crop, **kwargs)
+    options = dict(masks=data.has_masks, fundus_crop=data.fundus_crop, **kwargs)
     return image_dataset(data.train, size, crop, **options), image_dataset(data.test, size, crop, **options)

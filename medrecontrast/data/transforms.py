@@ -3,7 +3,7 @@
 Two chains, because caching pays only for the expensive part:
 
 ``preprocessing`` (deterministic, cached on disk or in memory): read the file (PNG/JPEG, DICOM,
-NIfTI) -> [crop the fundus border] -> mask check -> resize -> [centre crop]; stored as float16 in
+NIfTI; check mask sizes) -> [crop the fundus border] -> empty masks for normals -> resize -> [centre crop]; stored as float16 in
 the source's channels (1 for grey, so a cached OCT scan costs a third of an RGB one).
 
 ``normalisation`` (cheap, every epoch): grey -> 3 channels, ImageNet mean/std.
@@ -33,7 +33,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ReadImaged(MapTransform):
-    """Decode ``image`` (and ``mask``, binarised) with the suite's readers; honours ``slice``/``slice_axis``."""
+    """Decode ``image`` (and ``mask``, binarised) with the suite's readers; honours ``slice``/``slice_axis``.
+
+    A mask must have its image's height and width; the error names both files.
+    """
 
     def __init__(self, keys=("image", "mask"), allow_missing_keys: bool = True):
         super().__init__(keys, allow_missing_keys)
@@ -45,6 +48,12 @@ class ReadImaged(MapTransform):
                 continue
             array = read_image(d[key], d.get("slice"), d.get("slice_axis", 2))
             d[key] = (array.max(axis=0, keepdims=True) > 0).astype(np.float32) if key == "mask" else array
+        image, mask = d.get("image"), d.get("mask")
+        if isinstance(mask, np.ndarray) and isinstance(image, np.ndarray) and mask.shape[1:] != image.shape[1:]:
+            raise UserInputError(
+                f"mask {data['mask']} is {mask.shape[1]}x{mask.shape[2]} but its image {data['image']} "
+                f"is {image.shape[1]}x{image.shape[2]}; a mask must have its image's height and width."
+            )
         return d
 
 
@@ -63,7 +72,7 @@ class FundusCropd(MapTransform):
 
 
 class FillMaskd(MapTransform):
-    """Give every image a mask (all zeros for normals) and refuse masks whose size differs from the image's."""
+    """Give every image a mask: all zeros where the item has none (normal images)."""
 
     def __init__(self, image_key: str = "image", mask_key: str = "mask"):
         super().__init__((mask_key,), allow_missing_keys=True)
@@ -71,14 +80,8 @@ class FillMaskd(MapTransform):
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
-        image, mask = d[self.image_key], d.get(self.mask_key)
-        if mask is None:
-            d[self.mask_key] = np.zeros((1, *image.shape[1:]), dtype=np.float32)
-        elif tuple(mask.shape[1:]) != tuple(image.shape[1:]):
-            raise UserInputError(
-                f"mask {data.get('mask')} is {mask.shape[1]}x{mask.shape[2]} but its image {data.get('image')} "
-                f"is {image.shape[1]}x{image.shape[2]}; a mask must have its image's height and width."
-            )
+        if d.get(self.mask_key) is None:
+            d[self.mask_key] = np.zeros((1, *d[self.image_key].shape[1:]), dtype=np.float32)
         return d
 
 

@@ -38,7 +38,7 @@ class Protocol:
     name: str
     train: str
     test: str
-    has_masks: bool
+    has_masks: bool | None  # None: optional (folder tasks); whether a loaded task has them is TaskData.has_masks
 
 
 @dataclass
@@ -50,6 +50,12 @@ class TaskData:
     test: list[dict]
     fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
     skipped: list[str] = field(default_factory=list)  # unreadable files dropped by skip_unreadable
+
+    @property
+    def has_masks(self) -> bool:
+        """Pixel masks exist for every abnormal test image, so pixel-level metrics can be computed."""
+        abnormal = [it for it in self.test if it["label"] == ABNORMAL]
+        return bool(abnormal) and all(it.get("mask") is not None for it in abnormal)
 
     def counts(self) -> dict:
         """Counts per split and label, and per source category, as `data check --json` prints them."""

@@ -83,7 +83,7 @@ def _folder(path: str, slice_axis: int = 2) -> Task:
     return Task(
         name=f"folder:{path}", family="folder", modality="any",
         description=f"your own images under {resolved}",
-        protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=True),
+        protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=None),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=16),
         list_items=load_folder, layout=FOLDER_LAYOUT, locate=lambda task, _: Path(task.options["path"]),
         options={"path": str(resolved), "slice_axis": slice_axis},
@@ -162,7 +162,7 @@ def registry_rows() -> list[dict]:
             "task": name,
             "modality": task.modality,
             "train | test": f"{task.protocol.train} | {task.protocol.test}",
-            "masks": "yes" if task.protocol.has_masks else "no",
+            "masks": {True: "yes", False: "no", None: "optional"}[task.protocol.has_masks],
             "size": f"{task.image_size}" + (f"/{task.crop_size}" if task.crop_size else ""),
             "iters x batch": f"{h.iters}x{h.batch_size}",
             "enc. BN": "train" if h.encoder_bn_train else "eval",

@@ -1,0 +1,104 @@
+"""Decoding: orientation, channels, intensity scaling per format."""
+
+import numpy as np
+import pytest
+
+from medrecontrast.data.readers import read_header, read_image, strip_image_suffix
+from medrecontrast.errors import UnreadableImageError
+from writers import write_dicom, write_jpeg, write_nifti, write_png
+
+
+def test_png_keeps_height_and_width(tmp_path):
+    pixels = np.zeros((20, 30, 3), dtype=np.uint8)
+    pixels[:5, :, 0] = 255  # a red band along the top rows
+    path = write_png(tmp_path / "wide.png", pixels)
+    image = read_image(path)
+    assert image.shape == (3, 20, 30)
+    assert read_header(path).height == 20 and read_header(path).width == 30
+    assert image[0, :5].min() == 1.0 and image[0, 5:].max() == 0.0 and image[1:].max() == 0.0
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("RGB", 3), ("RGBA", 3), ("P", 3), ("LA", 1)])
+def test_png_modes_map_to_one_or_three_channels(tmp_path, mode, channels):
+    from PIL import Image
+
+    path = tmp_path / f"{mode}.png"
+    Image.new(mode, (7, 5)).save(path)
+    assert read_image(path).shape == (channels, 5, 7)
+
+
+def test_16_bit_png_is_scaled_by_its_range(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.array([[0, 65535]], dtype=np.uint16)).save(path)
+    np.testing.assert_allclose(read_image(path)[0], [[0.0, 1.0]])
+
+
+def test_jpeg_grey(tmp_path):
+    path = write_jpeg(tmp_path / "scan.jpeg", np.full((6, 9), 200, dtype=np.uint8))
+    image = read_image(path)
+    assert image.shape == (1, 6, 9) and abs(image.mean() - 200 / 255) < 0.01
+
+
+def test_dicom_rescale_and_orientation(tmp_path):
+    pixels = np.zeros((4, 6), dtype=np.uint16)
+    pixels[0] = 4095
+    path = write_dicom(tmp_path / "ct.dcm", pixels, slope=2.0, intercept=-100.0)
+    image = read_image(path)
+    assert image.shape == (1, 4, 6)
+    low, high = -100.0, 4095 * 2 - 100.0  # the stored 12 bits after slope/intercept
+    np.testing.assert_allclose(image[0, 0], 1.0)
+    np.testing.assert_allclose(image[0, 1], (0 * 2 - 100 - low) / (high - low))
+
+
+def test_dicom_monochrome1_is_inverted(tmp_path):
+    pixels = np.array([[0, 4095]], dtype=np.uint16)
+    normal = read_image(write_dicom(tmp_path / "m2.dcm", pixels))
+    inverted = read_image(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
+    np.testing.assert_allclose(normal[0, 0], [0.0, 1.0])
+    np.testing.assert_allclose(inverted[0, 0], [1.0, 0.0])
+
+
+def test_dicom_without_pixel_data(tmp_path):
+    path = write_dicom(tmp_path / "report.dcm", np.zeros((4, 4)), with_pixels=False)
+    with pytest.raises(UnreadableImageError, match="no pixel data"):
+        read_header(path)
+    with pytest.raises(UnreadableImageError, match="no pixel data"):
+        read_image(path)
+
+
+def test_nifti_2d_and_3d(tmp_path):
+    flat = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = write_nifti(tmp_path / "flat.nii", flat)
+    np.testing.assert_allclose(read_image(path)[0], flat / 11)
+    volume = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    vpath = write_nifti(tmp_path / "vol.nii.gz", volume)
+    header = read_header(vpath, slice_axis=2)
+    assert (header.height, header.width, header.num_slices) == (2, 3, 4)
+    np.testing.assert_allclose(read_image(vpath, 1, 2)[0], volume[:, :, 1] / volume.max())
+    assert read_image(vpath, 0, 0).shape == (1, 3, 4)
+    with pytest.raises(UnreadableImageError, match="without a slice index"):
+        read_image(vpath)
+
+
+def test_truncated_png_is_reported(tmp_path):
+    path = write_png(tmp_path / "ok.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableImageError, match="ok.png"):
+        read_image(path)
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "fake.png"
+    path.write_text("hello")
+    with pytest.raises(UnreadableImageError):
+        read_header(path)
+    with pytest.raises(UnreadableImageError, match="unsupported"):
+        read_image(tmp_path / "notes.txt")
+
+
+def test_strip_image_suffix():
+    assert strip_image_suffix("vol.nii.gz") == "vol"
+    assert strip_image_suffix("a.b.PNG") == "a.b"
