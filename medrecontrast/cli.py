@@ -29,7 +29,10 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-data_app = typer.Typer(help="Check dataset layouts and prepare data once.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Check dataset layouts and prepare data once.\n\nExample: medrecontrast data check oct --data-root /data",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 
 # Tables are wide: outside a terminal (logs, pipes) rich would squeeze them into 80 columns.

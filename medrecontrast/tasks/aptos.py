@@ -49,7 +49,7 @@ def load_aptos(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     bad = ~diagnosis.isin([0, 1, 2, 3, 4])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataLayoutError(f"task '{task.name}': {root / 'train.csv'} row {row + 2}: diagnosis {diagnosis.iloc[row]!r} is not a grade 0-4.")
+        raise DataLayoutError(f"task '{task.name}': {root / 'train.csv'} row {row + 2}: diagnosis {diagnosis.iloc[row]} is not a grade 0-4.")
     ids = frame["id_code"].astype(str).tolist()
     prepared_dir = root / APTOS_PREPARED_DIR
     prepared = prepared_dir.is_dir() and all((prepared_dir / f"{i}.png").is_file() for i in ids)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medrecontrast.data.readers import image_format, read_header, read_image, strip_image_suffix
-from medrecontrast.errors import DataLayoutError
+from medrecontrast.errors import DataLayoutError, UnreadableImageError
 from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, require_dir
 
 
@@ -70,7 +70,10 @@ def _records(path: Path, label: int, category: str, mask: Path | None, id: str, 
     """One record per 2-D image, or one per slice of a volume."""
     if image_format(path) == "pil":
         return [item(path, label, category, mask, id=id)]
-    header = read_header(path, slice_axis)
+    try:
+        header = read_header(path, slice_axis)
+    except UnreadableImageError:  # listed as one item, so that `data check` reports it with the others
+        return [item(path, label, category, mask, id=id)]
     if header.num_slices is None:
         return [item(path, label, category, mask, id=id)]
     slice_labels = [label] * header.num_slices

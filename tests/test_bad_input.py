@@ -1,0 +1,136 @@
+"""Every bad input gives one clear message naming the file and what was expected; nothing is modified."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import layouts
+from medrecontrast.cli import app
+from medrecontrast.data.check import check_task_data
+from medrecontrast.errors import DataLayoutError, UserInputError
+from medrecontrast.tasks import get_task
+from writers import mask, rgb, write_dicom, write_png
+
+runner = CliRunner()
+
+
+def check(*args):
+    return runner.invoke(app, ["data", "check", *map(str, args)])
+
+
+def tree_digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_missing_data_root():
+    result = check("aptos")
+    assert result.exit_code == 2
+    assert "no data root" in result.output and "MEDRECONTRAST_DATA" in result.output and "train.csv" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_dataset_folder(tmp_path):
+    result = check("oct", "--data-root", tmp_path)
+    assert result.exit_code == 2 and f"{tmp_path / 'oct2017'} does not exist" in result.output.replace("\n", "")
+
+
+def test_missing_csv(tmp_path):
+    (tmp_path / "aptos" / "train_images").mkdir(parents=True)
+    with pytest.raises(DataLayoutError, match=r"missing file .*train\.csv"):
+        get_task("aptos").load(tmp_path)
+
+
+def test_csv_without_expected_columns(tmp_path):
+    folder = layouts.aptos(tmp_path, [0, 1])
+    (folder / "train.csv").write_text("image,level\nimg0000,0\n")
+    with pytest.raises(DataLayoutError, match=r"train\.csv lacks column\(s\) id_code, diagnosis; expected id_code, diagnosis, found image, level"):
+        get_task("aptos").load(tmp_path)
+
+
+def test_isic_csv_that_is_not_one_hot(tmp_path):
+    folder = layouts.isic2018(tmp_path)
+    csv = folder / "ISIC2018_Task3_Validation_GroundTruth" / "ISIC2018_Task3_Validation_GroundTruth.csv"
+    csv.write_text(csv.read_text().replace("ISIC_0000001,1.0", "ISIC_0000001,0.0"))
+    with pytest.raises(DataLayoutError, match="row 3 is not one-hot"):
+        get_task("isic").load(tmp_path)
+
+
+def test_aptos_grade_out_of_range(tmp_path):
+    folder = layouts.aptos(tmp_path, [0, 1])
+    (folder / "train.csv").write_text("id_code,diagnosis\nimg0000,0\nimg0001,7\n")
+    with pytest.raises(DataLayoutError, match="row 3: diagnosis 7 is not a grade 0-4"):
+        get_task("aptos").load(tmp_path)
+
+
+def test_no_normal_training_images(tmp_path):
+    folder = layouts.mvtec(tmp_path)
+    for p in (folder / "train" / "good").iterdir():
+        p.unlink()
+    result = check("mvtec:bottle", "--data-root", tmp_path)
+    assert result.exit_code == 2 and "no normal training images" in result.output
+
+
+def test_unknown_task_name():
+    result = check("mvtec:bottel")
+    assert result.exit_code == 2 and "not a MVTec AD class" in result.output and "Traceback" not in result.output
+
+
+def test_truncated_image_and_missing_file_are_found_by_check(tmp_path):
+    folder = layouts.mvtec(tmp_path)
+    broken = folder / "test" / "crack" / "000.png"
+    write_png(broken, rgb(16, 16, seed=3))
+    broken.write_bytes(broken.read_bytes()[:400])  # the header survives, the pixels do not
+    (folder / "train" / "good" / "001.png").write_bytes(b"not a png at all")
+    shallow = json.loads(check("mvtec:bottle", "--data-root", tmp_path, "--json").stdout)
+    assert not shallow["ok"] and [p["file"] for p in shallow["problems"]] == [str(folder / "train" / "good" / "001.png")]
+    result = check("mvtec:bottle", "--data-root", tmp_path, "--json", "--deep")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert {p["id"] for p in report["problems"]} == {"train/001", "crack/000"}
+    assert any("truncated" in p["problem"] or "decode" in p["problem"] for p in report["problems"])
+
+
+def test_skip_unreadable_drops_broken_items_with_a_count(tmp_path):
+    folder = layouts.mvtec(tmp_path)
+    (folder / "train" / "good" / "001.png").write_bytes(b"junk")
+    result = check("mvtec:bottle", "--data-root", tmp_path, "--skip-unreadable")
+    assert result.exit_code == 0 and "skipped 1 unreadable" in result.output
+    report = check_task_data(get_task("mvtec:bottle").load(tmp_path), skip_unreadable=True, progress=False)
+    assert report.ok and len(report.data.train) == 3 and report.data.skipped == ["train/001"]
+
+
+def test_dicom_without_pixel_data_is_found_by_check(tmp_path):
+    folder = layouts.medical_folder(tmp_path)
+    write_dicom(folder / "train" / "NORMAL" / "b.dcm", np.zeros((12, 12)), with_pixels=False)
+    report = json.loads(check(f"folder:{folder}", "--json").stdout)
+    assert report["problems"] == [{"split": "train", "id": "train/b", "file": str(folder / "train" / "NORMAL" / "b.dcm"), "problem": "DICOM file has no pixel data (is it a report or a DICOMDIR?)"}]
+
+
+def test_mask_of_another_size_is_found_by_check(tmp_path):
+    folder = layouts.mvtec(tmp_path)
+    write_png(folder / "ground_truth" / "crack" / "001_mask.png", mask(8, 16))
+    report = json.loads(check("mvtec:bottle", "--data-root", tmp_path, "--json").stdout)
+    assert report["problems"][0]["problem"] == "mask is 8x16 but its image is 16x16"
+
+
+def test_csv_listing_a_missing_image(tmp_path):
+    folder = layouts.visa(tmp_path)
+    (folder / "candle" / "Data" / "Images" / "Anomaly" / "001.JPG").unlink()
+    report = json.loads(check("visa:candle", "--data-root", tmp_path, "--json").stdout)
+    assert report["problems"] == [{"split": "test", "id": "candle/Data/Images/Anomaly/001", "file": str(folder / "candle/Data/Images/Anomaly/001.JPG"), "problem": "file does not exist"}]
+
+
+def test_no_input_file_is_modified(tmp_path):
+    folder = layouts.aptos(tmp_path, [0] * 4 + [3])
+    before = tree_digest(folder)
+    check("aptos", "--data-root", tmp_path, "--deep")
+    assert runner.invoke(app, ["data", "prepare", "aptos", "--data-root", str(tmp_path)]).exit_code == 0
+    after = tree_digest(folder)
+    assert {k: v for k, v in after.items() if not k.startswith("prepared_512/")} == before
+
+
+def test_user_errors_are_user_input_errors():
+    assert issubclass(DataLayoutError, UserInputError)

@@ -1,0 +1,69 @@
+"""Task names, aliases, expansion and the per-task settings of DESIGN.md §1."""
+
+import pytest
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.tasks import expand_tasks, get_task, registry_rows, task_names
+from medrecontrast.tasks.mvtec import MVTEC_CLASSES
+from medrecontrast.tasks.visa import VISA_CLASSES
+
+
+def test_aliases():
+    assert get_task("oct2017").name == "oct"
+    assert get_task("ISIC2018").name == "isic"
+    assert get_task("isic:test").protocol.name == "medianomaly"
+
+
+def test_expansion_of_dataset_families():
+    tasks = expand_tasks(["mvtec", "visa", "aptos"])
+    assert len(MVTEC_CLASSES) == 15 and len(VISA_CLASSES) == 12
+    assert [t.name for t in tasks[:15]] == [f"mvtec:{c}" for c in MVTEC_CLASSES]
+    assert len(tasks) == 28 and tasks[-1].name == "aptos"
+
+
+@pytest.mark.parametrize(
+    "name,iters,batch,size,crop,bn,score",
+    [
+        ("aptos", 1000, 32, 256, None, True, "max"),
+        ("oct", 1000, 32, 256, None, False, "max"),
+        ("isic", 2000, 32, 256, 224, True, "mean"),
+        ("mvtec:bottle", 2000, 16, 256, None, True, "max"),
+        ("mvtec:screw", 2000, 16, 256, None, False, "max"),
+        ("visa:candle", 3000, 16, 256, None, True, "max"),
+        ("visa:cashew", 3000, 16, 256, None, False, "max"),
+    ],
+)
+def test_hyperparameters_follow_the_paper(name, iters, batch, size, crop, bn, score):
+    task = get_task(name)
+    h = task.hparams
+    assert (h.iters, h.batch_size, task.image_size, task.crop_size, h.encoder_bn_train, h.image_score) == (iters, batch, size, crop, bn, score)
+
+
+def test_masks_by_protocol():
+    assert get_task("mvtec:grid").protocol.has_masks and get_task("visa:pcb2").protocol.has_masks
+    assert not get_task("aptos").protocol.has_masks and not get_task("oct").protocol.has_masks
+    assert get_task("folder:/x").protocol.has_masks is None  # optional
+
+
+@pytest.mark.parametrize("name,message", [
+    ("mvtec:bottel", "not a MVTec AD class"),
+    ("visa:pcb9", "not a VisA class"),
+    ("aptso", "Did you mean 'aptos'"),
+    ("isic:train", "unknown ISIC2018 protocol"),
+    ("folder:", "needs a path"),
+    ("imagenet", "unknown task 'imagenet'"),
+])
+def test_unknown_names(name, message):
+    with pytest.raises(UserInputError, match=message):
+        get_task(name)
+
+
+def test_unknown_synthetic_option():
+    with pytest.raises(UserInputError, match="unknown option"):
+        get_task("synth-oct", pixels=3)
+
+
+def test_registry_rows_cover_every_name():
+    rows = registry_rows()
+    assert len(rows) == 10 and {"task", "modality", "iters x batch", "enc. BN", "score"} <= set(rows[0])
+    assert all(n.split(":")[0].split(" ")[0] in " ".join(r["task"] for r in rows) for n in task_names())
