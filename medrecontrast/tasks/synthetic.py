@@ -30,7 +30,7 @@ from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import Task
 from medrecontrast.tasks.folder import list_class_folders
 
-GENERATOR_VERSION = 1  # bump when a generator changes, so stale caches are not reused
+GENERATOR_VERSION = 2  # bump when a generator changes, so stale caches are not reused
 
 Sample = tuple[np.ndarray, np.ndarray | None]  # image (H, W[, 3]) in [0, 1], mask (H, W) bool or None
 
@@ -114,16 +114,16 @@ def fundus_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sa
     if anomaly is not None:
         mask = np.zeros((size, size), dtype=bool)
         for _ in range(rng.integers(1, 4)):
-            r = rng.uniform(0.15, 0.75) * radius
+            r = rng.uniform(0.15, 0.7) * radius
             a = rng.uniform(0, 2 * np.pi)
             by, bx = cy + r * np.sin(a), cx + r * np.cos(a)
             if anomaly == "haemorrhage":
-                blob = _irregular_blob(rng, size, by, bx, rng.uniform(0.02, 0.045) * size, 0.5)
+                blob = _irregular_blob(rng, size, by, bx, rng.uniform(0.04, 0.07) * size, 0.5)
                 _paint(image, blob, (0.32, 0.04, 0.03), softness=0.8)
                 mask |= blob
             else:  # exudate: a cluster of small bright-yellow spots
-                for _ in range(rng.integers(3, 8)):
-                    spot = _irregular_blob(rng, size, by + rng.normal(0, 0.03 * size), bx + rng.normal(0, 0.03 * size), rng.uniform(0.008, 0.018) * size, 0.3)
+                for _ in range(rng.integers(4, 9)):
+                    spot = _irregular_blob(rng, size, by + rng.normal(0, 0.04 * size), bx + rng.normal(0, 0.04 * size), rng.uniform(0.015, 0.03) * size, 0.3)
                     _paint(image, spot, (0.98, 0.9, 0.35), softness=0.5)
                     mask |= spot
         mask &= inside
@@ -148,7 +148,7 @@ def oct_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sampl
     bumps = np.zeros(size, dtype=np.float32)
     if anomaly == "drusen":
         for _ in range(rng.integers(1, 4)):
-            bumps += rng.uniform(0.03, 0.06) * size * np.exp(-0.5 * ((cols - rng.uniform(0.15, 0.85) * size) / (rng.uniform(0.02, 0.045) * size)) ** 2)
+            bumps += rng.uniform(0.05, 0.09) * size * np.exp(-0.5 * ((cols - rng.uniform(0.15, 0.85) * size) / (rng.uniform(0.035, 0.06) * size)) ** 2)
 
     image = np.full((size, size), 0.04, dtype=np.float32)
     fractions = np.array([t for t, _ in _OCT_LAYERS]) * rng.uniform(0.85, 1.15, len(_OCT_LAYERS))
@@ -170,10 +170,10 @@ def oct_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sampl
             x0 = rng.uniform(0.2, 0.8) * size
             col = int(np.clip(x0, 0, size - 1))
             y0 = bounds[2, col] + rng.uniform(0.2, 0.6) * (bounds[-2, col] - bounds[2, col])
-            ry, rx = rng.uniform(0.025, 0.05) * size, rng.uniform(0.04, 0.09) * size
+            ry, rx = rng.uniform(0.04, 0.065) * size, rng.uniform(0.07, 0.13) * size
             mask |= ((yy - y0) / ry) ** 2 + ((xx - x0) / rx) ** 2 <= 1
         image[mask] = 0.03
-    speckle = rng.gamma(4.0, 0.25, image.shape).astype(np.float32)
+    speckle = rng.gamma(8.0, 1 / 8.0, image.shape).astype(np.float32)
     image = image * speckle + rng.normal(0, 0.02, image.shape)
     return np.clip(image, 0, 1), mask
 

@@ -1,0 +1,257 @@
+"""The iteration loop shared by every trainable method: seeding, data order, AMP, checkpoints, resume.
+
+What survives a crash: every ``checkpoint_every`` iterations the model, the optimisers, the
+iteration, the RNG states and the loss curve are written to one file, atomically (a temporary file
+renamed over the old one), so ``kill -9`` at any moment leaves the previous checkpoint or the new
+one. The data order is a pure function of (seed, iteration), so a resumed run sees the same
+batches as an uninterrupted one and, on the CPU, reaches the same weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from monai.utils import set_determinism
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from medrecontrast.errors import UserInputError
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops without writing a result."""
+
+
+@dataclass
+class TrainingConfig:
+    iters: int = 1000
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast + channels_last on CUDA; always fp32 on the CPU
+    num_workers: int = 0
+    checkpoint_every: int = 100
+    grad_clip_norm: float | None = None  # applied to the parameters passed as ``clip``
+    reset_optimizer_every: int | None = None  # the authors' "stable" variant resets the decoder optimiser
+    reset_optimizer: str = "decoder"
+
+
+@dataclass
+class TrainingResult:
+    losses: list[float] = field(default_factory=list)  # one per iteration, from iteration 0
+    seconds: float = 0.0  # wall time of the iterations run in this call
+    iterations_run: int = 0
+    resumed_from: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for Python, NumPy and torch (MONAI's ``set_determinism``)."""
+    set_determinism(seed=seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration: int) -> Iterator[list[int]]:
+    """Batches of a shuffled, endless pass over the data, starting at ``start_iteration``.
+
+    Epoch ``e`` is ``randperm`` seeded with ``(seed, e)``; the last incomplete batch of an epoch is
+    dropped (as the papers' loaders do) unless the dataset is smaller than one batch.
+    """
+    if dataset_size == 0:
+        raise UserInputError("cannot train on an empty dataset")
+    per_epoch = max(dataset_size // batch_size, 1)
+    batch = min(batch_size, dataset_size)
+    iteration = start_iteration
+    while True:
+        epoch, position = divmod(iteration, per_epoch)
+        order = torch.randperm(dataset_size, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+        for start in range(position * batch, per_epoch * batch, batch):
+            yield order[start : start + batch]
+            iteration += 1
+
+
+def train_loop(
+    model: torch.nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor],
+    dataset: Dataset,
+    config: TrainingConfig,
+    identity: dict,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    clip: list[torch.nn.Parameter] | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Train ``model`` for ``config.iters`` iterations of ``loss_fn(model, images, iteration)``.
+
+    ``identity`` (method, backbone, ...) is stored in the checkpoint; resuming from a checkpoint
+    with another identity is refused.
+    """
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda and config.amp:
+        model.to(memory_format=torch.channels_last)
+    result = TrainingResult()
+    start = 0
+    path = Path(checkpoint) if checkpoint else None
+    if resume and path is not None and path.is_file():
+        state = load_checkpoint(path, identity)
+        model.load_state_dict(state["model"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        _set_rng_state(state["rng"])
+        start = int(state["iteration"])
+        result.losses = state["losses"].tolist()
+        result.resumed_from = start
+    else:
+        seed_everything(config.seed)
+
+    model.train()
+    batches = batch_indices(len(dataset), config.batch_size, config.seed, start)
+    loader = DataLoader(dataset, batch_sampler=_Sampler(batches, config.iters - start), num_workers=config.num_workers, pin_memory=cuda)
+    began = time.perf_counter()
+    with _progress(progress) as bar:
+        task = bar.add_task("training", total=config.iters, completed=start, loss=float("nan"))
+        for iteration, batch in enumerate(loader, start=start):
+            images = batch["image"].to(device, non_blocking=True)
+            if cuda and config.amp:
+                images = images.contiguous(memory_format=torch.channels_last)
+            if config.reset_optimizer_every and iteration > 0 and iteration % config.reset_optimizer_every == 0:
+                optimizers[config.reset_optimizer].state = defaultdict(dict)
+            for optimizer in optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
+                loss = loss_fn(model, images, iteration)
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the loss became {value} at iteration {iteration}; nothing was written for this run"
+                    + (f" after the checkpoint {path}" if path and path.is_file() else "")
+                    + ". Try the stable variant (reset_optimizer_every=500), a lower learning rate, or encoder BatchNorm in eval mode."
+                )
+            loss.backward()
+            if clip is not None and config.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(clip, max_norm=config.grad_clip_norm)
+            for optimizer in optimizers.values():
+                optimizer.step()
+            result.losses.append(value)
+            result.iterations_run += 1
+            done = iteration + 1
+            bar.update(task, completed=done, loss=value)
+            if path is not None and (done % config.checkpoint_every == 0 or done == config.iters):
+                save_checkpoint(path, model, optimizers, done, result.losses, identity)
+    result.seconds = time.perf_counter() - began
+    model.eval()
+    return result
+
+
+class _Sampler:
+    """A batch sampler over a precomputed stream of index batches (DataLoader wants ``__len__``)."""
+
+    def __init__(self, batches: Iterator[list[int]], count: int):
+        self.batches, self.count = batches, max(count, 0)
+
+    def __iter__(self):
+        for _ in range(self.count):
+            yield next(self.batches)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled, transient=False,
+    )
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses: list[float], identity: dict) -> None:
+    """Write the whole training state atomically (temporary file, fsync, rename)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "identity": dict(identity),
+        "iteration": iteration,
+        "model": model.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "rng": _rng_state(),
+        "losses": torch.tensor(losses, dtype=torch.float64),
+    }
+    atomic_torch_save(state, path)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` that never leaves a truncated file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: Path, identity: dict) -> dict:
+    """A training checkpoint, refused with a clear message if it belongs to another run kind."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserInputError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserInputError(f"{path} is not a medrecontrast training checkpoint of format {CHECKPOINT_FORMAT}.")
+    stored = state["identity"]
+    different = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
+    if different:
+        details = ", ".join(f"{k}: checkpoint has {a!r}, this run {b!r}" for k, (a, b) in different.items())
+        raise UserInputError(f"checkpoint {path} belongs to another run ({details}); use another output folder or --force.")
+    return state
+
+
+def _rng_state() -> dict:
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "python_version": version,
+        "python_gauss": gauss,
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

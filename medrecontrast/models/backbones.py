@@ -1,0 +1,90 @@
+"""torchvision ResNet encoders that return the outputs of layer1, layer2 and layer3.
+
+Weights come from torchvision's own mechanism (``weights="IMAGENET1K_V1"``: downloaded once into
+``torch.hub.get_dir()/checkpoints``), from a local file, or not at all (``pretrained=False``). When
+weights are asked for but cannot be had, :class:`WeightsUnavailableError` says where torchvision
+looked and how to supply the file; the suite never falls back to random weights on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from medrecontrast.errors import UserInputError
+
+BACKBONES = {
+    # name: (builder, weights enum, channels of layer1-3, block kind for the reverse decoder)
+    "resnet18": (models.resnet18, models.ResNet18_Weights, (64, 128, 256), "basic"),
+    "wide_resnet50_2": (models.wide_resnet50_2, models.Wide_ResNet50_2_Weights, (256, 512, 1024), "bottleneck"),
+}
+
+
+class WeightsUnavailableError(UserInputError):
+    """Pretrained weights were requested but could not be loaded."""
+
+
+class ResNetEncoder(nn.Module):
+    """A torchvision ResNet truncated after layer3; ``forward`` returns ``[layer1, layer2, layer3]``.
+
+    For a 256-pixel input: 1/4, 1/8 and 1/16 of the input size; channels per :data:`BACKBONES`.
+    """
+
+    def __init__(self, backbone: str = "wide_resnet50_2", pretrained: bool = True, weights: str | os.PathLike | None = None):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise UserInputError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
+        builder, _, channels, _ = BACKBONES[backbone]
+        net = builder(weights=None)
+        if weights is not None:
+            _load_weights_file(net, Path(weights), backbone)
+        elif pretrained:
+            _load_torchvision_weights(net, backbone)
+        self.backbone = backbone
+        self.channels = channels
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(self.stem(x))
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        return [f1, f2, f3]
+
+
+def torchvision_weights_path(backbone: str) -> Path:
+    """Where torchvision keeps (or would download) the ImageNet weights of ``backbone``."""
+    weights = BACKBONES[backbone][1].IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _load_torchvision_weights(net: nn.Module, backbone: str) -> None:
+    weights = BACKBONES[backbone][1].IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:  # no network, no cache, corrupt download
+        raise WeightsUnavailableError(
+            f"cannot load ImageNet weights for {backbone} ({type(exc).__name__}: {exc}). torchvision looks for "
+            f"{torchvision_weights_path(backbone)} and downloads it from {weights.url} when missing. Without "
+            f"internet, download that file elsewhere and pass it with --weights PATH (Python: weights=PATH), "
+            f"or place it at the path above; use pretrained=False only if you want random weights."
+        ) from exc
+    net.load_state_dict(state)
+
+
+def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. {Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name}).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailableError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}).") from exc
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    missing, _ = net.load_state_dict(state, strict=False)
+    used = [k for k in missing if not k.startswith(("layer4.", "fc."))]
+    if used:
+        raise WeightsUnavailableError(f"weights file {path} does not fit {backbone}: missing {len(used)} tensors, e.g. {used[0]}.")

@@ -1,0 +1,234 @@
+"""PatchCore (Roth et al., CVPR 2022): a memory bank of normal patch features, nearest-neighbour scoring.
+
+Patch features: frozen encoder layer2 and layer3, each averaged over 3x3 neighbourhoods, layer3
+upsampled to layer2's grid, each layer's channels adaptively pooled to ``embed_dim`` and the two
+pooled again to ``embed_dim`` (the released code's projection).
+
+Fitting within a memory budget (OCT2017 has 26,315 training images: ~21 M patch vectors at 224 px,
+~84 GB in float32): features are extracted batch by batch and, when all patches would not fit in
+``memory_budget_gb``, each image keeps the same number of patches drawn at random (stage 1). The
+approximate greedy k-center coreset (stage 2; distances on a random projection to
+``projection_dim`` dimensions, started from the mean distance to ``num_starting_points`` random
+points) then keeps ``coreset_ratio`` x the number of ALL patches, as in the paper, or every
+candidate if stage 1 left fewer.
+
+Scoring: the Euclidean distance of each test patch to its nearest memory-bank entry (faiss on the
+CPU when installed, chunked torch otherwise); the map is upsampled to the input and smoothed with
+σ = 4; the image score is the largest patch score re-weighted by the paper's softmax over the
+``num_neighbors`` memory-bank neighbours of its nearest entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from medrecontrast.engine import seed_everything
+from medrecontrast.errors import UserInputError
+from medrecontrast.models.anomaly_map import gaussian_blur
+from medrecontrast.models.backbones import ResNetEncoder
+from medrecontrast.models.base import Detector, register_detector
+
+FLOAT_BYTES = 4
+
+
+@dataclass
+class PatchCoreConfig:
+    backbone: str = "wide_resnet50_2"
+    pretrained: bool = True
+    weights: str | None = None
+    patch_size: int = 3
+    embed_dim: int = 1024
+    coreset_ratio: float = 0.1
+    projection_dim: int = 128
+    num_starting_points: int = 10
+    num_neighbors: int = 9  # support set of the image-score re-weighting; 1 turns it off
+    sigma: float = 4.0
+    memory_budget_gb: float = 16.0  # host (or GPU) memory for candidate patches and the coreset search
+    batch_size: int = 16
+    knn: str = "auto"  # "auto" (faiss on the CPU when installed), "faiss" or "torch"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+
+@register_detector("patchcore")
+class PatchCore(Detector):
+    Config = PatchCoreConfig
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        c = self.config
+        if c.knn not in ("auto", "faiss", "torch"):
+            raise UserInputError(f"knn must be 'auto', 'faiss' or 'torch', got {c.knn!r}")
+        self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
+        self.memory_bank_: torch.Tensor | None = None
+        self.stats_: dict = {}
+
+    @torch.no_grad()
+    def patch_features(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(B, h*w, embed_dim)`` locally aggregated patch features and their grid ``(h, w)``."""
+        _, f2, f3 = self.model(images)
+        pad = self.config.patch_size // 2
+        f2 = F.avg_pool2d(f2, self.config.patch_size, stride=1, padding=pad)
+        f3 = F.avg_pool2d(f3, self.config.patch_size, stride=1, padding=pad)
+        f3 = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+        batch, (h, w) = f2.shape[0], f2.shape[-2:]
+        pooled = [F.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), self.config.embed_dim) for f in (f2, f3)]
+        features = F.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 2 * self.config.embed_dim), self.config.embed_dim)
+        return features.reshape(batch, h * w, self.config.embed_dim), (h, w)
+
+    def fit(self, train: Dataset, progress: bool = True) -> "PatchCore":
+        c = self.config
+        seed_everything(c.seed)
+        loader = DataLoader(train, batch_size=c.batch_size, num_workers=c.num_workers)
+        batches = (self.patch_features(batch["image"].to(self.device))[0] for batch in loader)
+        budget = int(c.memory_budget_gb * 2**30)
+        self.memory_bank_, self.stats_ = build_memory_bank(
+            batches, len(train), budget, c.coreset_ratio, c.projection_dim, c.num_starting_points, c.seed, self.device,
+        )
+        return self
+
+    @torch.no_grad()
+    def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.memory_bank_ is None:
+            raise RuntimeError("PatchCore.fit must run before scoring")
+        features, (h, w) = self.patch_features(images)
+        batch = features.shape[0]
+        distances, nearest = nearest_neighbors(features.reshape(-1, features.shape[-1]), self.memory_bank_, k=1, backend=self.config.knn)
+        patch_scores = distances[:, 0].reshape(batch, h * w)
+        nearest = nearest[:, 0].reshape(batch, h * w)
+        maps = F.interpolate(patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        maps = gaussian_blur(maps, self.config.sigma)
+        return self.image_scores(features, patch_scores, nearest), maps[:, 0]
+
+    def image_scores(self, features: torch.Tensor, patch_scores: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+        """The largest patch score, re-weighted by how typical its nearest memory entry is (paper, eq. 7)."""
+        rows = torch.arange(features.shape[0], device=features.device)
+        worst = patch_scores.argmax(dim=1)
+        score = patch_scores[rows, worst]
+        k = min(self.config.num_neighbors, self.memory_bank_.shape[0])
+        if k <= 1:
+            return score
+        anchor = self.memory_bank_[nearest[rows, worst]]
+        _, support = nearest_neighbors(anchor, self.memory_bank_, k=k, backend=self.config.knn)
+        distances = torch.linalg.vector_norm(features[rows, worst][:, None, :] - self.memory_bank_[support], dim=-1)
+        weights = 1 - torch.softmax(distances, dim=1)[:, 0]
+        return weights * score
+
+    def state_dict(self) -> dict:
+        return {"encoder": self.model.state_dict(), "memory_bank": self.memory_bank_.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["encoder"])
+        self.memory_bank_ = state["memory_bank"].to(self.device)
+
+
+# --- memory bank ----------------------------------------------------------------------------------
+
+
+def build_memory_bank(
+    batches: Iterable[torch.Tensor],
+    num_images: int,
+    budget_bytes: int,
+    coreset_ratio: float = 0.1,
+    projection_dim: int = 128,
+    num_starting_points: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, dict]:
+    """Stream ``(B, P, D)`` patch-feature batches into a coreset memory bank within ``budget_bytes``.
+
+    The budget covers the candidate patches, their projection, the coreset's distance vectors and
+    the bank itself;
+    the number of candidates per image is fixed before the first batch is stored, so memory never
+    grows past it. Returns the bank ``(M, D)`` and statistics of both stages.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    candidates = None
+    stored = 0
+    for features in batches:
+        if candidates is None:
+            patches, dim = features.shape[1:]
+            bank_bytes = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
+            per_vector = FLOAT_BYTES * (dim + projection_dim + 2)
+            keep = min(patches, max(budget_bytes - bank_bytes, 0) // (per_vector * num_images))
+            if keep < 1:
+                raise UserInputError(
+                    f"memory budget of {budget_bytes / 2**30:.2f} GiB cannot hold one patch per image for {num_images} images "
+                    f"({per_vector * num_images / 2**30:.2f} GiB needed); raise memory_budget_gb."
+                )
+            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32, device=device)
+        for image in features:
+            chosen = image if keep == patches else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
+            candidates[stored : stored + keep] = chosen.to(device, torch.float32)
+            stored += keep
+    if candidates is None:
+        raise UserInputError("cannot fit PatchCore on an empty training set")
+    candidates = candidates[:stored]
+    target = min(stored, max(1, math.ceil(coreset_ratio * num_images * patches)))
+    projection = torch.randn(dim, projection_dim, generator=generator).to(device) / math.sqrt(projection_dim)
+    projected = candidates @ projection if dim > projection_dim else candidates
+    selected = greedy_coreset(projected, target, num_starting_points, seed)
+    del projected
+    stats = {"patches_per_image": patches, "candidates_per_image": keep, "candidates": stored, "memory_bank": target}
+    return candidates[selected].clone(), stats
+
+
+def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0) -> torch.Tensor:
+    """Indices of ``count`` points chosen by approximate greedy k-center selection.
+
+    Each step takes the point farthest from everything chosen so far; the distances start as the
+    mean distance to ``num_starting_points`` random points (as PatchCore's released sampler), so the
+    first pick is already a far-out point. Memory: two vectors of length N besides ``points``.
+    """
+    n = points.shape[0]
+    if count >= n:
+        return torch.arange(n, device=points.device)
+    squared_norms = (points * points).sum(dim=1)
+
+    def distances_to(index: int) -> torch.Tensor:
+        centre = points[index]
+        return (squared_norms - 2 * (points @ centre) + squared_norms[index]).clamp_min(0).sqrt()
+
+    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].tolist()
+    nearest = torch.stack([distances_to(i) for i in starts]).mean(dim=0)
+    chosen = torch.empty(count, dtype=torch.long, device=points.device)
+    for step in range(count):
+        index = int(nearest.argmax())
+        chosen[step] = index
+        nearest = torch.minimum(nearest, distances_to(index))
+    return chosen
+
+
+# --- nearest neighbours ---------------------------------------------------------------------------
+
+
+def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean distances ``(n, k)`` and indices ``(n, k)`` of the ``k`` nearest bank rows per query."""
+    if backend in ("auto", "faiss") and queries.device.type == "cpu":
+        try:
+            import faiss
+        except ImportError:
+            if backend == "faiss":
+                raise UserInputError("knn='faiss' needs faiss: pip install 'medrecontrast[faiss]'") from None
+        else:
+            index = faiss.IndexFlatL2(bank.shape[1])
+            index.add(bank.contiguous().numpy())
+            squared, indices = index.search(queries.contiguous().numpy(), k)
+            return torch.from_numpy(squared).clamp_min(0).sqrt(), torch.from_numpy(indices).long()
+    bank_norms = (bank * bank).sum(dim=1)
+    step = max(1, chunk_elements // max(bank.shape[0], 1))
+    distances, indices = [], []
+    for start in range(0, queries.shape[0], step):
+        q = queries[start : start + step]
+        squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ bank.T + bank_norms
+        values, index = squared.topk(k, dim=1, largest=False)
+        distances.append(values.clamp_min(0).sqrt())
+        indices.append(index)
+    return torch.cat(distances), torch.cat(indices)
