@@ -198,6 +198,59 @@ def bench(
     )
 
 
+@app.command("train")
+@user_errors
+def train(
+    task: Annotated[str, typer.Option("--task", help="Task name, e.g. synth-oct, aptos, mvtec:bottle.")],
+    method: Annotated[str, typer.Option("--method", help="recontrast, rd4ad or patchcore.")] = "recontrast",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
+    profile: Annotated[str, typer.Option("--profile", help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px.")] = "demo",
+    iters: Annotated[Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a finished run in --out.")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)] = None,
+    data_root: DataRoot = None,
+):
+    """Train one method on one task with one seed, then evaluate it; everything lands in the run folder.
+
+    Example: medrecontrast train --task synth-oct --method recontrast --seed 0 --out runs/oct-rc
+    """
+    from medrecontrast.runs import train_run
+
+    folder = out or Path("runs") / f"{task.replace(':', '-').replace('/', '_')}-{method}-s{seed}"
+    metrics = train_run(task, method, folder, seed=seed, profile=profile, iters=iters, resume=resume, force=force,
+                        data_root=data_root, weights=str(weights) if weights else None)
+    _print_metrics(folder, metrics)
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="A run folder written by `medrecontrast train`.")],
+    data_root: DataRoot = None,
+):
+    """Re-score a saved model on its task's test set without retraining.
+
+    Example: medrecontrast evaluate --run runs/oct-rc
+    """
+    from medrecontrast.runs import evaluate_run
+
+    _print_metrics(run, evaluate_run(run, data_root))
+
+
+def _print_metrics(folder: Path, metrics: dict) -> None:
+    table = Table(title=f"run {folder}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if name != "timings":
+            table.add_row(name, f"{value:.4f}")
+    for name, value in metrics["timings"].items():
+        table.add_row(name, "-" if value is None else f"{value:.2f}")
+    console.print(table)
+
+
 def _time_pass(*datasets) -> float:
     start = time.perf_counter()
     for dataset in datasets:

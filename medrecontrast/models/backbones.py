@@ -84,7 +84,10 @@ def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
     except Exception as exc:
         raise WeightsUnavailableError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}).") from exc
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    missing, _ = net.load_state_dict(state, strict=False)
+    try:
+        missing, _ = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise WeightsUnavailableError(f"weights file {path} does not fit {backbone}: {str(exc).splitlines()[-1].strip()}") from exc
     used = [k for k in missing if not k.startswith(("layer4.", "fc."))]
     if used:
         raise WeightsUnavailableError(f"weights file {path} does not fit {backbone}: missing {len(used)} tensors, e.g. {used[0]}.")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.engine import atomic_torch_save, resolve_device
+from medrecontrast.engine import atomic_torch_save, resolve_device, seed_everything
 from medrecontrast.errors import UserInputError
 
 DETECTOR_FORMAT = 1
@@ -66,6 +66,7 @@ class Detector:
             raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{self.name}'; known: {', '.join(sorted(fields))}")
         self.config = self.Config(**config)
         self.device = resolve_device(self.config.device)
+        seed_everything(self.config.seed)  # the seed fixes the initial weights too
 
     # --- to implement ---------------------------------------------------------------------------
     def fit(self, train: Dataset, **kwargs) -> "Detector":

@@ -35,6 +35,7 @@ from medrecontrast.models.backbones import ResNetEncoder
 from medrecontrast.models.base import Detector, register_detector
 
 FLOAT_BYTES = 4
+BUDGET_USABLE = 0.8  # of the memory budget, for the planned arrays; the rest is headroom for temporaries
 
 
 @dataclass
@@ -144,8 +145,8 @@ def build_memory_bank(
 ) -> tuple[torch.Tensor, dict]:
     """Stream ``(B, P, D)`` patch-feature batches into a coreset memory bank within ``budget_bytes``.
 
-    The budget covers the candidate patches, their projection, the coreset's distance vectors and
-    the bank itself;
+    80 % of the budget is planned for the candidate patches, their projection, the coreset's
+    distance vectors and the bank itself, the rest is headroom for temporaries;
     the number of candidates per image is fixed before the first batch is stored, so memory never
     grows past it. Returns the bank ``(M, D)`` and statistics of both stages.
     """
@@ -157,7 +158,8 @@ def build_memory_bank(
             patches, dim = features.shape[1:]
             bank_bytes = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
             per_vector = FLOAT_BYTES * (dim + projection_dim + 2)
-            keep = min(patches, max(budget_bytes - bank_bytes, 0) // (per_vector * num_images))
+            usable = int(budget_bytes * BUDGET_USABLE) - bank_bytes
+            keep = min(patches, max(usable, 0) // (per_vector * num_images))
             if keep < 1:
                 raise UserInputError(
                     f"memory budget of {budget_bytes / 2**30:.2f} GiB cannot hold one patch per image for {num_images} images "
@@ -173,11 +175,19 @@ def build_memory_bank(
     candidates = candidates[:stored]
     target = min(stored, max(1, math.ceil(coreset_ratio * num_images * patches)))
     projection = torch.randn(dim, projection_dim, generator=generator).to(device) / math.sqrt(projection_dim)
-    projected = candidates @ projection if dim > projection_dim else candidates
+    projected = candidates if dim <= projection_dim else _project(candidates, projection)
     selected = greedy_coreset(projected, target, num_starting_points, seed)
     del projected
     stats = {"patches_per_image": patches, "candidates_per_image": keep, "candidates": stored, "memory_bank": target}
     return candidates[selected].clone(), stats
+
+
+def _project(points: torch.Tensor, projection: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """``points @ projection`` in row chunks, so no full-size temporary exists beside the result."""
+    out = torch.empty((points.shape[0], projection.shape[1]), dtype=points.dtype, device=points.device)
+    for start in range(0, points.shape[0], chunk):
+        torch.matmul(points[start : start + chunk], projection, out=out[start : start + chunk])
+    return out
 
 
 def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0) -> torch.Tensor:

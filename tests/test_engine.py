@@ -1,0 +1,91 @@
+"""The training engine: data order, atomic checkpoints, resume equality, NaN guard."""
+
+import pytest
+import torch
+
+from medrecontrast import build_detector
+from medrecontrast.data.dataset import task_datasets
+from medrecontrast.engine import NonFiniteLossError, atomic_torch_save, batch_indices, load_checkpoint
+from medrecontrast.errors import UserInputError
+from medrecontrast.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def tiny_train():
+    data = get_task("synth-oct", size=32, n_train=10, n_test_normal=1, n_test_abnormal=1).load()
+    return task_datasets(data, image_size=32, cache="memory")[0]
+
+
+def rc(**overrides):
+    config = dict(backbone="resnet18", pretrained=False, iters=6, batch_size=4, checkpoint_every=2)
+    return build_detector("recontrast", **{**config, **overrides})
+
+
+def test_data_order_is_a_function_of_seed_and_iteration():
+    stream = batch_indices(10, 4, seed=3, start_iteration=0)
+    first = [next(stream) for _ in range(7)]
+    assert all(len(b) == 4 for b in first)  # 2 full batches per epoch, the remainder dropped
+    assert len(set(first[0] + first[1])) == 8  # no image twice within an epoch
+    resumed = batch_indices(10, 4, seed=3, start_iteration=5)
+    assert [next(resumed) for _ in range(2)] == first[5:7]
+    assert first[:2] != [next(batch_indices(10, 4, seed=4, start_iteration=0)) for _ in range(2)]
+    tiny = batch_indices(3, 8, seed=0, start_iteration=0)
+    assert sorted(next(tiny)) == [0, 1, 2]  # a dataset smaller than one batch still trains
+
+
+def test_resume_after_interruption_reaches_the_same_weights(tiny_train, tmp_path):
+    straight = rc().fit(tiny_train, checkpoint=tmp_path / "a.pt", progress=False)
+
+    interrupted = rc()
+    original = interrupted.training_loss
+
+    def crash_at_iteration_5(model, images, iteration):
+        if iteration == 5:
+            raise KeyboardInterrupt  # e.g. Ctrl-C or a preempted node
+        return original(model, images, iteration)
+
+    interrupted.training_loss = crash_at_iteration_5
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(tiny_train, checkpoint=tmp_path / "b.pt", progress=False)
+    assert load_checkpoint(tmp_path / "b.pt", {})["iteration"] == 4
+
+    resumed = rc().fit(tiny_train, checkpoint=tmp_path / "b.pt", resume=True, progress=False)
+    assert resumed.training_.resumed_from == 4 and resumed.training_.iterations_run == 2
+    assert resumed.training_.losses == straight.training_.losses
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_a_checkpoint_of_another_kind(tiny_train, tmp_path):
+    rc(iters=2).fit(tiny_train, checkpoint=tmp_path / "c.pt", progress=False)
+    rd = build_detector("rd4ad", backbone="resnet18", pretrained=False, iters=4, batch_size=4)
+    with pytest.raises(UserInputError, match="belongs to another run .*method: checkpoint has 'recontrast', this run 'rd4ad'"):
+        rd.fit(tiny_train, checkpoint=tmp_path / "c.pt", resume=True, progress=False)
+
+
+def test_nan_loss_stops_the_run_with_the_documented_error(tiny_train, tmp_path):
+    detector = rc()
+    original = detector.training_loss
+    detector.training_loss = lambda model, images, iteration: original(model, images, iteration) * (float("nan") if iteration == 3 else 1.0)
+    with pytest.raises(NonFiniteLossError, match="the loss became nan at iteration 3"):
+        detector.fit(tiny_train, checkpoint=tmp_path / "n.pt", progress=False)
+    assert load_checkpoint(tmp_path / "n.pt", {})["iteration"] == 2  # the last good checkpoint survives
+
+
+def test_stable_variant_resets_the_decoder_optimiser(tiny_train):
+    detector = rc(reset_optimizer_every=2, iters=4)
+    detector.fit(tiny_train, progress=False)
+    assert len(detector.training_.losses) == 4
+
+
+def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    atomic_torch_save({"value": torch.tensor(1)}, target)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_torch_save({"value": Unpicklable()}, target)
+    assert torch.load(target, weights_only=True)["value"].item() == 1

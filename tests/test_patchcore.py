@@ -1,0 +1,91 @@
+"""PatchCore: coreset, nearest neighbours, memory budget."""
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.models.patchcore import BUDGET_USABLE, build_memory_bank, greedy_coreset, nearest_neighbors
+
+
+def test_coreset_takes_one_point_per_cluster_before_any_duplicate():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 16, generator=generator) * 50
+    labels = torch.randint(0, 6, (300,), generator=generator)
+    labels[:6] = torch.arange(6)
+    points = centres[labels] + torch.randn(300, 16, generator=generator)
+    chosen = greedy_coreset(points, 6, num_starting_points=10, seed=3)
+    assert sorted(labels[chosen].tolist()) == list(range(6))
+    more = greedy_coreset(points, 9, num_starting_points=10, seed=3)
+    assert torch.equal(more[:6], chosen)  # greedy: a longer coreset extends the shorter one
+
+
+def test_coreset_of_everything_and_determinism():
+    points = torch.randn(50, 4)
+    assert torch.equal(greedy_coreset(points, 50), torch.arange(50))
+    assert torch.equal(greedy_coreset(points, 10, seed=1), greedy_coreset(points, 10, seed=1))
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_neighbours_equal_brute_force(backend, k):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    generator = torch.Generator().manual_seed(0)
+    queries, bank = torch.randn(37, 12, generator=generator), torch.randn(101, 12, generator=generator)
+    distances, indices = nearest_neighbors(queries, bank, k=k, backend=backend, chunk_elements=500)
+    brute = torch.cdist(queries.double(), bank.double())
+    expected, expected_index = brute.topk(k, dim=1, largest=False)
+    torch.testing.assert_close(distances.double(), expected, atol=1e-4, rtol=1e-4)
+    assert torch.equal(indices, expected_index)
+
+
+def test_memory_bank_keeps_ratio_of_all_patches_when_it_fits():
+    batches = [torch.randn(4, 10, 8) for _ in range(5)]
+    bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.1, projection_dim=4)
+    assert stats["candidates_per_image"] == 10 and bank.shape == (20, 8)
+    all_patches = torch.cat([b.reshape(-1, 8) for b in batches])
+    assert all(any(torch.equal(row, p) for p in all_patches) for row in bank)  # bank rows are real patches
+
+
+def test_memory_bank_subsamples_per_image_to_fit_the_budget():
+    batches = [torch.randn(4, 100, 32) for _ in range(5)]
+    budget = int((4 * (32 + 16 + 2) * 20 * 25 + 4 * 32 * 200) / BUDGET_USABLE) + 1  # 25 candidates per image + the bank
+    bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=budget, coreset_ratio=0.1, projection_dim=16)
+    assert stats["candidates_per_image"] == 25 and stats["candidates"] == 500
+    assert bank.shape == (200, 32)
+
+
+def test_memory_budget_too_small_is_a_clear_error():
+    with pytest.raises(UserInputError, match="raise memory_budget_gb"):
+        build_memory_bank(iter([torch.randn(2, 10, 8)]), 1000, budget_bytes=1000)
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_under_budget_on_a_large_feature_stream():
+    """~1.6 GB of patch features streamed through a 200 MB budget, measured as the process's peak RSS."""
+    script = textwrap.dedent("""
+        import resource, torch
+        from medrecontrast.models.patchcore import build_memory_bank
+        torch.set_num_threads(1)
+        images, patches, dim, batch = 2000, 784, 256, 8
+        def stream():
+            g = torch.Generator().manual_seed(0)
+            for _ in range(images // batch):
+                yield torch.randn(batch, patches, dim, generator=g)
+        warm = next(stream()); del warm
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        bank, stats = build_memory_bank(stream(), images, budget_bytes=200 * 2**20, coreset_ratio=0.001, projection_dim=64)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(after - before, stats["candidates_per_image"], bank.shape[0])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True)
+    grown, per_image, bank_size = map(int, result.stdout.split())
+    total_features = 2000 * 784 * 256 * 4
+    assert per_image < 784 and bank_size == math.ceil(0.001 * 2000 * 784)
+    assert grown < 200 * 2**20 + 8 * 784 * 256 * 4 * 2, f"peak grew by {grown / 2**20:.0f} MB"  # budget + two batches in flight
+    assert grown < total_features / 5
