@@ -58,7 +58,7 @@ def run_config(task: Task, method: str, seed: int, profile: str = "demo", iters:
     elif "embed_dim" in p:
         detector["embed_dim"] = p["embed_dim"]
     return {
-        "format": RUN_FORMAT, "task": task.name, "method": method, "seed": seed, "profile": profile,
+        "format": RUN_FORMAT, "task": task.name, "task_options": task.user_options, "method": method, "seed": seed, "profile": profile,
         "image_size": image_size, "crop_size": crop_size, "detector": detector,
     }
 
@@ -124,7 +124,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     detector = Detector.load(model_path, backbone=config["detector"]["backbone"])
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
-    data = get_task(config["task"]).load(data_root)
+    data = get_task(config["task"], **config.get("task_options", {})).load(data_root)
     _, test = task_datasets(data, image_size=config["image_size"], crop_size=config["crop_size"])
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     metrics = _evaluate(detector, test, run)
@@ -155,7 +155,9 @@ def _evaluate(detector: Detector, test, out: Path) -> dict:
 def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
     status_file = out / "status.json"
     if out.exists() and any(out.iterdir()):
-        status = json.loads(status_file.read_text()).get("status") if status_file.is_file() else "unknown"
+        if not status_file.is_file():
+            raise UserInputError(f"{out} is not empty and is not a run folder; choose an empty or new --out.")
+        status = json.loads(status_file.read_text()).get("status")
         if force:
             shutil.rmtree(out)
         elif status == "finished":

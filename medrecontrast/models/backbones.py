@@ -56,6 +56,33 @@ class ResNetEncoder(nn.Module):
         return [f1, f2, f3]
 
 
+@torch.no_grad()
+def estimate_batchnorm_statistics(encoders: list[nn.Module], dataset, batch_size: int, device: torch.device) -> None:
+    """Replace the BatchNorm statistics of randomly initialised encoders by those of ``dataset``.
+
+    A random encoder has no ImageNet statistics (mean 0, variance 1 in every layer), so its
+    activations drift in scale from layer to layer; one pass over the training normals fixes that.
+    Deterministic: sequential order, cumulative averages.
+    """
+    from torch.utils.data import DataLoader
+
+    layers = [m for encoder in encoders for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [encoder.training for encoder in encoders]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    for encoder in encoders:
+        encoder.train()
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        images = batch["image"].to(device)
+        for encoder in encoders:
+            encoder(images)
+    for bn in layers:
+        bn.momentum = 0.1
+    for encoder, mode in zip(encoders, modes):
+        encoder.train(mode)
+
+
 def torchvision_weights_path(backbone: str) -> Path:
     """Where torchvision keeps (or would download) the ImageNet weights of ``backbone``."""
     weights = BACKBONES[backbone][1].IMAGENET1K_V1

@@ -91,6 +91,8 @@ class Task:
     locate: Callable[["Task", Path | None], Path] | None = field(default=None, repr=False, compare=False)
     fundus_crop: bool = False
     options: dict = field(default_factory=dict, compare=False)
+    # What was passed to get_task besides the name: get_task(name, **user_options) rebuilds this task.
+    user_options: dict = field(default_factory=dict, compare=False)
 
     @property
     def input_size(self) -> int:

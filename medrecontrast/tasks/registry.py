@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
@@ -113,6 +114,10 @@ def _synthetic(name: str, **options) -> Task:
 
 def get_task(name: str, **options) -> Task:
     """The task called ``name`` (aliases allowed); ``options`` go to its loader (e.g. ``slice_axis``)."""
+    return replace(_build_task(name, **options), user_options=dict(options))
+
+
+def _build_task(name: str, **options) -> Task:
     family, _, variant = name.partition(":")
     family = ALIASES.get(family.lower(), family.lower())
     if family == "aptos" and not variant:

@@ -1,0 +1,103 @@
+"""`medrecontrast train` / `evaluate`: the run folder, refusal to overwrite, resume, re-scoring."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from medrecontrast.cli import app
+from medrecontrast.errors import UserInputError
+from medrecontrast.runs import PROFILES, evaluate_run, run_config, train_run
+from medrecontrast.tasks import get_task
+
+runner = CliRunner()
+TINY = dict(size=32, n_train=6, n_test_normal=3, n_test_abnormal=3)
+
+
+def tiny_task():
+    return get_task("synth-fundus", **TINY)
+
+
+def test_run_folder_holds_everything(tmp_path):
+    metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, iters=2, progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "environment.json", "checkpoint.pt", "model.pt", "loss.csv", "scores.csv", "metrics.json", "status.json"} <= files
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["method"] == "rd4ad" and config["seed"] == 1 and config["detector"]["iters"] == 2
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["device"]
+    assert len(pd.read_csv(tmp_path / "run" / "loss.csv")) == 2
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert len(scores) == 6 and set(scores["label"]) == {0, 1}
+    assert 0 <= metrics["image_auroc"] <= 1 and "pixel_auroc" in metrics and metrics["timings"]["train_s"] > 0
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "finished"
+
+
+def test_finished_run_is_not_overwritten_without_force(tmp_path):
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    stamp = (tmp_path / "pc" / "model.pt").stat().st_mtime_ns
+    with pytest.raises(UserInputError, match="already holds a finished run; pass --force"):
+        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns == stamp
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", force=True, progress=False)
+    assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns != stamp
+
+
+def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "status.json").write_text(json.dumps({"status": "running"}))
+    (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", 3)))
+    with pytest.raises(UserInputError, match="unfinished run; pass --resume"):
+        train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=3, progress=False)
+    with pytest.raises(UserInputError, match="another configuration"):
+        train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=4, resume=True, progress=False)
+    train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=3, resume=True, progress=False)
+
+
+def test_evaluate_rescores_without_retraining(tmp_path):
+    first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    again = evaluate_run(tmp_path / "pc")
+    assert again["image_auroc"] == first["image_auroc"] and again["timings"]["train_s"] == first["timings"]["train_s"]
+    config = json.loads((tmp_path / "pc" / "config.json").read_text())
+    config["format"] = 99
+    (tmp_path / "pc" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match="incompatible version"):
+        evaluate_run(tmp_path / "pc")
+    with pytest.raises(UserInputError, match="not a finished run folder"):
+        evaluate_run(tmp_path / "nothing")
+
+
+def test_profiles():
+    task = get_task("isic")
+    paper = run_config(task, "recontrast", 0, "paper")
+    assert paper["detector"] | {"weights": None} == {
+        "backbone": "wide_resnet50_2", "pretrained": True, "weights": None, "seed": 0, "iters": 2000, "batch_size": 32,
+        "image_score": "mean", "encoder_bn_train": True}
+    assert (paper["image_size"], paper["crop_size"]) == (256, 224)
+    demo = run_config(task, "patchcore", 3, "demo")
+    assert demo["detector"]["backbone"] == "resnet18" and demo["detector"]["pretrained"] is False
+    assert demo["image_size"] == PROFILES["demo"]["image_size"]
+    with pytest.raises(UserInputError, match="unknown profile"):
+        run_config(task, "rd4ad", 0, "fast")
+
+
+def test_cli_train_and_evaluate(tmp_path, monkeypatch):
+    monkeypatch.setattr("medrecontrast.tasks.registry.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
+    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "image_auroc" in result.output and "pixel_auroc" in result.output
+    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--force" in result.output
+    result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run")])
+    assert result.exit_code == 0 and "image_auroc" in result.output
+    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "padim"])
+    assert result.exit_code == 2 and "unknown method 'padim'" in result.output
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("precious")
+    with pytest.raises(UserInputError, match="not a run folder"):
+        train_run(tiny_task(), "patchcore", tmp_path / "thesis", force=True, progress=False)
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "precious"
