@@ -16,9 +16,9 @@ from rich.table import Table
 from medrecontrast import __version__
 from medrecontrast.data.check import check_task_data
 from medrecontrast.data.dataset import task_datasets
-from medrecontrast.tasks.aptos import prepare_aptos
 from medrecontrast.errors import UserInputError
 from medrecontrast.tasks import DATA_ROOT_ENV, expand_tasks, get_task, registry_rows
+from medrecontrast.tasks.aptos import prepare_aptos
 from medrecontrast.tasks.registry import BN_FOOTNOTE, SYNTHETIC_TASKS
 
 app = typer.Typer(

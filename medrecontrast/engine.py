@@ -13,15 +13,22 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from monai.utils import set_determinism
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from medrecontrast.errors import UserInputError
@@ -217,14 +224,21 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         os.close(directory)
 
 
-def load_checkpoint(path: Path, identity: dict) -> dict:
-    """A training checkpoint, refused with a clear message if it belongs to another run kind."""
+def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:
+    """A dict saved by this suite, read without unpickling code (``weights_only``), of the expected format."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserInputError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}).") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserInputError(f"{path} is not a medrecontrast training checkpoint of format {CHECKPOINT_FORMAT}.")
+        raise UserInputError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}).") from exc
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found != expected_format:
+        raise UserInputError(f"{path} is not a medrecontrast {what} of format {expected_format} (found {found}).")
+    return state
+
+
+def load_checkpoint(path: Path, identity: dict) -> dict:
+    """A training checkpoint, refused with a clear message if it belongs to another run kind."""
+    state = load_versioned(path, CHECKPOINT_FORMAT, "training checkpoint")
     stored = state["identity"]
     different = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
     if different:

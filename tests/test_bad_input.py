@@ -3,16 +3,16 @@
 import hashlib
 import json
 
+import layouts
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from writers import mask, rgb, write_dicom, write_png
 
-import layouts
 from medrecontrast.cli import app
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.tasks import get_task
-from writers import mask, rgb, write_dicom, write_png
 
 runner = CliRunner()
 

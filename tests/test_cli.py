@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
+import layouts
 import pytest
 from typer.testing import CliRunner
 
-import layouts
 from medrecontrast.cli import app, expand_variadic
 
 runner = CliRunner()

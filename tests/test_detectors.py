@@ -8,7 +8,10 @@ from medrecontrast import build_detector
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.errors import UserInputError
 from medrecontrast.models import Detector
-from medrecontrast.models.backbones import WeightsUnavailableError, torchvision_weights_path
+from medrecontrast.models.backbones import (
+    WeightsUnavailableError,
+    torchvision_weights_path,
+)
 from medrecontrast.models.patchcore import PatchCore
 from medrecontrast.models.recontrast import ReContrast
 from medrecontrast.tasks import get_task
@@ -60,7 +63,7 @@ def test_foreign_files_are_refused(tiny_task, tmp_path):
     with pytest.raises(UserInputError, match="backbone is 'resnet18', expected 'wide_resnet50_2'"):
         PatchCore.load(tmp_path / "pc.pt", backbone="wide_resnet50_2")
     torch.save({"format": 99, "method": "patchcore"}, tmp_path / "future.pt")
-    with pytest.raises(UserInputError, match="not a medrecontrast detector of format 1"):
+    with pytest.raises(UserInputError, match="not a medrecontrast detector file of format 1 \\(found 99\\)"):
         Detector.load(tmp_path / "future.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(UserInputError, match="cannot read detector file"):

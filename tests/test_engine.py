@@ -5,7 +5,12 @@ import torch
 
 from medrecontrast import build_detector
 from medrecontrast.data.dataset import task_datasets
-from medrecontrast.engine import NonFiniteLossError, atomic_torch_save, batch_indices, load_checkpoint
+from medrecontrast.engine import (
+    NonFiniteLossError,
+    atomic_torch_save,
+    batch_indices,
+    load_checkpoint,
+)
 from medrecontrast.errors import UserInputError
 from medrecontrast.tasks import get_task
 

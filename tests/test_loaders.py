@@ -1,9 +1,9 @@
 """Each official layout gives the counts, labels and masks of its protocol."""
 
+import layouts
 import numpy as np
 import pytest
 
-import layouts
 from medrecontrast.tasks import get_task
 from medrecontrast.tasks.aptos import split_aptos
 

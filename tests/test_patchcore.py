@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.models.patchcore import BUDGET_USABLE, build_memory_bank, greedy_coreset, nearest_neighbors
+from medrecontrast.models.patchcore import (
+    BUDGET_USABLE,
+    build_memory_bank,
+    greedy_coreset,
+    nearest_neighbors,
+)
 
 
 def test_coreset_takes_one_point_per_cluster_before_any_duplicate():

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from writers import write_dicom, write_jpeg, write_nifti, write_png
 
 from medrecontrast.data.readers import read_header, read_image, strip_image_suffix
 from medrecontrast.errors import UnreadableImageError
-from writers import write_dicom, write_jpeg, write_nifti, write_png
 
 
 def test_png_keeps_height_and_width(tmp_path):

@@ -2,18 +2,18 @@
 
 import shutil
 
+import layouts
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-import layouts
 from conftest import shared
+from writers import rgb, write_jpeg, write_png
+
 from medrecontrast.data.check import check_task_data
 from medrecontrast.data.dataset import image_dataset, task_datasets
 from medrecontrast.tasks import get_task
 from medrecontrast.tasks.base import item
-from writers import rgb, write_jpeg, write_png
 
 
 def test_aptos_paper_protocol_on_the_real_csv(tmp_path):

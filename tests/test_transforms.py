@@ -1,17 +1,17 @@
 """MONAI pipelines: shapes, orientation, masks, normalisation and the decode cache."""
 
+import layouts
 import numpy as np
 import pytest
 import torch
+from writers import mask, write_dicom, write_png
 
-import layouts
 from medrecontrast.data import readers
 from medrecontrast.data.dataset import image_dataset, task_datasets
 from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from medrecontrast.errors import UserInputError
 from medrecontrast.tasks import get_task
 from medrecontrast.tasks.base import item
-from writers import mask, write_dicom, write_png
 
 
 def test_grey_dicom_becomes_three_normalised_channels(tmp_path):

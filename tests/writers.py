@@ -33,9 +33,12 @@ def mask(height: int, width: int, box=(0, 0, 2, 2)) -> np.ndarray:
 
 
 def write_dicom(path: Path, pixels: np.ndarray, *, slope: float = 1.0, intercept: float = 0.0, photometric: str = "MONOCHROME2", with_pixels: bool = True) -> Path:
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = FileMetaDataset()

@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.engine import atomic_torch_save, resolve_device, seed_everything
+from medrecontrast.engine import (
+    atomic_torch_save,
+    load_versioned,
+    resolve_device,
+    seed_everything,
+)
 from medrecontrast.errors import UserInputError
 
 DETECTOR_FORMAT = 1
@@ -113,13 +117,7 @@ class Detector:
     def load(cls, path: str | os.PathLike, device: str | None = None, **expected) -> "Detector":
         """A saved detector; refused if it is of another method or format, or if its configuration
         differs from ``expected`` (e.g. ``backbone="wide_resnet50_2"``)."""
-        path = Path(path)
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise UserInputError(f"cannot read detector file {path} ({type(exc).__name__}: {exc}).") from exc
-        if not isinstance(saved, dict) or saved.get("format") != DETECTOR_FORMAT:
-            raise UserInputError(f"{path} is not a medrecontrast detector of format {DETECTOR_FORMAT} (found {saved.get('format') if isinstance(saved, dict) else type(saved).__name__}).")
+        saved = load_versioned(path, DETECTOR_FORMAT, "detector file")
         method = saved["method"]
         if cls is not Detector and method != cls.name:
             raise UserInputError(f"{path} holds a '{method}' detector, not '{cls.name}'.")

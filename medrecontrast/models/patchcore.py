@@ -21,8 +21,8 @@ CPU when installed, chunked torch otherwise); the map is upsampled to the input 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F

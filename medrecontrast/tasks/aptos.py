@@ -19,7 +19,15 @@ from rich.progress import track
 from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus
 from medrecontrast.data.readers import read_image
 from medrecontrast.errors import DataLayoutError
-from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, read_label_csv, require_dir, resolve_data_root
+from medrecontrast.tasks.base import (
+    ABNORMAL,
+    NORMAL,
+    Task,
+    item,
+    read_label_csv,
+    require_dir,
+    resolve_data_root,
+)
 
 APTOS_TRAIN_NORMALS = 1000
 APTOS_SPLIT_SEED = 0
@@ -72,7 +80,9 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
     interrupted run resumes where it stopped); afterwards the ``aptos`` task reads these files and
     skips the crop. Returns counts of written and already present files.
     """
-    from medrecontrast.tasks.registry import get_task  # the registry imports this module
+    from medrecontrast.tasks.registry import (
+        get_task,  # the registry imports this module
+    )
 
     task = get_task("aptos")
     root = resolve_data_root(data_root, task) / task.folder

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecontrast.data.readers import image_format, read_header, read_image, strip_image_suffix
+from medrecontrast.data.readers import (
+    image_format,
+    read_header,
+    read_image,
+    strip_image_suffix,
+)
 from medrecontrast.errors import DataLayoutError, UnreadableImageError
 from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, require_dir
 

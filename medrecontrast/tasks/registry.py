@@ -12,9 +12,18 @@ from medrecontrast.tasks.aptos import APTOS_LAYOUT, load_aptos
 from medrecontrast.tasks.base import Hyperparameters, Protocol, Task
 from medrecontrast.tasks.folder import FOLDER_LAYOUT, load_folder
 from medrecontrast.tasks.isic2018 import ISIC_LAYOUT, ISIC_PROTOCOLS, load_isic2018
-from medrecontrast.tasks.mvtec import MVTEC_BN_EVAL, MVTEC_CLASSES, MVTEC_LAYOUT, load_mvtec
+from medrecontrast.tasks.mvtec import (
+    MVTEC_BN_EVAL,
+    MVTEC_CLASSES,
+    MVTEC_LAYOUT,
+    load_mvtec,
+)
 from medrecontrast.tasks.oct2017 import OCT_LAYOUT, load_oct2017
-from medrecontrast.tasks.synthetic import SYNTHETIC_GENERATORS, load_synthetic, synthetic_folder
+from medrecontrast.tasks.synthetic import (
+    SYNTHETIC_GENERATORS,
+    load_synthetic,
+    synthetic_folder,
+)
 from medrecontrast.tasks.visa import VISA_BN_EVAL, VISA_CLASSES, VISA_LAYOUT, load_visa
 
 ALIASES = {"oct2017": "oct", "isic2018": "isic"}
