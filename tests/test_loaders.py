@@ -15,7 +15,7 @@ def labels(items):
 def test_aptos_split_sizes_and_labels(tmp_path):
     grades = [0] * 30 + [1, 2, 3, 4] * 5
     layouts.aptos(tmp_path, grades)
-    data = get_task("aptos").with_options(n_train=20).load(tmp_path)
+    data = get_task("aptos", n_train=20).load(tmp_path)
     assert len(data.train) == 20 and set(labels(data.train)) == {0}
     assert labels(data.test).count(0) == 10 and labels(data.test).count(1) == 20
     assert {it["id"] for it in data.train}.isdisjoint({it["id"] for it in data.test})
@@ -40,7 +40,7 @@ def test_aptos_uses_prepared_images_when_complete(tmp_path):
     result = prepare_aptos(tmp_path, progress=False)
     assert result["written"] == 5
     assert prepare_aptos(tmp_path, progress=False)["already_present"] == 5  # a rerun resumes, writes nothing
-    data = get_task("aptos").with_options(n_train=2).load(tmp_path)
+    data = get_task("aptos", n_train=2).load(tmp_path)
     assert not data.fundus_crop
     assert all("prepared_512" in it["image"] for it in data.train + data.test)
     assert sorted(p.name for p in (folder / "train_images").iterdir()) == before  # originals untouched

@@ -58,9 +58,12 @@ def test_unknown_names(name, message):
         get_task(name)
 
 
-def test_unknown_synthetic_option():
+def test_unknown_options():
     with pytest.raises(UserInputError, match="unknown option"):
         get_task("synth-oct", pixels=3)
+    with pytest.raises(UserInputError, match="task 'mvtec:bottle' takes no option\\(s\\) slice_axis"):
+        get_task("mvtec:bottle", slice_axis=0)
+    assert get_task("aptos", n_train=20).user_options == {"n_train": 20}  # what a run records to rebuild it
 
 
 def test_registry_rows_cover_every_name():

@@ -69,7 +69,7 @@ def load_aptos(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
         grade = int(diagnosis.iloc[row])
         return item(image_dir / f"{ids[row]}.png", NORMAL if grade == 0 else ABNORMAL, f"grade{grade}", id=ids[row], prepared=prepared)
 
-    train_rows, test_rows = split_aptos(ids, diagnosis.to_numpy(), task.options.get("n_train", APTOS_TRAIN_NORMALS), task.options.get("split_seed", APTOS_SPLIT_SEED))
+    train_rows, test_rows = split_aptos(ids, diagnosis.to_numpy(), task.options["n_train"], task.options["split_seed"])
     return [record(r) for r in train_rows], [record(r) for r in test_rows]
 
 

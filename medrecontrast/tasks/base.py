@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecontrast.errors import DataLayoutError
@@ -98,10 +98,6 @@ class Task:
     def input_size(self) -> int:
         """Side of the square image the network sees (crop if any, else resize)."""
         return self.crop_size or self.image_size
-
-    def with_options(self, **options) -> "Task":
-        """A copy with loader options changed (e.g. ``slice_axis`` for NIfTI folders)."""
-        return replace(self, options={**self.options, **options})
 
     def root(self, data_root: str | os.PathLike | None = None) -> Path:
         """The folder holding this task's files."""

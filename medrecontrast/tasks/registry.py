@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.aptos import APTOS_LAYOUT, load_aptos
+from medrecontrast.tasks.aptos import APTOS_LAYOUT, APTOS_SPLIT_SEED, APTOS_TRAIN_NORMALS, load_aptos
 from medrecontrast.tasks.base import Hyperparameters, Protocol, Task
 from medrecontrast.tasks.folder import FOLDER_LAYOUT, load_folder
 from medrecontrast.tasks.isic2018 import ISIC_LAYOUT, ISIC_PROTOCOLS, load_isic2018
@@ -31,13 +31,14 @@ SYNTHETIC_TASKS = tuple(SYNTHETIC_GENERATORS)
 SYNTHETIC_DEFAULTS = {"size": 128, "n_train": 64, "n_test_normal": 24, "n_test_abnormal": 24, "seed": 0}
 
 
-def _aptos() -> Task:
+def _aptos(n_train: int = APTOS_TRAIN_NORMALS, split_seed: int = APTOS_SPLIT_SEED) -> Task:
     return Task(
         name="aptos", family="aptos", modality="fundus",
         description="APTOS 2019 blindness detection; normal = no diabetic retinopathy (grade 0)",
         protocol=Protocol("paper", "1000 grade-0 images drawn with seed 0", "remaining grade-0 + all grades 1-4", has_masks=False),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
         list_items=load_aptos, folder="aptos", layout=APTOS_LAYOUT, fundus_crop=True,
+        options={"n_train": n_train, "split_seed": split_seed},
     )
 
 
@@ -123,22 +124,26 @@ def _synthetic(name: str, **options) -> Task:
 
 def get_task(name: str, **options) -> Task:
     """The task called ``name`` (aliases allowed); ``options`` go to its loader (e.g. ``slice_axis``)."""
-    return replace(_build_task(name, **options), user_options=dict(options))
+    try:
+        task = _build_task(name, **options)
+    except TypeError as exc:  # a builder that does not take one of the options
+        raise UserInputError(f"task '{name}' takes no option(s) {', '.join(sorted(options))} ({exc}).") from None
+    return replace(task, user_options=dict(options))
 
 
 def _build_task(name: str, **options) -> Task:
     family, _, variant = name.partition(":")
     family = ALIASES.get(family.lower(), family.lower())
     if family == "aptos" and not variant:
-        return _aptos()
+        return _aptos(**options)
     if family == "oct" and not variant:
-        return _oct()
+        return _oct(**options)
     if family == "isic":
-        return _isic(variant or "val")
+        return _isic(variant or "val", **options)
     if family == "mvtec" and variant:
-        return _mvtec(_check_class(variant, MVTEC_CLASSES, "MVTec AD"))
+        return _mvtec(_check_class(variant, MVTEC_CLASSES, "MVTec AD"), **options)
     if family == "visa" and variant:
-        return _visa(_check_class(variant, VISA_CLASSES, "VisA"))
+        return _visa(_check_class(variant, VISA_CLASSES, "VisA"), **options)
     if family == "folder":
         return _folder(variant, **options)
     if family in SYNTHETIC_TASKS and not variant:
@@ -156,7 +161,7 @@ def expand_tasks(names: list[str] | tuple[str, ...], **options) -> list[Task]:
         elif lowered == "visa":
             tasks.extend(_visa(c) for c in VISA_CLASSES)
         else:
-            tasks.append(get_task(name, **(options if lowered.split(":")[0] in ("folder", *SYNTHETIC_TASKS) else {})))
+            tasks.append(get_task(name, **(options if lowered.split(":")[0] in ("folder", "aptos", *SYNTHETIC_TASKS) else {})))
     return tasks
 
 
