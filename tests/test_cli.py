@@ -14,7 +14,7 @@ from medrecontrast.cli import app, expand_variadic
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["tasks"], ["data"], ["data", "check"], ["data", "prepare"], ["bench"]])
+@pytest.mark.parametrize("command", [[], ["tasks"], ["data"], ["data", "check"], ["data", "prepare"], ["bench"], ["train"], ["evaluate"]])
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
