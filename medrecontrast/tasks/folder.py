@@ -36,15 +36,19 @@ def find_subdir(parent: Path, name: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def find_mask(mask_dir: Path | None, image: Path, suffix: str = "_mask") -> Path | None:
-    """``mask_dir/<stem>_mask.<any image extension>`` or None."""
+def mask_index(mask_dir: Path | None, suffix: str = "_mask") -> dict[str, Path]:
+    """Image stem -> mask file, for every ``<stem>_mask.<any image extension>`` in ``mask_dir``.
+
+    Built once per class folder, so finding the masks of N images reads the folder once, not N times.
+    """
     if mask_dir is None or not mask_dir.is_dir():
-        return None
-    stem = strip_image_suffix(image.name) + suffix
+        return {}
+    index: dict[str, Path] = {}
     for candidate in sorted(mask_dir.iterdir()):
-        if candidate.is_file() and image_format(candidate) and strip_image_suffix(candidate.name) == stem:
-            return candidate
-    return None
+        stem = strip_image_suffix(candidate.name)
+        if candidate.is_file() and image_format(candidate) and stem.endswith(suffix):
+            index.setdefault(stem[: -len(suffix)], candidate)
+    return index
 
 
 def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict], list[dict]]:
@@ -63,9 +67,9 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
     test = []
     for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         is_normal = class_dir.name.lower() == normal.lower()
-        mask_dir = None if is_normal else find_subdir(root / "ground_truth", class_dir.name)
+        masks = {} if is_normal else mask_index(find_subdir(root / "ground_truth", class_dir.name))
         for path in list_image_files(class_dir):
-            mask = find_mask(mask_dir, path)
+            mask = masks.get(strip_image_suffix(path.name))
             label = NORMAL if is_normal else ABNORMAL
             test.extend(_records(path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis))
     return train, test
