@@ -15,11 +15,10 @@ from rich.table import Table
 
 from medrecontrast import __version__
 from medrecontrast.data.check import check_task_data
-from medrecontrast.data.dataset import task_datasets
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks import DATA_ROOT_ENV, expand_tasks, get_task, registry_rows
+from medrecontrast.tasks import DATA_ROOT_ENV, get_task, registry_rows
 from medrecontrast.tasks.aptos import prepare_aptos
-from medrecontrast.tasks.registry import BN_FOOTNOTE, SYNTHETIC_TASKS
+from medrecontrast.tasks.registry import BN_FOOTNOTE
 
 app = typer.Typer(
     name="medrecontrast",
@@ -41,7 +40,7 @@ err_console = Console(stderr=True)
 
 # Options that take several values after one flag (`--tasks aptos oct isic`); click wants the flag
 # repeated, so `main` rewrites argv before typer sees it.
-VARIADIC_OPTIONS = ("--tasks",)
+VARIADIC_OPTIONS = ("--tasks", "--methods", "--seeds")
 
 DataRoot = Annotated[
     Optional[Path],
@@ -165,37 +164,117 @@ def data_prepare(
 @app.command("bench")
 @user_errors
 def bench(
-    tasks: Annotated[Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks).", show_default=False)] = None,
+    tasks: Annotated[Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False)] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Methods (default: recontrast rd4ad patchcore).", show_default=False)] = None,
+    seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these settings plus per-task/per-method overrides.", show_default=False)] = None,
     data_root: DataRoot = None,
-    skip_unreadable: SkipUnreadable = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder (default: runs/<name>).", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Report folder (default: reports/<name>).", show_default=False)] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False)] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False)] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
 ):
-    """Run the benchmark over tasks (default: the built-in synthetic tasks, no download needed).
+    """Train and evaluate every task x method x seed, then write tables, figures and a report.
 
-    Loads and checks every task's data and fills the decoded-image cache.
+    Finished runs are skipped, so the same command continues a sweep after a crash or Ctrl-C
+    (add --resume to continue interrupted runs); a failed run is recorded and the others go on.
 
-    Example: medrecontrast bench --tasks aptos oct isic --data-root /data
+    Examples:
+      medrecontrast bench
+      medrecontrast bench --tasks aptos oct isic --seeds 0 1 2 --data-root /data
+      medrecontrast bench --config sweep.toml --executor ray --address auto
     """
-    names = tasks or list(SYNTHETIC_TASKS)
-    table = Table(title="benchmark data")
-    for column in ("task", "modality", "train normal", "test normal", "test abnormal", "masks", "input", "decode s", "cached s"):
-        table.add_column(column)
-    for task in expand_tasks(names):
-        report = check_task_data(task.load(data_root), skip_unreadable=skip_unreadable)
-        if not report.ok:
-            first = report.problems[0]
-            raise UserInputError(f"task '{task.name}': {len(report.problems)} broken file(s), e.g. {first['file']}: {first['problem']}. Run `medrecontrast data check {task.name}` or pass --skip-unreadable.")
-        train, test = task_datasets(report.data)
-        first_pass, cached_pass = (_time_pass(train, test) for _ in range(2))
-        counts = report.data.counts()
-        table.add_row(
-            task.name, task.modality, str(counts["train"].get("normal", 0)), str(counts["test"].get("normal", 0)),
-            str(counts["test"].get("abnormal", 0)), str(counts["masks"]), f"{task.input_size}px", f"{first_pass:.2f}", f"{cached_pass:.2f}",
-        )
-    console.print(table)
-    console.print(
-        "[yellow]Models are not built yet[/] (ReContrast, RD4AD and PatchCore arrive with the models issue): "
-        "the data above is loaded, checked and cached; training and evaluation will run here."
+    from medrecontrast.bench import (
+        SweepConfig,
+        build_report,
+        load_sweep_config,
+        run_sweep,
+        summarise,
     )
+
+    flags = dict(
+        tasks=tasks, methods=methods, seeds=seeds, profile=profile, data_root=_str(data_root), out=_str(out), report=_str(report),
+        executor=executor, address=address, weights=_str(weights),
+    )
+    sweep = load_sweep_config(config, **flags) if config else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
+    sweep = sweep.resolved()
+    console.print(f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}")
+    began = time.perf_counter()
+    try:
+        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]))
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue.")
+        raise typer.Exit(130) from None
+    counts = summarise(outcomes)
+    console.print(f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min")
+    if not no_report:
+        readme = build_report(sweep.out, sweep.report)
+        console.print(f"report: {readme}")
+    if counts.get("failed"):
+        err_console.print(f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. Rerun with --resume to retry them.")
+        raise typer.Exit(1)
+
+
+@app.command("tables")
+@user_errors
+def tables_command(
+    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
+    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+):
+    """Collect every finished run into results.csv/.parquet and write the paper-style tables.
+
+    Example: medrecontrast tables runs/demo
+    """
+    from medrecontrast.bench import (
+        collect_results,
+        paper_table,
+        report_folder,
+        write_tables,
+    )
+
+    results = collect_results(sweep)
+    written = write_tables(results, report or report_folder(sweep))
+    console.print(paper_table(results).to_markdown(index=False))
+    console.print(f"wrote {', '.join(str(p) for p in written.values())}")
+
+
+@app.command("figures")
+@user_errors
+def figures_command(
+    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
+    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+):
+    """Draw ROC curves, AUROC bars, score distributions, anomaly-map grids and loss curves (PNG + PDF).
+
+    Example: medrecontrast figures runs/demo
+    """
+    from medrecontrast.bench import collect_results, make_figures, report_folder
+
+    written = make_figures(collect_results(sweep), report or report_folder(sweep))
+    console.print(f"wrote {len(written)} figure(s) (PNG and PDF) to {Path(report or report_folder(sweep))}")
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
+    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+):
+    """Rebuild a sweep's report folder: tables, figures and README.md.
+
+    Example: medrecontrast report runs/demo
+    """
+    from medrecontrast.bench import build_report
+
+    console.print(f"report: {build_report(sweep, report)}")
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
 
 
 @app.command("train")
@@ -219,7 +298,7 @@ def train(
     from medrecontrast.runs import train_run
 
     folder = out or Path("runs") / f"{task.replace(':', '-').replace('/', '_')}-{method}-s{seed}"
-    metrics = train_run(task, method, folder, seed=seed, profile=profile, iters=iters, resume=resume, force=force,
+    metrics = train_run(task, method, folder, seed=seed, profile=profile, overrides={"iters": iters} if iters else None, resume=resume, force=force,
                         data_root=data_root, weights=str(weights) if weights else None)
     _print_metrics(folder, metrics)
 
@@ -247,16 +326,8 @@ def _print_metrics(folder: Path, metrics: dict) -> None:
         if name != "timings":
             table.add_row(name, f"{value:.4f}")
     for name, value in metrics["timings"].items():
-        table.add_row(name, "-" if value is None else f"{value:.2f}")
+        table.add_row(name, value if isinstance(value, str) else "-" if value is None else f"{value:.2f}")
     console.print(table)
-
-
-def _time_pass(*datasets) -> float:
-    start = time.perf_counter()
-    for dataset in datasets:
-        for index in range(len(dataset)):
-            dataset[index]
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> None:

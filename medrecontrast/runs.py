@@ -9,58 +9,96 @@ resolved configuration), ``environment.json`` (package versions, device, git rev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import time
+import traceback
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from medrecontrast.data.dataset import task_datasets
+from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from medrecontrast.errors import UserInputError
-from medrecontrast.metrics import image_metrics, pixel_auroc
+from medrecontrast.metrics import (
+    aupro,
+    aupro_per_image,
+    holdout_threshold,
+    image_metrics,
+    oracle_threshold,
+    pixel_auroc,
+    threshold_metrics,
+)
 from medrecontrast.models import Detector, build_detector
+from medrecontrast.models.base import DETECTORS
+from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE
+from medrecontrast.resources import peak_memory
 from medrecontrast.tasks import Task, get_task
 
 PROFILES = {
     # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and schedule.
-    "paper": {"backbone": "wide_resnet50_2", "pretrained": True},
+    # 5 % of the training normals are held out to fix a decision threshold without test labels
+    # (``holdout = 0`` trains on all of them and leaves the hold-out F1/ACC empty).
+    "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.05},
     # Minutes on 2 CPU cores: small backbone, no download, small images, few iterations.
-    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 150, "batch_size": 16, "embed_dim": 256},
+    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 100, "batch_size": 8, "embed_dim": 256, "holdout": 0.15},
 }
 TRAINABLE = ("recontrast", "rd4ad")
-RUN_FORMAT = 1
+RUN_FORMAT = 2
+RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # overrides that are not detector options
+THRESHOLD_QUANTILE = 0.95
+HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
+EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
 
 
-def run_config(task: Task, method: str, seed: int, profile: str = "demo", iters: int | None = None, weights: str | None = None) -> dict:
-    """The full configuration of a run: detector options plus the data sizes."""
+def run_config(task: Task, method: str, seed: int, profile: str = "demo", overrides: dict | None = None, weights: str | None = None) -> dict:
+    """The full configuration of a run: detector options plus the data settings.
+
+    ``overrides`` (from ``--iters`` or a sweep's TOML) hold run keys (``image_size``, ``crop_size``,
+    ``holdout``, ``threshold_quantile``) or options of the method's detector; others are refused.
+    """
     if profile not in PROFILES:
         raise UserInputError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
+    if method not in DETECTORS:
+        raise UserInputError(f"unknown method '{method}'; known methods: {', '.join(sorted(DETECTORS))}")
     p = PROFILES[profile]
-    image_size = p.get("image_size", task.image_size)
-    crop_size = None if "image_size" in p else task.crop_size
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(RUN_KEYS) - set(detector_options(method)))
+    if unknown:
+        raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{method}'; known: {', '.join(RUN_KEYS + detector_options(method))}")
     detector = {"backbone": p["backbone"], "pretrained": p["pretrained"], "weights": weights, "seed": seed}
     if method in TRAINABLE:
-        detector.update(
-            iters=iters or p.get("iters", task.hparams.iters),
-            batch_size=p.get("batch_size", task.hparams.batch_size),
-            image_score=task.hparams.image_score,
-        )
+        detector.update(iters=p.get("iters", task.hparams.iters), batch_size=p.get("batch_size", task.hparams.batch_size), image_score=task.hparams.image_score)
         if method == "recontrast":
             detector["encoder_bn_train"] = task.hparams.encoder_bn_train
     elif "embed_dim" in p:
         detector["embed_dim"] = p["embed_dim"]
-    return {
+    detector.update({k: v for k, v in overrides.items() if k not in RUN_KEYS})
+    config = {
         "format": RUN_FORMAT, "task": task.name, "task_options": task.user_options, "method": method, "seed": seed, "profile": profile,
-        "image_size": image_size, "crop_size": crop_size, "detector": detector,
+        "image_size": p.get("image_size", task.image_size), "crop_size": None if "image_size" in p else task.crop_size,
+        "holdout": p["holdout"], "threshold_quantile": THRESHOLD_QUANTILE, "detector": detector,
     }
+    config.update({k: v for k, v in overrides.items() if k in RUN_KEYS})
+    if not 0 <= config["holdout"] < 1:
+        raise UserInputError(f"holdout must be a fraction in [0, 1), got {config['holdout']}")
+    side = config["crop_size"] or config["image_size"]
+    if method in TRAINABLE and side % SIZE_MULTIPLE:
+        raise UserInputError(f"{method} needs an input size that is a multiple of {SIZE_MULTIPLE}, got {side}")
+    return config
+
+
+def detector_options(method: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(DETECTORS[method].Config))
 
 
 def environment() -> dict:
@@ -68,9 +106,25 @@ def environment() -> dict:
     packages = {name: _version(name) for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
-        "python": sys.version.split()[0], "platform": platform.platform(), "packages": packages, "device": device,
+        "python": sys.version.split()[0], "platform": platform.platform(), "host": platform.node(), "packages": packages, "device": device,
         "torch_threads": torch.get_num_threads(), "git_revision": _git_revision(),
     }
+
+
+def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    """``(train, holdout)``: a fixed random ``fraction`` of the normal training items is held out.
+
+    The draw depends only on the items' ids (``HOLDOUT_SEED``), so every method and seed of a task
+    trains on the same images and calibrates on the same held-out ones.
+    """
+    if fraction <= 0:
+        return list(items), []
+    count = max(1, round(len(items) * fraction))
+    if count >= len(items):
+        raise UserInputError(f"holdout {fraction} would leave no training images out of {len(items)}")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(items))
+    held = set(order[:count].tolist())
+    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
 
 
 def train_run(
@@ -79,36 +133,58 @@ def train_run(
     out: str | os.PathLike,
     seed: int = 0,
     profile: str = "demo",
-    iters: int | None = None,
+    overrides: dict | None = None,
     resume: bool = False,
     force: bool = False,
     data_root: str | os.PathLike | None = None,
     weights: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train ``method`` on ``task`` with ``seed`` into ``out`` and evaluate it; returns the metrics."""
+    """Train ``method`` on ``task`` with ``seed`` into ``out`` and evaluate it; returns the metrics.
+
+    An exception marks the run ``failed`` (with its error) in ``status.json`` and is re-raised; an
+    interrupted process leaves it ``running``, which a later ``resume`` continues.
+    """
     task = get_task(task) if isinstance(task, str) else task
     out = Path(out)
-    config = run_config(task, method, seed, profile, iters, weights)
+    config = run_config(task, method, seed, profile, overrides, weights)
     _claim_folder(out, config, resume, force)
-    data = task.load(data_root)
-    train, test = task_datasets(data, image_size=config["image_size"], crop_size=config["crop_size"])
-    detector = build_detector(method, **config["detector"])
     _write_json(out / "config.json", config)
     _write_json(out / "environment.json", environment())
-    _write_json(out / "status.json", {"status": "running"})
-    began = time.perf_counter()
-    if method in TRAINABLE:
-        detector.fit(train, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
-        pd.DataFrame({"iteration": range(len(detector.training_.losses)), "loss": detector.training_.losses}).to_csv(out / "loss.csv", index=False)
-    else:
-        detector.fit(train, progress=progress)
-    train_seconds = time.perf_counter() - began
+    _write_json(out / "status.json", {"status": "running", "started": _now()})
+    try:
+        metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
+    except Exception as exc:
+        _write_json(out / "status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()})
+        raise
+    _write_json(out / "status.json", {"status": "finished", "finished": _now()})
+    return metrics
+
+
+def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_root, progress: bool) -> dict:
+    data = task.load(data_root)
+    fit_items, holdout_items = split_holdout(data.train, config["holdout"])
+    train, test = task_datasets(dataclasses.replace(data, train=fit_items), image_size=config["image_size"], crop_size=config["crop_size"])
+    holdout = task_datasets(dataclasses.replace(data, train=holdout_items), image_size=config["image_size"], crop_size=config["crop_size"])[0] if holdout_items else None
+    detector = build_detector(config["method"], **config["detector"])
+    with peak_memory(detector.device) as memory:
+        began = time.perf_counter()
+        if config["method"] in TRAINABLE:
+            detector.fit(train, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
+            losses = detector.training_.losses
+            pd.DataFrame({"iteration": range(len(losses)), "loss": losses}).to_csv(out / "loss.csv", index=False)
+            images_seen = detector.training_.iterations_run * config["detector"]["batch_size"]
+        else:
+            detector.fit(train, progress=progress)
+            images_seen = len(train)
+        train_seconds = time.perf_counter() - began
     detector.save(out / "model.pt")
-    metrics = _evaluate(detector, test, out)
-    metrics["timings"]["train_s"] = train_seconds
+    metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"])
+    metrics["timings"].update(
+        train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None,
+        train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
+    )
     _write_json(out / "metrics.json", metrics)
-    _write_json(out / "status.json", {"status": "finished"})
     return metrics
 
 
@@ -125,31 +201,68 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
     data = get_task(config["task"], **config.get("task_options", {})).load(data_root)
+    _, holdout_items = split_holdout(data.train, config["holdout"])
     _, test = task_datasets(data, image_size=config["image_size"], crop_size=config["crop_size"])
+    holdout = task_datasets(dataclasses.replace(data, train=holdout_items), image_size=config["image_size"], crop_size=config["crop_size"])[0] if holdout_items else None
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    metrics = _evaluate(detector, test, run)
-    metrics["timings"]["train_s"] = previous.get("timings", {}).get("train_s")
+    metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"])
+    kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
+    metrics["timings"].update(kept)
     _write_json(run / "metrics.json", metrics)
     return metrics
 
 
-def _evaluate(detector: Detector, test, out: Path) -> dict:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    began = time.perf_counter()
-    predictions = detector.predict(test)
-    seconds = time.perf_counter() - began
-    frame = pd.DataFrame({"id": predictions.ids, "label": predictions.labels, "score": predictions.scores})
-    frame.to_csv(out / "scores.csv", index=False)
+def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE) -> dict:
+    """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
+
+    ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
+    """
+    with peak_memory(detector.device) as memory:
+        began = time.perf_counter()
+        predictions = detector.predict(test)
+        seconds = time.perf_counter() - began
+    pd.DataFrame({"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}).to_csv(out / "scores.csv", index=False)
     metrics = image_metrics(predictions.labels, predictions.scores)
+    oracle = oracle_threshold(predictions.labels, predictions.scores)
+    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(predictions.labels, predictions.scores, oracle).items()}, threshold_oracle=oracle)
+    if holdout is not None:
+        held_scores = detector.predict(holdout).scores
+        pd.DataFrame({"score": held_scores}).to_csv(out / "holdout_scores.csv", index=False)
+        fixed = holdout_threshold(held_scores, quantile)
+        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(predictions.labels, predictions.scores, fixed).items()}, threshold_holdout=fixed)
     if predictions.masks is not None and predictions.masks.any():
-        metrics["pixel_auroc"] = pixel_auroc(predictions.masks, predictions.maps)
+        metrics.update(pixel_auroc=pixel_auroc(predictions.masks, predictions.maps), aupro=aupro(predictions.masks, predictions.maps))
+        metrics["aupro_per_image"] = aupro_per_image(predictions.masks[predictions.labels == 1], predictions.maps[predictions.labels == 1])
+    _save_examples(test, predictions, out / "examples.npz")
     metrics["timings"] = {
-        "inference_s": seconds,
-        "images_per_s": len(frame) / seconds if seconds else None,
-        "peak_memory_mb": (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
+        "inference_s": seconds, "images_per_s": len(predictions.ids) / seconds if seconds else None,
+        "inference_peak_memory_mb": memory["peak_memory_mb"],
     }
     return metrics
+
+
+def example_indices(labels: np.ndarray, count: int = EXAMPLES) -> list[int]:
+    """One normal test image and the first abnormal ones: the same images for every method of a task."""
+    normal = [int(i) for i in np.flatnonzero(labels == 0)[:1]]
+    abnormal = [int(i) for i in np.flatnonzero(labels == 1)[: count - len(normal)]]
+    return normal + abnormal
+
+
+def _save_examples(test, predictions, path: Path) -> None:
+    """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
+    chosen = example_indices(predictions.labels)
+    images = np.stack([denormalise(test[i]["image"]) for i in chosen])
+    masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
+    partial = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(partial, ids=np.array([predictions.ids[i] for i in chosen]), labels=predictions.labels[chosen], images=images,
+                        masks=masks, maps=predictions.maps[chosen].astype(np.float16), scores=predictions.scores[chosen])
+    os.replace(partial, path)
+
+
+def denormalise(image) -> np.ndarray:
+    """A normalised (3, H, W) tensor back to (H, W, 3) uint8 for display."""
+    array = np.asarray(image, dtype=np.float32) * np.asarray(IMAGENET_STD)[:, None, None] + np.asarray(IMAGENET_MEAN)[:, None, None]
+    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 
 def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
@@ -169,6 +282,10 @@ def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
             if previous is not None and previous != config:
                 raise UserInputError(f"{out} holds a run with another configuration; --resume needs the same task, method, seed, profile and options.")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, payload: dict) -> None:

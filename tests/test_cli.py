@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import layouts
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +15,9 @@ from medrecontrast.cli import app, expand_variadic
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["tasks"], ["data"], ["data", "check"], ["data", "prepare"], ["bench"], ["train"], ["evaluate"]])
+@pytest.mark.parametrize(
+    "command", [[], ["tasks"], ["data"], ["data", "check"], ["data", "prepare"], ["bench"], ["tables"], ["figures"], ["report"], ["train"], ["evaluate"]]
+)
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -55,28 +58,71 @@ def test_expand_variadic():
     assert expand_variadic(["bench", "--tasks", "a", "--tasks", "b"], ("--tasks",)) == ["bench", "--tasks", "a", "--tasks", "b"]
 
 
-def test_bench_loads_checks_and_caches_tasks(tmp_path):
+TINY_TOML = """
+methods = ["patchcore"]
+seeds = [0]
+profile = "demo"
+[method.patchcore]
+embed_dim = 32
+image_size = 32
+[task.synth-oct.data]
+size = 32
+n_train = 6
+n_test_normal = 3
+n_test_abnormal = 3
+[task.synth-skin.data]
+size = 32
+n_train = 6
+n_test_normal = 3
+n_test_abnormal = 3
+"""
+
+
+def test_bench_on_a_real_layout_writes_runs_and_report(tmp_path):
     layouts.mvtec(tmp_path)
-    layouts.oct2017(tmp_path)
-    result = runner.invoke(app, ["bench", "--tasks", "mvtec:bottle", "--tasks", "oct", "--data-root", str(tmp_path)])
+    (tmp_path / "sweep.toml").write_text(TINY_TOML)
+    args = ["bench", "--tasks", "mvtec:bottle", "--config", str(tmp_path / "sweep.toml"), "--data-root", str(tmp_path),
+            "--out", str(tmp_path / "runs" / "bottle"), "--report", str(tmp_path / "report")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "mvtec:bottle" in result.output and "oct" in result.output and "not built yet" in result.output
+    assert (tmp_path / "report" / "README.md").is_file() and (tmp_path / "report" / "examples_mvtec-bottle.png").is_file()
+    assert "1 finished" in result.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "1 skipped" in again.output
+    tables = runner.invoke(app, ["tables", str(tmp_path / "runs" / "bottle")])
+    assert tables.exit_code == 0 and "mvtec:bottle" in tables.output and "P-AUROC" in tables.output
+    figures = runner.invoke(app, ["figures", str(tmp_path / "runs" / "bottle"), "--report", str(tmp_path / "figs")])
+    assert figures.exit_code == 0 and (tmp_path / "figs" / "roc.pdf").is_file()
 
 
-def test_bench_refuses_broken_files(tmp_path):
+def test_bench_refuses_broken_files_before_training(tmp_path):
     folder = layouts.mvtec(tmp_path)
     (folder / "train" / "good" / "001.png").write_bytes(b"junk")
-    result = runner.invoke(app, ["bench", "--tasks", "mvtec:bottle", "--data-root", str(tmp_path)])
-    assert result.exit_code == 2 and "001.png" in result.output and "--skip-unreadable" in result.output
+    result = runner.invoke(app, ["bench", "--tasks", "mvtec:bottle", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "001.png" in result.output and "data check" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bench_bad_config_and_names_exit_2(tmp_path):
+    (tmp_path / "bad.toml").write_text('seeds = [0]\nexecuter = "ray"\n')
+    result = runner.invoke(app, ["bench", "--config", str(tmp_path / "bad.toml")])
+    assert result.exit_code == 2 and "line 2: unknown key 'executer'" in result.output
+    result = runner.invoke(app, ["bench", "--methods", "gan", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "unknown method 'gan'" in result.output
+    result = runner.invoke(app, ["tables", str(tmp_path)])
+    assert result.exit_code == 2 and "not a sweep folder" in result.output
 
 
 @pytest.mark.slow
-def test_console_script_default_bench_on_built_in_tasks(tmp_path):
-    """The README's main command, through the installed console script, with several tasks after one flag."""
+def test_console_script_bench_with_several_values_per_flag(tmp_path):
+    """The main command through the installed console script, with several tasks and seeds after one flag each."""
     env = {**os.environ, "MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
     exe = os.path.join(os.path.dirname(sys.executable), "medrecontrast")
-    result = subprocess.run([exe, "bench", "--tasks", "synth-oct", "synth-skin"], capture_output=True, text=True, env=env, timeout=600)
+    (tmp_path / "sweep.toml").write_text(TINY_TOML)
+    command = [exe, "bench", "--tasks", "synth-oct", "synth-skin", "--seeds", "0", "1", "--config", "sweep.toml", "--out", "runs/mini"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "synth-oct" in result.stdout and "synth-skin" in result.stdout and "synth-fundus" not in result.stdout
+    results = pd.read_csv(tmp_path / "reports" / "mini" / "results.csv")
+    assert sorted(zip(results["task"], results["seed"])) == [("synth-oct", 0), ("synth-oct", 1), ("synth-skin", 0), ("synth-skin", 1)]
     result = subprocess.run([exe, "data", "check", "nope"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr and "Traceback" not in result.stderr

@@ -2,13 +2,20 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from medrecontrast.cli import app
 from medrecontrast.errors import UserInputError
-from medrecontrast.runs import PROFILES, evaluate_run, run_config, train_run
+from medrecontrast.runs import (
+    PROFILES,
+    evaluate_run,
+    run_config,
+    split_holdout,
+    train_run,
+)
 from medrecontrast.tasks import get_task
 
 runner = CliRunner()
@@ -20,7 +27,7 @@ def tiny_task():
 
 
 def test_run_folder_holds_everything(tmp_path):
-    metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, iters=2, progress=False)
+    metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, overrides={"iters": 2}, progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.json", "environment.json", "checkpoint.pt", "model.pt", "loss.csv", "scores.csv", "metrics.json", "status.json"} <= files
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -47,18 +54,19 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path):
 def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "status.json").write_text(json.dumps({"status": "running"}))
-    (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", 3)))
+    (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", {"iters": 3})))
     with pytest.raises(UserInputError, match="unfinished run; pass --resume"):
-        train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=3, progress=False)
+        train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, progress=False)
     with pytest.raises(UserInputError, match="another configuration"):
-        train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=4, resume=True, progress=False)
-    train_run(tiny_task(), "rd4ad", tmp_path / "r", iters=3, resume=True, progress=False)
+        train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 4}, resume=True, progress=False)
+    train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, resume=True, progress=False)
 
 
 def test_evaluate_rescores_without_retraining(tmp_path):
     first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     again = evaluate_run(tmp_path / "pc")
-    assert again["image_auroc"] == first["image_auroc"] and again["timings"]["train_s"] == first["timings"]["train_s"]
+    assert again["image_auroc"] == first["image_auroc"] and again["f1_holdout"] == first["f1_holdout"]
+    assert again["timings"]["train_s"] == first["timings"]["train_s"]
     config = json.loads((tmp_path / "pc" / "config.json").read_text())
     config["format"] = 99
     (tmp_path / "pc" / "config.json").write_text(json.dumps(config))
@@ -101,3 +109,50 @@ def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserInputError, match="not a run folder"):
         train_run(tiny_task(), "patchcore", tmp_path / "thesis", force=True, progress=False)
     assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "precious"
+
+
+def test_overrides_are_checked_and_applied():
+    task = tiny_task()
+    config = run_config(task, "rd4ad", 0, "demo", {"iters": 5, "image_size": 96, "holdout": 0.3})
+    assert config["detector"]["iters"] == 5 and config["image_size"] == 96 and config["holdout"] == 0.3
+    with pytest.raises(UserInputError, match="unknown option.*iterations"):
+        run_config(task, "rd4ad", 0, "demo", {"iterations": 5})
+    with pytest.raises(UserInputError, match="multiple of 32"):
+        run_config(task, "recontrast", 0, "demo", {"image_size": 48})
+    with pytest.raises(UserInputError, match="holdout"):
+        run_config(task, "patchcore", 0, "demo", {"holdout": 1.0})
+    assert run_config(task, "patchcore", 0, "demo", {"image_size": 48})["image_size"] == 48  # PatchCore takes any size
+
+
+def test_holdout_is_fixed_per_task_and_disjoint_from_training():
+    items = [{"id": str(i)} for i in range(40)]
+    train, held = split_holdout(items, 0.1)
+    assert len(held) == 4 and len(train) == 36 and not {i["id"] for i in train} & {i["id"] for i in held}
+    assert split_holdout(items, 0.1) == (train, held)
+    assert split_holdout(items, 0) == (items, [])
+    with pytest.raises(UserInputError, match="no training images"):
+        split_holdout(items[:1], 0.5)
+
+
+def test_thresholded_metrics_and_examples_are_stored(tmp_path):
+    metrics = train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.5}, progress=False)
+    for key in ("f1_oracle", "acc_oracle", "f1_holdout", "acc_holdout", "pixel_auroc", "aupro", "aupro_per_image"):
+        assert 0 <= metrics[key] <= 1, key
+    examples = np.load(tmp_path / "pc" / "examples.npz")
+    assert examples["images"].dtype == np.uint8 and examples["images"].shape == (4, 64, 64, 3)
+    assert list(examples["labels"]) == [0, 1, 1, 1] and examples["maps"].shape == (4, 64, 64)
+    assert len(pd.read_csv(tmp_path / "pc" / "holdout_scores.csv")) == 3
+    assert metrics["timings"]["train_peak_memory_mb"] > 0 and metrics["timings"]["inference_peak_memory_mb"] > 0
+
+
+def test_a_crash_inside_a_run_marks_it_failed_with_the_error(tmp_path, monkeypatch):
+    from medrecontrast.models import patchcore
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(patchcore.PatchCore, "fit", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    status = json.loads((tmp_path / "pc" / "status.json").read_text())
+    assert status["status"] == "failed" and "disk full" in status["error"]

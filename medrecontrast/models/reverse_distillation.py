@@ -20,8 +20,11 @@ import os
 import torch
 from torch import nn
 
+from medrecontrast.errors import UserInputError
 from medrecontrast.models.backbones import ResNetEncoder
 from medrecontrast.models.decoder import bottleneck_and_decoder
+
+SIZE_MULTIPLE = 32
 
 
 class ReverseDistillationNet(nn.Module):
@@ -59,6 +62,9 @@ class ReverseDistillationNet(nn.Module):
         return groups
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if x.shape[-1] % SIZE_MULTIPLE or x.shape[-2] % SIZE_MULTIPLE:
+            # The bottleneck halves layer3's grid once more; the decoder's doublings must land back on it.
+            raise UserInputError(f"reverse distillation needs image sides that are multiples of {SIZE_MULTIPLE}, got {tuple(x.shape[-2:])}")
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             features = self.encoder(x)
         if not self.two_views:

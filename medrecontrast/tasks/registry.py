@@ -8,7 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.aptos import APTOS_LAYOUT, APTOS_SPLIT_SEED, APTOS_TRAIN_NORMALS, load_aptos
+from medrecontrast.tasks.aptos import (
+    APTOS_LAYOUT,
+    APTOS_SPLIT_SEED,
+    APTOS_TRAIN_NORMALS,
+    load_aptos,
+)
 from medrecontrast.tasks.base import Hyperparameters, Protocol, Task
 from medrecontrast.tasks.folder import FOLDER_LAYOUT, load_folder
 from medrecontrast.tasks.isic2018 import ISIC_LAYOUT, ISIC_PROTOCOLS, load_isic2018

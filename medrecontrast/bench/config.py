@@ -1,0 +1,170 @@
+"""What a sweep runs: tasks x methods x seeds, a profile, and per-task/per-method overrides.
+
+Everything a ``bench`` flag sets can also come from a TOML file; flags win over the file::
+
+    name = "medical"
+    tasks = ["aptos", "oct", "isic"]
+    methods = ["recontrast", "rd4ad", "patchcore"]
+    seeds = [0, 1, 2]
+    profile = "paper"
+    data_root = "/data"
+    executor = "ray"
+
+    [options]                      # every run
+    holdout = 0.05
+    [method.patchcore]             # every run of one method
+    coreset_ratio = 0.01
+    [task.oct]                     # every run of one task
+    iters = 500
+    [task.oct.method.patchcore]    # one task and one method
+    coreset_ratio = 0.001
+    [task.aptos.data]              # options of the task itself (get_task)
+    n_train = 500
+
+Later sections win over earlier ones in the order above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.models.base import DETECTORS
+from medrecontrast.runs import PROFILES, RUN_KEYS, detector_options
+from medrecontrast.tasks.registry import SYNTHETIC_TASKS
+
+METHODS = ("recontrast", "rd4ad", "patchcore")
+EXECUTORS = ("local", "ray")
+DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2)}
+
+
+@dataclass
+class SweepConfig:
+    """A whole sweep. ``tasks=None`` means the built-in synthetic tasks with the demo profile."""
+
+    tasks: list[str] | None = None
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
+    profile: str | None = None  # default: demo for the built-in tasks, paper for real ones
+    name: str | None = None  # default: the --out folder's name, else the profile
+    out: str | None = None  # default: runs/<name>
+    report: str | None = None  # default: reports/<name>
+    data_root: str | None = None
+    weights: str | None = None
+    executor: str = "local"
+    address: str | None = None  # Ray cluster address; None starts a local Ray instance
+    gpus_per_run: float | None = None  # Ray: default 1 where the cluster has GPUs, else 0
+    cpus_per_run: int = 1  # Ray: CPU cores (and torch threads) per run
+    options: dict = field(default_factory=dict)
+    method: dict = field(default_factory=dict)  # method -> options
+    task: dict = field(default_factory=dict)  # task -> options (+ "method" -> method -> options, + "data")
+
+    def resolved(self) -> "SweepConfig":
+        """A copy with every default filled in and every name checked."""
+        c = dataclasses.replace(self)
+        c.profile = c.profile or ("demo" if c.tasks is None else "paper")
+        if c.profile not in PROFILES:
+            raise UserInputError(f"unknown profile '{c.profile}'; choose one of {', '.join(PROFILES)}")
+        c.tasks = list(c.tasks or SYNTHETIC_TASKS)
+        c.seeds = list(c.seeds if c.seeds is not None else DEFAULT_SEEDS[c.profile])
+        for method in c.methods:
+            if method not in DETECTORS:
+                raise UserInputError(f"unknown method '{method}'; known methods: {', '.join(sorted(DETECTORS))}")
+        if c.executor not in EXECUTORS:
+            raise UserInputError(f"unknown executor '{c.executor}'; choose one of {', '.join(EXECUTORS)}")
+        if not c.tasks or not c.methods or not c.seeds:
+            raise UserInputError("a sweep needs at least one task, one method and one seed")
+        if len(set(c.seeds)) != len(c.seeds):
+            raise UserInputError(f"seeds repeat: {c.seeds}")
+        c.name = c.name or (Path(c.out).name if c.out else c.profile)
+        c.out = str(Path(c.out or Path("runs") / c.name).absolute())
+        c.report = str(Path(c.report or Path("reports") / c.name).absolute())
+        return c
+
+    def overrides(self, task: str, method: str) -> dict:
+        """Run options for one (task, method): [options] < [method.M] < [task.T] < [task.T.method.M].
+
+        Keys of the shared sections ([options], [task.T]) apply to the methods that have them
+        (``iters`` reaches ReContrast and RD4AD, not PatchCore); the loader checked that each is
+        an option of at least one method.
+        """
+        accepted = set(RUN_KEYS) | set(detector_options(method)) if method in DETECTORS else set()
+        task_section = self.task.get(task, {})
+        shared = {k: v for k, v in {**self.options, **task_section}.items() if k not in ("method", "data")}
+        ordered = {**{k: v for k, v in self.options.items() if k in accepted}, **self.method.get(method, {})}
+        ordered.update({k: v for k, v in shared.items() if k in task_section and k in accepted})
+        return {**ordered, **task_section.get("method", {}).get(method, {})}
+
+    def task_options(self, task: str) -> dict:
+        """Options of the task itself, passed to ``get_task`` (e.g. APTOS ``n_train``)."""
+        return dict(self.task.get(task, {}).get("data", {}))
+
+
+def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
+    """A sweep config from a TOML file, with ``flags`` (not None) taking precedence."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"sweep config {path} does not exist")
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"cannot parse {path}: {exc}") from None
+    known = {f.name: f for f in dataclasses.fields(SweepConfig)}
+    for key, value in raw.items():
+        if key not in known:
+            raise UserInputError(f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}")
+        _check_type(path, text, key, value)
+    for section in ("method", "task"):
+        for name, body in raw.get(section, {}).items():
+            if not isinstance(body, dict):
+                raise UserInputError(f"{path}, line {_line_of(text, name)}: [{section}.{name}] must be a table of options")
+    for task, body in raw.get("task", {}).items():
+        for inner in ("method", "data"):
+            if inner in body and not isinstance(body[inner], dict):
+                raise UserInputError(f"{path}, line {_line_of(text, inner)}: [task.{task}.{inner}] must be a table")
+    _check_option_names(path, text, raw)
+    return SweepConfig(**{**raw, **{k: v for k, v in flags.items() if v is not None}})
+
+
+def _check_option_names(path: Path, text: str, raw: dict) -> None:
+    """Unknown run options are reported with their line now, not when the first run starts."""
+    any_method = set(RUN_KEYS).union(*(detector_options(m) for m in DETECTORS))
+    sections = [("options", raw.get("options", {}), any_method)]
+    sections += [(f"method.{m}", body, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, body in raw.get("method", {}).items()]
+    for task, body in raw.get("task", {}).items():
+        sections.append((f"task.{task}", {k: v for k, v in body.items() if k not in ("method", "data")}, any_method))
+        sections += [(f"task.{task}.method.{m}", b, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, b in body.get("method", {}).items()]
+    for section, body, allowed in sections:
+        for key in body:
+            if key not in allowed:
+                raise UserInputError(f"{path}, line {_line_of(text, key)}: unknown option '{key}' in [{section}]; known: {', '.join(sorted(allowed))}")
+
+
+_TYPES = {
+    "tasks": list, "methods": list, "seeds": list, "profile": str, "name": str, "out": str, "report": str, "data_root": str,
+    "weights": str, "executor": str, "address": str, "gpus_per_run": (int, float), "cpus_per_run": int,
+    "options": dict, "method": dict, "task": dict,
+}
+
+
+def _check_type(path: Path, text: str, key: str, value) -> None:
+    expected = _TYPES[key]
+    if not isinstance(value, expected) or (key == "seeds" and not all(isinstance(s, int) for s in value)) or (
+        key in ("tasks", "methods") and not all(isinstance(s, str) for s in value)
+    ):
+        wanted = {"seeds": "a list of integers", "tasks": "a list of names", "methods": "a list of names"}.get(key, getattr(expected, "__name__", "a number"))
+        raise UserInputError(f"{path}, line {_line_of(text, key)}: '{key}' must be {wanted}, got {value!r}")
+
+
+def _line_of(text: str, key: str) -> int | str:
+    """Line number where ``key`` is assigned or opens a table (for error messages)."""
+    pattern = re.compile(rf'^\s*(\[[^\]]*)?["\']?{re.escape(key)}["\']?\s*(=|\]|\.)')
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.search(line):
+            return number
+    return "?"

@@ -1,0 +1,89 @@
+"""Executors run planned runs: one after the other in this process, or as Ray tasks.
+
+Both call :func:`medrecontrast.bench.sweep.execute_run` on each :class:`RunSpec` and write into the
+same run folders, so moving a sweep from a laptop to a cluster changes only ``--executor``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+from rich.console import Console
+
+from medrecontrast.bench.store import RunSpec
+from medrecontrast.bench.sweep import Outcome, execute_run
+from medrecontrast.errors import UserInputError
+from medrecontrast.paths import CACHE_ENV
+from medrecontrast.tasks import DATA_ROOT_ENV
+
+console = Console(stderr=True, highlight=False)
+RAY_INSTALL = "pip install 'medrecontrast[ray]'"
+
+
+def run_local(specs: list[RunSpec], progress: bool = True) -> Iterator[Outcome]:
+    """Run each spec in this process, printing one line per run (and its training bar)."""
+    for number, spec in enumerate(specs, start=1):
+        console.print(f"[bold][{number}/{len(specs)}][/] {spec.label}")
+        outcome = execute_run(spec, progress=progress)
+        _report(outcome)
+        yield outcome
+
+
+def run_ray(specs: list[RunSpec], address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: int = 1) -> Iterator[Outcome]:
+    """Submit every spec as a Ray task (one GPU each where the cluster has GPUs) and yield outcomes as they finish.
+
+    ``address=None`` starts a local Ray instance on this machine; ``"auto"`` or ``"ray://host:10001"``
+    joins an existing cluster. Run folders must be on storage every worker can reach.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserInputError(f"--executor ray needs Ray, which is an optional extra: {RAY_INSTALL}") from None
+    env = {name: os.environ[name] for name in (CACHE_ENV, DATA_ROOT_ENV) if name in os.environ}
+    started_here = not ray.is_initialized()
+    if started_here:
+        options = {"num_cpus": os.cpu_count()} if address is None else {"address": address}
+        ray.init(**options, runtime_env={"env_vars": env} if env else None, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        if gpus_per_run is None:
+            gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_execute_quietly)
+        pending = {remote.remote(spec): spec for spec in specs}
+        console.print(f"submitted {len(pending)} run(s) to Ray ({cpus_per_run} CPU, {gpus_per_run} GPU each)")
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done[0])
+            try:
+                outcome = ray.get(done[0])
+            except Exception as exc:  # the worker itself died (out of memory, node lost)
+                outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="failed", error=f"Ray worker failed: {type(exc).__name__}: {exc}")
+            _report(outcome)
+            yield outcome
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _execute_quietly(spec: RunSpec) -> Outcome:
+    return execute_run(spec, progress=False)
+
+
+def _report(outcome: Outcome) -> None:
+    if outcome.status == "finished":
+        auroc = outcome.metrics.get("image_auroc")
+        console.print(f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
+    elif outcome.status == "skipped":
+        console.print(f"  [dim]already finished[/] {outcome.key}")
+    elif outcome.status == "busy":
+        console.print(f"  [yellow]skipped[/] {outcome.key}: {outcome.error}")
+    else:
+        console.print(f"  [red]failed[/] {outcome.key}: {outcome.error}")
+
+
+def summarise(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """Counts of outcomes by status."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts

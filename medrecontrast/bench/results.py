@@ -1,0 +1,71 @@
+"""A sweep's runs as one tidy pandas DataFrame: one row per (task, method, seed), every metric a column.
+
+Every table and figure is a ``groupby``/``pivot`` of this frame or reads the run folders it points
+to (``folder``), never a separate computation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from medrecontrast.bench.store import SWEEP_FORMAT, run_status
+from medrecontrast.errors import UserInputError
+
+METRICS = {  # column -> label in tables, in the order tables show them
+    "image_auroc": "I-AUROC",
+    "image_ap": "I-AP",
+    "f1_oracle": "F1 (oracle)",
+    "acc_oracle": "ACC (oracle)",
+    "f1_holdout": "F1 (hold-out)",
+    "acc_holdout": "ACC (hold-out)",
+    "pixel_auroc": "P-AUROC",
+    "aupro": "AUPRO",
+    "aupro_per_image": "AUPRO (per image)",
+}
+TIMINGS = ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb")
+METHOD_ORDER = ("recontrast", "rd4ad", "patchcore")
+
+
+def collect_results(out: str | Path) -> pd.DataFrame:
+    """Every run folder under a sweep folder ``out``, finished or not, as one row each."""
+    out = Path(out)
+    marker = out / "sweep.json"
+    if not marker.is_file():
+        raise UserInputError(f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first.")
+    found = json.loads(marker.read_text()).get("format")
+    if found != SWEEP_FORMAT:
+        raise UserInputError(f"{out} holds results of an incompatible medrecontrast version (sweep format {found}, expected {SWEEP_FORMAT}).")
+    rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
+    frame = pd.DataFrame(rows, columns=_columns())
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    frame = frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def finished(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["status"] == "finished"].reset_index(drop=True)
+
+
+def _columns() -> list[str]:
+    return ["task", "method", "seed", "status", "profile", "backbone", "pretrained", "image_size", "iters", "batch_size", *METRICS, *TIMINGS, "device", "error", "folder"]
+
+
+def _row(folder: Path) -> dict:
+    config = json.loads((folder / "config.json").read_text())
+    status = run_status(folder)
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and status["status"] == "finished" else {}
+    environment_file = folder / "environment.json"
+    environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
+    row = {
+        "task": config["task"], "method": config["method"], "seed": config["seed"], "status": status["status"], "profile": config["profile"],
+        "backbone": config["detector"]["backbone"], "pretrained": config["detector"]["pretrained"], "image_size": config["crop_size"] or config["image_size"],
+        "iters": config["detector"].get("iters"), "batch_size": config["detector"].get("batch_size"),
+        "device": environment.get("device"), "error": status.get("error"), "folder": str(folder),
+    }
+    row.update({name: metrics.get(name) for name in METRICS})
+    row.update({name: metrics.get("timings", {}).get(name) for name in TIMINGS})
+    return row

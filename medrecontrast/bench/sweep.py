@@ -1,0 +1,145 @@
+"""Plan a sweep, check everything that can be checked before training, run it, summarise it.
+
+``run_sweep(SweepConfig(...))`` is what ``medrecontrast bench`` calls and what a notebook can call.
+Finished runs are skipped, so rerunning the same command after a crash or Ctrl-C continues where
+it stopped (an interrupted run is redone from its last checkpoint with ``resume=True``); a failed
+run is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from medrecontrast.bench.config import SweepConfig
+from medrecontrast.bench.store import (
+    Claim,
+    RunSpec,
+    check_sweep_folder,
+    open_sweep_folder,
+    run_folder,
+    run_status,
+)
+from medrecontrast.data.check import check_task_data
+from medrecontrast.errors import UserInputError
+from medrecontrast.runs import environment, run_config, train_run
+from medrecontrast.tasks import expand_tasks, get_task
+
+
+@dataclass
+class Outcome:
+    """What became of one run in this invocation."""
+
+    key: str
+    task: str
+    method: str
+    seed: int
+    status: str  # finished | skipped | busy | failed
+    seconds: float = 0.0
+    error: str | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
+    """Every run of the sweep, checked before any training starts.
+
+    Unknown tasks or methods, a missing data folder, a bad option, a run folder that holds another
+    configuration, or unfinished runs without ``resume``: each raises :class:`UserInputError` here.
+    """
+    config = config.resolved()
+    check_sweep_folder(Path(config.out))
+    names = [t.name for t in expand_tasks(config.tasks)]
+    specs = []
+    for name in names:
+        task = get_task(name, **config.task_options(name))
+        _check_data(task, config.data_root)
+        for method in config.methods:
+            overrides = config.overrides(name, method)
+            for seed in config.seeds:
+                planned = run_config(task, method, seed, config.profile, overrides, config.weights)
+                folder = run_folder(config.out, name, method, seed)
+                _check_existing(folder, planned)
+                specs.append(RunSpec(
+                    task=name, method=method, seed=seed, profile=config.profile, folder=str(folder), claims=str(Path(config.out) / ".claims"),
+                    task_options=task.user_options, overrides=overrides, data_root=config.data_root, weights=config.weights, resume=resume,
+                    threads=config.cpus_per_run if config.executor == "ray" else None,
+                ))
+    unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
+    if unfinished and not resume:
+        listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
+        raise UserInputError(f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, or choose another --out.")
+    return specs
+
+
+def _check_data(task, data_root) -> None:
+    """Missing folders and broken files stop the sweep now, not at hour three (headers only: fast)."""
+    report = check_task_data(task.load(data_root), progress=False)
+    if not report.ok:
+        first = report.problems[0]
+        raise UserInputError(
+            f"task '{task.name}': {len(report.problems)} broken file(s), e.g. {first['file']}: {first['problem']}. "
+            f"Run `medrecontrast data check {task.name}` to list them all, then fix or remove them."
+        )
+
+
+def _check_existing(folder: Path, planned: dict) -> None:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return
+    existing = json.loads(config_file.read_text())
+    if existing.get("format") != planned["format"]:
+        raise UserInputError(f"{folder} was written by an incompatible medrecontrast version (run format {existing.get('format')}, expected {planned['format']}); choose another --out.")
+    if existing != planned:
+        changed = sorted(k for k in set(existing) | set(planned) if existing.get(k) != planned.get(k))
+        raise UserInputError(f"{folder} holds a run with another configuration ({', '.join(changed)} differ); choose another --out for a different sweep.")
+
+
+def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
+    """Run one planned run unless it is finished or another process holds it; never raises for a failed run."""
+    outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
+    claim = Claim(spec.claims, spec.key)
+    if not claim.acquire():
+        outcome.status, outcome.error = "busy", f"running in another process ({claim.holder()})"
+        return outcome
+    with claim:
+        status = run_status(spec.folder)["status"]
+        if status == "finished":
+            outcome.metrics = _read_metrics(spec.folder)
+            return outcome
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        began = time.perf_counter()
+        try:
+            outcome.metrics = train_run(
+                get_task(spec.task, **spec.task_options), spec.method, spec.folder, seed=spec.seed,
+                profile=spec.profile, overrides=spec.overrides, resume=status != "absent", data_root=spec.data_root, weights=spec.weights, progress=progress,
+            )
+            outcome.status = "finished"
+        except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on
+            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.seconds = time.perf_counter() - began
+    return outcome
+
+
+def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, command: str | None = None) -> list[Outcome]:
+    """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
+
+    ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report."""
+    from medrecontrast.bench.executors import run_local, run_ray
+
+    config = config.resolved()
+    specs = plan_sweep(config, resume=resume)
+    out = Path(config.out)
+    open_sweep_folder(out, {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if config.executor == "ray":
+        return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run))
+    return list(run_local(specs, progress=progress))
+
+
+def _read_metrics(folder: str) -> dict:
+    path = Path(folder) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,128 @@
+"""Paper-style tables from the results frame: mean ± std over seeds, best per task in bold.
+
+Numbers are percentages with two decimals, as the paper prints them. The comparison with the
+paper puts the ReContrast rows beside ReContrast's own logged numbers (DESIGN.md §5).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrecontrast.bench.results import METRICS, finished
+
+# ReContrast's own logs, final iteration (DESIGN.md §5), in percent.
+PAPER_RECONTRAST = {
+    "mvtec": {"image_auroc": 99.45, "pixel_auroc": 98.37, "aupro": 95.2},
+    "visa": {"image_auroc": 97.50, "pixel_auroc": 98.21, "aupro": 92.62},
+    "aptos": {"image_auroc": 97.51, "f1_oracle": 95.27, "acc_oracle": 93.35},
+    "oct": {"image_auroc": 99.60, "f1_oracle": 98.53, "acc_oracle": 97.80},
+    "isic": {"image_auroc": 90.15, "f1_oracle": 81.12, "acc_oracle": 86.01},
+}
+FAMILY_CLASSES = {"mvtec": 15, "visa": 12}
+
+
+def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std (over seeds, in percent) of every metric per (task, method), plus the seed count."""
+    done = finished(results)
+    present = [m for m in METRICS if m in done and done[m].notna().any()]
+    scaled = done[["task", "method", *present]].copy()
+    scaled[present] = scaled[present].astype(float) * 100
+    grouped = scaled.groupby(["task", "method"], sort=False)
+    summary = grouped[present].agg(["mean", "std"])
+    summary[("seeds", "n")] = grouped.size()
+    return summary
+
+
+def paper_table(results: pd.DataFrame, fmt: str = "markdown") -> pd.DataFrame:
+    """Task × method rows, one ``mean ± std`` column per metric, the best mean per task in bold."""
+    summary = summary_frame(results)
+    metrics = [m for m in METRICS if (m, "mean") in summary]
+    table = pd.DataFrame(index=summary.index)
+    for metric in metrics:
+        means, stds = summary[(metric, "mean")], summary[(metric, "std")]
+        best = means.groupby(level="task").transform("max")
+        cells = [_cell(m, s, bold=len(means.xs(task, level="task")) > 1 and np.isclose(m, b), fmt=fmt) for (task, _), m, s, b in zip(means.index, means, stds, best)]
+        table[METRICS[metric]] = cells
+    table["seeds"] = summary[("seeds", "n")].astype(int)
+    return table.reset_index()
+
+
+def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
+    """ReContrast rows beside the paper's numbers: ours (mean ± std), paper, ours − paper.
+
+    MVTec AD and VisA classes are averaged per seed first, as the paper reports the class mean; a
+    sweep with fewer classes says how many it averaged.
+    """
+    done = finished(results)
+    done = done[done["method"] == "recontrast"].copy()
+    done["family"] = done["task"].str.split(":").str[0]
+    rows = []
+    for family, reference in PAPER_RECONTRAST.items():
+        part = done[(done["family"] == family) & ((done["task"] == family) | (family in FAMILY_CLASSES))]
+        if part.empty:
+            continue
+        classes = part["task"].nunique()
+        label = family if family not in FAMILY_CLASSES else f"{family} (mean of {classes}/{FAMILY_CLASSES[family]} classes)"
+        per_seed = part.reindex(columns=["seed", *reference]).astype({m: float for m in reference}).groupby("seed").mean() * 100
+        for metric, paper in reference.items():
+            values = per_seed[metric].dropna()
+            if values.empty:
+                continue
+            rows.append({
+                "task": label, "metric": METRICS[metric], "ours": _cell(values.mean(), values.std(), False, "markdown"),
+                "paper": f"{paper:.2f}", "difference": f"{values.mean() - paper:+.2f}", "seeds": len(values), "profile": ", ".join(sorted(part["profile"].unique())),
+            })
+    return pd.DataFrame(rows, columns=["task", "metric", "ours", "paper", "difference", "seeds", "profile"])
+
+
+def cost_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean training and inference cost per (task, method) over seeds."""
+    done = finished(results)
+    columns = {"train_s": "train s", "train_images_per_s": "train img/s", "train_peak_memory_mb": "train peak MB",
+               "inference_s": "test s", "images_per_s": "test img/s", "inference_peak_memory_mb": "test peak MB"}
+    cost = done.groupby(["task", "method"], sort=False)[list(columns)].mean().rename(columns=columns)
+    return cost.round(1).reset_index()
+
+
+def write_tables(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
+    """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+
+    def save(name: str, writer) -> None:
+        path = folder / name
+        partial = path.with_name(f".{name}.{os.getpid()}.partial")
+        writer(partial)
+        os.replace(partial, path)
+        written[name] = path
+
+    save("results.csv", lambda p: results.to_csv(p, index=False))
+    save("results.parquet", lambda p: results.to_parquet(p, index=False))
+    markdown = paper_table(results, "markdown")
+    save("table.md", lambda p: p.write_text(markdown.to_markdown(index=False) + "\n"))
+    save("table.tex", lambda p: p.write_text(paper_table(results, "latex").to_latex(index=False, escape=False) + "\n"))
+    save("table.csv", lambda p: summary_frame(results).to_csv(p))
+    comparison = paper_comparison(results)
+    save("paper_comparison.md", lambda p: p.write_text(comparison.to_markdown(index=False) + "\n" if len(comparison) else NO_REFERENCE + "\n"))
+    save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
+    cost = cost_table(results)
+    save("cost.md", lambda p: p.write_text(cost.to_markdown(index=False) + "\n"))
+    return written
+
+
+NO_REFERENCE = "No task of this sweep has a reference number in the paper (APTOS, OCT2017, ISIC2018, MVTec AD, VisA do)."
+
+
+def _cell(mean: float, std: float, bold: bool, fmt: str) -> str:
+    if np.isnan(mean):
+        return "–"
+    pm = " $\\pm$ " if fmt == "latex" else " ± "
+    text = f"{mean:.2f}" + (f"{pm}{std:.2f}" if not np.isnan(std) else "")
+    if bold:
+        return f"\\textbf{{{text}}}" if fmt == "latex" else f"**{text}**"
+    return text

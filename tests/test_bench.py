@@ -1,0 +1,281 @@
+"""The sweep runner end to end on a mini sweep: runs, resume after a crash, failures, locks, tables, figures, Ray."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medrecontrast.bench import (
+    SweepConfig,
+    build_report,
+    collect_results,
+    load_sweep_config,
+    paper_comparison,
+    plan_sweep,
+    run_sweep,
+    summary_frame,
+)
+from medrecontrast.bench.store import Claim
+from medrecontrast.errors import UserInputError
+from medrecontrast.metrics import image_metrics, oracle_threshold, threshold_metrics
+
+TINY_DATA = {"size": 32, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}
+TASKS = ["synth-fundus", "synth-oct"]
+
+
+def mini_config(out: Path, **changes) -> SweepConfig:
+    """2 tasks x 2 methods x 2 seeds at 32 px, a few iterations: the whole machinery in seconds."""
+    settings = dict(
+        tasks=TASKS, methods=["rd4ad", "patchcore"], seeds=[0, 1], profile="demo", out=str(out), report=str(out.parent / "report"),
+        options={"image_size": 32, "holdout": 0.25}, method={"rd4ad": {"iters": 3, "batch_size": 4}, "patchcore": {"embed_dim": 32}},
+        task={t: {"data": TINY_DATA} for t in TASKS},
+    )
+    return SweepConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def mini_sweep(tmp_path_factory):
+    """One finished mini sweep with its report, shared (read-only) by the tests below."""
+    root = tmp_path_factory.mktemp("sweep")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDRECONTRAST_CACHE", str(tmp_path_factory.getbasetemp() / "medrecontrast-cache"))
+        outcomes = run_sweep(mini_config(root / "runs"), progress=False)
+        readme = build_report(root / "runs", root / "report")
+    return root, outcomes, readme
+
+
+def copy_sweep(mini_sweep, tmp_path) -> Path:
+    root, _, _ = mini_sweep
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_every_run_finishes_into_its_own_folder(mini_sweep):
+    root, outcomes, _ = mini_sweep
+    assert sorted(o.status for o in outcomes) == ["finished"] * 8
+    results = collect_results(root / "runs")
+    assert len(results) == 8 and set(results["status"]) == {"finished"}
+    folder = Path(results.loc[results["method"] == "rd4ad", "folder"].iloc[0])
+    for name in ("config.json", "environment.json", "checkpoint.pt", "model.pt", "loss.csv", "scores.csv", "holdout_scores.csv", "metrics.json", "examples.npz"):
+        assert (folder / name).is_file(), name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb"):
+        assert metrics["timings"][key] > 0, key
+    environment = json.loads((folder / "environment.json").read_text())
+    assert environment["device"] and environment["packages"]["torch"]
+
+
+def test_tables_equal_what_the_per_image_scores_give(mini_sweep):
+    root, _, _ = mini_sweep
+    results = collect_results(root / "runs")
+    recomputed = []
+    for run in results.itertuples():
+        scores = pd.read_csv(Path(run.folder) / "scores.csv")
+        held = pd.read_csv(Path(run.folder) / "holdout_scores.csv")["score"]
+        oracle = threshold_metrics(scores["label"], scores["score"], oracle_threshold(scores["label"], scores["score"]))
+        fixed = threshold_metrics(scores["label"], scores["score"], np.quantile(held, 0.95))
+        recomputed.append({"task": run.task, "method": run.method, "image_auroc": image_metrics(scores["label"], scores["score"])["image_auroc"],
+                           "f1_oracle": oracle["f1"], "acc_oracle": oracle["acc"], "f1_holdout": fixed["f1"], "acc_holdout": fixed["acc"]})
+    expected = pd.DataFrame(recomputed).groupby(["task", "method"], sort=False).agg(["mean", "std"]) * 100
+    summary = summary_frame(results)
+    for column in expected.columns:
+        np.testing.assert_allclose(summary[column].to_numpy(), expected[column].to_numpy(), rtol=1e-9, err_msg=str(column))
+    stored = pd.read_csv(root / "report" / "table.csv", header=[0, 1], index_col=[0, 1])
+    np.testing.assert_allclose(stored[("image_auroc", "mean")].to_numpy(), expected[("image_auroc", "mean")].to_numpy(), rtol=1e-9)
+    first = expected.iloc[0]
+    markdown = (root / "report" / "table.md").read_text()
+    assert f"{first[('image_auroc', 'mean')]:.2f} ± {first[('image_auroc', 'std')]:.2f}" in markdown
+
+
+def test_report_has_tables_and_non_empty_figures(mini_sweep):
+    root, _, readme = mini_sweep
+    report = root / "report"
+    assert readme == report / "README.md"
+    text = readme.read_text()
+    for figure in ("auroc", "roc", "scores", "loss", "examples_synth-fundus", "examples_synth-oct"):
+        for suffix in ("png", "pdf"):
+            path = report / f"{figure}.{suffix}"
+            assert path.is_file() and path.stat().st_size > 5000, path
+        assert f"({figure}.png)" in text
+    for table in ("table.md", "table.tex", "table.csv", "results.csv", "results.parquet", "paper_comparison.md", "cost.md"):
+        assert (report / table).stat().st_size > 0, table
+    assert pd.read_parquet(report / "results.parquet").shape[0] == 8
+    assert "\\textbf{" in (report / "table.tex").read_text() and "I-AUROC" in text and "seeds | 0, 1" in text
+    assert "cpu" in text and "No task of this sweep has a reference number" in text
+
+
+def test_rerun_skips_finished_runs(mini_sweep, tmp_path):
+    out = copy_sweep(mini_sweep, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/seed-*/model.pt")}
+    outcomes = run_sweep(mini_config(out), progress=False)
+    assert {o.status for o in outcomes} == {"skipped"}
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/seed-*/model.pt")}
+
+
+def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_path, monkeypatch):
+    out = copy_sweep(mini_sweep, tmp_path)
+    victim = out / "synth-oct" / "rd4ad" / "seed-1"
+    shutil.rmtree(victim)
+    calls = []
+    from medrecontrast.models import rd4ad
+
+    real_fit = rd4ad.RD4AD.fit
+
+    def crash_mid_training(self, *args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of this run
+
+    monkeypatch.setattr(rd4ad.RD4AD, "fit", crash_mid_training)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(mini_config(out), progress=False)
+    assert json.loads((victim / "status.json").read_text())["status"] == "running"
+    assert not list((out / ".claims").iterdir()), "the interrupted process must release its claim"
+    assert "synth-oct" not in set(collect_results(out).query("status == 'finished' and method == 'rd4ad' and seed == 1")["task"])
+    monkeypatch.setattr(rd4ad.RD4AD, "fit", real_fit)
+    with pytest.raises(UserInputError, match="pass --resume"):
+        run_sweep(mini_config(out), progress=False)
+    outcomes = run_sweep(mini_config(out), resume=True, progress=False)
+    assert [o.key for o in outcomes if o.status == "finished"] == ["synth-oct__rd4ad__seed-1"]
+    assert sum(o.status == "skipped" for o in outcomes) == 7
+    assert (collect_results(out)["status"] == "finished").all()
+
+
+def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    from medrecontrast.models import patchcore
+
+    def broken_fit(self, *args, **kwargs):
+        if self.config.seed == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(self, *args, **kwargs)
+
+    real = patchcore.PatchCore.fit
+    monkeypatch.setattr(patchcore.PatchCore, "fit", broken_fit)
+    config = mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"])
+    outcomes = run_sweep(config, progress=False)
+    assert [o.status for o in outcomes] == ["finished", "failed"] and "simulated" in outcomes[1].error
+    status = json.loads((tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-1" / "status.json").read_text())
+    assert status["status"] == "failed" and "simulated" in status["error"] and "Traceback" in status["traceback"]
+    readme = build_report(tmp_path / "runs", tmp_path / "report").read_text()
+    assert "failed: synth-fundus/patchcore/seed 1" in readme
+    monkeypatch.setattr(patchcore.PatchCore, "fit", real)
+    outcomes = run_sweep(config, resume=True, progress=False)
+    assert [o.status for o in outcomes] == ["skipped", "finished"]
+
+
+def test_claims_keep_two_processes_off_the_same_run(tmp_path):
+    first, second = Claim(tmp_path, "run"), Claim(tmp_path, "run")
+    assert first.acquire() and not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
+    # A claim left by a process that died (kill -9) is taken over.
+    sleeper = subprocess.Popen([sys.executable, "-c", "pass"])
+    sleeper.wait()
+    (tmp_path / "run").write_text(json.dumps({"host": os.uname().nodename, "pid": sleeper.pid}))
+    assert Claim(tmp_path, "run").acquire()
+
+
+def test_a_run_held_by_another_process_is_skipped_not_duplicated(mini_sweep, tmp_path):
+    out = copy_sweep(mini_sweep, tmp_path)
+    shutil.rmtree(out / "synth-fundus" / "patchcore" / "seed-0")
+    (out / ".claims").mkdir(exist_ok=True)
+    (out / ".claims" / "synth-fundus__patchcore__seed-0").write_text(json.dumps({"host": os.uname().nodename, "pid": os.getppid()}))
+    outcomes = run_sweep(mini_config(out), progress=False)
+    busy = [o for o in outcomes if o.status == "busy"]
+    assert [o.key for o in busy] == ["synth-fundus__patchcore__seed-0"]
+    assert not (out / "synth-fundus" / "patchcore" / "seed-0").exists()
+
+
+def test_bad_input_is_refused_before_any_training(tmp_path):
+    out = tmp_path / "runs"
+    with pytest.raises(UserInputError, match="unknown task 'nope'"):
+        plan_sweep(mini_config(out, tasks=["nope"]))
+    with pytest.raises(UserInputError, match="unknown method 'gan'"):
+        plan_sweep(mini_config(out, methods=["gan"]))
+    with pytest.raises(UserInputError, match="unknown option.*itres"):
+        plan_sweep(mini_config(out, method={"rd4ad": {"itres": 3}}))
+    with pytest.raises(UserInputError, match="nowhere does not exist"):
+        plan_sweep(mini_config(out, tasks=["aptos"], data_root=str(tmp_path / "nowhere"), task={}))
+    with pytest.raises(UserInputError, match="aptos") as missing:
+        plan_sweep(mini_config(out, tasks=["aptos"], data_root=str(tmp_path), task={}))
+    print(missing.value)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserInputError, match="not a sweep folder"):
+        run_sweep(mini_config(tmp_path / "other"))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sweep.json").write_text(json.dumps({"format": 0}))
+    with pytest.raises(UserInputError, match="incompatible medrecontrast version"):
+        run_sweep(mini_config(tmp_path / "old"))
+    with pytest.raises(UserInputError, match="incompatible"):
+        collect_results(tmp_path / "old")
+
+
+def test_changed_configuration_in_the_same_folder_is_refused(mini_sweep, tmp_path):
+    out = copy_sweep(mini_sweep, tmp_path)
+    changed = mini_config(out, method={"rd4ad": {"iters": 4, "batch_size": 4}, "patchcore": {"embed_dim": 32}})
+    with pytest.raises(UserInputError, match="another configuration.*detector"):
+        plan_sweep(changed)
+
+
+def test_toml_config_with_overrides_and_line_numbers(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('tasks = ["synth-oct"]\nseeds = [3]\n[options]\nholdout = 0.2\n[method.rd4ad]\niters = 7\n[task.synth-oct]\niters = 9\n'
+                    '[task.synth-oct.method.rd4ad]\nbatch_size = 2\n[task.synth-oct.data]\nsize = 32\n')
+    config = load_sweep_config(path, seeds=[0, 1]).resolved()
+    assert config.seeds == [0, 1] and config.profile == "paper" and config.tasks == ["synth-oct"]
+    assert config.overrides("synth-oct", "rd4ad") == {"holdout": 0.2, "iters": 9, "batch_size": 2}
+    assert config.overrides("synth-oct", "patchcore") == {"holdout": 0.2}  # iters is not a PatchCore option
+    assert config.task_options("synth-oct") == {"size": 32}
+    path.write_text('tasks = ["synth-oct"]\nseedz = [1]\n')
+    with pytest.raises(UserInputError, match="line 2: unknown key 'seedz'"):
+        load_sweep_config(path)
+    path.write_text('tasks = ["synth-oct"]\nseeds = = [1]\n')
+    with pytest.raises(UserInputError, match="cannot parse .*line 2"):
+        load_sweep_config(path)
+    path.write_text('seeds = [0]\n\n[method.rd4ad]\nlr = 3\n')
+    with pytest.raises(UserInputError, match="line 4: unknown option 'lr' in \\[method.rd4ad\\]"):
+        load_sweep_config(path)
+    path.write_text('seeds = "0"\n')
+    with pytest.raises(UserInputError, match="line 1: 'seeds' must be a list of integers"):
+        load_sweep_config(path)
+
+
+def test_defaults_run_the_built_in_tasks_with_the_demo_profile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = SweepConfig().resolved()
+    assert config.tasks == ["synth-fundus", "synth-oct", "synth-skin"] and config.profile == "demo" and config.seeds == [0, 1]
+    assert config.out == str(tmp_path / "runs" / "demo") and config.report == str(tmp_path / "reports" / "demo")
+    assert SweepConfig(tasks=["aptos"]).resolved().profile == "paper"
+
+
+def test_ray_executor_writes_the_same_run_folders(tmp_path):
+    pytest.importorskip("ray")
+    config = mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"], executor="ray")
+    outcomes = run_sweep(config, progress=False)
+    assert sorted(o.status for o in outcomes) == ["finished", "finished"]
+    results = collect_results(tmp_path / "runs")
+    assert list(results["seed"]) == [0, 1] and (results["status"] == "finished").all()
+    local = run_sweep(mini_config(tmp_path / "local", tasks=["synth-fundus"], methods=["patchcore"]), progress=False)
+    assert [o.metrics["image_auroc"] for o in local] == list(results["image_auroc"])
+
+
+def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UserInputError, match=r"pip install 'medrecontrast\[ray\]'"):
+        run_sweep(mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"], seeds=[0], executor="ray"), progress=False)
+
+
+def test_paper_comparison_averages_classes_and_subtracts_the_reference():
+    rows = [{"task": t, "method": "recontrast", "seed": s, "status": "finished", "profile": "paper", "image_auroc": v, "pixel_auroc": None, "aupro": None}
+            for t, s, v in [("mvtec:bottle", 0, 1.0), ("mvtec:grid", 0, 0.98), ("mvtec:bottle", 1, 1.0), ("mvtec:grid", 1, 0.96), ("oct", 0, 0.99)]]
+    table = paper_comparison(pd.DataFrame(rows))
+    mvtec = table[table["task"].str.startswith("mvtec")].iloc[0]
+    assert mvtec["task"] == "mvtec (mean of 2/15 classes)" and mvtec["ours"] == "98.50 ± 0.71" and mvtec["difference"] == "-0.95"
+    assert table[table["task"] == "oct"].iloc[0]["difference"] == "-0.60"
