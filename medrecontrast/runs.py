@@ -241,16 +241,26 @@ def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: fl
     return metrics
 
 
-def example_indices(labels: np.ndarray, count: int = EXAMPLES) -> list[int]:
-    """One normal test image and the first abnormal ones: the same images for every method of a task."""
+def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAMPLES) -> list[int]:
+    """One normal test image, then abnormal ones taking each abnormality class in turn.
+
+    A pure function of the test set, so every method and seed of a task shows the same images.
+    """
     normal = [int(i) for i in np.flatnonzero(labels == 0)[:1]]
-    abnormal = [int(i) for i in np.flatnonzero(labels == 1)[: count - len(normal)]]
-    return normal + abnormal
+    by_class: dict[str, list[int]] = {}
+    for i in np.flatnonzero(labels == 1):
+        by_class.setdefault(categories[i], []).append(int(i))
+    abnormal: list[int] = []
+    while len(abnormal) < count - len(normal) and any(by_class.values()):
+        for queue in by_class.values():
+            if queue and len(abnormal) < count - len(normal):
+                abnormal.append(queue.pop(0))
+    return normal + sorted(abnormal)
 
 
 def _save_examples(test, predictions, path: Path) -> None:
     """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
-    chosen = example_indices(predictions.labels)
+    chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
     images = np.stack([denormalise(test[i]["image"]) for i in chosen])
     masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
     partial = path.with_name(f".{path.stem}.partial.npz")
@@ -302,7 +312,12 @@ def _version(name: str) -> str | None:
 
 
 def _git_revision() -> str | None:
+    """The package's commit, with ``+changes`` when its files differ from it (None outside a checkout)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        revision = git("rev-parse", "HEAD")
+        return (revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")) or None
     except (OSError, subprocess.SubprocessError):
         return None

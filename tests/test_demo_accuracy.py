@@ -1,8 +1,8 @@
 """Every method learns something real on every built-in task with the demo profile (no pretrained weights).
 
 Eight cases train exactly the demo schedule (100 iterations x batch 8). ReContrast from random
-weights learns slowly on synth-skin (about 0.59 after the demo schedule, 0.72 after 150 x 16):
-that case trains the longer schedule, so the test checks the method, not the demo's budget.
+weights learns slowly on synth-skin (0.51-0.60 after the demo schedule, 0.69 after 100 x 16, 0.72
+after 150 x 16): that case trains with batch 16, so the test checks the method, not the demo's budget.
 The floor is conservative: chance is 0.5. Measured demo figures are in reports/demo/.
 """
 
@@ -15,7 +15,7 @@ from medrecontrast.runs import run_config
 from medrecontrast.tasks import get_task
 
 FLOOR = 0.65
-LONGER = {("synth-skin", "recontrast"): {"iters": 150, "batch_size": 16}}
+LONGER = {("synth-skin", "recontrast"): {"iters": 100, "batch_size": 16}}
 CASES = [(task, method) for task in ("synth-fundus", "synth-oct", "synth-skin") for method in ("recontrast", "rd4ad", "patchcore")]
 
 

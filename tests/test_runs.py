@@ -12,6 +12,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.runs import (
     PROFILES,
     evaluate_run,
+    example_indices,
     run_config,
     split_holdout,
     train_run,
@@ -156,3 +157,11 @@ def test_a_crash_inside_a_run_marks_it_failed_with_the_error(tmp_path, monkeypat
         train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     status = json.loads((tmp_path / "pc" / "status.json").read_text())
     assert status["status"] == "failed" and "disk full" in status["error"]
+
+
+def test_examples_show_one_normal_then_each_abnormality_class_in_turn():
+    labels = np.array([1, 1, 1, 0, 1, 0, 1])
+    categories = ["CNV", "CNV", "CNV", "NORMAL", "DME", "NORMAL", "DRUSEN"]
+    assert example_indices(labels, categories) == [3, 0, 4, 6]
+    assert example_indices(labels, categories, count=3) == [3, 0, 4]
+    assert example_indices(np.array([0, 0]), ["N", "N"]) == [0]

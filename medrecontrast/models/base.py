@@ -55,6 +55,7 @@ class Predictions:
     scores: np.ndarray  # (N,)
     maps: np.ndarray  # (N, H, W) float32
     masks: np.ndarray | None = None  # (N, H, W) uint8 ground truth where the data has masks
+    categories: list[str] | None = None  # source class of each image (e.g. CNV, DME) where the data has one
 
 
 class Detector:
@@ -89,7 +90,7 @@ class Detector:
     # --- shared ---------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, test: Dataset, batch_size: int = 16, num_workers: int = 0) -> Predictions:
-        ids, labels, scores, maps, masks = [], [], [], [], []
+        ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, num_workers=num_workers):
             batch_scores, batch_maps = self.score_batch(batch["image"].to(self.device))
             scores.append(batch_scores.float().cpu())
@@ -98,12 +99,14 @@ class Detector:
             labels.append(torch.as_tensor(batch["label"]) if "label" in batch else torch.full((len(batch_scores),), -1))
             if "mask" in batch:
                 masks.append(batch["mask"][:, 0].to(torch.uint8))
+            categories.extend(batch.get("category", []))
         return Predictions(
             ids=list(ids),
             labels=torch.cat(labels).numpy(),
             scores=torch.cat(scores).numpy(),
             maps=torch.cat(maps).numpy(),
             masks=torch.cat(masks).numpy() if masks else None,
+            categories=[str(c) for c in categories] if len(categories) == len(ids) else None,
         )
 
     def save(self, path: str | os.PathLike) -> None:
