@@ -50,7 +50,7 @@ PROFILES = {
     # (``holdout = 0`` trains on all of them and leaves the hold-out F1/ACC empty).
     "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.05},
     # Minutes on 2 CPU cores: small backbone, no download, small images, few iterations.
-    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 100, "batch_size": 8, "embed_dim": 256, "holdout": 0.15},
+    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 80, "batch_size": 8, "embed_dim": 256, "holdout": 0.15},
 }
 TRAINABLE = ("recontrast", "rd4ad")
 RUN_FORMAT = 2

@@ -1,8 +1,8 @@
 """Every method learns something real on every built-in task with the demo profile (no pretrained weights).
 
-Eight cases train exactly the demo schedule (100 iterations x batch 8). ReContrast from random
-weights learns slowly on synth-skin (0.51-0.60 after the demo schedule, 0.69 after 100 x 16, 0.72
-after 150 x 16): that case trains with batch 16, so the test checks the method, not the demo's budget.
+Eight cases train exactly the demo schedule (80 iterations x batch 8). ReContrast from random
+weights learns slowly on synth-skin (0.51-0.60 after 100 x 8, 0.69 after 100 x 16, 0.72 after
+150 x 16): that case trains 100 x 16, so the test checks the method, not the demo's budget.
 The floor is conservative: chance is 0.5. Measured demo figures are in reports/demo/.
 """
 

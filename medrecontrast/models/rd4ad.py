@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from medrecontrast.engine import fused_optimizer_options
 from medrecontrast.models.base import register_detector
 from medrecontrast.models.recontrast import ReContrast, ReContrastConfig
 
@@ -33,4 +34,5 @@ class RD4AD(ReContrast):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        return {"decoder": torch.optim.Adam(self.model.trainable_groups()["decoder"], lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay)}
+        decoder = self.model.trainable_groups()["decoder"]
+        return {"decoder": torch.optim.Adam(decoder, lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay, **fused_optimizer_options(self.device))}

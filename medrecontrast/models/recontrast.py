@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from medrecontrast.engine import TrainingConfig, TrainingResult, train_loop
+from medrecontrast.engine import (
+    TrainingConfig,
+    TrainingResult,
+    fused_optimizer_options,
+    train_loop,
+)
 from medrecontrast.losses import cosine_loss, hard_mining_alpha
 from medrecontrast.models.anomaly_map import anomaly_map, gaussian_blur, image_scores
 from medrecontrast.models.backbones import estimate_batchnorm_statistics
@@ -81,9 +86,10 @@ class ReContrast(Detector):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
         groups = self.model.trainable_groups()
-        optimizers = {"decoder": torch.optim.AdamW(groups["decoder"], lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay)}
+        fused = fused_optimizer_options(self.device)
+        optimizers = {"decoder": torch.optim.AdamW(groups["decoder"], lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay, **fused)}
         if "encoder" in groups:
-            optimizers["encoder"] = torch.optim.AdamW(groups["encoder"], lr=c.lr_encoder, betas=c.betas, weight_decay=c.weight_decay)
+            optimizers["encoder"] = torch.optim.AdamW(groups["encoder"], lr=c.lr_encoder, betas=c.betas, weight_decay=c.weight_decay, **fused)
         return optimizers
 
     def training_loss(self, model: ReverseDistillationNet, images: torch.Tensor, iteration: int) -> torch.Tensor:
