@@ -46,6 +46,8 @@ DataRoot = Annotated[
     Optional[Path],
     typer.Option("--data-root", help=f"Folder holding one sub-folder per dataset (default: ${DATA_ROOT_ENV}).", show_default=False),
 ]
+SweepFolder = Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")]
+ReportFolder = Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)]
 SkipUnreadable = Annotated[bool, typer.Option("--skip-unreadable", help="Skip broken files with a warning instead of stopping.")]
 
 
@@ -222,8 +224,8 @@ def bench(
 @app.command("tables")
 @user_errors
 def tables_command(
-    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
-    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+    sweep: SweepFolder,
+    report: ReportFolder = None,
 ):
     """Collect every finished run into results.csv/.parquet and write the paper-style tables.
 
@@ -245,8 +247,8 @@ def tables_command(
 @app.command("figures")
 @user_errors
 def figures_command(
-    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
-    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+    sweep: SweepFolder,
+    report: ReportFolder = None,
 ):
     """Draw ROC curves, AUROC bars, score distributions, anomaly-map grids and loss curves (PNG + PDF).
 
@@ -261,8 +263,8 @@ def figures_command(
 @app.command("report")
 @user_errors
 def report_command(
-    sweep: Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")],
-    report: Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)] = None,
+    sweep: SweepFolder,
+    report: ReportFolder = None,
 ):
     """Rebuild a sweep's report folder: tables, figures and README.md.
 
