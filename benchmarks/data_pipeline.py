@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--source-size", type=int, default=512, help="size of the generated source images")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
     args = parser.parse_args()
 
     task = get_task(args.task, size=args.source_size, n_train=args.images, n_test_normal=1, n_test_abnormal=1)
@@ -48,9 +49,8 @@ def main() -> None:
         rows.append({"cache": "none", "workers": workers, "pass": "every pass", "images/s": images_per_second(uncached, workers)})
     table = pd.DataFrame(rows).assign(task=args.task, source_px=args.source_size, input_px=args.size, images=len(items), torch_threads=torch.get_num_threads())
     print(table.round(1).to_string(index=False))
-    out = Path(__file__).parent / "results" / "data_pipeline.csv"
-    out.parent.mkdir(exist_ok=True)
-    table.to_csv(out, index=False)
+    args.results.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.results / "data_pipeline.csv", index=False)
 
 
 if __name__ == "__main__":

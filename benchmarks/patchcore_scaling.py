@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--coreset", type=float, default=0.01)
     parser.add_argument("--budget-gb", type=float, default=16.0)
     parser.add_argument("--test-images", type=int, default=32)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
     args = parser.parse_args()
 
     rows = []
@@ -59,9 +60,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    table.to_csv(out / "patchcore_scaling.csv", index=False)
+    args.results.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.results / "patchcore_scaling.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,9 +86,8 @@ def main() -> None:
             })
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    table.to_csv(out / "training_step.csv", index=False)
+    args.results.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.results / "training_step.csv", index=False)
 
 
 if __name__ == "__main__":
