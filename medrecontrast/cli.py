@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -195,7 +196,6 @@ def bench(
         build_report,
         load_sweep_config,
         run_sweep,
-        summarise,
     )
 
     flags = dict(
@@ -211,7 +211,7 @@ def bench(
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue.")
         raise typer.Exit(130) from None
-    counts = summarise(outcomes)
+    counts = Counter(outcome.status for outcome in outcomes)
     console.print(f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min")
     if not no_report:
         readme = build_report(sweep.out, sweep.report)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -39,10 +40,12 @@ from medrecontrast.metrics import (
     threshold_metrics,
 )
 from medrecontrast.models import Detector, build_detector
-from medrecontrast.models.base import DETECTORS
+from medrecontrast.models.base import detector_class
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE
+from medrecontrast.paths import atomic_path, write_json
 from medrecontrast.resources import peak_memory
 from medrecontrast.tasks import Task, get_task
+from medrecontrast.tasks.base import TaskData
 
 PROFILES = {
     # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and schedule.
@@ -68,8 +71,6 @@ def run_config(task: Task, method: str, seed: int, profile: str = "demo", overri
     """
     if profile not in PROFILES:
         raise UserInputError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
-    if method not in DETECTORS:
-        raise UserInputError(f"unknown method '{method}'; known methods: {', '.join(sorted(DETECTORS))}")
     p = PROFILES[profile]
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(RUN_KEYS) - set(detector_options(method)))
@@ -98,7 +99,8 @@ def run_config(task: Task, method: str, seed: int, profile: str = "demo", overri
 
 
 def detector_options(method: str) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(DETECTORS[method].Config))
+    """Option names of ``method``'s detector (its Config fields); an unknown method is a user error."""
+    return tuple(f.name for f in dataclasses.fields(detector_class(method).Config))
 
 
 def environment() -> dict:
@@ -127,6 +129,18 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
 
 
+def run_datasets(data: TaskData, config: dict) -> tuple[Dataset, Dataset, Dataset | None]:
+    """``(train, test, holdout)`` datasets of a run: the training normals minus the held-out ones,
+    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes."""
+    fit_items, holdout_items = split_holdout(data.train, config["holdout"])
+
+    def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
+        return task_datasets(dataclasses.replace(data, train=train_items), image_size=config["image_size"], crop_size=config["crop_size"])
+
+    train, test = datasets(fit_items)
+    return train, test, datasets(holdout_items)[0] if holdout_items else None
+
+
 def train_run(
     task: str | Task,
     method: str,
@@ -149,23 +163,20 @@ def train_run(
     out = Path(out)
     config = run_config(task, method, seed, profile, overrides, weights)
     _claim_folder(out, config, resume, force)
-    _write_json(out / "config.json", config)
-    _write_json(out / "environment.json", environment())
-    _write_json(out / "status.json", {"status": "running", "started": _now()})
+    write_json(out / "config.json", config)
+    write_json(out / "environment.json", environment())
+    write_json(out / "status.json", {"status": "running", "started": _now()})
     try:
         metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
     except Exception as exc:
-        _write_json(out / "status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()})
+        write_json(out / "status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()})
         raise
-    _write_json(out / "status.json", {"status": "finished", "finished": _now()})
+    write_json(out / "status.json", {"status": "finished", "finished": _now()})
     return metrics
 
 
 def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_root, progress: bool) -> dict:
-    data = task.load(data_root)
-    fit_items, holdout_items = split_holdout(data.train, config["holdout"])
-    train, test = task_datasets(dataclasses.replace(data, train=fit_items), image_size=config["image_size"], crop_size=config["crop_size"])
-    holdout = task_datasets(dataclasses.replace(data, train=holdout_items), image_size=config["image_size"], crop_size=config["crop_size"])[0] if holdout_items else None
+    train, test, holdout = run_datasets(task.load(data_root), config)
     detector = build_detector(config["method"], **config["detector"])
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
@@ -184,7 +195,7 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
         train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None,
         train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
     )
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -201,14 +212,12 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
     data = get_task(config["task"], **config.get("task_options", {})).load(data_root)
-    _, holdout_items = split_holdout(data.train, config["holdout"])
-    _, test = task_datasets(data, image_size=config["image_size"], crop_size=config["crop_size"])
-    holdout = task_datasets(dataclasses.replace(data, train=holdout_items), image_size=config["image_size"], crop_size=config["crop_size"])[0] if holdout_items else None
+    _, test, holdout = run_datasets(data, config)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"])
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
-    _write_json(run / "metrics.json", metrics)
+    write_json(run / "metrics.json", metrics)
     return metrics
 
 
@@ -263,10 +272,9 @@ def _save_examples(test, predictions, path: Path) -> None:
     chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
     images = np.stack([denormalise(test[i]["image"]) for i in chosen])
     masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
-    partial = path.with_name(f".{path.stem}.partial.npz")
-    np.savez_compressed(partial, ids=np.array([predictions.ids[i] for i in chosen]), labels=predictions.labels[chosen], images=images,
-                        masks=masks, maps=predictions.maps[chosen].astype(np.float16), scores=predictions.scores[chosen])
-    os.replace(partial, path)
+    with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
+        np.savez_compressed(handle, ids=np.array([predictions.ids[i] for i in chosen]), labels=predictions.labels[chosen], images=images,
+                            masks=masks, maps=predictions.maps[chosen].astype(np.float16), scores=predictions.scores[chosen])
 
 
 def denormalise(image) -> np.ndarray:
@@ -296,12 +304,6 @@ def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(partial, path)
 
 
 def _version(name: str) -> str | None:

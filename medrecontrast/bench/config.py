@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.models.base import DETECTORS
+from medrecontrast.models.base import DETECTORS, detector_class
 from medrecontrast.runs import PROFILES, RUN_KEYS, detector_options
 from medrecontrast.tasks.registry import SYNTHETIC_TASKS
 
@@ -72,8 +72,7 @@ class SweepConfig:
         c.tasks = list(c.tasks or SYNTHETIC_TASKS)
         c.seeds = list(c.seeds if c.seeds is not None else DEFAULT_SEEDS[c.profile])
         for method in c.methods:
-            if method not in DETECTORS:
-                raise UserInputError(f"unknown method '{method}'; known methods: {', '.join(sorted(DETECTORS))}")
+            detector_class(method)
         if c.executor not in EXECUTORS:
             raise UserInputError(f"unknown executor '{c.executor}'; choose one of {', '.join(EXECUTORS)}")
         if not c.tasks or not c.methods or not c.seeds:
@@ -92,12 +91,14 @@ class SweepConfig:
         (``iters`` reaches ReContrast and RD4AD, not PatchCore); the loader checked that each is
         an option of at least one method.
         """
-        accepted = set(RUN_KEYS) | set(detector_options(method)) if method in DETECTORS else set()
+        accepted = set(RUN_KEYS) | set(detector_options(method))
         task_section = self.task.get(task, {})
-        shared = {k: v for k, v in {**self.options, **task_section}.items() if k not in ("method", "data")}
-        ordered = {**{k: v for k, v in self.options.items() if k in accepted}, **self.method.get(method, {})}
-        ordered.update({k: v for k, v in shared.items() if k in task_section and k in accepted})
-        return {**ordered, **task_section.get("method", {}).get(method, {})}
+        task_wide = {k: v for k, v in task_section.items() if k not in ("method", "data")}
+
+        def applicable(section: dict) -> dict:
+            return {k: v for k, v in section.items() if k in accepted}
+
+        return {**applicable(self.options), **self.method.get(method, {}), **applicable(task_wide), **task_section.get("method", {}).get(method, {})}
 
     def task_options(self, task: str) -> dict:
         """Options of the task itself, passed to ``get_task`` (e.g. APTOS ``n_train``)."""

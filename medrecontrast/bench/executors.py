@@ -7,7 +7,7 @@ same run folders, so moving a sweep from a laptop to a cluster changes only ``--
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -79,11 +79,3 @@ def _report(outcome: Outcome) -> None:
         console.print(f"  [yellow]skipped[/] {outcome.key}: {outcome.error}")
     else:
         console.print(f"  [red]failed[/] {outcome.key}: {outcome.error}")
-
-
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, int]:
-    """Counts of outcomes by status."""
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return counts

@@ -20,6 +20,7 @@ import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from medrecontrast.bench.results import METHOD_ORDER, finished  # noqa: E402
+from medrecontrast.paths import atomic_path  # noqa: E402
 
 METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", 3)))
 METHOD_NAMES = {"recontrast": "ReContrast", "rd4ad": "RD4AD", "patchcore": "PatchCore"}
@@ -41,10 +42,8 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, 
             if figure is None:
                 continue
             for suffix in ("png", "pdf"):
-                path = folder / f"{name}.{suffix}"
-                partial = path.with_name(f".{name}.{os.getpid()}.partial.{suffix}")
-                figure.savefig(partial)
-                os.replace(partial, path)
+                with atomic_path(folder / f"{name}.{suffix}") as partial:
+                    figure.savefig(partial, format=suffix)
             written[name] = folder / f"{name}.png"
             plt.close(figure)
     return written
@@ -128,28 +127,26 @@ def examples_figure(done: pd.DataFrame, task: str):
     """Test images of ``task`` (rows): the image, its ground-truth mask, then each method's anomaly map over it."""
     runs = done[done["task"] == task].sort_values("seed")
     methods = [m for m in METHOD_ORDER if m in set(runs["method"])]
-    examples = {m: np.load(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
+    examples = {m: _load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
     if not examples:
         return None
     first = examples[methods[0]]
     images, masks, labels, ids = first["images"], first["masks"], first["labels"], first["ids"]
     has_masks = bool(masks.any())
     columns = ["image"] + (["ground truth"] if has_masks else []) + [METHOD_NAMES.get(m, m) for m in methods]
+    scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}  # one colour scale per method across rows
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(len(images), len(columns), figsize=(1.6 * len(columns), 1.6 * len(images)), squeeze=False)
         for row, image in enumerate(images):
             panels = [("image", image, None)]
             if has_masks:
                 panels.append(("ground truth", masks[row], "gray"))
-            for method in methods:
-                amap = examples[method]["maps"][row].astype(np.float32)
-                panels.append((method, amap, "jet"))
+            panels += [(method, examples[method]["maps"][row], "jet") for method in methods]
             for col, (name, content, cmap) in enumerate(panels):
                 ax = axes[row, col]
                 if cmap == "jet":
-                    everything = examples[name]["maps"].astype(np.float32)  # one colour scale per method across rows
                     ax.imshow(image)
-                    ax.imshow(content, cmap=cmap, alpha=0.5, vmin=float(everything.min()), vmax=float(everything.max()))
+                    ax.imshow(content, cmap=cmap, alpha=0.5, vmin=scales[name][0], vmax=scales[name][1])
                     ax.text(2, 2, f"{float(examples[name]['scores'][row]):.3g}", color="white", fontsize=7, va="top", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
                 else:
                     ax.imshow(content, cmap=cmap, vmin=0, vmax=None if cmap is None else 1)
@@ -161,6 +158,14 @@ def examples_figure(done: pd.DataFrame, task: str):
                     ax.set_ylabel(f"{'abnormal' if labels[row] == 1 else 'normal'}\n{str(ids[row])[-18:]}", fontsize=7)
         figure.suptitle(f"{task}: anomaly maps (seed {runs.iloc[0]['seed']}; number = image score)", y=1.0)
     return figure
+
+
+def _load_examples(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``examples.npz``, read once (``np.load`` re-reads the zip on each access); maps as float32."""
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    arrays["maps"] = arrays["maps"].astype(np.float32)
+    return arrays
 
 
 def _by_method(frame: pd.DataFrame):

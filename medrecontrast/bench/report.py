@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.tables import write_tables
+from medrecontrast.paths import atomic_path
 
 FIGURE_CAPTIONS = {
     "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds.",
@@ -38,9 +38,8 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     figures = make_figures(results, folder)
     readme = folder / "README.md"
     text = render_readme(out, results, tables, figures)
-    partial = readme.with_name(f".README.md.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, readme)
+    with atomic_path(readme) as partial:
+        partial.write_text(text)
     return readme
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
+from medrecontrast.paths import write_json
 
 SWEEP_FORMAT = 1
 
@@ -38,7 +39,6 @@ class RunSpec:
     overrides: dict = field(default_factory=dict)
     data_root: str | None = None
     weights: str | None = None
-    resume: bool = False
     threads: int | None = None  # torch threads in this run (Ray workers); None keeps the default
 
     @property
@@ -138,10 +138,3 @@ class Claim:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temporary file renamed over the target)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(partial, path)

@@ -65,7 +65,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
                 _check_existing(folder, planned)
                 specs.append(RunSpec(
                     task=name, method=method, seed=seed, profile=config.profile, folder=str(folder), claims=str(Path(config.out) / ".claims"),
-                    task_options=task.user_options, overrides=overrides, data_root=config.data_root, weights=config.weights, resume=resume,
+                    task_options=task.user_options, overrides=overrides, data_root=config.data_root, weights=config.weights,
                     threads=config.cpus_per_run if config.executor == "ray" else None,
                 ))
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]

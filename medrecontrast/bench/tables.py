@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from medrecontrast.bench.results import METRICS, finished
+from medrecontrast.paths import atomic_path
 
 # ReContrast's own logs, final iteration (DESIGN.md §5), in percent.
 PAPER_RECONTRAST = {
@@ -95,11 +96,9 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, 
     written = {}
 
     def save(name: str, writer) -> None:
-        path = folder / name
-        partial = path.with_name(f".{name}.{os.getpid()}.partial")
-        writer(partial)
-        os.replace(partial, path)
-        written[name] = path
+        with atomic_path(folder / name) as partial:
+            writer(partial)
+        written[name] = folder / name
 
     save("results.csv", lambda p: results.to_csv(p, index=False))
     save("results.parquet", lambda p: results.to_parquet(p, index=False))

@@ -39,11 +39,16 @@ def register_detector(name: str):
     return decorate
 
 
-def build_detector(name: str, **config) -> "Detector":
-    """A detector of method ``name`` configured with ``config`` (unknown keys are refused)."""
+def detector_class(name: str) -> type["Detector"]:
+    """The detector class registered as ``name``; an unknown name is a user error listing the known ones."""
     if name not in DETECTORS:
         raise UserInputError(f"unknown method '{name}'; known methods: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[name](**config)
+    return DETECTORS[name]
+
+
+def build_detector(name: str, **config) -> "Detector":
+    """A detector of method ``name`` configured with ``config`` (unknown keys are refused)."""
+    return detector_class(name)(**config)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from rich.progress import track
 from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus
 from medrecontrast.data.readers import read_image
 from medrecontrast.errors import DataLayoutError
+from medrecontrast.paths import atomic_path
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
@@ -107,6 +108,5 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
 
 def _save_png_atomically(image: np.ndarray, target: Path) -> None:
     pixels = np.round(np.moveaxis(image, 0, -1) * 255).astype(np.uint8)
-    partial = target.with_name(f".{target.name}.partial")
-    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(partial, format="PNG")
-    os.replace(partial, target)
+    with atomic_path(target) as partial:
+        Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(partial, format="PNG")
