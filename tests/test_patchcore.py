@@ -12,6 +12,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.models.patchcore import (
     BUDGET_USABLE,
     build_memory_bank,
+    candidates_per_image,
     greedy_coreset,
     nearest_neighbors,
 )
@@ -33,6 +34,25 @@ def test_coreset_of_everything_and_determinism():
     points = torch.randn(50, 4)
     assert torch.equal(greedy_coreset(points, 50), torch.arange(50))
     assert torch.equal(greedy_coreset(points, 10, seed=1), greedy_coreset(points, 10, seed=1))
+
+
+@pytest.mark.parametrize("chunk_rows", [1000, 4096, 777])
+def test_chunked_coreset_is_identical_to_one_shot(chunk_rows):
+    """The chunked distance update (bounded memory on a GPU) selects exactly what one pass selects."""
+    points = torch.randn(5000, 64, generator=torch.Generator().manual_seed(0))
+    one_shot = greedy_coreset(points, 200, seed=1, chunk_rows=len(points))
+    assert torch.equal(greedy_coreset(points, 200, seed=1, chunk_rows=chunk_rows), one_shot)
+
+
+def test_coreset_equals_the_textbook_greedy_k_center():
+    """Every pick is the point farthest from those picked before (after the averaged start)."""
+    points = torch.randn(400, 8, generator=torch.Generator().manual_seed(2))
+    chosen = greedy_coreset(points, 30, num_starting_points=1, seed=0).tolist()
+    first = int(torch.randperm(400, generator=torch.Generator().manual_seed(0))[0])
+    nearest = torch.cdist(points.double(), points[first : first + 1].double())[:, 0]
+    for index in chosen:
+        assert nearest[index] == pytest.approx(float(nearest.max()), rel=1e-5)
+        nearest = torch.minimum(nearest, torch.cdist(points.double(), points[index : index + 1].double())[:, 0])
 
 
 @pytest.mark.parametrize("backend", ["torch", "faiss"])
@@ -63,6 +83,24 @@ def test_memory_bank_subsamples_per_image_to_fit_the_budget():
     bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=budget, coreset_ratio=0.1, projection_dim=16)
     assert stats["candidates_per_image"] == 25 and stats["candidates"] == 500
     assert bank.shape == (200, 32)
+
+
+def test_candidate_ratio_draws_that_fraction_of_each_image():
+    batches = [torch.randn(4, 100, 8) for _ in range(5)]
+    bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.01, projection_dim=4, candidate_ratio=0.1)
+    assert stats["candidates_per_image"] == 10 and stats["candidates"] == 200 and bank.shape == (20, 8)
+
+
+def test_accelerator_budget_bounds_the_search_not_the_host_candidates():
+    """With a device budget, host memory holds only the candidates; the device holds the search."""
+    args = dict(num_images=100, patches=784, dim=1024, coreset_ratio=0.01, projection_dim=128)
+    host_only = candidates_per_image(**args, host_budget=2**28)
+    host_part = candidates_per_image(**args, host_budget=2**28, device_budget=2**40)
+    assert host_part > host_only  # the search's vectors moved off the host
+    tight = candidates_per_image(**args, host_budget=2**40, device_budget=2**24)
+    assert 0 < tight < 784 and tight * 100 * 4 * 130 + 4 * 1024 * 784 <= 2**24 * BUDGET_USABLE
+    with pytest.raises(UserInputError, match="raise gpu_memory_budget_gb"):
+        candidates_per_image(**args, host_budget=2**40, device_budget=2**20)
 
 
 def test_memory_budget_too_small_is_a_clear_error():

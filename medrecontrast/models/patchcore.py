@@ -5,12 +5,15 @@ upsampled to layer2's grid, each layer's channels adaptively pooled to ``embed_d
 pooled again to ``embed_dim`` (the released code's projection).
 
 Fitting within a memory budget (OCT2017 has 26,315 training images: ~21 M patch vectors at 224 px,
-~84 GB in float32): features are extracted batch by batch and, when all patches would not fit in
-``memory_budget_gb``, each image keeps the same number of patches drawn at random (stage 1). The
-approximate greedy k-center coreset (stage 2; distances on a random projection to
-``projection_dim`` dimensions, started from the mean distance to ``num_starting_points`` random
-points) then keeps ``coreset_ratio`` x the number of ALL patches, as in the paper, or every
-candidate if stage 1 left fewer.
+~84 GB in float32): features are extracted batch by batch and each image contributes the same
+number of patches, drawn at random, as coreset candidates (stage 1): all of them while they fit
+``memory_budget_gb`` on the host (and the search's share of ``gpu_memory_budget_gb`` on a GPU), at
+most ``candidate_ratio`` of them. The approximate greedy k-center coreset (stage 2; distances on a
+random projection to ``projection_dim`` dimensions, started from the mean distance to
+``num_starting_points`` random points) runs on the model's device and keeps ``coreset_ratio`` x the
+number of ALL patches, as in the paper, or every candidate if stage 1 left fewer. Its cost is
+(bank size) x (candidates) x ``projection_dim``: ``candidate_ratio`` (e.g. 0.1 with a 1 % coreset)
+is the documented way to bound it at OCT2017's size on a CPU.
 
 Scoring: the Euclidean distance of each test patch to its nearest memory-bank entry (faiss on the
 CPU when installed, chunked torch otherwise); the map is upsampled to the input and smoothed with
@@ -50,7 +53,9 @@ class PatchCoreConfig:
     num_starting_points: int = 10
     num_neighbors: int = 9  # support set of the image-score re-weighting; 1 turns it off
     sigma: float = 4.0
-    memory_budget_gb: float = 16.0  # host (or GPU) memory for candidate patches and the coreset search
+    memory_budget_gb: float = 16.0  # host memory for the candidate patches (and the coreset search on the CPU)
+    gpu_memory_budget_gb: float | None = None  # accelerator memory for the coreset search; None: what is free at fit
+    candidate_ratio: float = 1.0  # fraction of each image's patches drawn at random as coreset candidates
     batch_size: int = 16
     knn: str = "auto"  # "auto" (faiss on the CPU when installed), "faiss" or "torch"
     seed: int = 0
@@ -67,6 +72,8 @@ class PatchCore(Detector):
         c = self.config
         if c.knn not in ("auto", "faiss", "torch"):
             raise UserInputError(f"knn must be 'auto', 'faiss' or 'torch', got {c.knn!r}")
+        if not 0 < c.candidate_ratio <= 1:
+            raise UserInputError(f"candidate_ratio must be in (0, 1], got {c.candidate_ratio}")
         self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
         self.memory_bank_: torch.Tensor | None = None
         self.stats_: dict = {}
@@ -89,11 +96,20 @@ class PatchCore(Detector):
         seed_everything(c.seed)
         loader = DataLoader(train, batch_size=c.batch_size, num_workers=c.num_workers)
         batches = (self.patch_features(batch["image"].to(self.device))[0] for batch in loader)
-        budget = int(c.memory_budget_gb * 2**30)
         self.memory_bank_, self.stats_ = build_memory_bank(
-            batches, len(train), budget, c.coreset_ratio, c.projection_dim, c.num_starting_points, c.seed, self.device,
+            batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
+            c.seed, self.device, c.candidate_ratio, self.device_budget_bytes(),
         )
         return self
+
+    def device_budget_bytes(self) -> int | None:
+        """The accelerator memory the coreset search may plan for (None on the CPU)."""
+        if self.device.type != "cuda":
+            return None
+        if self.config.gpu_memory_budget_gb is not None:
+            return int(self.config.gpu_memory_budget_gb * 2**30)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return free
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,6 +149,39 @@ class PatchCore(Detector):
 # --- memory bank ----------------------------------------------------------------------------------
 
 
+def candidates_per_image(
+    num_images: int,
+    patches: int,
+    dim: int,
+    coreset_ratio: float,
+    projection_dim: int,
+    host_budget: int,
+    device_budget: int | None = None,
+    candidate_ratio: float = 1.0,
+) -> int:
+    """How many patches of each image become coreset candidates, within both memory budgets.
+
+    Host memory holds the candidates (``dim`` floats each) and the largest possible bank; the
+    coreset search holds the projection and two distance vectors per candidate, on the host or,
+    when ``device_budget`` is given, on the accelerator (which also holds the bank for scoring).
+    ``BUDGET_USABLE`` of each budget is planned, the rest is headroom for temporaries.
+    """
+    bank = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
+    search = FLOAT_BYTES * (projection_dim + 2)
+    host_per_candidate = FLOAT_BYTES * dim + (search if device_budget is None else 0)
+    limits = [patches, math.ceil(candidate_ratio * patches), (int(host_budget * BUDGET_USABLE) - bank) // (host_per_candidate * num_images)]
+    if device_budget is not None:
+        limits.append((int(device_budget * BUDGET_USABLE) - bank) // (search * num_images))
+    keep = min(limits)
+    if keep < 1:
+        where = "memory_budget_gb" if limits[2] < 1 else "gpu_memory_budget_gb"
+        raise UserInputError(
+            f"the memory budget cannot hold one patch per image for {num_images} images of {patches} patches "
+            f"({host_per_candidate * num_images / 2**30:.2f} GiB per patch and image, {bank / 2**30:.2f} GiB for the bank); raise {where}."
+        )
+    return keep
+
+
 def build_memory_bank(
     batches: Iterable[torch.Tensor],
     num_images: int,
@@ -142,77 +191,95 @@ def build_memory_bank(
     num_starting_points: int = 10,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    candidate_ratio: float = 1.0,
+    device_budget_bytes: int | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Stream ``(B, P, D)`` patch-feature batches into a coreset memory bank within ``budget_bytes``.
+    """Stream ``(B, P, D)`` patch-feature batches into a coreset memory bank (on ``device``).
 
-    80 % of the budget is planned for the candidate patches, their projection, the coreset's
-    distance vectors and the bank itself, the rest is headroom for temporaries;
-    the number of candidates per image is fixed before the first batch is stored, so memory never
-    grows past it. Returns the bank ``(M, D)`` and statistics of both stages.
+    Candidates are kept on the host within ``budget_bytes``; the projection and the greedy search
+    run on ``device`` (within ``device_budget_bytes`` there, when it is an accelerator). The number
+    of candidates per image is fixed before the first batch is stored (:func:`candidates_per_image`),
+    so memory never grows past it. Returns the bank ``(M, D)`` and statistics of both stages.
     """
+    device = torch.device(device)
+    on_accelerator = device.type != "cpu"
     generator = torch.Generator().manual_seed(seed)
     candidates = None
     stored = 0
     for features in batches:
         if candidates is None:
             patches, dim = features.shape[1:]
-            bank_bytes = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
-            per_vector = FLOAT_BYTES * (dim + projection_dim + 2)
-            usable = int(budget_bytes * BUDGET_USABLE) - bank_bytes
-            keep = min(patches, max(usable, 0) // (per_vector * num_images))
-            if keep < 1:
-                raise UserInputError(
-                    f"memory budget of {budget_bytes / 2**30:.2f} GiB cannot hold one patch per image for {num_images} images "
-                    f"({per_vector * num_images / 2**30:.2f} GiB needed); raise memory_budget_gb."
-                )
-            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32, device=device)
+            keep = candidates_per_image(
+                num_images, patches, dim, coreset_ratio, projection_dim, budget_bytes,
+                device_budget_bytes if on_accelerator else None, candidate_ratio,
+            )
+            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32, pin_memory=on_accelerator and torch.cuda.is_available())
         for image in features:
             chosen = image if keep == patches else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
-            candidates[stored : stored + keep] = chosen.to(device, torch.float32)
+            candidates[stored : stored + keep].copy_(chosen, non_blocking=True)
             stored += keep
     if candidates is None:
         raise UserInputError("cannot fit PatchCore on an empty training set")
     candidates = candidates[:stored]
     target = min(stored, max(1, math.ceil(coreset_ratio * num_images * patches)))
-    projection = torch.randn(dim, projection_dim, generator=generator).to(device) / math.sqrt(projection_dim)
-    projected = candidates if dim <= projection_dim else _project(candidates, projection)
+    projection = (torch.randn(dim, projection_dim, generator=generator) / math.sqrt(projection_dim)).to(device)
+    projected = candidates.to(device) if dim <= projection_dim else _project(candidates, projection)
     selected = greedy_coreset(projected, target, num_starting_points, seed)
     del projected
     stats = {"patches_per_image": patches, "candidates_per_image": keep, "candidates": stored, "memory_bank": target}
-    return candidates[selected].clone(), stats
+    return candidates[selected.cpu()].to(device), stats
 
 
 def _project(points: torch.Tensor, projection: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """``points @ projection`` in row chunks, so no full-size temporary exists beside the result."""
-    out = torch.empty((points.shape[0], projection.shape[1]), dtype=points.dtype, device=points.device)
+    """``points @ projection`` on ``projection``'s device, in row chunks: no full-size temporary
+    exists beside the result, and host points reach an accelerator one chunk at a time."""
+    out = torch.empty((points.shape[0], projection.shape[1]), dtype=points.dtype, device=projection.device)
     for start in range(0, points.shape[0], chunk):
-        torch.matmul(points[start : start + chunk], projection, out=out[start : start + chunk])
+        rows = points[start : start + chunk].to(projection.device, non_blocking=True)
+        torch.matmul(rows, projection, out=out[start : start + chunk])
     return out
 
 
-def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0) -> torch.Tensor:
+def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0, chunk_rows: int = 2**20) -> torch.Tensor:
     """Indices of ``count`` points chosen by approximate greedy k-center selection.
 
     Each step takes the point farthest from everything chosen so far; the distances start as the
     mean distance to ``num_starting_points`` random points (as PatchCore's released sampler), so the
-    first pick is already a far-out point. Memory: two vectors of length N besides ``points``.
+    first pick is already a far-out point. The distance update runs over ``chunk_rows`` rows at a
+    time into preallocated buffers, so the memory beside ``points`` is two vectors of length N and
+    one chunk, whatever N; the chosen index stays on the device, so an accelerator never waits for
+    the host between steps.
     """
     n = points.shape[0]
     if count >= n:
         return torch.arange(n, device=points.device)
     squared_norms = (points * points).sum(dim=1)
+    buffer = torch.empty(min(chunk_rows, n), dtype=points.dtype, device=points.device)
 
-    def distances_to(index: int) -> torch.Tensor:
-        centre = points[index]
-        return (squared_norms - 2 * (points @ centre) + squared_norms[index]).clamp_min(0).sqrt()
+    def update(nearest: torch.Tensor, index: torch.Tensor) -> None:
+        """``nearest = min(nearest, |points - points[index]|)``, chunk by chunk, in place."""
+        centre = points.index_select(0, index)[0]
+        offset = squared_norms.index_select(0, index)
+        for start in range(0, n, chunk_rows):
+            rows = slice(start, min(start + chunk_rows, n))
+            distance = buffer[: rows.stop - start]
+            torch.mv(points[rows], centre, out=distance)
+            torch.sub(squared_norms[rows], distance.mul_(2), out=distance)
+            distance.add_(offset).clamp_min_(0).sqrt_()
+            torch.minimum(nearest[rows], distance, out=nearest[rows])
 
-    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].tolist()
-    nearest = torch.stack([distances_to(i) for i in starts]).mean(dim=0)
+    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].to(points.device)
+    nearest = torch.zeros(n, dtype=points.dtype, device=points.device)
+    for index in starts.split(1):
+        distances = torch.full_like(nearest, math.inf)
+        update(distances, index)
+        nearest += distances
+    nearest /= len(starts)
     chosen = torch.empty(count, dtype=torch.long, device=points.device)
     for step in range(count):
-        index = int(nearest.argmax())
-        chosen[step] = index
-        nearest = torch.minimum(nearest, distances_to(index))
+        index = nearest.argmax().view(1)
+        chosen[step : step + 1] = index
+        update(nearest, index)
     return chosen
 
 
