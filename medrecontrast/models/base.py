@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from medrecontrast.engine import (
     atomic_torch_save,
     load_versioned,
+    loader_options,
     resolve_device,
     seed_everything,
 )
@@ -96,8 +97,8 @@ class Detector:
     @torch.no_grad()
     def predict(self, test: Dataset, batch_size: int = 16, num_workers: int = 0) -> Predictions:
         ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
-        for batch in DataLoader(test, batch_size=batch_size, num_workers=num_workers):
-            batch_scores, batch_maps = self.score_batch(batch["image"].to(self.device))
+        for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
+            batch_scores, batch_maps = self.score_batch(batch["image"].to(self.device, non_blocking=True))
             scores.append(batch_scores.float().cpu())
             maps.append(batch_maps.float().cpu())
             ids.extend(batch.get("id", [str(len(ids) + i) for i in range(len(batch_scores))]))

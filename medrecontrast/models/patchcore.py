@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.engine import seed_everything
+from medrecontrast.engine import (
+    autocast,
+    loader_options,
+    seed_everything,
+    uses_channels_last,
+)
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import ResNetEncoder
@@ -60,6 +65,7 @@ class PatchCoreConfig:
     knn: str = "auto"  # "auto" (faiss on the CPU when installed), "faiss" or "torch"
     seed: int = 0
     device: str = "auto"
+    amp: bool | str = True  # feature extraction in bf16: True on CUDA, "bf16" on every device, False never
     num_workers: int = 0
 
 
@@ -81,7 +87,12 @@ class PatchCore(Detector):
     @torch.no_grad()
     def patch_features(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``(B, h*w, embed_dim)`` locally aggregated patch features and their grid ``(h, w)``."""
-        _, f2, f3 = self.model(images)
+        if uses_channels_last(images.device, self.config.amp, None):
+            self.model.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(images.device, self.config.amp):
+            _, f2, f3 = self.model(images)
+        f2, f3 = f2.float(), f3.float()
         pad = self.config.patch_size // 2
         f2 = F.avg_pool2d(f2, self.config.patch_size, stride=1, padding=pad)
         f3 = F.avg_pool2d(f3, self.config.patch_size, stride=1, padding=pad)
@@ -94,8 +105,8 @@ class PatchCore(Detector):
     def fit(self, train: Dataset, progress: bool = True) -> "PatchCore":
         c = self.config
         seed_everything(c.seed)
-        loader = DataLoader(train, batch_size=c.batch_size, num_workers=c.num_workers)
-        batches = (self.patch_features(batch["image"].to(self.device))[0] for batch in loader)
+        loader = DataLoader(train, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
+        batches = (self.patch_features(batch["image"].to(self.device, non_blocking=True))[0] for batch in loader)
         self.memory_bank_, self.stats_ = build_memory_bank(
             batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
             c.seed, self.device, c.candidate_ratio, self.device_budget_bytes(),

@@ -22,8 +22,10 @@ from torch.utils.data import Dataset
 from medrecontrast.engine import (
     TrainingConfig,
     TrainingResult,
+    autocast,
     fused_optimizer_options,
     train_loop,
+    uses_channels_last,
 )
 from medrecontrast.losses import cosine_loss, hard_mining_alpha
 from medrecontrast.models.anomaly_map import anomaly_map, gaussian_blur, image_scores
@@ -64,7 +66,10 @@ class ReContrastConfig:
     # engineering
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool | str = True  # True: bf16 autocast on CUDA; "bf16": on every device; False: fp32
+    channels_last: bool | None = None  # None: on CUDA with bf16
+    compile: bool = False
+    cudnn_benchmark: bool = True
     num_workers: int = 0
     checkpoint_every: int = 100
     reset_optimizer_every: int | None = None
@@ -112,7 +117,8 @@ class ReContrast(Detector):
         self.training_ = train_loop(
             self.model, optimizers, self.training_loss, train,
             TrainingConfig(
-                iters=c.iters, batch_size=c.batch_size, seed=c.seed, device=c.device, amp=c.amp, num_workers=c.num_workers,
+                iters=c.iters, batch_size=c.batch_size, seed=c.seed, device=c.device, amp=c.amp, channels_last=c.channels_last,
+                compile=c.compile, cudnn_benchmark=c.cudnn_benchmark, num_workers=c.num_workers,
                 checkpoint_every=c.checkpoint_every, grad_clip_norm=c.grad_clip_norm, reset_optimizer_every=c.reset_optimizer_every,
             ),
             identity={"method": self.name, "backbone": c.backbone, "two_views": c.two_views, "train_encoder": c.train_encoder},
@@ -123,8 +129,10 @@ class ReContrast(Detector):
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
-        cuda = images.device.type == "cuda"
-        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=cuda and self.config.amp):
+        if uses_channels_last(images.device, self.config.amp, self.config.channels_last):
+            self.model.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(images.device, self.config.amp):
             targets, outputs = self.model(images)
         maps = gaussian_blur(anomaly_map(targets, outputs, tuple(images.shape[-2:])), self.config.sigma)
         return image_scores(maps, self.config.image_score), maps[:, 0]
