@@ -1,5 +1,7 @@
 """The benchmark scripts run end to end on tiny inputs, so the published tables can always be remade."""
 
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,6 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
     "data_pipeline": ["--images", "6", "--size", "32", "--source-size", "48", "--workers", "0"],
-    "training_step": ["--size", "64", "--batch", "2", "--steps", "1"],
-    "patchcore_scaling": ["--images", "4", "8", "--size", "64", "--test-images", "4"],
 }
 
 
@@ -23,3 +23,24 @@ def test_benchmark_script_prints_a_table_and_writes_its_csv(script, tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / f"{script}.csv")
     assert len(table) > 0 and table.notna().all().all()
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_every_step_on_tiny_inputs(tmp_path):
+    """benchmarks/gpu.sh in SMOKE mode: the same scripts and flags as on a GPU, on tiny inputs, so a
+    lent GPU's minutes are never lost to a wrong argument."""
+    environment = {**os.environ, "SMOKE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "wheels"), str(tmp_path)], capture_output=True, text=True, timeout=600, env=environment, cwd=BENCHMARKS.parent)
+    log = (tmp_path / "gpu.log").read_text()
+    assert "=== throughput: exit 0" in log and "=== patchcore-scaling: exit 0" in log, result.stdout[-3000:]
+    throughput, scaling = pd.read_csv(tmp_path / "throughput.csv"), pd.read_csv(tmp_path / "patchcore_scaling.csv")
+    assert set(throughput["method"]) == {"recontrast", "rd4ad", "patchcore"} and set(throughput["variant"]) == {"fp32"}
+    trainable = throughput[throughput["method"] != "patchcore"]
+    assert trainable.notna().all().all() and (trainable["of peak %"] > 0).all()
+    assert scaling["train images"].tolist() == [4, 8] and scaling.notna().all().all()
+    if importlib.util.find_spec("anomalib") is None:
+        assert "anomalib is not installed" in log
+    else:
+        assert "=== peers: exit 0" in log
+        peers = pd.read_csv(tmp_path / "peers.csv")
+        assert {"fit s", "train s/step", "image AUROC %"} <= set(peers["measure"])

@@ -8,14 +8,36 @@ import textwrap
 import pytest
 import torch
 
+from medrecontrast import build_detector
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.patchcore import (
     BUDGET_USABLE,
+    adaptive_pool_matrix,
     build_memory_bank,
     candidates_per_image,
     greedy_coreset,
     nearest_neighbors,
 )
+
+
+@pytest.mark.parametrize("size", [(128, 1024), (256, 1024), (2048, 1024), (1536, 1024), (100, 7), (7, 100)])
+def test_adaptive_pool_matrix_equals_torch_pooling(size):
+    x = torch.randn(5, size[0])
+    expected = torch.nn.functional.adaptive_avg_pool1d(x[:, None, :], size[1])[:, 0]
+    torch.testing.assert_close(x @ adaptive_pool_matrix(*size), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_patch_features_equal_the_released_pooling():
+    """One matrix product per layer equals pooling each layer, concatenating and pooling again."""
+    detector = build_detector("patchcore", backbone="resnet18", pretrained=False, embed_dim=96, device="cpu")
+    images = torch.randn(2, 3, 64, 64)
+    features, (h, w) = detector.patch_features(images)
+    _, f2, f3 = detector.model(images)
+    f2, f3 = (torch.nn.functional.avg_pool2d(f, 3, stride=1, padding=1) for f in (f2, f3))
+    f3 = torch.nn.functional.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
+    pooled = [torch.nn.functional.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), 96) for f in (f2, f3)]
+    expected = torch.nn.functional.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 192), 96).reshape(2, h * w, 96)
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_coreset_takes_one_point_per_cluster_before_any_duplicate():

@@ -32,7 +32,8 @@ def test_amp_modes():
     assert not uses_channels_last(cpu, "bf16", None) and uses_channels_last(cpu, False, True)
     with pytest.raises(UserInputError, match="amp must be"):
         autocast(cpu, "fp8")
-    assert loader_options(cpu, 0) == {"num_workers": 0, "pin_memory": False}
+    assert loader_options(cpu, 0) == {"num_workers": 0, "pin_memory": False} == loader_options(cpu)
+    assert 1 <= loader_options(cuda)["num_workers"] <= 8
     assert loader_options(cuda, 2) == {"num_workers": 2, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}
 
 

@@ -95,7 +95,7 @@ class Detector:
 
     # --- shared ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, test: Dataset, batch_size: int = 16, num_workers: int = 0) -> Predictions:
+    def predict(self, test: Dataset, batch_size: int = 16, num_workers: int | None = None) -> Predictions:
         ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
             batch_scores, batch_maps = self.score_batch(batch["image"].to(self.device, non_blocking=True))

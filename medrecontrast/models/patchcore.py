@@ -66,7 +66,7 @@ class PatchCoreConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool | str = True  # feature extraction in bf16: True on CUDA, "bf16" on every device, False never
-    num_workers: int = 0
+    num_workers: int | None = None  # None: 0 on the CPU, up to 8 loader processes beside a GPU
 
 
 @register_detector("patchcore")
@@ -82,6 +82,8 @@ class PatchCore(Detector):
             raise UserInputError(f"candidate_ratio must be in (0, 1], got {c.candidate_ratio}")
         self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
         self.memory_bank_: torch.Tensor | None = None
+        self._index: NearestNeighbourIndex | None = None
+        self._projections_cache: dict = {}
         self.stats_: dict = {}
 
     @torch.no_grad()
@@ -98,15 +100,29 @@ class PatchCore(Detector):
         f3 = F.avg_pool2d(f3, self.config.patch_size, stride=1, padding=pad)
         f3 = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
         batch, (h, w) = f2.shape[0], f2.shape[-2:]
-        pooled = [F.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), self.config.embed_dim) for f in (f2, f3)]
-        features = F.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 2 * self.config.embed_dim), self.config.embed_dim)
+        project2, project3 = self._projections(f2.shape[1], f3.shape[1], f2.device)
+        rows = lambda f: f.permute(0, 2, 3, 1).reshape(batch * h * w, f.shape[1])  # noqa: E731
+        features = torch.addmm(rows(f2) @ project2, rows(f3), project3)
         return features.reshape(batch, h * w, self.config.embed_dim), (h, w)
+
+    def _projections(self, channels2: int, channels3: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The released code's projection as two matrices: each layer adaptively average-pooled to
+        ``embed_dim`` channels, the two concatenated and pooled again to ``embed_dim``. All three
+        poolings are linear, so ``x2 @ P2 + x3 @ P3`` equals them in one matrix product per layer
+        (measured: a third of a CPU batch went into ``adaptive_avg_pool1d`` otherwise)."""
+        key = (channels2, channels3, device)
+        if key not in self._projections_cache:
+            dim = self.config.embed_dim
+            merge = adaptive_pool_matrix(2 * dim, dim)
+            self._projections_cache[key] = tuple((adaptive_pool_matrix(c, dim) @ m).to(device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:])))
+        return self._projections_cache[key]
 
     def fit(self, train: Dataset, progress: bool = True) -> "PatchCore":
         c = self.config
         seed_everything(c.seed)
         loader = DataLoader(train, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
         batches = (self.patch_features(batch["image"].to(self.device, non_blocking=True))[0] for batch in loader)
+        self._index = None
         self.memory_bank_, self.stats_ = build_memory_bank(
             batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
             c.seed, self.device, c.candidate_ratio, self.device_budget_bytes(),
@@ -128,7 +144,9 @@ class PatchCore(Detector):
             raise RuntimeError("PatchCore.fit must run before scoring")
         features, (h, w) = self.patch_features(images)
         batch = features.shape[0]
-        distances, nearest = nearest_neighbors(features.reshape(-1, features.shape[-1]), self.memory_bank_, k=1, backend=self.config.knn)
+        if self._index is None:
+            self._index = NearestNeighbourIndex(self.memory_bank_, self.config.knn)
+        distances, nearest = self._index.search(features.reshape(-1, features.shape[-1]), k=1)
         patch_scores = distances[:, 0].reshape(batch, h * w)
         nearest = nearest[:, 0].reshape(batch, h * w)
         maps = F.interpolate(patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
@@ -144,7 +162,7 @@ class PatchCore(Detector):
         if k <= 1:
             return score
         anchor = self.memory_bank_[nearest[rows, worst]]
-        _, support = nearest_neighbors(anchor, self.memory_bank_, k=k, backend=self.config.knn)
+        _, support = self._index.search(anchor, k=k)
         distances = torch.linalg.vector_norm(features[rows, worst][:, None, :] - self.memory_bank_[support], dim=-1)
         weights = 1 - torch.softmax(distances, dim=1)[:, 0]
         return weights * score
@@ -155,6 +173,17 @@ class PatchCore(Detector):
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["encoder"])
         self.memory_bank_ = state["memory_bank"].to(self.device)
+        self._index = None
+
+
+def adaptive_pool_matrix(in_features: int, out_features: int) -> torch.Tensor:
+    """``(in, out)`` matrix ``P`` with ``x @ P == adaptive_avg_pool1d(x, out)`` (torch's windows:
+    output ``j`` averages inputs ``floor(j*in/out)`` to ``ceil((j+1)*in/out)``)."""
+    matrix = torch.zeros(in_features, out_features, dtype=torch.float64)
+    for j in range(out_features):
+        start, end = (j * in_features) // out_features, -(-((j + 1) * in_features) // out_features)
+        matrix[start:end, j] = 1.0 / (end - start)
+    return matrix.float()
 
 
 # --- memory bank ----------------------------------------------------------------------------------
@@ -297,26 +326,41 @@ def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 
 # --- nearest neighbours ---------------------------------------------------------------------------
 
 
-def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
-    """Euclidean distances ``(n, k)`` and indices ``(n, k)`` of the ``k`` nearest bank rows per query."""
-    if backend in ("auto", "faiss") and queries.device.type == "cpu":
-        try:
-            import faiss
-        except ImportError:
-            if backend == "faiss":
-                raise UserInputError("knn='faiss' needs faiss: pip install 'medrecontrast[faiss]'") from None
-        else:
-            index = faiss.IndexFlatL2(bank.shape[1])
-            index.add(bank.contiguous().numpy())
-            squared, indices = index.search(queries.contiguous().numpy(), k)
+class NearestNeighbourIndex:
+    """Exact Euclidean k-nearest-neighbour search over a fixed memory bank, built once per bank:
+    a faiss flat index on the CPU when faiss is installed, chunked torch matrix products otherwise
+    (on any device, memory bounded by ``chunk_elements`` distances at a time)."""
+
+    def __init__(self, bank: torch.Tensor, backend: str = "auto", chunk_elements: int = 2**24):
+        self.bank, self.chunk_elements, self.faiss_index = bank, chunk_elements, None
+        if backend in ("auto", "faiss") and bank.device.type == "cpu":
+            try:
+                import faiss
+            except ImportError:
+                if backend == "faiss":
+                    raise UserInputError("knn='faiss' needs faiss: pip install 'medrecontrast[faiss]'") from None
+            else:
+                self.faiss_index = faiss.IndexFlatL2(bank.shape[1])
+                self.faiss_index.add(bank.contiguous().numpy())
+                return
+        self.bank_norms = (bank * bank).sum(dim=1)
+
+    def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances ``(n, k)`` and bank indices ``(n, k)`` of each query's ``k`` nearest bank rows."""
+        if self.faiss_index is not None:
+            squared, indices = self.faiss_index.search(queries.contiguous().numpy(), k)
             return torch.from_numpy(squared).clamp_min(0).sqrt(), torch.from_numpy(indices).long()
-    bank_norms = (bank * bank).sum(dim=1)
-    step = max(1, chunk_elements // max(bank.shape[0], 1))
-    distances, indices = [], []
-    for start in range(0, queries.shape[0], step):
-        q = queries[start : start + step]
-        squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ bank.T + bank_norms
-        values, index = squared.topk(k, dim=1, largest=False)
-        distances.append(values.clamp_min(0).sqrt())
-        indices.append(index)
-    return torch.cat(distances), torch.cat(indices)
+        step = max(1, self.chunk_elements // max(self.bank.shape[0], 1))
+        distances, indices = [], []
+        for start in range(0, queries.shape[0], step):
+            q = queries[start : start + step]
+            squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ self.bank.T + self.bank_norms
+            values, index = squared.topk(k, dim=1, largest=False)
+            distances.append(values.clamp_min(0).sqrt())
+            indices.append(index)
+        return torch.cat(distances), torch.cat(indices)
+
+
+def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
+    """One search of :class:`NearestNeighbourIndex` (build the index once where the bank is reused)."""
+    return NearestNeighbourIndex(bank, backend, chunk_elements).search(queries, k)

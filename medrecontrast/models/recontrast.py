@@ -70,7 +70,7 @@ class ReContrastConfig:
     channels_last: bool | None = None  # None: on CUDA with bf16
     compile: bool = False
     cudnn_benchmark: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None  # None: 0 on the CPU, up to 8 loader processes beside a GPU
     checkpoint_every: int = 100
     reset_optimizer_every: int | None = None
 

@@ -1,0 +1,163 @@
+"""Training and inference throughput and peak memory per method, backbone and precision, on whatever device is present.
+
+    python benchmarks/throughput.py [--methods recontrast rd4ad patchcore] [--backbones resnet18 wide_resnet50_2]
+                                    [--size 256] [--batch 16] [--steps 8] [--variants fp32 bf16] [--compile]
+
+Training runs through the suite's own loop (``Detector.fit``: loader, autocast, channels_last,
+fused optimisers, optional torch.compile) on random images held in memory, so data decoding is
+excluded (``data_pipeline.py`` measures that); the step time is the median of the iterations after
+the warm-up. PatchCore's "training" is its fit (feature extraction + coreset) on ``--fit-images``.
+Inference is ``Detector.predict`` (scores and full-size maps). One ReContrast/RD4AD step's FLOPs are
+counted by torch's FLOP counter; the achieved rate is compared with the peak of this device
+measured here by a large bf16 (and fp32) matrix product.
+
+Variants: ``fp32`` = fp32, NCHW (the official code's regime); ``bf16`` = bf16 autocast with fp32
+losses, channels_last on CUDA; ``bf16+compile`` adds torch.compile (with ``--compile``). Prints a
+table and writes benchmarks/results/throughput.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from medrecontrast import build_detector
+from medrecontrast.resources import peak_memory
+
+VARIANTS = {
+    "fp32": dict(amp=False, channels_last=False),
+    "bf16": dict(amp="bf16", channels_last=None),
+    "bf16+compile": dict(amp="bf16", channels_last=None, compile=True),
+}
+
+
+class RandomImages(Dataset):
+    """``count`` normalised-looking random images, half of them labelled abnormal."""
+
+    def __init__(self, count: int, size: int, seed: int = 0):
+        self.images = torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": index % 2, "id": str(index)}
+
+
+def measured_peak_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
+    """Dense matrix-product throughput: the practical peak the model's FLOPs are compared with."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    began = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
+
+
+def training_step_flops(method: str, backbone: str, size: int, batch: int, device: torch.device) -> float:
+    detector = build_detector(method, backbone=backbone, pretrained=False, device=str(device), amp=False)
+    images = torch.randn(batch, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        detector.training_loss(detector.model, images, 0).backward()
+    return counter.get_total_flops()
+
+
+def measure(method: str, backbone: str, variant: str, args, device: torch.device) -> dict:
+    options = dict(backbone=backbone, pretrained=False, device=str(device), **VARIANTS[variant])
+    if method == "patchcore":
+        options.pop("channels_last")
+        options.pop("compile", None)
+        detector = build_detector(method, **options, batch_size=args.batch, coreset_ratio=0.01)
+        train = RandomImages(args.fit_images, args.size)
+        with peak_memory(device) as train_memory:
+            began = time.perf_counter()
+            detector.fit(train, progress=False)
+            train_seconds = time.perf_counter() - began
+        train_rate = len(train) / train_seconds
+    else:
+        iters = args.warmup + args.steps
+        detector = build_detector(method, **options, iters=iters, batch_size=args.batch, calibrate_random_encoder=False)
+        train = RandomImages(args.batch * iters, args.size)
+        with peak_memory(device) as train_memory:
+            detector.fit(train, progress=False)
+        step = statistics.median(detector.training_.iteration_seconds[args.warmup :])
+        train_rate = args.batch / step
+    test = RandomImages(args.test_images, args.size, seed=1)
+    detector.predict(RandomImages(args.batch, args.size, seed=2), batch_size=args.batch)  # warm-up (kernels, compile)
+    _sync(device)
+    with peak_memory(device) as test_memory:
+        began = time.perf_counter()
+        detector.predict(test, batch_size=args.batch)
+        _sync(device)
+        inference_rate = len(test) / (time.perf_counter() - began)
+    return {
+        "train images/s": round(train_rate, 1), "train peak MB": round(train_memory["peak_memory_mb"]),
+        "inference images/s": round(inference_rate, 1), "inference peak MB": round(test_memory["peak_memory_mb"]),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["recontrast", "rd4ad", "patchcore"])
+    parser.add_argument("--backbones", nargs="+", default=["wide_resnet50_2"])
+    parser.add_argument("--size", type=int, default=256, help="image side (the paper's 256; PatchCore's 224 crop is close)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8, help="timed training iterations")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--fit-images", type=int, default=64, help="PatchCore training images")
+    parser.add_argument("--test-images", type=int, default=64)
+    parser.add_argument("--variants", nargs="+", default=None, help=f"of {', '.join(VARIANTS)}; default fp32 (+ bf16 on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="also the bf16+compile variant")
+    parser.add_argument("--peak-size", type=int, default=None, help="matrix side for the peak measurement")
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    variants = args.variants or (["fp32", "bf16"] if cuda else ["fp32"])
+    if args.compile:
+        variants.append("bf16+compile")
+    peak_size = args.peak_size or (8192 if cuda else 2048)
+    peaks = {dtype: measured_peak_tflops(device, getattr(torch, dtype), peak_size, 20 if cuda else 3) for dtype in ("bfloat16", "float32")}
+    print(f"{name}: measured matmul peak bf16 {peaks['bfloat16']:.1f} TFLOP/s, fp32 {peaks['float32']:.1f} TFLOP/s", flush=True)
+
+    rows = []
+    for method in args.methods:
+        for backbone in args.backbones:
+            flops = None if method == "patchcore" else training_step_flops(method, backbone, args.size, args.batch, device)
+            for variant in variants:
+                row = {"device": name, "method": method, "backbone": backbone, "size": args.size, "batch": args.batch, "variant": variant}
+                row.update(measure(method, backbone, variant, args, device))
+                if flops is not None:
+                    achieved = flops / (args.batch / row["train images/s"]) / 1e12
+                    peak = peaks["bfloat16" if variant.startswith("bf16") else "float32"]
+                    row.update({
+                        "GFLOP/step": round(flops / 1e9, 1), "TFLOP/s": round(achieved, 3),
+                        "peak TFLOP/s": round(peak, 1), "of peak %": round(100 * achieved / peak, 1),
+                    })
+                rows.append(row)
+                print(row, flush=True)
+    table = pd.DataFrame(rows)
+    print(table.to_markdown(index=False))
+    args.results.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.results / "throughput.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
