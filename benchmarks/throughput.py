@@ -135,7 +135,7 @@ def main() -> None:
         variants.append("bf16+compile")
     peak_size = args.peak_size or (8192 if cuda else 2048)
     peaks = {dtype: measured_peak_tflops(device, getattr(torch, dtype), peak_size, 20 if cuda else 3) for dtype in ("bfloat16", "float32")}
-    print(f"{name}: measured matmul peak bf16 {peaks['bfloat16']:.1f} TFLOP/s, fp32 {peaks['float32']:.1f} TFLOP/s", flush=True)
+    print(f"{name}: measured matmul peak bf16 {peaks['bfloat16']:.3g} TFLOP/s, fp32 {peaks['float32']:.3g} TFLOP/s", flush=True)
 
     rows = []
     for method in args.methods:
@@ -149,7 +149,7 @@ def main() -> None:
                     peak = peaks["bfloat16" if variant.startswith("bf16") else "float32"]
                     row.update({
                         "GFLOP/step": round(flops / 1e9, 1), "TFLOP/s": round(achieved, 3),
-                        "peak TFLOP/s": round(peak, 1), "of peak %": round(100 * achieved / peak, 1),
+                        "peak TFLOP/s": round(peak, 3), "of peak %": round(100 * achieved / peak, 1),
                     })
                 rows.append(row)
                 print(row, flush=True)

@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from medrecontrast.data.transforms import images_to_device
 from medrecontrast.errors import UserInputError
 
 CHECKPOINT_FORMAT = 1
@@ -181,7 +182,7 @@ def train_loop(
     with _progress(progress) as bar:
         task = bar.add_task("training", total=config.iters, completed=start, loss=float("nan"))
         for iteration, batch in enumerate(loader, start=start):
-            images = batch["image"].to(device, non_blocking=True)
+            images = images_to_device(batch["image"], device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             if config.reset_optimizer_every and iteration > 0 and iteration % config.reset_optimizer_every == 0:

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from medrecontrast.engine import resolve_device
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import (
     aupro,
@@ -131,11 +132,15 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
 
 def run_datasets(data: TaskData, config: dict) -> tuple[Dataset, Dataset, Dataset | None]:
     """``(train, test, holdout)`` datasets of a run: the training normals minus the held-out ones,
-    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes."""
+    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes; on a GPU
+    they leave normalisation to the device."""
     fit_items, holdout_items = split_holdout(data.train, config["holdout"])
+    on_device = resolve_device(config.get("device", "auto")).type == "cuda"
 
     def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
-        return task_datasets(dataclasses.replace(data, train=train_items), image_size=config["image_size"], crop_size=config["crop_size"])
+        return task_datasets(
+            dataclasses.replace(data, train=train_items), image_size=config["image_size"], crop_size=config["crop_size"], normalise_on_device=on_device,
+        )
 
     train, test = datasets(fit_items)
     return train, test, datasets(holdout_items)[0] if holdout_items else None
@@ -278,8 +283,11 @@ def _save_examples(test, predictions, path: Path) -> None:
 
 
 def denormalise(image) -> np.ndarray:
-    """A normalised (3, H, W) tensor back to (H, W, 3) uint8 for display."""
-    array = np.asarray(image, dtype=np.float32) * np.asarray(IMAGENET_STD)[:, None, None] + np.asarray(IMAGENET_MEAN)[:, None, None]
+    """A dataset's (3, H, W) image back to (H, W, 3) uint8 for display: float32 ones are
+    ImageNet-normalised, float16 ones (left for the GPU to normalise) are still pixels in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32)
+    if np.asarray(image).dtype != np.float16:
+        array = array * np.asarray(IMAGENET_STD)[:, None, None] + np.asarray(IMAGENET_MEAN)[:, None, None]
     return (np.clip(array, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 

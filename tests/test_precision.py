@@ -6,6 +6,7 @@ import torch
 
 from medrecontrast import build_detector
 from medrecontrast.data.dataset import task_datasets
+from medrecontrast.data.transforms import images_to_device
 from medrecontrast.engine import (
     TrainingConfig,
     autocast,
@@ -14,6 +15,7 @@ from medrecontrast.engine import (
     uses_channels_last,
 )
 from medrecontrast.errors import UserInputError
+from medrecontrast.runs import denormalise
 from medrecontrast.tasks import get_task
 
 SMALL = dict(backbone="resnet18", pretrained=False)
@@ -92,3 +94,20 @@ def test_compiled_training_matches_eager(task):
         curves.append(train_loop(model, {"all": optimizer}, loss_fn, train, config, identity={}, progress=False).losses)
     assert torch._dynamo.utils.counters["frames"]["ok"] > 0  # the compiled run went through dynamo
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-4)
+
+
+def test_normalising_on_the_device_gives_the_same_predictions():
+    """Datasets that leave normalisation to the device (float16 pixels) score exactly like normalised ones."""
+    data = get_task("synth-oct", size=64, n_train=8, n_test_normal=3, n_test_abnormal=3).load()
+    host = task_datasets(data, image_size=64, cache="memory")
+    device = task_datasets(data, image_size=64, cache="memory", normalise_on_device=True)
+    assert device[0][1]["image"].dtype == torch.float16 and host[0][1]["image"].dtype == torch.float32
+    torch.testing.assert_close(images_to_device(device[1][0]["image"][None], "cpu")[0], host[1][0]["image"], atol=1e-6, rtol=0)
+    predictions = []
+    for train, test in (host, device):
+        detector = build_detector("rd4ad", **SMALL, iters=2, batch_size=4).fit(train, progress=False)
+        predictions.append(detector.predict(test))
+    np.testing.assert_allclose(predictions[1].scores, predictions[0].scores, rtol=1e-5)
+    np.testing.assert_allclose(predictions[1].maps, predictions[0].maps, rtol=1e-4, atol=1e-6)
+    shown = [denormalise(d[1][0]["image"]).astype(int) for d in (device, host)]
+    assert shown[0].shape == (64, 64, 3) and np.abs(shown[0] - shown[1]).max() <= 1  # the same picture, to rounding

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from medrecontrast.data.transforms import images_to_device
 from medrecontrast.errors import UserInputError
 
 BACKBONES = {
@@ -74,7 +75,7 @@ def estimate_batchnorm_statistics(encoders: list[nn.Module], dataset, batch_size
     for encoder in encoders:
         encoder.train()
     for batch in DataLoader(dataset, batch_size=batch_size):
-        images = batch["image"].to(device)
+        images = images_to_device(batch["image"], device)
         for encoder in encoders:
             encoder(images)
     for bn in layers:

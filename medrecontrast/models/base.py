@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medrecontrast.data.transforms import images_to_device
 from medrecontrast.engine import (
     atomic_torch_save,
     load_versioned,
@@ -98,7 +99,7 @@ class Detector:
     def predict(self, test: Dataset, batch_size: int = 16, num_workers: int | None = None) -> Predictions:
         ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
-            batch_scores, batch_maps = self.score_batch(batch["image"].to(self.device, non_blocking=True))
+            batch_scores, batch_maps = self.score_batch(images_to_device(batch["image"], self.device))
             scores.append(batch_scores.float().cpu())
             maps.append(batch_maps.float().cpu())
             ids.extend(batch.get("id", [str(len(ids) + i) for i in range(len(batch_scores))]))

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from medrecontrast.data.transforms import images_to_device
 from medrecontrast.engine import (
     autocast,
     loader_options,
@@ -121,7 +122,7 @@ class PatchCore(Detector):
         c = self.config
         seed_everything(c.seed)
         loader = DataLoader(train, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
-        batches = (self.patch_features(batch["image"].to(self.device, non_blocking=True))[0] for batch in loader)
+        batches = (self.patch_features(images_to_device(batch["image"], self.device))[0] for batch in loader)
         self._index = None
         self.memory_bank_, self.stats_ = build_memory_bank(
             batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
@@ -331,8 +332,10 @@ class NearestNeighbourIndex:
     a faiss flat index on the CPU when faiss is installed, chunked torch matrix products otherwise
     (on any device, memory bounded by ``chunk_elements`` distances at a time)."""
 
-    def __init__(self, bank: torch.Tensor, backend: str = "auto", chunk_elements: int = 2**24):
-        self.bank, self.chunk_elements, self.faiss_index = bank, chunk_elements, None
+    def __init__(self, bank: torch.Tensor, backend: str = "auto", chunk_elements: int | None = None):
+        # distances held at a time: 64 MB on the host, 1 GB on an accelerator (fewer, larger products)
+        self.chunk_elements = chunk_elements or (2**24 if bank.device.type == "cpu" else 2**28)
+        self.bank, self.faiss_index = bank, None
         if backend in ("auto", "faiss") and bank.device.type == "cpu":
             try:
                 import faiss
@@ -361,6 +364,6 @@ class NearestNeighbourIndex:
         return torch.cat(distances), torch.cat(indices)
 
 
-def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One search of :class:`NearestNeighbourIndex` (build the index once where the bank is reused)."""
     return NearestNeighbourIndex(bank, backend, chunk_elements).search(queries, k)
