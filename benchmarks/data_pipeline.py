@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import publish
 from torch.utils.data import DataLoader
 
 from medrecontrast.data.dataset import image_dataset
@@ -48,9 +49,7 @@ def main() -> None:
         uncached = image_dataset(items, args.size, cache="none")
         rows.append({"cache": "none", "workers": workers, "pass": "every pass", "images/s": images_per_second(uncached, workers)})
     table = pd.DataFrame(rows).assign(task=args.task, source_px=args.source_size, input_px=args.size, images=len(items), torch_threads=torch.get_num_threads())
-    print(table.round(1).to_string(index=False))
-    args.results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.results / "data_pipeline.csv", index=False)
+    publish(table.round(1), args.results, "data_pipeline")
 
 
 if __name__ == "__main__":

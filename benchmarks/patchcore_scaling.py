@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import device_name, publish
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
@@ -103,9 +104,8 @@ def main() -> None:
             began = time.perf_counter()
             predictions = detector.predict(test, batch_size=args.batch)
             predict_seconds = time.perf_counter() - began
-            name = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
             rows.append({
-                "device": name, "backbone": args.backbone, "size": args.size, "train images": count, "coreset": args.coreset,
+                "device": device_name(detector.device), "backbone": args.backbone, "size": args.size, "train images": count, "coreset": args.coreset,
                 "candidate ratio": ratio, "candidates": detector.stats_["candidates"], "memory bank": detector.stats_["memory_bank"],
                 "fit s": round(fit_seconds, 1), "fit images/s": round(count / fit_seconds, 1),
                 "host peak MB": round(host["peak_memory_mb"]), "gpu peak MB": round(device_memory["peak_memory_mb"]) if cuda else 0,
@@ -114,9 +114,7 @@ def main() -> None:
             })
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False))
-    args.results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.results / "patchcore_scaling.csv", index=False)
+    publish(table, args.results, "patchcore_scaling")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import device_name, publish
 from sklearn.metrics import roc_auc_score
 
 from medrecontrast import build_detector, get_task
@@ -168,21 +169,18 @@ def main() -> None:
         raise SystemExit("anomalib is not installed: pip install -e '.[bench-peers]'") from None
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     rows = []
     if args.only in (None, "patchcore"):
         rows += patchcore(args, *load_images(args.size, args.train_images, args.test_images), device)
     if args.only in (None, "rd4ad"):
         rows += rd4ad(args, *load_images(args.rd_size, args.train_images, args.test_images), device)
     table = pd.DataFrame(rows)
-    table.insert(0, "device", name)
+    table.insert(0, "device", device_name(device))
     table["anomalib / ours"] = (table["anomalib"] / table["ours"]).where(table["measure"].str.endswith(("s", "s/step", "ms/image")))
     table["ours"], table["anomalib"] = table["ours"].round(2), table["anomalib"].round(2)
     table["anomalib / ours"] = table["anomalib / ours"].round(2)
     table["versions"] = f"anomalib {anomalib.__version__}, torch {torch.__version__}"
-    print(table.to_markdown(index=False))
-    args.results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.results / "peers.csv", index=False)
+    publish(table, args.results, "peers")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import device_name, publish
 from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -129,7 +130,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
-    name = torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)"
+    name = device_name(device)
     variants = args.variants or (["fp32", "bf16"] if cuda else ["fp32"])
     if args.compile:
         variants.append("bf16+compile")
@@ -154,9 +155,7 @@ def main() -> None:
                 rows.append(row)
                 print(row, flush=True)
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False))
-    args.results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.results / "throughput.csv", index=False)
+    publish(table, args.results, "throughput")
 
 
 if __name__ == "__main__":
