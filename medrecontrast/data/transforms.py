@@ -14,6 +14,8 @@ The dtype says which is which: a float32 image is normalised, a float16 one is n
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from monai.transforms import (
@@ -137,6 +139,12 @@ def images_to_device(images: torch.Tensor, device: torch.device | str) -> torch.
     images = images.to(device, non_blocking=True)
     if images.dtype == torch.float32:
         return images
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    mean, std = _imagenet_statistics(images.device)
     return (images.float() - mean) / std
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet_statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std as ``(1, 3, 1, 1)`` tensors on ``device``, made once: a new tensor per
+    batch would be a synchronous copy from pageable host memory, stalling the GPU's queue each batch."""
+    return tuple(torch.tensor(values, device=device).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
