@@ -95,6 +95,12 @@ def uses_channels_last(device: torch.device, amp: bool | str, channels_last: boo
     return device.type == "cuda" and amp in (True, "bf16")
 
 
+def to_channels_last(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Put ``model`` (a no-op once it is) and the batch ``images`` in NHWC memory format; returns the batch."""
+    model.to(memory_format=torch.channels_last)
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 def loader_options(device: torch.device, num_workers: int | None = None) -> dict:
     """DataLoader settings that keep an accelerator fed: page-locked batches for asynchronous copies,
     workers that live across epochs and prefetch four batches each.

@@ -36,6 +36,7 @@ from medrecontrast.engine import (
     autocast,
     loader_options,
     seed_everything,
+    to_channels_last,
     uses_channels_last,
 )
 from medrecontrast.errors import UserInputError
@@ -91,8 +92,7 @@ class PatchCore(Detector):
     def patch_features(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``(B, h*w, embed_dim)`` locally aggregated patch features and their grid ``(h, w)``."""
         if uses_channels_last(images.device, self.config.amp, None):
-            self.model.to(memory_format=torch.channels_last)
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
             _, f2, f3 = self.model(images)
         f2, f3 = f2.float(), f3.float()

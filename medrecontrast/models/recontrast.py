@@ -24,6 +24,7 @@ from medrecontrast.engine import (
     TrainingResult,
     autocast,
     fused_optimizer_options,
+    to_channels_last,
     train_loop,
     uses_channels_last,
 )
@@ -130,8 +131,7 @@ class ReContrast(Detector):
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         if uses_channels_last(images.device, self.config.amp, self.config.channels_last):
-            self.model.to(memory_format=torch.channels_last)
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
             targets, outputs = self.model(images)
         maps = gaussian_blur(anomaly_map(targets, outputs, tuple(images.shape[-2:])), self.config.sigma)
