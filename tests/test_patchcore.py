@@ -12,11 +12,11 @@ from medrecontrast import build_detector
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.patchcore import (
     BUDGET_USABLE,
+    NearestNeighbourIndex,
     adaptive_pool_matrix,
     build_memory_bank,
     candidates_per_image,
     greedy_coreset,
-    nearest_neighbors,
 )
 
 
@@ -84,7 +84,7 @@ def test_nearest_neighbours_equal_brute_force(backend, k):
         pytest.importorskip("faiss")
     generator = torch.Generator().manual_seed(0)
     queries, bank = torch.randn(37, 12, generator=generator), torch.randn(101, 12, generator=generator)
-    distances, indices = nearest_neighbors(queries, bank, k=k, backend=backend, chunk_elements=500)
+    distances, indices = NearestNeighbourIndex(bank, backend, chunk_elements=500).search(queries, k=k)
     brute = torch.cdist(queries.double(), bank.double())
     expected, expected_index = brute.topk(k, dim=1, largest=False)
     torch.testing.assert_close(distances.double(), expected, atol=1e-4, rtol=1e-4)

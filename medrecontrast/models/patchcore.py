@@ -363,7 +363,3 @@ class NearestNeighbourIndex:
             indices.append(index)
         return torch.cat(distances), torch.cat(indices)
 
-
-def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, backend: str = "auto", chunk_elements: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One search of :class:`NearestNeighbourIndex` (build the index once where the bank is reused)."""
-    return NearestNeighbourIndex(bank, backend, chunk_elements).search(queries, k)
