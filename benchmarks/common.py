@@ -1,4 +1,4 @@
-"""What every benchmark script shares: the device's name in a table, and publishing the table."""
+"""What the benchmark scripts share: the device's name, publishing a table, images held in memory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 
 def device_name(device: torch.device) -> str:
@@ -18,3 +19,31 @@ def publish(table: pd.DataFrame, results: Path, name: str) -> None:
     print(table.to_markdown(index=False))
     results.mkdir(parents=True, exist_ok=True)
     table.to_csv(results / f"{name}.csv", index=False)
+
+
+class InMemory(Dataset):
+    """Images (and labels) held as tensors, so that a benchmark times the models, not decoding."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"image": self.images[index], "id": str(index)}
+        if self.labels is not None:
+            item["label"] = int(self.labels[index])
+        return item
+
+
+def in_memory(dataset: Dataset) -> InMemory:
+    """A suite dataset's images (and labels, where it has them) decoded once and stacked."""
+    items = [dataset[i] for i in range(len(dataset))]
+    labels = torch.tensor([item["label"] for item in items]) if all("label" in item for item in items) else None
+    return InMemory(torch.stack([torch.as_tensor(item["image"]) for item in items]), labels)
+
+
+def random_images(count: int, size: int, seed: int = 0) -> InMemory:
+    """``count`` normalised-looking random images, every other one labelled abnormal."""
+    return InMemory(torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed)), torch.arange(count) % 2)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import device_name, publish
+from common import device_name, in_memory, publish
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import Dataset
 
@@ -50,18 +50,6 @@ class Augmented(Dataset):
         return {"image": image}
 
 
-class Labelled(Dataset):
-    def __init__(self, dataset: Dataset):
-        self.items = [dataset[i] for i in range(len(dataset))]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        item = self.items[index]
-        return {"image": item["image"], "label": item["label"], "id": str(index)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs="+", default=[1000, 5000, 26000])
@@ -82,9 +70,8 @@ def main() -> None:
     half = args.test_images // 2
     distinct = min(args.distinct, max(args.images))
     data = get_task("synth-oct", size=args.size, n_train=distinct, n_test_normal=half, n_test_abnormal=args.test_images - half).load()
-    train, test = task_datasets(data, image_size=args.size, cache="memory")
-    images = torch.stack([train[i]["image"] for i in range(len(train))])
-    test = Labelled(test)
+    train, test = (in_memory(dataset) for dataset in task_datasets(data, image_size=args.size, cache="memory"))
+    images = train.images
 
     rows = []
     for count in args.images:

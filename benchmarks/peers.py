@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import device_name, publish
+from common import InMemory, device_name, in_memory, publish
 from sklearn.metrics import roc_auc_score
 
 from medrecontrast import build_detector, get_task
@@ -35,23 +35,8 @@ def load_images(size: int, train_images: int, test_images: int) -> tuple[torch.T
     """Normalised training images, test images and test labels, in memory."""
     half = test_images // 2
     data = get_task("synth-oct", size=size, n_train=train_images, n_test_normal=half, n_test_abnormal=test_images - half).load()
-    train, test = task_datasets(data, image_size=size, cache="memory")
-    stack = lambda dataset, key: torch.stack([torch.as_tensor(dataset[i][key]) for i in range(len(dataset))])  # noqa: E731
-    return stack(train, "image"), stack(test, "image"), stack(test, "label")
-
-
-class InMemory(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict:
-        item = {"image": self.images[index], "id": str(index)}
-        if self.labels is not None:
-            item["label"] = int(self.labels[index])
-        return item
+    train, test = (in_memory(dataset) for dataset in task_datasets(data, image_size=size, cache="memory"))
+    return train.images, test.images, test.labels
 
 
 def copy_encoder(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import device_name, publish
-from torch.utils.data import Dataset
+from common import device_name, publish, random_images
 from torch.utils.flop_counter import FlopCounterMode
 
 from medrecontrast import build_detector
@@ -37,19 +36,6 @@ VARIANTS = {
     "bf16": dict(amp="bf16", channels_last=None),
     "bf16+compile": dict(amp="bf16", channels_last=None, compile=True),
 }
-
-
-class RandomImages(Dataset):
-    """``count`` normalised-looking random images, half of them labelled abnormal."""
-
-    def __init__(self, count: int, size: int, seed: int = 0):
-        self.images = torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict:
-        return {"image": self.images[index], "label": index % 2, "id": str(index)}
 
 
 def measured_peak_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> float:
@@ -79,7 +65,7 @@ def measure(method: str, backbone: str, variant: str, args, device: torch.device
         options.pop("channels_last")
         options.pop("compile", None)
         detector = build_detector(method, **options, batch_size=args.batch, coreset_ratio=0.01)
-        train = RandomImages(args.fit_images, args.size)
+        train = random_images(args.fit_images, args.size)
         with peak_memory(device) as train_memory:
             began = time.perf_counter()
             detector.fit(train, progress=False)
@@ -88,13 +74,13 @@ def measure(method: str, backbone: str, variant: str, args, device: torch.device
     else:
         iters = args.warmup + args.steps
         detector = build_detector(method, **options, iters=iters, batch_size=args.batch, calibrate_random_encoder=False)
-        train = RandomImages(args.batch * iters, args.size)
+        train = random_images(args.batch * iters, args.size)
         with peak_memory(device) as train_memory:
             detector.fit(train, progress=False)
         step = statistics.median(detector.training_.iteration_seconds[args.warmup :])
         train_rate = args.batch / step
-    test = RandomImages(args.test_images, args.size, seed=1)
-    detector.predict(RandomImages(args.batch, args.size, seed=2), batch_size=args.batch)  # warm-up (kernels, compile)
+    test = random_images(args.test_images, args.size, seed=1)
+    detector.predict(random_images(args.batch, args.size, seed=2), batch_size=args.batch)  # warm-up (kernels, compile)
     _sync(device)
     with peak_memory(device) as test_memory:
         began = time.perf_counter()
