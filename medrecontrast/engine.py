@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ class NonFiniteLossError(RuntimeError):
 class TrainingConfig:
     iters: int = 1000
     batch_size: int = 16
+    drop_last: bool = False  # keep each epoch's last incomplete batch, as the per-task official loaders do
     seed: int = 0
     device: str = "auto"
     amp: bool | str = True  # see ``autocast``: True = bf16 on CUDA, "bf16" = bf16 on every device, False = fp32
@@ -53,9 +53,9 @@ class TrainingConfig:
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (not bitwise reproducible on the GPU)
     num_workers: int | None = None  # None: see ``loader_options``
     checkpoint_every: int = 100
-    grad_clip_norm: float | None = None  # applied to the parameters passed as ``clip``
-    reset_optimizer_every: int | None = None  # the authors' "stable" variant resets the decoder optimiser
-    reset_optimizer: str = "decoder"
+    grad_clip_norm: float | None = None  # clip the norm of all trained parameters' gradients (off in the official code)
+    lr_milestone: int | None = None  # from this iteration on every learning rate is multiplied by lr_gamma (MultiStepLR)
+    lr_gamma: float = 0.2
 
 
 @dataclass
@@ -122,22 +122,25 @@ def fused_optimizer_options(device: torch.device) -> dict:
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
-def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration: int) -> Iterator[list[int]]:
+def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration: int, drop_last: bool = False) -> Iterator[list[int]]:
     """Batches of a shuffled, endless pass over the data, starting at ``start_iteration``.
 
-    Epoch ``e`` is ``randperm`` seeded with ``(seed, e)``; the last incomplete batch of an epoch is
-    dropped (as the papers' loaders do) unless the dataset is smaller than one batch.
+    Epoch ``e`` is ``randperm`` seeded with ``(seed, e)``. Its last incomplete batch is kept
+    (``ceil(N / batch)`` batches per epoch), as the official per-task loaders do
+    (``DataLoader(..., drop_last=False)`` in ReContrast's ``recontrast_*.py`` and RD4AD's
+    ``main.py``); ``drop_last=True`` (the unified multi-class scripts) drops it unless the dataset
+    is smaller than one batch.
     """
     if dataset_size == 0:
         raise UserInputError("cannot train on an empty dataset")
-    per_epoch = max(dataset_size // batch_size, 1)
     batch = min(batch_size, dataset_size)
+    per_epoch = dataset_size // batch if drop_last else -(-dataset_size // batch)
     iteration = start_iteration
     while True:
         epoch, position = divmod(iteration, per_epoch)
         order = torch.randperm(dataset_size, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-        for start in range(position * batch, per_epoch * batch, batch):
-            yield order[start : start + batch]
+        for index in range(position, per_epoch):
+            yield order[index * batch : (index + 1) * batch]
             iteration += 1
 
 
@@ -150,7 +153,6 @@ def train_loop(
     identity: dict,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
-    clip: list[torch.nn.Parameter] | None = None,
     progress: bool = True,
 ) -> TrainingResult:
     """Train ``model`` for ``config.iters`` iterations of ``loss_fn(model, images, iteration)``.
@@ -182,7 +184,11 @@ def train_loop(
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False  # after MONAI's set_determinism
 
     model.train()
-    batches = batch_indices(len(dataset), config.batch_size, config.seed, start)
+    batches = batch_indices(len(dataset), config.batch_size, config.seed, start, config.drop_last)
+    trained = [p for optimizer in optimizers.values() for group in optimizer.param_groups for p in group["params"]]
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
     loader = DataLoader(dataset, batch_sampler=_Sampler(batches, config.iters - start), **loader_options(device, config.num_workers))
     began = last = time.perf_counter()
     with _progress(progress) as bar:
@@ -191,8 +197,11 @@ def train_loop(
             images = images_to_device(batch["image"], device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            if config.reset_optimizer_every and iteration > 0 and iteration % config.reset_optimizer_every == 0:
-                optimizers[config.reset_optimizer].state = defaultdict(dict)
+            if config.lr_milestone is not None:  # a pure function of the iteration, so a resumed run needs no scheduler state
+                factor = config.lr_gamma if iteration >= config.lr_milestone else 1.0
+                for optimizer in optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["initial_lr"] * factor
             for optimizer in optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
             with autocast(device, config.amp):
@@ -202,11 +211,11 @@ def train_loop(
                 raise NonFiniteLossError(
                     f"the loss became {value} at iteration {iteration}; nothing was written for this run"
                     + (f" after the checkpoint {path}" if path and path.is_file() else "")
-                    + ". Try the stable variant (reset_optimizer_every=500), a lower learning rate, or encoder BatchNorm in eval mode."
+                    + ". Try a lower learning rate, encoder BatchNorm in eval mode (encoder_bn_train = false), or gradient clipping (grad_clip_norm)."
                 )
             loss.backward()
-            if clip is not None and config.grad_clip_norm:
-                torch.nn.utils.clip_grad_norm_(clip, max_norm=config.grad_clip_norm)
+            if config.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(trained, max_norm=config.grad_clip_norm)
             for optimizer in optimizers.values():
                 optimizer.step()
             result.losses.append(value)

@@ -42,6 +42,8 @@ from medrecontrast.metrics import (
 )
 from medrecontrast.models import Detector, build_detector
 from medrecontrast.models.base import detector_class
+from medrecontrast.models.patchcore import PAPER_SIZES as PATCHCORE_PAPER_SIZES
+from medrecontrast.models.recontrast import UNIFIED as RECONTRAST_UNIFIED
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE
 from medrecontrast.paths import atomic_path, write_json
 from medrecontrast.resources import peak_memory
@@ -49,26 +51,30 @@ from medrecontrast.tasks import Task, get_task
 from medrecontrast.tasks.base import TaskData
 
 PROFILES = {
-    # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and schedule.
-    # 5 % of the training normals are held out to fix a decision threshold without test labels
-    # (``holdout = 0`` trains on all of them and leaves the hold-out F1/ACC empty).
-    "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.05},
+    # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and schedule, and
+    # every training normal trains, as the authors' code does (``holdout = 0.05`` holds 5 % out to
+    # fix a decision threshold without test labels; the report says which protocol each run used).
+    "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.0},
     # Minutes on 2 CPU cores: small backbone, no download, small images, few iterations.
     "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 80, "batch_size": 8, "embed_dim": 256, "holdout": 0.15},
 }
 TRAINABLE = ("recontrast", "rd4ad")
-RUN_FORMAT = 2
+RUN_FORMAT = 3  # 3: config.json holds every resolved option (2 held only those that differ from the defaults)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # overrides that are not detector options
 THRESHOLD_QUANTILE = 0.95
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
 
 
-def run_config(task: Task, method: str, seed: int, profile: str = "demo", overrides: dict | None = None, weights: str | None = None) -> dict:
-    """The full configuration of a run: detector options plus the data settings.
+def run_config(
+    task: Task, method: str, seed: int, profile: str = "demo", overrides: dict | None = None, weights: str | None = None, variant: str | None = None,
+) -> dict:
+    """The full, resolved configuration of a run: every detector option, the task's protocol and the
+    data settings, so that a changed default can never silently change what a run folder means.
 
-    ``overrides`` (from ``--iters`` or a sweep's TOML) hold run keys (``image_size``, ``crop_size``,
-    ``holdout``, ``threshold_quantile``) or options of the method's detector; others are refused.
+    ``overrides`` (from ``--iters``, ``--holdout`` or a sweep's TOML) hold run keys (``image_size``,
+    ``crop_size``, ``holdout``, ``threshold_quantile``) or options of the method's detector; others
+    are refused. ``variant`` names a sweep's method variant (a method plus overrides).
     """
     if profile not in PROFILES:
         raise UserInputError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
@@ -78,25 +84,61 @@ def run_config(task: Task, method: str, seed: int, profile: str = "demo", overri
     if unknown:
         raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{method}'; known: {', '.join(RUN_KEYS + detector_options(method))}")
     detector = {"backbone": p["backbone"], "pretrained": p["pretrained"], "weights": weights, "seed": seed}
-    if method in TRAINABLE:
-        detector.update(iters=p.get("iters", task.hparams.iters), batch_size=p.get("batch_size", task.hparams.batch_size), image_score=task.hparams.image_score)
-        if method == "recontrast":
-            detector["encoder_bn_train"] = task.hparams.encoder_bn_train
-    elif "embed_dim" in p:
-        detector["embed_dim"] = p["embed_dim"]
+    sizes = {"image_size": p.get("image_size", task.image_size), "crop_size": None if "image_size" in p else task.crop_size}
+    if method == "recontrast":
+        # ReContrast's per-task settings live with each task (recontrast_<task>.py)
+        detector.update(iters=p.get("iters", task.hparams.iters), batch_size=p.get("batch_size", task.hparams.batch_size),
+                        image_score=task.hparams.image_score, encoder_bn_train=task.hparams.encoder_bn_train)
+        if task.hparams.unified:
+            detector.update({k: v for k, v in RECONTRAST_UNIFIED.items() if k not in ("iters", "batch_size")})
+    elif method == "rd4ad":
+        if "iters" in p:  # demo: a fixed short schedule; paper: RD4AD's own 200 epochs of batch 16 (RD4ADConfig)
+            detector.update(iters=p["iters"], epochs=None, batch_size=p["batch_size"])
+    elif method == "patchcore":
+        if "embed_dim" in p:
+            detector["embed_dim"] = p["embed_dim"]
+        if "image_size" not in p:
+            sizes = dict(PATCHCORE_PAPER_SIZES)  # the released scripts: resize 256, centre crop 224
+    if "iters" in overrides and "epochs" in detector_options(method):
+        detector["epochs"] = None  # an explicit schedule replaces the profile's
+    elif "epochs" in overrides:
+        detector["iters"] = None
     detector.update({k: v for k, v in overrides.items() if k not in RUN_KEYS})
     config = {
-        "format": RUN_FORMAT, "task": task.name, "task_options": task.user_options, "method": method, "seed": seed, "profile": profile,
-        "image_size": p.get("image_size", task.image_size), "crop_size": None if "image_size" in p else task.crop_size,
-        "holdout": p["holdout"], "threshold_quantile": THRESHOLD_QUANTILE, "detector": detector,
+        "format": RUN_FORMAT, "task": task.name, "task_options": task.user_options, "task_protocol": _task_protocol(task),
+        "method": method, "variant": variant, "seed": seed, "profile": profile, **sizes,
+        "holdout": p["holdout"], "threshold_quantile": THRESHOLD_QUANTILE, "overrides": overrides,
+        "detector": resolved_detector_options(method, detector),
     }
     config.update({k: v for k, v in overrides.items() if k in RUN_KEYS})
-    if not 0 <= config["holdout"] < 1:
-        raise UserInputError(f"holdout must be a fraction in [0, 1), got {config['holdout']}")
+    if not isinstance(config["holdout"], (int, float)) or isinstance(config["holdout"], bool) or not 0 <= config["holdout"] < 1:
+        raise UserInputError(f"holdout must be a fraction in [0, 1), got {config['holdout']!r}")
     side = config["crop_size"] or config["image_size"]
     if method in TRAINABLE and side % SIZE_MULTIPLE:
         raise UserInputError(f"{method} needs an input size that is a multiple of {SIZE_MULTIPLE}, got {side}")
-    return config
+    return json.loads(json.dumps(config))  # as config.json will hold it (tuples become lists)
+
+
+def resolved_detector_options(method: str, options: dict) -> dict:
+    """Every option of ``method``'s detector with ``options`` applied, checked as the detector checks them."""
+    Config = detector_class(method).Config
+    try:
+        return dataclasses.asdict(Config(**options))
+    except TypeError as exc:
+        raise UserInputError(f"bad option for method '{method}': {exc}") from None
+
+
+def _task_protocol(task: Task) -> dict:
+    """What fixes the task's split: its protocol and resolved options (e.g. APTOS n_train, split_seed)."""
+    return {"name": task.protocol.name, "train": task.protocol.train, "test": task.protocol.test, "options": task.options,
+            "image_size": task.image_size, "crop_size": task.crop_size, "unified": task.hparams.unified}
+
+
+def protocol_label(holdout: float) -> str:
+    """The training protocol of a run in words, for tables and the report."""
+    if not holdout:
+        return "all training normals train (as the papers)"
+    return f"{holdout:.0%} of training normals held out for the label-free threshold"
 
 
 def detector_options(method: str) -> tuple[str, ...]:
@@ -158,6 +200,7 @@ def train_run(
     data_root: str | os.PathLike | None = None,
     weights: str | None = None,
     progress: bool = True,
+    variant: str | None = None,
 ) -> dict:
     """Train ``method`` on ``task`` with ``seed`` into ``out`` and evaluate it; returns the metrics.
 
@@ -166,7 +209,7 @@ def train_run(
     """
     task = get_task(task) if isinstance(task, str) else task
     out = Path(out)
-    config = run_config(task, method, seed, profile, overrides, weights)
+    config = run_config(task, method, seed, profile, overrides, weights, variant)
     _claim_folder(out, config, resume, force)
     write_json(out / "config.json", config)
     write_json(out / "environment.json", environment())
@@ -188,24 +231,29 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
         if config["method"] in TRAINABLE:
             detector.fit(train, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
             losses = detector.training_.losses
+            iterations = detector.iters_
             pd.DataFrame({"iteration": range(len(losses)), "loss": losses}).to_csv(out / "loss.csv", index=False)
             images_seen = detector.training_.iterations_run * config["detector"]["batch_size"]
         else:
             detector.fit(train, progress=progress)
-            images_seen = len(train)
+            images_seen, iterations = len(train), None
         train_seconds = time.perf_counter() - began
     detector.save(out / "model.pt")
     metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"])
     metrics["timings"].update(
-        train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None,
+        train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None, train_iterations=iterations,
         train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
     )
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = None) -> dict:
-    """Re-score a finished run's saved detector on its test set, without retraining."""
+def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = None, force: bool = False) -> dict:
+    """Re-score a finished run's saved detector on its test set, without retraining.
+
+    Refused (unless ``force``) when the run's recorded options no longer resolve to the same values
+    with this version of the suite, e.g. after a default changed: its numbers would mean something else.
+    """
     run = Path(run)
     config_path, model_path = run / "config.json", run / "model.pt"
     if not config_path.is_file() or not model_path.is_file():
@@ -213,10 +261,16 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     config = json.loads(config_path.read_text())
     if config.get("format") != RUN_FORMAT:
         raise UserInputError(f"{run} was written by an incompatible version (run format {config.get('format')}, expected {RUN_FORMAT}).")
+    task = get_task(config["task"], **config.get("task_options", {}))
+    current = run_config(task, config["method"], config["seed"], config["profile"], config.get("overrides"), config["detector"].get("weights"), config.get("variant"))
+    if current != config and not force:
+        changed = sorted(k for k in set(current) | set(config) if current.get(k) != config.get(k))
+        details = changed if changed != ["detector"] else [f"detector.{k}" for k in sorted(set(current["detector"]) | set(config["detector"])) if current["detector"].get(k) != config["detector"].get(k)]
+        raise UserInputError(f"{run} was trained with options that no longer resolve to the same values ({', '.join(details)} differ); pass --force to re-evaluate it anyway.")
     detector = Detector.load(model_path, backbone=config["detector"]["backbone"])
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
-    data = get_task(config["task"], **config.get("task_options", {})).load(data_root)
+    data = task.load(data_root)
     _, test, holdout = run_datasets(data, config)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"])
@@ -306,7 +360,11 @@ def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
         else:
             previous = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
             if previous is not None and previous != config:
-                raise UserInputError(f"{out} holds a run with another configuration; --resume needs the same task, method, seed, profile and options.")
+                changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+                raise UserInputError(
+                    f"{out} holds a run whose recorded options differ from what this command resolves to ({', '.join(changed)} differ; "
+                    f"a default may have changed); --resume needs the same task, method, seed, profile and options. Pass --force to start it again."
+                )
     out.mkdir(parents=True, exist_ok=True)
 
 

@@ -27,17 +27,82 @@ def test_adaptive_pool_matrix_equals_torch_pooling(size):
     torch.testing.assert_close(x @ adaptive_pool_matrix(*size), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_patch_features_equal_the_released_pooling():
-    """One matrix product per layer equals pooling each layer, concatenating and pooling again."""
-    detector = build_detector("patchcore", backbone="resnet18", pretrained=False, embed_dim=96, device="cpu")
+def released_patch_features(f2: torch.Tensor, f3: torch.Tensor, dim: int, p: int = 3) -> torch.Tensor:
+    """Our reading of patchcore-inspection's ``_embed``, step by step, as a reference: PatchMaker.patchify
+    (Unfold, zero padding (p-1)/2, patches (B, L, C, p, p)), layer3's unfolded patches bilinearly resized
+    element by element to layer2's grid, MeanMapper (each C*p*p vector adaptively pooled to ``dim``),
+    stack, Aggregator (the 2*dim vector pooled to ``dim``)."""
+    F = torch.nn.functional
+
+    def patchify(f):
+        unfolded = F.unfold(f, p, padding=(p - 1) // 2)  # (B, C*p*p, L)
+        return unfolded.reshape(f.shape[0], f.shape[1], p, p, -1).permute(0, 4, 1, 2, 3)  # (B, L, C, p, p)
+
+    b, (h2, w2), (h3, w3) = f2.shape[0], f2.shape[-2:], f3.shape[-2:]
+    patches2, patches3 = patchify(f2), patchify(f3)
+    x = patches3.reshape(b, h3, w3, *patches3.shape[2:]).permute(0, 3, 4, 5, 1, 2)  # (B, C, p, p, h3, w3)
+    shape = x.shape
+    x = F.interpolate(x.reshape(-1, 1, h3, w3), size=(h2, w2), mode="bilinear", align_corners=False)
+    x = x.reshape(*shape[:-2], h2, w2).permute(0, 4, 5, 1, 2, 3).reshape(b, h2 * w2, *shape[1:4])
+    layers = [patches2.reshape(-1, *patches2.shape[2:]), x.reshape(-1, *x.shape[2:])]
+    mapped = [F.adaptive_avg_pool1d(f.reshape(len(f), 1, -1), dim).squeeze(1) for f in layers]  # MeanMapper
+    stacked = torch.stack(mapped, dim=1)
+    return F.adaptive_avg_pool1d(stacked.reshape(len(stacked), 1, -1), dim).reshape(b, h2 * w2, dim)  # Aggregator
+
+
+@pytest.mark.parametrize("embed_dim", [96, 256])
+def test_patch_features_equal_the_released_aggregation(embed_dim):
+    """Unfold + MeanMapper + Aggregator, not a 3x3 mean: layer2's 128*9 = 1152 values pool into windows
+    that straddle channels and neighbourhood offsets."""
+    detector = build_detector("patchcore", backbone="resnet18", pretrained=False, embed_dim=embed_dim, device="cpu")
     images = torch.randn(2, 3, 64, 64)
     features, (h, w) = detector.patch_features(images)
     _, f2, f3 = detector.model(images)
-    f2, f3 = (torch.nn.functional.avg_pool2d(f, 3, stride=1, padding=1) for f in (f2, f3))
-    f3 = torch.nn.functional.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
-    pooled = [torch.nn.functional.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), 96) for f in (f2, f3)]
-    expected = torch.nn.functional.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 192), 96).reshape(2, h * w, 96)
-    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(features, released_patch_features(f2, f3, embed_dim), atol=1e-5, rtol=1e-4)
+    # ... and that is not what a plain 3x3 mean per channel then a channel pooling gives
+    mean2, mean3 = (torch.nn.functional.avg_pool2d(f, 3, stride=1, padding=1) for f in (f2, f3))
+    mean3 = torch.nn.functional.interpolate(mean3, size=mean2.shape[-2:], mode="bilinear", align_corners=False)
+    pooled = [torch.nn.functional.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), embed_dim) for f in (mean2, mean3)]
+    plain = torch.nn.functional.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 2 * embed_dim), embed_dim).reshape(2, h * w, embed_dim)
+    assert not torch.allclose(features, plain, atol=1e-3)
+
+
+def test_mean_mapper_on_a_small_tensor_by_hand():
+    """2 channels x 3x3 neighbourhood = 18 values pooled to 4: windows [0,5), [4,9), [9,14), [13,18)
+    (torch's floor/ceil rule), i.e. output 1 mixes channel 0's last offsets with none of channel 1,
+    output 2 takes channel 1's first five offsets."""
+    x = torch.arange(18, dtype=torch.float32)[None]
+    expected = torch.tensor([[sum(range(0, 5)) / 5, sum(range(4, 9)) / 5, sum(range(9, 14)) / 5, sum(range(13, 18)) / 5]])
+    torch.testing.assert_close(x @ adaptive_pool_matrix(18, 4), expected)
+
+
+@pytest.mark.parametrize("knn", ["torch", "faiss"])
+def test_patch_score_is_the_squared_distance_and_image_score_the_max(knn):
+    """Hand-computed: bank {(0,0), (3,4)}; the patch (6,8) is 5 from (3,4): squared distance 25, and with
+    k = 2 the mean of 25 and 100."""
+    if knn == "faiss":
+        pytest.importorskip("faiss")
+    bank = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    index = NearestNeighbourIndex(bank, knn)
+    squared, nearest = index.search(torch.tensor([[6.0, 8.0], [0.0, 1.0]]), k=2)
+    torch.testing.assert_close(squared, torch.tensor([[25.0, 100.0], [1.0, 18.0]]))
+    assert nearest.tolist() == [[1, 0], [0, 1]]
+    detector = build_detector("patchcore", backbone="resnet18", pretrained=False, embed_dim=2, device="cpu", knn=knn)
+    assert detector.config.num_neighbors == 1 and detector.config.reweight is False  # the released defaults
+    detector.memory_bank_ = bank
+    detector._index = index
+    features = torch.tensor([[[6.0, 8.0], [0.0, 1.0], [3.0, 4.0]]])
+    patch_scores = torch.tensor([[25.0, 1.0, 0.0]])
+    assert detector.image_scores(features, patch_scores, torch.tensor([[1, 0, 1]])).tolist() == [25.0]
+
+
+def test_patchcore_paper_sizes_resize_256_crop_224():
+    from medrecontrast.runs import run_config
+    from medrecontrast.tasks import get_task
+
+    config = run_config(get_task("mvtec:bottle"), "patchcore", 0, "paper")
+    assert (config["image_size"], config["crop_size"]) == (256, 224)
+    assert run_config(get_task("mvtec:bottle"), "recontrast", 0, "paper")["crop_size"] is None
 
 
 def test_coreset_takes_one_point_per_cluster_before_any_duplicate():
@@ -85,7 +150,7 @@ def test_nearest_neighbours_equal_brute_force(backend, k):
     generator = torch.Generator().manual_seed(0)
     queries, bank = torch.randn(37, 12, generator=generator), torch.randn(101, 12, generator=generator)
     distances, indices = NearestNeighbourIndex(bank, backend, chunk_elements=500).search(queries, k=k)
-    brute = torch.cdist(queries.double(), bank.double())
+    brute = torch.cdist(queries.double(), bank.double()) ** 2  # squared, as faiss IndexFlatL2
     expected, expected_index = brute.topk(k, dim=1, largest=False)
     torch.testing.assert_close(distances.double(), expected, atol=1e-4, rtol=1e-4)
     assert torch.equal(indices, expected_index)

@@ -58,7 +58,7 @@ def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", {"iters": 3})))
     with pytest.raises(UserInputError, match="unfinished run; pass --resume"):
         train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, progress=False)
-    with pytest.raises(UserInputError, match="another configuration"):
+    with pytest.raises(UserInputError, match="recorded options differ"):
         train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 4}, resume=True, progress=False)
     train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, resume=True, progress=False)
 
@@ -80,10 +80,11 @@ def test_evaluate_rescores_without_retraining(tmp_path):
 def test_profiles():
     task = get_task("isic")
     paper = run_config(task, "recontrast", 0, "paper")
-    assert paper["detector"] | {"weights": None} == {
-        "backbone": "wide_resnet50_2", "pretrained": True, "weights": None, "seed": 0, "iters": 2000, "batch_size": 32,
-        "image_score": "mean", "encoder_bn_train": True}
+    expected = {"backbone": "wide_resnet50_2", "pretrained": True, "weights": None, "seed": 0, "iters": 2000, "epochs": None, "batch_size": 32,
+                "image_score": "mean", "encoder_bn_train": True, "grad_clip_norm": None, "drop_last": False}
+    assert {k: paper["detector"][k] for k in expected} == expected
     assert (paper["image_size"], paper["crop_size"]) == (256, 224)
+    assert paper["holdout"] == 0  # the authors train on every training normal
     demo = run_config(task, "patchcore", 3, "demo")
     assert demo["detector"]["backbone"] == "resnet18" and demo["detector"]["pretrained"] is False
     assert demo["image_size"] == PROFILES["demo"]["image_size"]

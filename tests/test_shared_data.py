@@ -28,6 +28,19 @@ def test_aptos_paper_protocol_on_the_real_csv(tmp_path):
     assert [it["id"] for it in again.train] == [it["id"] for it in data.train]  # the draw is fixed
 
 
+def test_aptos_split_is_the_authors_prepare_aptos(tmp_path):
+    """prepare_aptos.py: random.seed(1); random.shuffle(grade-0 ids in CSV order); the first 1,000 train."""
+    (tmp_path / "aptos" / "train_images").mkdir(parents=True)
+    shutil.copy(shared("aptos/train.csv"), tmp_path / "aptos" / "train.csv")
+    train_ids = [it["id"] for it in get_task("aptos").load(tmp_path).train]
+    assert train_ids[:5] == ["974c7d7b9c64", "12ab2f6397f0", "e79e10907295", "e4dcca36ceb4", "c23ff6dcf15e"]
+    frame = pd.read_csv(tmp_path / "aptos" / "train.csv")
+    normal = frame.loc[frame["diagnosis"] == 0, "id_code"].tolist()
+    # the split this suite used before (numpy default_rng(0) permutation) shared only 560 of 1,000 images
+    earlier = {normal[i] for i in np.random.default_rng(0).permutation(len(normal))[:1000]}
+    assert len(earlier & set(train_ids)) == 560
+
+
 def test_visa_counts_on_the_real_1cls_csv(tmp_path):
     csv = shared("visa/split_csv/1cls.csv")
     (tmp_path / "visa" / "split_csv").mkdir(parents=True)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 
-def anomaly_map(targets: list[torch.Tensor], outputs: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """Sum over feature pairs of 1 - cos (over channels), each upsampled bilinearly to ``size``: ``(B, 1, H, W)``."""
+def anomaly_map(targets: list[torch.Tensor], outputs: list[torch.Tensor], size: tuple[int, int], reduction: str = "sum") -> torch.Tensor:
+    """Sum (``cal_anomaly_map``, per-task scripts) or mean (``cal_anomaly_maps``, unified scripts) over
+    feature pairs of 1 - cos (over channels), each upsampled bilinearly to ``size``: ``(B, 1, H, W)``."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"map reduction must be 'sum' or 'mean', got {reduction!r}")
     total = None
     for target, output in zip(targets, outputs):
         distance = 1 - F.cosine_similarity(target.float(), output.float(), dim=1).unsqueeze(1)
         distance = F.interpolate(distance, size=size, mode="bilinear", align_corners=True)
         total = distance if total is None else total + distance
-    return total
+    return total / len(targets) if reduction == "mean" else total
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
@@ -39,6 +40,15 @@ def gaussian_blur(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
     return out
 
 
+def gaussian_blur_kernel(maps: torch.Tensor, sigma: float = 4.0, size: int = 5) -> torch.Tensor:
+    """The unified scripts' smoothing (ReContrast ``utils.get_gaussian_kernel``): a ``size`` x ``size``
+    Gaussian of ``sigma``, normalised to sum 1, as a convolution with zero padding ``size // 2``."""
+    offsets = torch.arange(size, dtype=torch.float64, device=maps.device) - (size - 1) / 2
+    kernel = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(maps.dtype)
+    return F.conv2d(maps, kernel.view(1, 1, size, size), padding=size // 2)
+
+
 def _symmetric_pad(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     """Pad like numpy's ``symmetric`` mode (d c b a | a b c d | d c b a), repeating for tiny maps."""
     length = x.shape[dim]
@@ -50,13 +60,14 @@ def _symmetric_pad(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
 
 
 def image_scores(maps: torch.Tensor, reduction: str = "max") -> torch.Tensor:
-    """One score per image: the map's ``max``, ``mean``, or ``top1`` (mean of its top 1 %)."""
+    """One score per image: the map's ``max``, ``mean``, or ``top1``: the mean of its ``int(0.01 * H * W)``
+    largest values, as ``evaluation_batch(max_ratio=0.01)`` (at least one)."""
     flat = maps.flatten(1)
     if reduction == "max":
         return flat.max(dim=1).values
     if reduction == "mean":
         return flat.mean(dim=1)
     if reduction == "top1":
-        k = max(1, math.ceil(flat.shape[1] * 0.01))
+        k = max(1, int(flat.shape[1] * 0.01))
         return flat.topk(k, dim=1).values.mean(dim=1)
     raise ValueError(f"image score must be 'max', 'mean' or 'top1', got {reduction!r}")

@@ -9,8 +9,16 @@ replaced by a 2x2 transposed convolution, and layers run from deep to shallow. F
 
 i.e. exactly the shapes of the encoder's layer1, layer2 and layer3.
 
-Each decoder level ends in ``num_heads`` sets of 1x1 output convolutions (with bias): ReContrast
-uses two (one per view), RD4AD one.
+ReContrast ends each decoder level in two sets of 1x1 output convolutions (with bias), one per
+view (``output_conv=2`` in its ``de_resnet.py``); RD4AD has none: its decoder returns the raw
+outputs of its three layers (hq-deng/RD4AD ``de_resnet.py``, ``_forward_impl``).
+
+The bottleneck's blocks are torchvision's ``Bottleneck``/``BasicBlock``: RD4AD's ``AttnBottleneck``
+(its ``resnet.py``) is the same block, its attention being commented out. RD4AD's ``BN_layer`` also
+builds ``conv4``/``bn4``, which its ``forward`` never uses; they are left out here.
+
+Initialisation as both released codes: Kaiming-normal for ``nn.Conv2d`` only, BatchNorm at
+identity; ``nn.ConvTranspose2d`` keeps PyTorch's default initialisation.
 """
 
 from __future__ import annotations
@@ -30,11 +38,11 @@ class DeBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64, activation: str = "relu"):
         super().__init__()
         self.conv1 = deconv2x2(inplanes, planes, stride) if stride == 2 else conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = _activation(activation)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.upsample = upsample
@@ -51,7 +59,7 @@ class DeBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64, activation: str = "relu"):
         super().__init__()
         width = int(planes * (base_width / 64.0))
         self.conv1 = conv1x1(inplanes, width)
@@ -60,7 +68,7 @@ class DeBottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = _activation(activation)
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,16 +107,19 @@ class OCBE(nn.Module):
 
 
 class ReverseResNet(nn.Module):
-    """The reverse decoder: three upsampling stages, then ``num_heads`` sets of 1x1 heads per level.
+    """The reverse decoder: three upsampling stages, then ``num_heads`` sets of 1x1 heads per level
+    (none for RD4AD).
 
     ``forward(x, head)`` returns the three levels ordered like the encoder (layer1, layer2, layer3),
-    through head set ``head``. ``forward(x, head=None)`` stops before the heads, so that a caller can
-    run the shared trunk once and apply different head sets to different rows (:meth:`apply_head`).
+    through head set ``head``. ``forward(x, head=None)`` stops before the heads (the raw outputs,
+    which are RD4AD's reconstructions), so that a caller can run the shared trunk once and apply
+    different head sets to different rows (:meth:`apply_head`). ``activation="gelu"`` replaces
+    every ReLU of the decoder, as the authors' unified multi-class scripts do.
     """
 
-    def __init__(self, block: type[DeBasicBlock] | type[DeBottleneck], layers: tuple[int, int, int], base_width: int = 64, num_heads: int = 1):
+    def __init__(self, block: type[DeBasicBlock] | type[DeBottleneck], layers: tuple[int, int, int], base_width: int = 64, num_heads: int = 0, activation: str = "relu"):
         super().__init__()
-        self.base_width = base_width
+        self.base_width, self.activation = base_width, activation
         self.inplanes = 512 * block.expansion
         self.layer1 = self._make_layer(block, 256, layers[0])
         self.layer2 = self._make_layer(block, 128, layers[1])
@@ -119,9 +130,9 @@ class ReverseResNet(nn.Module):
 
     def _make_layer(self, block, planes: int, blocks: int) -> nn.Sequential:
         upsample = nn.Sequential(deconv2x2(self.inplanes, planes * block.expansion), nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, 2, upsample, base_width=self.base_width)]
+        layers = [block(self.inplanes, planes, 2, upsample, base_width=self.base_width, activation=self.activation)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, base_width=self.base_width) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, base_width=self.base_width, activation=self.activation) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, head: int | None = 0) -> list[torch.Tensor]:
@@ -134,20 +145,30 @@ class ReverseResNet(nn.Module):
         return [conv(f) for conv, f in zip(self.heads[head], features)]
 
 
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"decoder activation must be 'relu' or 'gelu', got {name!r}")
+
+
 def _init_weights(module: nn.Module) -> None:
-    """As torchvision and RD4AD: Kaiming-normal convolutions, BatchNorm at identity."""
+    """As RD4AD's and ReContrast's ``de_resnet.py``/``resnet.py``: Kaiming-normal for ``nn.Conv2d``
+    only (``ConvTranspose2d`` is not a ``Conv2d`` subclass and keeps PyTorch's default), BatchNorm
+    at identity."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
 
 
-def bottleneck_and_decoder(backbone: str, num_heads: int) -> tuple[OCBE, ReverseResNet]:
+def bottleneck_and_decoder(backbone: str, num_heads: int, activation: str = "relu") -> tuple[OCBE, ReverseResNet]:
     """The OCBE and reverse decoder that match an encoder from :mod:`medrecontrast.models.backbones`."""
     if backbone == "resnet18":
-        return OCBE(BasicBlock, 2), ReverseResNet(DeBasicBlock, (2, 2, 2), num_heads=num_heads)
+        return OCBE(BasicBlock, 2), ReverseResNet(DeBasicBlock, (2, 2, 2), num_heads=num_heads, activation=activation)
     if backbone == "wide_resnet50_2":
-        return OCBE(Bottleneck, 3, base_width=128), ReverseResNet(DeBottleneck, (3, 4, 6), base_width=128, num_heads=num_heads)
+        return OCBE(Bottleneck, 3, base_width=128), ReverseResNet(DeBottleneck, (3, 4, 6), base_width=128, num_heads=num_heads, activation=activation)
     raise ValueError(f"no reverse decoder for backbone '{backbone}'")

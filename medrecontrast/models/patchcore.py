@@ -1,8 +1,13 @@
 """PatchCore (Roth et al., CVPR 2022): a memory bank of normal patch features, nearest-neighbour scoring.
 
-Patch features: frozen encoder layer2 and layer3, each averaged over 3x3 neighbourhoods, layer3
-upsampled to layer2's grid, each layer's channels adaptively pooled to ``embed_dim`` and the two
-pooled again to ``embed_dim`` (the released code's projection).
+As amazon-science/patchcore-inspection (``src/patchcore/patchcore.py``, ``common.py``) runs it:
+images resized to 256 and centre-cropped to 224 (the run's sizes, see :data:`PAPER_SIZES`);
+patch features from the frozen encoder's layer2 and layer3: each layer unfolded into 3x3
+neighbourhoods (``PatchMaker.patchify``: zero padding 1, each patch a ``C*9`` vector, channel
+major), layer3's unfolded patches bilinearly upsampled to layer2's grid, each layer's ``C*9`` vector
+adaptively average-pooled to ``embed_dim`` (``MeanMapper``: the pooling windows straddle channels
+and neighbourhood offsets, so this is not a 3x3 mean followed by a channel pooling), and the two
+pooled again to ``embed_dim`` (``Aggregator``).
 
 Fitting within a memory budget (OCT2017 has 26,315 training images: ~21 M patch vectors at 224 px,
 ~84 GB in float32): features are extracted batch by batch and each image contributes the same
@@ -15,10 +20,12 @@ number of ALL patches, as in the paper, or every candidate if stage 1 left fewer
 (bank size) x (candidates) x ``projection_dim``: ``candidate_ratio`` (e.g. 0.1 with a 1 % coreset)
 is the documented way to bound it at OCT2017's size on a CPU.
 
-Scoring: the Euclidean distance of each test patch to its nearest memory-bank entry (faiss on the
-CPU when installed, chunked torch otherwise); the map is upsampled to the input and smoothed with
-σ = 4; the image score is the largest patch score re-weighted by the paper's softmax over the
-``num_neighbors`` memory-bank neighbours of its nearest entry.
+Scoring (``NearestNeighbourScorer``): a patch's score is faiss ``IndexFlatL2``'s distance, i.e.
+the SQUARED Euclidean distance, to its nearest memory-bank entry, averaged over the
+``num_neighbors`` nearest when more than one (the released scripts use 1); the map is upsampled to
+the input (bilinear) and smoothed with σ = 4; the image score is the largest patch score, with no
+re-weighting. ``reweight = true`` applies the paper's eq. 7 softmax re-weighting over the
+``reweight_neighbors`` memory-bank neighbours (anomalib: 9) of the worst patch's nearest entry.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import ResNetEncoder
 from medrecontrast.models.base import Detector, register_detector
 
+PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
 FLOAT_BYTES = 4
 BUDGET_USABLE = 0.8  # of the memory budget, for the planned arrays; the rest is headroom for temporaries
 
@@ -58,7 +66,9 @@ class PatchCoreConfig:
     coreset_ratio: float = 0.1
     projection_dim: int = 128
     num_starting_points: int = 10
-    num_neighbors: int = 9  # support set of the image-score re-weighting; 1 turns it off
+    num_neighbors: int = 1  # patch score: mean squared distance to this many nearest entries (released scripts: 1)
+    reweight: bool = False  # the paper's softmax re-weighting of the image score (not in the released code)
+    reweight_neighbors: int = 9  # its support set (anomalib's 9)
     sigma: float = 4.0
     memory_budget_gb: float = 16.0  # host memory for the candidate patches (and the coreset search on the CPU)
     gpu_memory_budget_gb: float | None = None  # accelerator memory for the coreset search; None: what is free at fit
@@ -82,6 +92,14 @@ class PatchCore(Detector):
             raise UserInputError(f"knn must be 'auto', 'faiss' or 'torch', got {c.knn!r}")
         if not 0 < c.candidate_ratio <= 1:
             raise UserInputError(f"candidate_ratio must be in (0, 1], got {c.candidate_ratio}")
+        if not 0 < c.coreset_ratio <= 1:
+            raise UserInputError(f"coreset_ratio must be in (0, 1], got {c.coreset_ratio}")
+        for name in ("patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size"):
+            value = getattr(c, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+        if c.patch_size % 2 == 0:
+            raise UserInputError(f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {c.patch_size}")
         self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
         self.memory_bank_: torch.Tensor | None = None
         self._index: NearestNeighbourIndex | None = None
@@ -90,32 +108,37 @@ class PatchCore(Detector):
 
     @torch.no_grad()
     def patch_features(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """``(B, h*w, embed_dim)`` locally aggregated patch features and their grid ``(h, w)``."""
+        """``(B, h*w, embed_dim)`` locally aggregated patch features and their grid ``(h, w)`` (layer2's)."""
         if uses_channels_last(images.device, self.config.amp, None):
             images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
             _, f2, f3 = self.model(images)
         f2, f3 = f2.float(), f3.float()
-        pad = self.config.patch_size // 2
-        f2 = F.avg_pool2d(f2, self.config.patch_size, stride=1, padding=pad)
-        f3 = F.avg_pool2d(f3, self.config.patch_size, stride=1, padding=pad)
-        f3 = F.interpolate(f3, size=f2.shape[-2:], mode="bilinear", align_corners=False)
         batch, (h, w) = f2.shape[0], f2.shape[-2:]
         project2, project3 = self._projections(f2.shape[1], f3.shape[1], f2.device)
-        rows = lambda f: f.permute(0, 2, 3, 1).reshape(batch * h * w, f.shape[1])  # noqa: E731
-        features = torch.addmm(rows(f2) @ project2, rows(f3), project3)
-        return features.reshape(batch, h * w, self.config.embed_dim), (h, w)
+        p = self.config.patch_size
+        # Each layer's unfolded (C*p*p) patches times its pooling matrix: MeanMapper and the layer's
+        # half of the Aggregator in one product. Both are linear over channels and the bilinear
+        # upsampling is linear over positions, so layer3 is projected first and upsampled after
+        # (the released code upsamples the C*9 unfolded maps: the same numbers, 9x the work).
+        unfold = lambda f, project: torch.einsum("bkl,kd->bdl", F.unfold(f, p, padding=(p - 1) // 2), project)  # noqa: E731
+        low = unfold(f3, project3).reshape(batch, -1, *f3.shape[-2:])
+        low = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False).flatten(2)
+        features = unfold(f2, project2) + low
+        return features.transpose(1, 2).contiguous(), (h, w)
 
     def _projections(self, channels2: int, channels3: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The released code's projection as two matrices: each layer adaptively average-pooled to
-        ``embed_dim`` channels, the two concatenated and pooled again to ``embed_dim``. All three
-        poolings are linear, so ``x2 @ P2 + x3 @ P3`` equals them in one matrix product per layer
-        (measured: a third of a CPU batch went into ``adaptive_avg_pool1d`` otherwise)."""
+        """The released code's projection as two matrices over the unfolded ``C*p*p`` patch vectors:
+        each layer adaptively average-pooled to ``embed_dim`` (``MeanMapper``), the two stacked and
+        pooled again to ``embed_dim`` (``Aggregator``). All poolings are linear, so ``x2 @ P2 + x3 @ P3``
+        equals them (measured: a third of a CPU batch went into ``adaptive_avg_pool1d`` otherwise)."""
         key = (channels2, channels3, device)
         if key not in self._projections_cache:
-            dim = self.config.embed_dim
+            dim, area = self.config.embed_dim, self.config.patch_size**2
             merge = adaptive_pool_matrix(2 * dim, dim)
-            self._projections_cache[key] = tuple((adaptive_pool_matrix(c, dim) @ m).to(device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:])))
+            self._projections_cache[key] = tuple(
+                (adaptive_pool_matrix(c * area, dim) @ m).to(device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
+            )
         return self._projections_cache[key]
 
     def fit(self, train: Dataset, progress: bool = True) -> "PatchCore":
@@ -147,20 +170,21 @@ class PatchCore(Detector):
         batch = features.shape[0]
         if self._index is None:
             self._index = NearestNeighbourIndex(self.memory_bank_, self.config.knn)
-        distances, nearest = self._index.search(features.reshape(-1, features.shape[-1]), k=1)
-        patch_scores = distances[:, 0].reshape(batch, h * w)
-        nearest = nearest[:, 0].reshape(batch, h * w)
+        k = min(self.config.num_neighbors, self.memory_bank_.shape[0])
+        squared, nearest = self._index.search(features.reshape(-1, features.shape[-1]), k=k)
+        patch_scores = squared.mean(dim=1).reshape(batch, h * w)
         maps = F.interpolate(patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
         maps = gaussian_blur(maps, self.config.sigma)
-        return self.image_scores(features, patch_scores, nearest), maps[:, 0]
+        return self.image_scores(features, patch_scores, nearest[:, 0].reshape(batch, h * w)), maps[:, 0]
 
     def image_scores(self, features: torch.Tensor, patch_scores: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
-        """The largest patch score, re-weighted by how typical its nearest memory entry is (paper, eq. 7)."""
+        """The largest patch score (``PatchMaker.score``); with ``reweight``, scaled by how typical
+        the worst patch's nearest memory entry is (paper, eq. 7)."""
         rows = torch.arange(features.shape[0], device=features.device)
         worst = patch_scores.argmax(dim=1)
         score = patch_scores[rows, worst]
-        k = min(self.config.num_neighbors, self.memory_bank_.shape[0])
-        if k <= 1:
+        k = min(self.config.reweight_neighbors, self.memory_bank_.shape[0])
+        if not self.config.reweight or k <= 1:
             return score
         anchor = self.memory_bank_[nearest[rows, worst]]
         _, support = self._index.search(anchor, k=k)
@@ -328,9 +352,10 @@ def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 
 
 
 class NearestNeighbourIndex:
-    """Exact Euclidean k-nearest-neighbour search over a fixed memory bank, built once per bank:
-    a faiss flat index on the CPU when faiss is installed, chunked torch matrix products otherwise
-    (on any device, memory bounded by ``chunk_elements`` distances at a time)."""
+    """Exact k-nearest-neighbour search over a fixed memory bank, built once per bank, returning
+    SQUARED Euclidean distances as faiss ``IndexFlatL2`` does: a faiss flat index on the CPU when
+    faiss is installed, chunked torch matrix products otherwise (on any device, memory bounded by
+    ``chunk_elements`` distances at a time)."""
 
     def __init__(self, bank: torch.Tensor, backend: str = "auto", chunk_elements: int | None = None):
         # distances held at a time: 64 MB on the host, 1 GB on an accelerator (fewer, larger products)
@@ -349,17 +374,17 @@ class NearestNeighbourIndex:
         self.bank_norms = (bank * bank).sum(dim=1)
 
     def search(self, queries: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distances ``(n, k)`` and bank indices ``(n, k)`` of each query's ``k`` nearest bank rows."""
+        """Squared distances ``(n, k)`` and bank indices ``(n, k)`` of each query's ``k`` nearest bank rows."""
         if self.faiss_index is not None:
             squared, indices = self.faiss_index.search(queries.contiguous().numpy(), k)
-            return torch.from_numpy(squared).clamp_min(0).sqrt(), torch.from_numpy(indices).long()
+            return torch.from_numpy(squared).clamp_min(0), torch.from_numpy(indices).long()
         step = max(1, self.chunk_elements // max(self.bank.shape[0], 1))
         distances, indices = [], []
         for start in range(0, queries.shape[0], step):
             q = queries[start : start + step]
             squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ self.bank.T + self.bank_norms
             values, index = squared.topk(k, dim=1, largest=False)
-            distances.append(values.clamp_min(0).sqrt())
+            distances.append(values.clamp_min(0))
             indices.append(index)
         return torch.cat(distances), torch.cat(indices)
 

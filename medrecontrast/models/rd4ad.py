@@ -1,27 +1,34 @@
 """RD4AD (Deng & Li, CVPR 2022): reverse distillation from a frozen encoder.
 
-ReContrast with its ingredients switched off: a frozen encoder (BatchNorm in eval mode), one view
-and one head set, no hard mining; global cosine loss; one Adam optimiser (lr 0.005, betas
-(0.5, 0.999)) for the bottleneck and decoder; the anomaly map over the 3 (encoder, decoder) pairs.
+ReContrast with its ingredients switched off, as hq-deng/RD4AD ``main.py`` trains it: a frozen
+encoder (BatchNorm in eval mode), one view, a decoder WITHOUT output heads (its three layers' raw
+outputs are the reconstructions), no hard mining, the global cosine loss (``loss_fucntion``: each
+sample's C*H*W map is one vector); one Adam optimiser (lr 0.005, betas (0.5, 0.999), no weight
+decay) for the bottleneck and decoder; 200 epochs of batch 16 with the last incomplete batch kept
+(``DataLoader(..., shuffle=True)``); no gradient clipping. The anomaly map sums 1 - cos over the 3
+(encoder, decoder) pairs, smoothed with σ = 4; the image score is its max (``test.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from medrecontrast.engine import fused_optimizer_options
 from medrecontrast.models.base import register_detector
 from medrecontrast.models.recontrast import ReContrast, ReContrastConfig
+
+RD4AD_EPOCHS = 200
+RD4AD_BATCH_SIZE = 16
 
 
 @dataclass
 class RD4ADConfig(ReContrastConfig):
+    iters: int | None = None
+    epochs: int | None = RD4AD_EPOCHS
+    batch_size: int = RD4AD_BATCH_SIZE
+    optimizer: str = "adam"
     lr_decoder: float = 0.005
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
-    grad_clip_norm: float | None = None
     encoder_bn_train: bool = False
     two_views: bool = False
     train_encoder: bool = False
@@ -31,8 +38,3 @@ class RD4ADConfig(ReContrastConfig):
 @register_detector("rd4ad")
 class RD4AD(ReContrast):
     Config = RD4ADConfig
-
-    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        c = self.config
-        decoder = self.model.trainable_groups()["decoder"]
-        return {"decoder": torch.optim.Adam(decoder, lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay, **fused_optimizer_options(self.device))}

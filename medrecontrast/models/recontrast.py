@@ -4,8 +4,13 @@ The network is :class:`~medrecontrast.models.reverse_distillation.ReverseDistill
 views and a trainable encoder; the loss is the global cosine distance with stop-gradient and
 hard-normal mining (α ramps from -3 to 1 over the first 10 % of iterations, easy points get
 ``hard_mining_factor`` x their gradient); two AdamW optimisers (decoder side lr 2e-3, encoder lr
-1e-5). The anomaly map sums 1 - cos of all (encoder, decoder) pairs, upsampled to the input, and is
-smoothed with a Gaussian of σ = 4; the image score is its max (or mean, per task).
+1e-5), no gradient clipping, the last incomplete batch kept. The anomaly map sums 1 - cos of all
+(encoder, decoder) pairs, upsampled to the input, and is smoothed with a Gaussian of σ = 4; the
+image score is its max (or mean, per task). All as guojiajeremy/ReContrast ``recontrast_*.py``.
+
+The unified multi-class setting (``recontrast_{mvtec,visa}_multiclass.py``) is :data:`UNIFIED`:
+one AdamW with parameter groups, amsgrad, eps 1e-10, lr x 0.2 at 80 %, GELU decoder, encoder
+BatchNorm in eval mode, the MEAN of the pair maps smoothed by a 5x5 Gaussian (σ = 4), top-1 % score.
 
 Every ingredient is a switch, so the paper's ablation from RD4AD to ReContrast is a sweep over
 ``loss``, ``stop_gradient``, ``two_views``, ``hard_mining_factor`` and ``train_encoder``.
@@ -29,10 +34,20 @@ from medrecontrast.engine import (
     uses_channels_last,
 )
 from medrecontrast.losses import cosine_loss, hard_mining_alpha
-from medrecontrast.models.anomaly_map import anomaly_map, gaussian_blur, image_scores
+from medrecontrast.errors import UserInputError
+from medrecontrast.models.anomaly_map import (
+    anomaly_map,
+    gaussian_blur,
+    gaussian_blur_kernel,
+    image_scores,
+)
 from medrecontrast.models.backbones import estimate_batchnorm_statistics
 from medrecontrast.models.base import Detector, register_detector
 from medrecontrast.models.reverse_distillation import ReverseDistillationNet
+
+
+IMAGE_SCORES = ("max", "mean", "top1")
+OPTIMIZERS = ("adamw", "adamw_groups", "adam")
 
 
 @dataclass
@@ -40,15 +55,26 @@ class ReContrastConfig:
     backbone: str = "wide_resnet50_2"
     pretrained: bool = True
     weights: str | None = None  # a local file with the backbone's ImageNet weights
-    # training (DESIGN.md §1; per-task values come from the task)
-    iters: int = 2000
+    # training (recontrast_{mvtec,visa,aptos,oct,isic}.py; per-task values come from the task)
+    iters: int | None = 2000
+    epochs: int | None = None  # instead of iters: whole passes over the training set (RD4AD: 200)
     batch_size: int = 16
+    drop_last: bool = False  # per-task scripts keep the last incomplete batch; the unified ones drop it
+    # "adamw": two AdamW, decoder side and encoder (per-task scripts); "adamw_groups": one AdamW with
+    # the encoder as its own parameter group (unified scripts); "adam": one Adam (RD4AD)
+    optimizer: str = "adamw"
     lr_decoder: float = 2e-3
     lr_encoder: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-5
-    grad_clip_norm: float | None = 0.1  # the official training loop clips the decoder side at 0.1
+    adam_eps: float = 1e-8
+    amsgrad: bool = False
+    lr_milestone: float | None = None  # fraction of the iterations after which lr *= lr_gamma (unified: 0.8)
+    lr_gamma: float = 0.2
+    # Every clip_grad_norm_ in the released training scripts is commented out: no clipping unless asked.
+    grad_clip_norm: float | None = None
     encoder_bn_train: bool = True
+    decoder_activation: str = "relu"  # "gelu" in the unified scripts
     # Random encoders (pretrained=False, no weights file) first take BatchNorm statistics from the
     # training normals; measured on the built-in tasks it lifts RD4AD from near chance (see README).
     calibrate_random_encoder: bool = True
@@ -63,7 +89,9 @@ class ReContrastConfig:
     alpha_warmup: float = 0.1
     # scoring
     image_score: str = "max"
+    map_reduction: str = "sum"  # of the (encoder, decoder) pair maps: "sum" (per-task scripts) or "mean" (unified)
     sigma: float = 4.0
+    blur_kernel: int | None = None  # None: scipy's gaussian_filter (per-task); 5: the unified scripts' 5x5 kernel
     # engineering
     seed: int = 0
     device: str = "auto"
@@ -73,7 +101,46 @@ class ReContrastConfig:
     cudnn_benchmark: bool = True
     num_workers: int | None = None  # None: 0 on the CPU, up to 8 loader processes beside a GPU
     checkpoint_every: int = 100
-    reset_optimizer_every: int | None = None
+
+    def __post_init__(self):
+        if (self.iters is None) == (self.epochs is None):
+            raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
+        for name in ("iters", "epochs", "batch_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("loss", self.loss, ("global", "regional"))
+        _choice("image_score", self.image_score, IMAGE_SCORES)
+        _choice("map_reduction", self.map_reduction, ("sum", "mean"))
+        _choice("decoder_activation", self.decoder_activation, ("relu", "gelu"))
+        if self.lr_milestone is not None and not 0 < self.lr_milestone < 1:
+            raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise UserInputError(f"grad_clip_norm must be positive or null (no clipping), got {self.grad_clip_norm!r}")
+        if self.blur_kernel is not None and (self.blur_kernel < 1 or self.blur_kernel % 2 == 0):
+            raise UserInputError(f"blur_kernel must be an odd positive size or null, got {self.blur_kernel!r}")
+
+
+def _choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise UserInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def resolve_iterations(config: ReContrastConfig, dataset_size: int) -> int:
+    """Training iterations: ``iters``, or ``epochs`` whole passes of ``ceil(N / batch)`` batches
+    (``floor`` with ``drop_last``), as the official epoch loops run."""
+    if config.iters is not None:
+        return config.iters
+    per_epoch = dataset_size // config.batch_size if config.drop_last else -(-dataset_size // config.batch_size)
+    return config.epochs * max(per_epoch, 1)
+
+
+# recontrast_{mvtec,visa}_multiclass.py: what the unified multi-class setting changes (with 5000 x 16)
+UNIFIED = {
+    "optimizer": "adamw_groups", "adam_eps": 1e-10, "amsgrad": True, "lr_milestone": 0.8, "lr_gamma": 0.2, "drop_last": True,
+    "decoder_activation": "gelu", "encoder_bn_train": False, "map_reduction": "mean", "blur_kernel": 5, "image_score": "top1",
+}
 
 
 @register_detector("recontrast")
@@ -81,27 +148,40 @@ class ReContrast(Detector):
     Config = ReContrastConfig
 
     def __init__(self, **config):
+        # The schedule given replaces the default one: ``iters=500`` on RD4AD (200 epochs by default)
+        # trains 500 iterations, ``epochs=10`` on ReContrast trains 10 epochs.
+        if "iters" in config and "epochs" not in config:
+            config["epochs"] = None
+        elif "epochs" in config and "iters" not in config:
+            config["iters"] = None
         super().__init__(**config)
         c = self.config
         self.model = ReverseDistillationNet(
             c.backbone, pretrained=c.pretrained, weights=c.weights, train_encoder=c.train_encoder,
-            two_views=c.two_views, encoder_bn_train=c.encoder_bn_train,
+            two_views=c.two_views, encoder_bn_train=c.encoder_bn_train, decoder_activation=c.decoder_activation,
         ).to(self.device)
         self.training_: TrainingResult | None = None
+        self.iters_: int | None = None
+        self.fitted_ = False
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimiser(s) ``config.optimizer`` names, over the decoder side and, where it learns, the encoder."""
         c = self.config
         groups = self.model.trainable_groups()
-        fused = fused_optimizer_options(self.device)
-        optimizers = {"decoder": torch.optim.AdamW(groups["decoder"], lr=c.lr_decoder, betas=c.betas, weight_decay=c.weight_decay, **fused)}
+        options = dict(betas=c.betas, weight_decay=c.weight_decay, eps=c.adam_eps, amsgrad=c.amsgrad, **fused_optimizer_options(self.device))
+        param_groups = [{"params": groups["decoder"], "lr": c.lr_decoder}]
         if "encoder" in groups:
-            optimizers["encoder"] = torch.optim.AdamW(groups["encoder"], lr=c.lr_encoder, betas=c.betas, weight_decay=c.weight_decay, **fused)
-        return optimizers
+            param_groups.append({"params": groups["encoder"], "lr": c.lr_encoder})
+        if c.optimizer == "adam":
+            return {"decoder": torch.optim.Adam(param_groups, lr=c.lr_decoder, **options)}
+        if c.optimizer == "adamw_groups":
+            return {"decoder": torch.optim.AdamW(param_groups, lr=c.lr_decoder, **options)}
+        return {name: torch.optim.AdamW(group["params"], lr=group["lr"], **options) for name, group in zip(("decoder", "encoder"), param_groups)}
 
     def training_loss(self, model: ReverseDistillationNet, images: torch.Tensor, iteration: int) -> torch.Tensor:
         c = self.config
         targets, outputs = model(images)
-        alpha = hard_mining_alpha(iteration, c.iters, c.alpha_start, c.alpha_end, c.alpha_warmup)
+        alpha = hard_mining_alpha(iteration, self.iters_, c.alpha_start, c.alpha_end, c.alpha_warmup)
         options = dict(kind=c.loss, stop_gradient=c.stop_gradient, alpha=alpha, factor=c.hard_mining_factor)
         if not c.two_views:
             return cosine_loss(targets, outputs, **options)
@@ -111,6 +191,7 @@ class ReContrast(Detector):
     def fit(self, train: Dataset, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "ReContrast":
         """Train on normal images; with ``checkpoint`` the state is saved there and ``resume`` continues it."""
         c = self.config
+        self.iters_ = resolve_iterations(c, len(train))
         if c.calibrate_random_encoder and not (c.pretrained or c.weights):
             encoders = [self.model.encoder] + ([self.model.frozen_encoder] if self.model.frozen_encoder is not None else [])
             estimate_batchnorm_statistics(encoders, train, c.batch_size, self.device)
@@ -118,23 +199,29 @@ class ReContrast(Detector):
         self.training_ = train_loop(
             self.model, optimizers, self.training_loss, train,
             TrainingConfig(
-                iters=c.iters, batch_size=c.batch_size, seed=c.seed, device=c.device, amp=c.amp, channels_last=c.channels_last,
-                compile=c.compile, cudnn_benchmark=c.cudnn_benchmark, num_workers=c.num_workers,
-                checkpoint_every=c.checkpoint_every, grad_clip_norm=c.grad_clip_norm, reset_optimizer_every=c.reset_optimizer_every,
+                iters=self.iters_, batch_size=c.batch_size, drop_last=c.drop_last, seed=c.seed, device=c.device, amp=c.amp,
+                channels_last=c.channels_last, compile=c.compile, cudnn_benchmark=c.cudnn_benchmark, num_workers=c.num_workers,
+                checkpoint_every=c.checkpoint_every, grad_clip_norm=c.grad_clip_norm,
+                lr_milestone=None if c.lr_milestone is None else int(self.iters_ * c.lr_milestone), lr_gamma=c.lr_gamma,
             ),
             identity={"method": self.name, "backbone": c.backbone, "two_views": c.two_views, "train_encoder": c.train_encoder},
-            checkpoint=checkpoint, resume=resume, clip=optimizers["decoder"].param_groups[0]["params"], progress=progress,
+            checkpoint=checkpoint, resume=resume, progress=progress,
         )
+        self.fitted_ = True
         return self
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.fitted_:
+            raise RuntimeError(f"{type(self).__name__}.fit (or Detector.load) must run before scoring")
         self.model.eval()
         if uses_channels_last(images.device, self.config.amp, self.config.channels_last):
             images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
             targets, outputs = self.model(images)
-        maps = gaussian_blur(anomaly_map(targets, outputs, tuple(images.shape[-2:])), self.config.sigma)
+        c = self.config
+        maps = anomaly_map(targets, outputs, tuple(images.shape[-2:]), reduction=c.map_reduction)
+        maps = gaussian_blur(maps, c.sigma) if c.blur_kernel is None else gaussian_blur_kernel(maps, c.sigma, c.blur_kernel)
         return image_scores(maps, self.config.image_score), maps[:, 0]
 
     def state_dict(self) -> dict:
@@ -143,3 +230,4 @@ class ReContrast(Detector):
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.model.eval()
+        self.fitted_ = True

@@ -8,6 +8,9 @@ One module, with the switches the ReContrast paper's ablation walks through:
   head set 1 the trainable features from the frozen encoder's);
 * ``encoder_bn_train``: whether the trainable encoder's BatchNorm updates its statistics.
 
+With one view the decoder has no output heads (RD4AD: the raw outputs of its three layers are the
+reconstructions); with two it has ReContrast's two head sets.
+
 ``forward`` returns ``(targets, outputs)``: matching lists of encoder features and their
 reconstructions (3 pairs with one view, 6 with two), which feed both the loss and the anomaly map.
 """
@@ -36,6 +39,7 @@ class ReverseDistillationNet(nn.Module):
         train_encoder: bool = True,
         two_views: bool = True,
         encoder_bn_train: bool = True,
+        decoder_activation: str = "relu",
     ):
         super().__init__()
         self.train_encoder, self.two_views, self.encoder_bn_train = train_encoder, two_views, encoder_bn_train
@@ -43,7 +47,7 @@ class ReverseDistillationNet(nn.Module):
         self.frozen_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if two_views else None
         if not train_encoder:
             self.encoder.requires_grad_(False)
-        self.bottleneck, self.decoder = bottleneck_and_decoder(backbone, num_heads=2 if two_views else 1)
+        self.bottleneck, self.decoder = bottleneck_and_decoder(backbone, num_heads=2 if two_views else 0, activation=decoder_activation)
 
     def train(self, mode: bool = True) -> "ReverseDistillationNet":
         """Train mode for the bottleneck and decoder; encoders keep BatchNorm in eval where they must."""
@@ -68,7 +72,7 @@ class ReverseDistillationNet(nn.Module):
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             features = self.encoder(x)
         if not self.two_views:
-            return features, self.decoder(self.bottleneck(features), head=0)
+            return features, self.decoder(self.bottleneck(features), head=None)
         with torch.no_grad():
             frozen = self.frozen_encoder(x)
         # Both views run through the shared bottleneck/decoder as one batch (shared BatchNorm statistics).

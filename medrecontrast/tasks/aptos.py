@@ -1,14 +1,16 @@
 """APTOS 2019 blindness detection (Kaggle): ``aptos/train.csv`` + ``aptos/train_images/<id_code>.png``.
 
-Paper protocol: diagnosis 0 is normal. 1,000 normals are drawn for training with
-``numpy.random.default_rng(APTOS_SPLIT_SEED).permutation`` over the grade-0 rows in the CSV's order;
-the remaining normals and every image of grades 1-4 form the test set (805 + 1,857 = 2,662 with the
-official CSV). The draw depends only on the CSV and the seed, never on the training seed.
+Paper protocol, exactly as guojiajeremy/ReContrast ``prepare_data/prepare_aptos.py`` draws it:
+diagnosis 0 is normal; the grade-0 ``id_code``s in the CSV's row order are shuffled with Python's
+``random.seed(1); random.shuffle(...)`` and the first 1,000 train; the remaining normals and every
+image of grades 1-4 form the test set (805 + 1,857 = 2,662 with the official CSV). The draw
+depends only on the CSV and ``split_seed``, never on the training seed.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ from medrecontrast.tasks.base import (
 )
 
 APTOS_TRAIN_NORMALS = 1000
-APTOS_SPLIT_SEED = 0
+APTOS_SPLIT_SEED = 1  # prepare_aptos.py: random.seed(1)
 APTOS_PREPARED_DIR = "prepared_512"  # written by `medrecontrast data prepare aptos`
 
 APTOS_LAYOUT = (
@@ -41,13 +43,20 @@ APTOS_LAYOUT = (
 
 
 def split_aptos(id_codes, diagnoses, n_train: int = APTOS_TRAIN_NORMALS, seed: int = APTOS_SPLIT_SEED) -> tuple[list[int], list[int]]:
-    """Row indices of the training normals and of the test images, both in CSV order."""
+    """Row indices of the training normals (in the shuffled order the authors' script takes them)
+    and of the test images (in CSV order).
+
+    The authors shuffle the list of grade-0 paths; a shuffle's permutation depends only on the
+    list's length and the generator's state, so shuffling the row indices gives the same order.
+    """
     diagnoses = np.asarray(diagnoses)
-    normal_rows = np.flatnonzero(diagnoses == 0)
+    normal_rows = np.flatnonzero(diagnoses == 0).tolist()
     if len(normal_rows) < n_train:
         raise DataLayoutError(f"APTOS protocol needs {n_train} normal images (diagnosis 0); the CSV has {len(normal_rows)}.")
-    chosen = set(normal_rows[np.random.default_rng(seed).permutation(len(normal_rows))[:n_train]].tolist())
-    train_rows = sorted(chosen)
+    shuffled = list(normal_rows)
+    random.Random(seed).shuffle(shuffled)  # a private generator: same draws as random.seed(seed); random.shuffle
+    train_rows = shuffled[:n_train]
+    chosen = set(train_rows)
     test_rows = [row for row in range(len(diagnoses)) if row not in chosen]
     return train_rows, test_rows
 

@@ -29,6 +29,7 @@ class Hyperparameters:
     batch_size: int = 16
     encoder_bn_train: bool = True
     image_score: str = "max"  # "max" or "mean" of the anomaly map
+    unified: bool = False  # one model for all classes (recontrast_{mvtec,visa}_multiclass.py)
 
 
 @dataclass(frozen=True)
