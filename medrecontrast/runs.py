@@ -172,6 +172,11 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
 
 
+def test_groups(data: TaskData) -> list[str] | None:
+    """The member task of each test image of a unified task (None for other tasks)."""
+    return [it["group"] for it in data.test] if data.task.members else None
+
+
 def run_datasets(data: TaskData, config: dict) -> tuple[Dataset, Dataset, Dataset | None]:
     """``(train, test, holdout)`` datasets of a run: the training normals minus the held-out ones,
     the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes; on a GPU
@@ -224,7 +229,8 @@ def train_run(
 
 
 def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_root, progress: bool) -> dict:
-    train, test, holdout = run_datasets(task.load(data_root), config)
+    data = task.load(data_root)
+    train, test, holdout = run_datasets(data, config)
     detector = build_detector(config["method"], **config["detector"])
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
@@ -239,7 +245,7 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
             images_seen, iterations = len(train), None
         train_seconds = time.perf_counter() - began
     detector.save(out / "model.pt")
-    metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"])
+    metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"], test_groups(data))
     metrics["timings"].update(
         train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None, train_iterations=iterations,
         train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
@@ -273,39 +279,62 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     data = task.load(data_root)
     _, test, holdout = run_datasets(data, config)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"])
+    metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"], test_groups(data))
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)
     return metrics
 
 
-def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE) -> dict:
+def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
     ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
+    ``groups`` (a unified task's member of each test image) gives metrics per member under
+    ``per_class`` and their mean at the top level, as the unified scripts report the class mean.
     """
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
         predictions = detector.predict(test)
         seconds = time.perf_counter() - began
-    pd.DataFrame({"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}).to_csv(out / "scores.csv", index=False)
-    metrics = image_metrics(predictions.labels, predictions.scores)
-    oracle = oracle_threshold(predictions.labels, predictions.scores)
-    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(predictions.labels, predictions.scores, oracle).items()}, threshold_oracle=oracle)
+    frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}
+    if groups is not None:
+        frame["group"] = groups
+    pd.DataFrame(frame).to_csv(out / "scores.csv", index=False)
+    held_scores = None
     if holdout is not None:
         held_scores = detector.predict(holdout).scores
         pd.DataFrame({"score": held_scores}).to_csv(out / "holdout_scores.csv", index=False)
-        fixed = holdout_threshold(held_scores, quantile)
-        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(predictions.labels, predictions.scores, fixed).items()}, threshold_holdout=fixed)
-    if predictions.masks is not None and predictions.masks.any():
-        metrics.update(pixel_auroc=pixel_auroc(predictions.masks, predictions.maps), aupro=aupro(predictions.masks, predictions.maps))
-        metrics["aupro_per_image"] = aupro_per_image(predictions.masks[predictions.labels == 1], predictions.maps[predictions.labels == 1])
+    if groups is None:
+        metrics = prediction_metrics(predictions, np.ones(len(predictions.ids), bool), held_scores, quantile)
+    else:
+        groups = np.asarray(groups)
+        per_class = {str(g): prediction_metrics(predictions, groups == g, held_scores, quantile) for g in dict.fromkeys(groups.tolist())}
+        keys = [k for k in next(iter(per_class.values())) if all(k in m for m in per_class.values())]
+        metrics = {k: float(np.mean([m[k] for m in per_class.values()])) for k in keys if not k.startswith("threshold")}
+        metrics["per_class"] = per_class
     _save_examples(test, predictions, out / "examples.npz")
     metrics["timings"] = {
         "inference_s": seconds, "images_per_s": len(predictions.ids) / seconds if seconds else None,
         "inference_peak_memory_mb": memory["peak_memory_mb"],
     }
+    return metrics
+
+
+def prediction_metrics(predictions, rows: np.ndarray, held_scores: np.ndarray | None, quantile: float) -> dict:
+    """Every metric of the test images selected by the boolean ``rows``."""
+    labels, scores = predictions.labels[rows], predictions.scores[rows]
+    metrics = image_metrics(labels, scores)
+    oracle = oracle_threshold(labels, scores)
+    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(labels, scores, oracle).items()}, threshold_oracle=oracle)
+    if held_scores is not None:
+        fixed = holdout_threshold(held_scores, quantile)
+        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(labels, scores, fixed).items()}, threshold_holdout=fixed)
+    masks = predictions.masks[rows] if predictions.masks is not None else None
+    if masks is not None and masks.any():
+        maps = predictions.maps[rows]
+        metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
+        metrics["aupro_per_image"] = aupro_per_image(masks[labels == 1], maps[labels == 1])
     return metrics
 
 

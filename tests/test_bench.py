@@ -273,9 +273,17 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_paper_comparison_averages_classes_and_subtracts_the_reference():
-    rows = [{"task": t, "method": "recontrast", "seed": s, "status": "finished", "profile": "paper", "image_auroc": v, "pixel_auroc": None, "aupro": None}
-            for t, s, v in [("mvtec:bottle", 0, 1.0), ("mvtec:grid", 0, 0.98), ("mvtec:bottle", 1, 1.0), ("mvtec:grid", 1, 0.96), ("oct", 0, 0.99)]]
+    rows = [{"task": t, "method": "recontrast", "seed": s, "status": "finished", "profile": "paper", "holdout": 0.0, "image_auroc": v,
+             "pixel_auroc": None, "aupro": 0.5, "aupro_per_image": a}
+            for t, s, v, a in [("mvtec:bottle", 0, 1.0, 0.9), ("mvtec:grid", 0, 0.98, 0.9), ("mvtec:bottle", 1, 1.0, 0.9), ("mvtec:grid", 1, 0.96, 0.9), ("oct", 0, 0.99, None)]]
+    rows.append({**rows[-1], "task": "mvtec-unified", "image_auroc": 0.97})
     table = paper_comparison(pd.DataFrame(rows))
-    mvtec = table[table["task"].str.startswith("mvtec")].iloc[0]
+    mvtec = table[table["task"].str.startswith("mvtec (")].iloc[0]
     assert mvtec["task"] == "mvtec (mean of 2/15 classes)" and mvtec["ours"] == "98.50 ± 0.71" and mvtec["difference"] == "-0.95"
     assert table[table["task"] == "oct"].iloc[0]["difference"] == "-0.60"
+    # the paper's AUPRO is the per-image average (the authors' logs), never the dataset-level one
+    aupro = table[(table["task"].str.startswith("mvtec (")) & (table["metric"].str.startswith("AUPRO"))].iloc[0]
+    assert aupro["metric"] == "AUPRO (per image)" and aupro["ours"].startswith("90.00") and aupro["paper"] == "95.20"
+    unified = table[table["task"] == "mvtec-unified"].iloc[0]  # the paper's unified table: 98.2
+    assert unified["paper"] == "98.20" and unified["difference"] == "-1.20"
+    assert set(table["protocol"]) == {"all normals train"}

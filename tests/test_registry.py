@@ -68,5 +68,19 @@ def test_unknown_options():
 
 def test_registry_rows_cover_every_name():
     rows = registry_rows()
-    assert len(rows) == 10 and {"task", "modality", "iters x batch", "enc. BN", "score"} <= set(rows[0])
+    assert len(rows) == 13 and {"task", "modality", "iters x batch", "enc. BN", "score"} <= set(rows[0])
     assert all(n.split(":")[0].split(" ")[0] in " ".join(r["task"] for r in rows) for n in task_names())
+
+
+def test_unified_tasks():
+    """One model for all classes (recontrast_{mvtec,visa}_multiclass.py): 5000 x 16, encoder BN in eval, top-1 % score."""
+    mvtec = get_task("mvtec-unified")
+    assert len(mvtec.members) == 15 and mvtec.hparams.unified and (mvtec.hparams.iters, mvtec.hparams.batch_size) == (5000, 16)
+    assert mvtec.hparams.encoder_bn_train is False and mvtec.hparams.image_score == "top1"
+    assert len(get_task("visa-unified").members) == 12
+    mini = get_task("unified:synth-fundus+synth-oct")
+    data = mini.load()
+    assert {it["group"] for it in data.test} == {"synth-fundus", "synth-oct"}
+    assert len({it["id"] for it in data.train + data.test}) == len(data.train) + len(data.test)  # ids stay unique
+    with pytest.raises(UserInputError, match="at least two"):
+        get_task("unified:synth-oct")

@@ -20,8 +20,12 @@ Everything a ``bench`` flag sets can also come from a TOML file; flags win over 
     coreset_ratio = 0.001
     [task.aptos.data]              # options of the task itself (get_task)
     n_train = 500
+    [variant.rc-no-sg]             # a named method variant: a method plus overrides, listed in
+    method = "recontrast"          # `methods` and shown as a row of every table and figure
+    stop_gradient = false
 
-Later sections win over earlier ones in the order above.
+Later sections win over earlier ones in the order above; a variant's own options sit between
+[options] and [method.<variant>].
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class SweepConfig:
     options: dict = field(default_factory=dict)
     method: dict = field(default_factory=dict)  # method -> options
     task: dict = field(default_factory=dict)  # task -> options (+ "method" -> method -> options, + "data")
+    variant: dict = field(default_factory=dict)  # variant name -> {"method": base method, **options}
 
     def resolved(self) -> "SweepConfig":
         """A copy with every default filled in and every name checked."""
@@ -71,8 +76,20 @@ class SweepConfig:
             raise UserInputError(f"unknown profile '{c.profile}'; choose one of {', '.join(PROFILES)}")
         c.tasks = list(c.tasks or SYNTHETIC_TASKS)
         c.seeds = list(c.seeds if c.seeds is not None else DEFAULT_SEEDS[c.profile])
+        for name, body in c.variant.items():
+            if name in DETECTORS:
+                raise UserInputError(f"variant '{name}' has the name of a method; choose another name")
+            if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+                raise UserInputError(f"variant '{name}' needs method = \"<one of {', '.join(sorted(DETECTORS))}>\"")
+            detector_class(body["method"])
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise UserInputError(f"variant name '{name}' must be letters, digits, '-', '_' or '.' (it names a folder)")
         for method in c.methods:
-            detector_class(method)
+            if method not in c.variant:
+                detector_class(method)
+        unused = sorted(set(c.variant) - set(c.methods))
+        if unused:
+            raise UserInputError(f"variant(s) {', '.join(unused)} defined but not in methods ({', '.join(c.methods)}); add them to methods or remove them")
         if c.executor not in EXECUTORS:
             raise UserInputError(f"unknown executor '{c.executor}'; choose one of {', '.join(EXECUTORS)}")
         if not c.tasks or not c.methods or not c.seeds:
@@ -84,21 +101,27 @@ class SweepConfig:
         c.report = str(Path(c.report or Path("reports") / c.name).absolute())
         return c
 
+    def base_method(self, method: str) -> str:
+        """The registered method behind a name of ``methods`` (itself, or a variant's ``method``)."""
+        return self.variant[method]["method"] if method in self.variant else method
+
     def overrides(self, task: str, method: str) -> dict:
-        """Run options for one (task, method): [options] < [method.M] < [task.T] < [task.T.method.M].
+        """Run options for one (task, method): [options] < [variant.M] < [method.M] < [task.T] < [task.T.method.M].
 
         Keys of the shared sections ([options], [task.T]) apply to the methods that have them
         (``iters`` reaches ReContrast and RD4AD, not PatchCore); the loader checked that each is
-        an option of at least one method.
+        an option of at least one method. ``method`` may be a variant's name.
         """
-        accepted = set(RUN_KEYS) | set(detector_options(method))
+        base = self.base_method(method)
+        accepted = set(RUN_KEYS) | set(detector_options(base))
+        variant = {k: v for k, v in self.variant.get(method, {}).items() if k != "method"}
         task_section = self.task.get(task, {})
         task_wide = {k: v for k, v in task_section.items() if k not in ("method", "data")}
 
         def applicable(section: dict) -> dict:
             return {k: v for k, v in section.items() if k in accepted}
 
-        return {**applicable(self.options), **self.method.get(method, {}), **applicable(task_wide), **task_section.get("method", {}).get(method, {})}
+        return {**applicable(self.options), **variant, **self.method.get(method, {}), **applicable(task_wide), **task_section.get("method", {}).get(method, {})}
 
     def task_options(self, task: str) -> dict:
         """Options of the task itself, passed to ``get_task`` (e.g. APTOS ``n_train``)."""
@@ -120,7 +143,7 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
         if key not in known:
             raise UserInputError(f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}")
         _check_type(path, text, key, value)
-    for section in ("method", "task"):
+    for section in ("method", "task", "variant"):
         for name, body in raw.get(section, {}).items():
             if not isinstance(body, dict):
                 raise UserInputError(f"{path}, line {_line_of(text, name)}: [{section}.{name}] must be a table of options")
@@ -140,6 +163,14 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
     for task, body in raw.get("task", {}).items():
         sections.append((f"task.{task}", {k: v for k, v in body.items() if k not in ("method", "data")}, any_method))
         sections += [(f"task.{task}.method.{m}", b, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, b in body.get("method", {}).items()]
+    for name, body in raw.get("variant", {}).items():
+        base = body.get("method")
+        if base not in DETECTORS:
+            raise UserInputError(f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of {', '.join(sorted(DETECTORS))}, got {base!r}")
+        sections.append((f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, set(RUN_KEYS) | set(detector_options(base))))
+    variants = set(raw.get("variant", {}))
+    sections = [(s, b, a if not s.startswith("method.") or s[7:] not in variants else set(RUN_KEYS) | set(detector_options(raw["variant"][s[7:]]["method"])))
+                for s, b, a in sections]
     for section, body, allowed in sections:
         for key in body:
             if key not in allowed:
@@ -149,7 +180,7 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
 _TYPES = {
     "tasks": list, "methods": list, "seeds": list, "profile": str, "name": str, "out": str, "report": str, "data_root": str,
     "weights": str, "executor": str, "address": str, "gpus_per_run": (int, float), "cpus_per_run": int,
-    "options": dict, "method": dict, "task": dict,
+    "options": dict, "method": dict, "task": dict, "variant": dict,
 }
 
 

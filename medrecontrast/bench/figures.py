@@ -19,10 +19,23 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from medrecontrast.bench.results import METHOD_ORDER, finished  # noqa: E402
+from medrecontrast.bench.results import (  # noqa: E402
+    METHOD_ORDER,
+    finished,
+    ordered_methods,
+)
 from medrecontrast.paths import atomic_path  # noqa: E402
 
-METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", 3)))
+class _MethodColors(dict):
+    """The three methods keep their colours; any other name (a sweep's variant) takes the next free one."""
+
+    def __missing__(self, method: str):
+        palette = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
+        self[method] = palette[len(self) % len(palette)]
+        return self[method]
+
+
+METHOD_COLORS = _MethodColors(zip(METHOD_ORDER, sns.color_palette("colorblind", 3)))
 METHOD_NAMES = {"recontrast": "ReContrast", "rd4ad": "RD4AD", "patchcore": "PatchCore"}
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 150, "savefig.bbox": "tight",
          "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
@@ -72,7 +85,7 @@ def auroc_figure(done: pd.DataFrame):
     """Image AUROC per task and method: bars at the mean over seeds, error bars ± 1 std, seeds as dots."""
     with plt.rc_context(STYLE):
         figure, ax = plt.subplots(figsize=(1.2 + 1.6 * done["task"].nunique(), 3.0))
-        methods = [m for m in METHOD_ORDER if m in set(done["method"])] + sorted(set(done["method"]) - set(METHOD_ORDER))
+        methods = ordered_methods(done["method"])
         palette = {m: METHOD_COLORS.get(m, "grey") for m in methods}
         sns.barplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, palette=palette, errorbar="sd", capsize=0.1, err_kws={"linewidth": 1}, ax=ax)
         sns.stripplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax)
@@ -84,7 +97,7 @@ def auroc_figure(done: pd.DataFrame):
 
 def score_figure(done: pd.DataFrame):
     """Normal vs abnormal image-score distributions, one panel per task and method (first seed)."""
-    tasks, methods = list(done["task"].unique()), [m for m in METHOD_ORDER if m in set(done["method"])]
+    tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(len(tasks), len(methods), figsize=(2.6 * len(methods), 2.0 * len(tasks)), squeeze=False)
         for row, task in enumerate(tasks):
@@ -126,7 +139,7 @@ def loss_figure(done: pd.DataFrame):
 def examples_figure(done: pd.DataFrame, task: str):
     """Test images of ``task`` (rows): the image, its ground-truth mask, then each method's anomaly map over it."""
     runs = done[done["task"] == task].sort_values("seed")
-    methods = [m for m in METHOD_ORDER if m in set(runs["method"])]
+    methods = ordered_methods(runs["method"])
     examples = {m: _load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
     if not examples:
         return None
@@ -169,7 +182,7 @@ def _load_examples(path: Path) -> dict[str, np.ndarray]:
 
 
 def _by_method(frame: pd.DataFrame):
-    for method in [m for m in METHOD_ORDER if m in set(frame["method"])] + sorted(set(frame["method"]) - set(METHOD_ORDER)):
+    for method in ordered_methods(frame["method"]):
         yield method, frame[frame["method"] == method].sort_values("seed")
 
 

@@ -13,6 +13,7 @@ from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.paths import atomic_path
+from medrecontrast.runs import protocol_label
 
 FIGURE_CAPTIONS = {
     "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds.",
@@ -60,6 +61,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         "|---|---|",
         f"| command | `{sweep.get('command') or 'medrecontrast bench --out ' + str(_relative(out))}` |",
         f"| profile | {', '.join(profiles)}: {'; '.join(_settings(results))} |",
+        f"| training protocol | {'; '.join(_protocols(results))} |",
         f"| tasks | {', '.join(results['task'].unique())} |",
         f"| methods | {', '.join(results['method'].unique())} |",
         f"| seeds | {', '.join(str(s) for s in sorted(results['seed'].unique()))} |",
@@ -73,7 +75,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         "",
         "F1/ACC *(oracle)* use the F1-optimal threshold chosen on the test labels, as the papers' code does (optimistic);",
         "*(hold-out)* use a threshold fixed without test labels: the 95th percentile of the scores of held-out normal",
-        "training images. *AUPRO* is the standard dataset-level area up to FPR 0.3; *AUPRO (per image)* is the average",
+        "training images (only for runs with `holdout > 0`; the paper profile trains on every normal, as the authors do). *AUPRO* is the standard dataset-level area up to FPR 0.3; *AUPRO (per image)* is the average",
         "over images that the RD4AD/ReContrast code reports.",
         "",
         tables["table.md"].read_text().strip(),
@@ -84,6 +86,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         "",
         tables["paper_comparison.md"].read_text().strip(),
         "",
+        *(["## Unified tasks: each class (mean ± std over seeds, in %)", "", tables["per_class.md"].read_text().strip(), ""] if "per_class.md" in tables else []),
         "## Figures",
         "",
     ]
@@ -103,6 +106,15 @@ def _settings(results: pd.DataFrame) -> list[str]:
     for (backbone, pretrained, size), runs in results.groupby(["backbone", "pretrained", "image_size"], sort=False):
         schedules = sorted({f"{m} {int(i)} iterations x batch {int(b)}" for m, i, b in runs[["method", "iters", "batch_size"]].dropna().itertuples(index=False)})
         phrases.append(f"{backbone}, {'ImageNet weights' if pretrained else 'random init'}, {size} px" + (f" ({', '.join(schedules)})" if schedules else ""))
+    return phrases
+
+
+def _protocols(results: pd.DataFrame) -> list[str]:
+    """Which runs trained on every normal (the papers' protocol) and which held some out, in words."""
+    phrases = []
+    for holdout, runs in results.groupby(results["holdout"].fillna(0).astype(float), sort=True):
+        methods = ", ".join(runs["method"].unique())
+        phrases.append(f"{protocol_label(holdout)}: {len(runs)} run(s) ({methods})")
     return phrases
 
 

@@ -40,9 +40,17 @@ def collect_results(out: str | Path) -> pd.DataFrame:
         raise UserInputError(f"{out} holds results of an incompatible medrecontrast version (sweep format {found}, expected {SWEEP_FORMAT}).")
     rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
     frame = pd.DataFrame(rows, columns=_columns())
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    # methods and variants in the order the sweep lists them (an ablation reads top to bottom), then any others
+    listed = json.loads(marker.read_text()).get("config", {}).get("methods") or list(METHOD_ORDER)
+    order = {m: i for i, m in enumerate(dict.fromkeys([*listed, *METHOD_ORDER]))}
     frame = frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c, kind="stable")
     return frame.reset_index(drop=True)
+
+
+def ordered_methods(names) -> list[str]:
+    """The methods (and variants) present in ``names``, in their first-appearance order: a frame from
+    :func:`collect_results` is already in the sweep's order."""
+    return list(dict.fromkeys(names))
 
 
 def finished(results: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +58,7 @@ def finished(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _columns() -> list[str]:
-    return ["task", "method", "seed", "status", "profile", "backbone", "pretrained", "image_size", "iters", "batch_size", *METRICS, *TIMINGS, "device", "error", "folder"]
+    return ["task", "method", "base_method", "seed", "status", "profile", "holdout", "backbone", "pretrained", "image_size", "iters", "batch_size", *METRICS, *TIMINGS, "device", "error", "folder"]
 
 
 def _row(folder: Path) -> dict:
@@ -61,9 +69,10 @@ def _row(folder: Path) -> dict:
     environment_file = folder / "environment.json"
     environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
     row = {
-        "task": config["task"], "method": config["method"], "seed": config["seed"], "status": status["status"], "profile": config["profile"],
+        "task": config["task"], "method": config.get("variant") or config["method"], "base_method": config["method"], "seed": config["seed"],
+        "status": status["status"], "profile": config["profile"], "holdout": config["holdout"],
         "backbone": config["detector"]["backbone"], "pretrained": config["detector"]["pretrained"], "image_size": config["crop_size"] or config["image_size"],
-        "iters": config["detector"].get("iters"), "batch_size": config["detector"].get("batch_size"),
+        "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"), "batch_size": config["detector"].get("batch_size"),
         "device": environment.get("device"), "error": status.get("error"), "folder": str(folder),
     }
     row.update({name: metrics.get(name) for name in METRICS})

@@ -40,6 +40,11 @@ class RunSpec:
     data_root: str | None = None
     weights: str | None = None
     threads: int | None = None  # torch threads in this run (Ray workers); None keeps the default
+    base_method: str | None = None  # for a variant (``method`` is then its name): the registered method
+
+    @property
+    def variant(self) -> str | None:
+        return self.method if self.base_method else None
 
     @property
     def key(self) -> str:

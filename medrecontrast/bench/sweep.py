@@ -59,14 +59,16 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
         _check_data(task, config.data_root)
         for method in config.methods:
             overrides = config.overrides(name, method)
+            base = config.base_method(method)
+            variant = method if base != method else None
             for seed in config.seeds:
-                planned = run_config(task, method, seed, config.profile, overrides, config.weights)
+                planned = run_config(task, base, seed, config.profile, overrides, config.weights, variant)
                 folder = run_folder(config.out, name, method, seed)
                 _check_existing(folder, planned)
                 specs.append(RunSpec(
                     task=name, method=method, seed=seed, profile=config.profile, folder=str(folder), claims=str(Path(config.out) / ".claims"),
                     task_options=task.user_options, overrides=overrides, data_root=config.data_root, weights=config.weights,
-                    threads=config.cpus_per_run if config.executor == "ray" else None,
+                    threads=config.cpus_per_run if config.executor == "ray" else None, base_method=base if variant else None,
                 ))
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
     if unfinished and not resume:
@@ -115,8 +117,9 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
         began = time.perf_counter()
         try:
             outcome.metrics = train_run(
-                get_task(spec.task, **spec.task_options), spec.method, spec.folder, seed=spec.seed,
+                get_task(spec.task, **spec.task_options), spec.base_method or spec.method, spec.folder, seed=spec.seed,
                 profile=spec.profile, overrides=spec.overrides, resume=status != "absent", data_root=spec.data_root, weights=spec.weights, progress=progress,
+                variant=spec.variant,
             )
             outcome.status = "finished"
         except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on

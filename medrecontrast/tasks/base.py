@@ -94,6 +94,9 @@ class Task:
     options: dict = field(default_factory=dict, compare=False)
     # What was passed to get_task besides the name: get_task(name, **user_options) rebuilds this task.
     user_options: dict = field(default_factory=dict, compare=False)
+    # A unified multi-class task: one model trains on the normals of all these tasks together and is
+    # evaluated on each one's test set (items carry their member's name as "group") and their mean.
+    members: tuple["Task", ...] = field(default=(), repr=False, compare=False)
 
     @property
     def input_size(self) -> int:
@@ -108,6 +111,8 @@ class Task:
 
     def load(self, data_root: str | os.PathLike | None = None) -> TaskData:
         """List the task's items; raise :class:`DataLayoutError` with the missing piece named."""
+        if self.members:
+            return self._load_members(data_root)
         root = self.root(data_root)
         if not root.is_dir():
             raise DataLayoutError(f"task '{self.name}': folder {root} does not exist. {self.layout_hint()}")
@@ -117,6 +122,20 @@ class Task:
         if not test:
             raise DataLayoutError(f"task '{self.name}': no test images found under {root}. {self.layout_hint()}")
         return TaskData(task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test))
+
+    def _load_members(self, data_root) -> TaskData:
+        """Every member's items, tagged with the member's name (``group``) and ids made unique by it."""
+        parts = [member.load(data_root) for member in self.members]
+        if len({part.fundus_crop for part in parts}) > 1:
+            raise DataLayoutError(f"task '{self.name}': some members need the fundus crop and others do not; prepare them alike.")
+
+        def tagged(part: TaskData, items: list[dict]) -> list[dict]:
+            return [{**it, "group": part.task.name, "id": f"{part.task.name}/{it['id']}"} for it in items]
+
+        return TaskData(
+            task=self, train=[it for part in parts for it in tagged(part, part.train)], test=[it for part in parts for it in tagged(part, part.test)],
+            fundus_crop=parts[0].fundus_crop, skipped=[s for part in parts for s in part.skipped],
+        )
 
     def layout_hint(self) -> str:
         return f"Expected layout: {self.layout}" if self.layout else ""

@@ -127,6 +127,33 @@ def _synthetic(name: str, **options) -> Task:
     )
 
 
+UNIFIED_HPARAMS = Hyperparameters(iters=5000, batch_size=16, encoder_bn_train=False, image_score="top1", unified=True)  # *_multiclass.py
+UNIFIED_FAMILIES = {"mvtec-unified": ("mvtec", MVTEC_CLASSES, "MVTec AD"), "visa-unified": ("visa", VISA_CLASSES, "VisA")}
+
+
+def _unified(name: str, members: list[Task], what: str) -> Task:
+    """One model for all ``members`` (the paper's unified multi-class setting), evaluated per member and on average."""
+    if len(members) < 2:
+        raise UserInputError(f"task '{name}' needs at least two member tasks, e.g. unified:synth-fundus+synth-oct")
+    if len({m.name for m in members}) != len(members):
+        raise UserInputError(f"task '{name}' lists a member twice")
+    sizes = {(m.image_size, m.crop_size) for m in members}
+    if len(sizes) > 1:
+        raise UserInputError(f"task '{name}': its members have different image sizes {sorted(sizes, key=str)}; a unified model needs one size")
+    nested = [m.name for m in members if m.members]
+    if nested:
+        raise UserInputError(f"task '{name}': a member cannot itself be unified ({', '.join(nested)})")
+    first = members[0]
+    return Task(
+        name=name, family="unified", modality=first.modality if len({m.modality for m in members}) == 1 else "mixed",
+        description=f"one model for {what}, evaluated per class and on the mean",
+        protocol=Protocol("unified", f"the normals of all {len(members)} classes together", "each class's test set; metrics per class and their mean",
+                          has_masks=first.protocol.has_masks if len({m.protocol.has_masks for m in members}) == 1 else None),
+        image_size=first.image_size, crop_size=first.crop_size, hparams=UNIFIED_HPARAMS, list_items=None, layout=first.layout,
+        fundus_crop=first.fundus_crop, members=tuple(members),
+    )
+
+
 def get_task(name: str, **options) -> Task:
     """The task called ``name`` (aliases allowed); ``options`` go to its loader (e.g. ``slice_axis``)."""
     try:
@@ -139,6 +166,16 @@ def get_task(name: str, **options) -> Task:
 def _build_task(name: str, **options) -> Task:
     family, _, variant = name.partition(":")
     family = ALIASES.get(family.lower(), family.lower())
+    if family in UNIFIED_FAMILIES and not variant:
+        if options:
+            raise TypeError(f"unexpected options {sorted(options)}")
+        prefix, classes, label = UNIFIED_FAMILIES[family]
+        return _unified(family, [_build_task(f"{prefix}:{c}") for c in classes], f"all {len(classes)} {label} classes")
+    if family == "unified":
+        if options:
+            raise TypeError(f"unexpected options {sorted(options)}")
+        parts = [p for p in variant.split("+") if p]
+        return _unified(f"unified:{'+'.join(parts)}", [_build_task(p) for p in parts], " + ".join(parts))
     if family == "aptos" and not variant:
         return _aptos(**options)
     if family == "oct" and not variant:
@@ -172,13 +209,16 @@ def expand_tasks(names: list[str] | tuple[str, ...], **options) -> list[Task]:
 
 def task_names() -> list[str]:
     """Every name `get_task`/`expand_tasks` understands, as `medrecontrast tasks` lists them."""
-    return ["aptos", "oct", "isic", "isic:test", "mvtec", "mvtec:<class>", "visa", "visa:<class>", "folder:<path>", *SYNTHETIC_TASKS]
+    return ["aptos", "oct", "isic", "isic:test", "mvtec", "mvtec:<class>", "visa", "visa:<class>", "mvtec-unified", "visa-unified",
+            "unified:<task>+<task>", "folder:<path>", *SYNTHETIC_TASKS]
 
 
 def registry_rows() -> list[dict]:
     """One row per task kind, with what it is and what it trains with."""
-    examples = [_aptos(), _oct(), _isic("val"), _isic("test"), _mvtec("bottle"), _visa("candle"), _folder("<path>"), *(_synthetic(n) for n in SYNTHETIC_TASKS)]
-    names = ["aptos", "oct (oct2017)", "isic (isic2018)", "isic:test", "mvtec | mvtec:<class>", "visa | visa:<class>", "folder:<path>", *SYNTHETIC_TASKS]
+    examples = [_aptos(), _oct(), _isic("val"), _isic("test"), _mvtec("bottle"), _visa("candle"), _build_task("mvtec-unified"), _build_task("visa-unified"),
+                _build_task("unified:synth-fundus+synth-oct"), _folder("<path>"), *(_synthetic(n) for n in SYNTHETIC_TASKS)]
+    names = ["aptos", "oct (oct2017)", "isic (isic2018)", "isic:test", "mvtec | mvtec:<class>", "visa | visa:<class>", "mvtec-unified", "visa-unified",
+             "unified:<task>+<task>", "folder:<path>", *SYNTHETIC_TASKS]
     rows = []
     for name, task in zip(names, examples):
         h = task.hparams
@@ -190,7 +230,7 @@ def registry_rows() -> list[dict]:
             "size": f"{task.image_size}" + (f"/{task.crop_size}" if task.crop_size else ""),
             "iters x batch": f"{h.iters}x{h.batch_size}",
             "enc. BN": "train" if h.encoder_bn_train else "eval",
-            "score": h.image_score,
+            "score": "top 1 %" if h.image_score == "top1" else h.image_score,
         })
     rows[4]["enc. BN"] = rows[5]["enc. BN"] = "train*"
     return rows
