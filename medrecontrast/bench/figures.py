@@ -73,7 +73,7 @@ def roc_figure(done: pd.DataFrame):
                     scores = pd.read_csv(Path(run.folder) / "scores.csv")
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
                     label = f"{METHOD_NAMES.get(method, method)} {runs['image_auroc'].mean():.3f}" + (f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else "")
-                    ax.plot(fpr, tpr, color=METHOD_COLORS.get(method), alpha=0.8, lw=1.2, label=label if index == 0 else None)
+                    ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None)
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
             ax.set(title=task, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
             ax.legend(title="image AUROC", loc="lower right", frameon=False)
@@ -86,7 +86,7 @@ def auroc_figure(done: pd.DataFrame):
     with plt.rc_context(STYLE):
         figure, ax = plt.subplots(figsize=(1.2 + 1.6 * done["task"].nunique(), 3.0))
         methods = ordered_methods(done["method"])
-        palette = {m: METHOD_COLORS.get(m, "grey") for m in methods}
+        palette = {m: METHOD_COLORS[m] for m in methods}
         sns.barplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, palette=palette, errorbar="sd", capsize=0.1, err_kws={"linewidth": 1}, ax=ax)
         sns.stripplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax)
         ax.set(ylabel="image AUROC", xlabel="", ylim=(max(0.0, done["image_auroc"].min() - 0.1), 1.0))
@@ -109,7 +109,7 @@ def score_figure(done: pd.DataFrame):
                     continue
                 scores = pd.read_csv(Path(runs.iloc[0]["folder"]) / "scores.csv")
                 scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
-                sns.histplot(scores, x="score", hue="class", hue_order=["normal", "abnormal"], palette={"normal": "0.6", "abnormal": METHOD_COLORS.get(method)},
+                sns.histplot(scores, x="score", hue="class", hue_order=["normal", "abnormal"], palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
                              stat="density", common_norm=False, element="step", bins=20, ax=ax, legend=row == 0 and col == 0)
                 ax.set(title=f"{task} · {METHOD_NAMES.get(method, method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
     figure.tight_layout()
@@ -128,8 +128,8 @@ def loss_figure(done: pd.DataFrame):
             for method, runs in _by_method(trained[trained["task"] == task]):
                 curves = pd.concat([pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i) for i, f in enumerate(runs["folder"])], axis=1)
                 smooth = curves.rolling(max(1, len(curves) // 30), min_periods=1).mean()
-                ax.plot(smooth.index, smooth.mean(axis=1), color=METHOD_COLORS.get(method), label=METHOD_NAMES.get(method, method), lw=1.2)
-                ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=METHOD_COLORS.get(method), alpha=0.2, lw=0)
+                ax.plot(smooth.index, smooth.mean(axis=1), color=METHOD_COLORS[method], label=METHOD_NAMES.get(method, method), lw=1.2)
+                ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=METHOD_COLORS[method], alpha=0.2, lw=0)
             ax.set(title=task, xlabel="iteration", ylabel="training loss")
             ax.legend(frameon=False)
         figure.tight_layout()
