@@ -52,7 +52,7 @@ def measured_peak_tflops(device: torch.device, dtype: torch.dtype, size: int, re
 
 
 def training_step_flops(method: str, backbone: str, size: int, batch: int, device: torch.device) -> float:
-    detector = build_detector(method, backbone=backbone, pretrained=False, device=str(device), amp=False)
+    detector = build_detector(method, backbone=backbone, pretrained=False, device=str(device), amp=False, iters=1)  # FLOPs of one step
     images = torch.randn(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
         detector.training_loss(detector.model, images, 0).backward()

@@ -1,9 +1,11 @@
 """Every method learns something real on every built-in task with the demo profile (no pretrained weights).
 
 Eight cases train exactly the demo schedule (80 iterations x batch 8). ReContrast from random
-weights learns slowly on synth-skin (0.51-0.60 after 100 x 8, 0.69 after 100 x 16, 0.72 after
-150 x 16): that case trains 100 x 16, so the test checks the method, not the demo's budget.
-The floor is conservative: chance is 0.5. Measured demo figures are in reports/demo/.
+weights learns slowly on synth-skin: with the released code's settings (no gradient clipping) it
+measured 0.464 after 100 x 16 and 0.625 after 200 x 16 (0.66 after 100 x 16 with the gradient
+clipping at 0.1 that earlier versions wrongly applied by default); that case trains 200 x 16 against
+a floor of 0.60, so the test checks the method, not the demo's budget. The other floors are 0.65;
+chance is 0.5. Measured demo figures are in reports/demo/.
 """
 
 import pytest
@@ -15,7 +17,8 @@ from medrecontrast.runs import run_config
 from medrecontrast.tasks import get_task
 
 FLOOR = 0.65
-LONGER = {("synth-skin", "recontrast"): {"iters": 100, "batch_size": 16}}
+LONGER = {("synth-skin", "recontrast"): {"iters": 200, "batch_size": 16}}
+FLOORS = {("synth-skin", "recontrast"): 0.60}
 CASES = [(task, method) for task in ("synth-fundus", "synth-oct", "synth-skin") for method in ("recontrast", "rd4ad", "patchcore")]
 
 
@@ -28,4 +31,4 @@ def test_demo_profile_beats_chance(task_name, method):
     predictions = build_detector(method, **config["detector"]).fit(train, progress=False).predict(test)
     auroc = roc_auc_score(predictions.labels, predictions.scores)
     print(f"{task_name} {method} image AUROC {auroc:.3f}")
-    assert auroc > FLOOR
+    assert auroc > FLOORS.get((task_name, method), FLOOR)

@@ -161,7 +161,7 @@ class ReContrast(Detector):
             two_views=c.two_views, encoder_bn_train=c.encoder_bn_train, decoder_activation=c.decoder_activation,
         ).to(self.device)
         self.training_: TrainingResult | None = None
-        self.iters_: int | None = None
+        self.iters_: int | None = c.iters  # with ``epochs``: known once ``fit`` sees the training set
         self.fitted_ = False
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -180,6 +180,8 @@ class ReContrast(Detector):
 
     def training_loss(self, model: ReverseDistillationNet, images: torch.Tensor, iteration: int) -> torch.Tensor:
         c = self.config
+        if self.iters_ is None:
+            raise RuntimeError(f"the iteration count of epochs={c.epochs} is known once fit sees the training set")
         targets, outputs = model(images)
         alpha = hard_mining_alpha(iteration, self.iters_, c.alpha_start, c.alpha_end, c.alpha_warmup)
         options = dict(kind=c.loss, stop_gradient=c.stop_gradient, alpha=alpha, factor=c.hard_mining_factor)
