@@ -172,7 +172,7 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
 
 
-def test_groups(data: TaskData) -> list[str] | None:
+def groups_of_test_images(data: TaskData) -> list[str] | None:
     """The member task of each test image of a unified task (None for other tasks)."""
     return [it["group"] for it in data.test] if data.task.members else None
 
@@ -245,7 +245,7 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
             images_seen, iterations = len(train), None
         train_seconds = time.perf_counter() - began
     detector.save(out / "model.pt")
-    metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"], test_groups(data))
+    metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"], groups_of_test_images(data))
     metrics["timings"].update(
         train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None, train_iterations=iterations,
         train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
@@ -279,7 +279,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     data = task.load(data_root)
     _, test, holdout = run_datasets(data, config)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"], test_groups(data))
+    metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"], groups_of_test_images(data))
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)

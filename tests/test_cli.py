@@ -119,10 +119,12 @@ def test_console_script_bench_with_several_values_per_flag(tmp_path):
     env = {**os.environ, "MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
     exe = os.path.join(os.path.dirname(sys.executable), "medrecontrast")
     (tmp_path / "sweep.toml").write_text(TINY_TOML)
-    command = [exe, "bench", "--tasks", "synth-oct", "synth-skin", "--seeds", "0", "1", "--config", "sweep.toml", "--out", "runs/mini"]
+    command = [exe, "bench", "--tasks", "synth-oct", "synth-skin", "--seeds", "0", "1", "--config", "sweep.toml", "--out", "runs/mini", "--holdout", "0"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = pd.read_csv(tmp_path / "reports" / "mini" / "results.csv")
     assert sorted(zip(results["task"], results["seed"])) == [("synth-oct", 0), ("synth-oct", 1), ("synth-skin", 0), ("synth-skin", 1)]
+    assert set(results["holdout"]) == {0}  # --holdout wins over the demo profile's 0.15
+    assert "all training normals train" in (tmp_path / "reports" / "mini" / "README.md").read_text()
     result = subprocess.run([exe, "data", "check", "nope"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr and "Traceback" not in result.stderr

@@ -168,9 +168,10 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
         if base not in DETECTORS:
             raise UserInputError(f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of {', '.join(sorted(DETECTORS))}, got {base!r}")
         sections.append((f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, set(RUN_KEYS) | set(detector_options(base))))
-    variants = set(raw.get("variant", {}))
-    sections = [(s, b, a if not s.startswith("method.") or s[7:] not in variants else set(RUN_KEYS) | set(detector_options(raw["variant"][s[7:]]["method"])))
-                for s, b, a in sections]
+    for index, (section, body, _) in enumerate(sections):  # [method.<variant>] takes its base method's options
+        name = section.removeprefix("method.")
+        if section.startswith("method.") and name in raw.get("variant", {}):
+            sections[index] = (section, body, set(RUN_KEYS) | set(detector_options(raw["variant"][name]["method"])))
     for section, body, allowed in sections:
         for key in body:
             if key not in allowed:
