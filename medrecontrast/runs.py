@@ -129,9 +129,10 @@ def resolved_detector_options(method: str, options: dict) -> dict:
 
 
 def _task_protocol(task: Task) -> dict:
-    """What fixes the task's split: its protocol and resolved options (e.g. APTOS n_train, split_seed)."""
-    return {"name": task.protocol.name, "train": task.protocol.train, "test": task.protocol.test, "options": task.options,
-            "image_size": task.image_size, "crop_size": task.crop_size, "unified": task.hparams.unified}
+    """What fixes the task's split: its protocol's name and resolved options (e.g. APTOS n_train,
+    split_seed), its sizes and whether it is unified (not the protocol's wording, which may be edited)."""
+    return {"name": task.protocol.name, "options": task.options, "image_size": task.image_size, "crop_size": task.crop_size,
+            "unified": task.hparams.unified}
 
 
 def protocol_label(holdout: float) -> str:

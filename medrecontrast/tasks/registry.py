@@ -40,7 +40,7 @@ def _aptos(n_train: int = APTOS_TRAIN_NORMALS, split_seed: int = APTOS_SPLIT_SEE
     return Task(
         name="aptos", family="aptos", modality="fundus",
         description="APTOS 2019 blindness detection; normal = no diabetic retinopathy (grade 0)",
-        protocol=Protocol("paper", "1000 grade-0 images drawn with seed 0", "remaining grade-0 + all grades 1-4", has_masks=False),
+        protocol=Protocol("paper", "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))", "remaining grade-0 + all grades 1-4", has_masks=False),
         image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
         list_items=load_aptos, folder="aptos", layout=APTOS_LAYOUT, fundus_crop=True,
         options={"n_train": n_train, "split_seed": split_seed},
@@ -233,6 +233,9 @@ def registry_rows() -> list[dict]:
             "score": "top 1 %" if h.image_score == "top1" else h.image_score,
         })
     rows[4]["enc. BN"] = rows[5]["enc. BN"] = "train*"
+    generic = names.index("unified:<task>+<task>")
+    rows[generic].update({"modality": "as members", "masks": "as members", "size": "members'"})
+    rows[generic]["train | test"] = "the normals of all listed tasks together | each task's test set; metrics per task and their mean"
     return rows
 
 
