@@ -122,6 +122,13 @@ def fused_optimizer_options(device: torch.device) -> dict:
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
+def batches_per_epoch(dataset_size: int, batch_size: int, drop_last: bool = False) -> int:
+    """``ceil(N / batch)`` (the last incomplete batch kept), or ``floor`` with ``drop_last``; a dataset
+    smaller than one batch is one batch of all of it."""
+    batch = min(batch_size, dataset_size)
+    return dataset_size // batch if drop_last else -(-dataset_size // batch)
+
+
 def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration: int, drop_last: bool = False) -> Iterator[list[int]]:
     """Batches of a shuffled, endless pass over the data, starting at ``start_iteration``.
 
@@ -134,7 +141,7 @@ def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration
     if dataset_size == 0:
         raise UserInputError("cannot train on an empty dataset")
     batch = min(batch_size, dataset_size)
-    per_epoch = dataset_size // batch if drop_last else -(-dataset_size // batch)
+    per_epoch = batches_per_epoch(dataset_size, batch_size, drop_last)
     iteration = start_iteration
     while True:
         epoch, position = divmod(iteration, per_epoch)

@@ -48,6 +48,20 @@ def detector_class(name: str) -> type["Detector"]:
     return DETECTORS[name]
 
 
+def require_positive_ints(config, *names: str) -> None:
+    """Each named option of ``config`` is a positive integer (a user error naming it otherwise)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def require_choice(name: str, value, choices: tuple) -> None:
+    """``value`` is one of ``choices`` (a user error naming the option otherwise)."""
+    if value not in choices:
+        raise UserInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def build_detector(name: str, **config) -> "Detector":
     """A detector of method ``name`` configured with ``config`` (unknown keys are refused)."""
     return detector_class(name)(**config)

@@ -49,7 +49,11 @@ from medrecontrast.engine import (
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import ResNetEncoder
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import (
+    Detector,
+    register_detector,
+    require_positive_ints,
+)
 
 PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
 FLOAT_BYTES = 4
@@ -94,10 +98,7 @@ class PatchCore(Detector):
             raise UserInputError(f"candidate_ratio must be in (0, 1], got {c.candidate_ratio}")
         if not 0 < c.coreset_ratio <= 1:
             raise UserInputError(f"coreset_ratio must be in (0, 1], got {c.coreset_ratio}")
-        for name in ("patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size"):
-            value = getattr(c, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+        require_positive_ints(c, "patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size")
         if c.patch_size % 2 == 0:
             raise UserInputError(f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {c.patch_size}")
         self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)

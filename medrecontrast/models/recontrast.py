@@ -28,6 +28,7 @@ from medrecontrast.engine import (
     TrainingConfig,
     TrainingResult,
     autocast,
+    batches_per_epoch,
     fused_optimizer_options,
     to_channels_last,
     train_loop,
@@ -42,7 +43,12 @@ from medrecontrast.models.anomaly_map import (
     image_scores,
 )
 from medrecontrast.models.backbones import estimate_batchnorm_statistics
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import (
+    Detector,
+    register_detector,
+    require_choice,
+    require_positive_ints,
+)
 from medrecontrast.models.reverse_distillation import ReverseDistillationNet
 
 
@@ -105,15 +111,12 @@ class ReContrastConfig:
     def __post_init__(self):
         if (self.iters is None) == (self.epochs is None):
             raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
-        for name in ("iters", "epochs", "batch_size", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise UserInputError(f"{name} must be a positive integer, got {value!r}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("loss", self.loss, ("global", "regional"))
-        _choice("image_score", self.image_score, IMAGE_SCORES)
-        _choice("map_reduction", self.map_reduction, ("sum", "mean"))
-        _choice("decoder_activation", self.decoder_activation, ("relu", "gelu"))
+        require_positive_ints(self, "iters" if self.epochs is None else "epochs", "batch_size", "checkpoint_every")
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("loss", self.loss, ("global", "regional"))
+        require_choice("image_score", self.image_score, IMAGE_SCORES)
+        require_choice("map_reduction", self.map_reduction, ("sum", "mean"))
+        require_choice("decoder_activation", self.decoder_activation, ("relu", "gelu"))
         if self.lr_milestone is not None and not 0 < self.lr_milestone < 1:
             raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
@@ -122,18 +125,12 @@ class ReContrastConfig:
             raise UserInputError(f"blur_kernel must be an odd positive size or null, got {self.blur_kernel!r}")
 
 
-def _choice(name: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise UserInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
 def resolve_iterations(config: ReContrastConfig, dataset_size: int) -> int:
-    """Training iterations: ``iters``, or ``epochs`` whole passes of ``ceil(N / batch)`` batches
-    (``floor`` with ``drop_last``), as the official epoch loops run."""
+    """Training iterations: ``iters``, or ``epochs`` whole passes of the engine's epochs
+    (:func:`~medrecontrast.engine.batches_per_epoch`), as the official epoch loops run."""
     if config.iters is not None:
         return config.iters
-    per_epoch = dataset_size // config.batch_size if config.drop_last else -(-dataset_size // config.batch_size)
-    return config.epochs * max(per_epoch, 1)
+    return config.epochs * batches_per_epoch(dataset_size, config.batch_size, config.drop_last)
 
 
 # recontrast_{mvtec,visa}_multiclass.py: what the unified multi-class setting changes (with 5000 x 16)
