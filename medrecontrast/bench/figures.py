@@ -91,7 +91,7 @@ def auroc_figure(done: pd.DataFrame):
         sns.stripplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax)
         ax.set(ylabel="image AUROC", xlabel="", ylim=(max(0.0, done["image_auroc"].min() - 0.1), 1.0))
         handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles, [METHOD_NAMES.get(m, m) for m in methods], frameon=False, ncols=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        ax.legend(handles, [METHOD_NAMES.get(m, m) for m in methods], frameon=False, ncols=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     return figure
 
 
