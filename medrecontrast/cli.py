@@ -17,9 +17,8 @@ from rich.table import Table
 from medrecontrast import __version__
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks import DATA_ROOT_ENV, get_task, registry_rows
+from medrecontrast.tasks import DATA_ROOT_ENV, footnotes, get_task, registry_rows, task_slug
 from medrecontrast.tasks.aptos import prepare_aptos
-from medrecontrast.tasks.registry import BN_FOOTNOTE
 
 app = typer.Typer(
     name="medrecontrast",
@@ -94,7 +93,8 @@ def tasks_command():
     for row in rows:
         table.add_row(*row.values())
     console.print(table)
-    console.print(BN_FOOTNOTE)
+    for note in footnotes():
+        console.print(note)
     console.print(f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Real data'.")
 
 
@@ -307,7 +307,7 @@ def train(
     """
     from medrecontrast.runs import train_run
 
-    folder = out or Path("runs") / f"{task.replace(':', '-').replace('/', '_')}-{method}-s{seed}"
+    folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
     overrides = {k: v for k, v in {"iters": iters, "holdout": holdout}.items() if v is not None}
     metrics = train_run(task, method, folder, seed=seed, profile=profile, overrides=overrides, resume=resume, force=force,
                         data_root=data_root, weights=str(weights) if weights else None)

@@ -30,8 +30,8 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.data.transforms import images_to_device
-from medrecontrast.errors import UserInputError
+from medrecontrast.errors import UserInputError, require_positive_ints
+from medrecontrast.paths import atomic_path
 
 CHECKPOINT_FORMAT = 1
 
@@ -42,7 +42,12 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainingConfig:
-    iters: int = 1000
+    """How the engine trains: the schedule and the engineering switches. Each trainable method's
+    configuration extends this dataclass (``ReContrastConfig(TrainingConfig)``), so these options are
+    declared once, here, and reach :func:`train_loop` as they are."""
+
+    iters: int | None = 1000
+    epochs: int | None = None  # instead of iters: whole passes over the training set (see resolve_iterations)
     batch_size: int = 16
     drop_last: bool = False  # keep each epoch's last incomplete batch, as the per-task official loaders do
     seed: int = 0
@@ -53,9 +58,30 @@ class TrainingConfig:
     cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels (not bitwise reproducible on the GPU)
     num_workers: int | None = None  # None: see ``loader_options``
     checkpoint_every: int = 100
-    grad_clip_norm: float | None = None  # clip the norm of all trained parameters' gradients (off in the official code)
-    lr_milestone: int | None = None  # from this iteration on every learning rate is multiplied by lr_gamma (MultiStepLR)
+    # Every clip_grad_norm_ in the released training scripts is commented out: no clipping unless asked
+    # (then over the gradients of all trained parameters).
+    grad_clip_norm: float | None = None
+    lr_milestone: float | None = None  # fraction of the iterations after which every lr *= lr_gamma (MultiStepLR)
     lr_gamma: float = 0.2
+
+    def __post_init__(self):
+        if (self.iters is None) == (self.epochs is None):
+            raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
+        require_positive_ints(self, "iters" if self.epochs is None else "epochs", "batch_size", "checkpoint_every")
+        if self.lr_milestone is not None and not 0 < self.lr_milestone < 1:
+            raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise UserInputError(f"grad_clip_norm must be positive or null (no clipping), got {self.grad_clip_norm!r}")
+        if self.amp not in (True, False, "bf16"):
+            raise UserInputError(f"amp must be true, false or 'bf16', got {self.amp!r}")
+
+
+def resolve_iterations(config: TrainingConfig, dataset_size: int) -> int:
+    """Training iterations: ``iters``, or ``epochs`` whole passes of :func:`batches_per_epoch`, as the
+    official epoch loops run."""
+    if config.iters is not None:
+        return config.iters
+    return config.epochs * batches_per_epoch(dataset_size, config.batch_size, config.drop_last)
 
 
 @dataclass
@@ -65,6 +91,7 @@ class TrainingResult:
     iteration_seconds: list[float] = field(default_factory=list)  # each of them (the loss read syncs the device)
     iterations_run: int = 0
     resumed_from: int = 0
+    iters: int = 0  # the resolved length of the schedule
 
 
 def seed_everything(seed: int) -> None:
@@ -99,6 +126,12 @@ def to_channels_last(model: torch.nn.Module, images: torch.Tensor) -> torch.Tens
     """Put ``model`` (a no-op once it is) and the batch ``images`` in NHWC memory format; returns the batch."""
     model.to(memory_format=torch.channels_last)
     return images.contiguous(memory_format=torch.channels_last)
+
+
+def batch_to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A batch of pixels (float16 from the datasets) on ``device`` as float32, copied asynchronously
+    from pinned memory; the model normalises them (:class:`~medrecontrast.models.backbones.ResNetEncoder`)."""
+    return images.to(device, non_blocking=True).float()
 
 
 def loader_options(device: torch.device, num_workers: int | None = None) -> dict:
@@ -162,18 +195,21 @@ def train_loop(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
-    """Train ``model`` for ``config.iters`` iterations of ``loss_fn(model, images, iteration)``.
+    """Train ``model`` for the iterations of ``config`` (:func:`resolve_iterations`) of
+    ``loss_fn(model, images, iteration)``; ``config`` is a :class:`TrainingConfig` or extends it.
 
     ``identity`` (method, backbone, ...) is stored in the checkpoint; resuming from a checkpoint
     with another identity is refused.
     """
     device = resolve_device(config.device)
+    iters = resolve_iterations(config, len(dataset))
+    milestone = None if config.lr_milestone is None else int(iters * config.lr_milestone)
     channels_last = uses_channels_last(device, config.amp, config.channels_last)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
-    result = TrainingResult()
+    result = TrainingResult(iters=iters)
     start = 0
     path = Path(checkpoint) if checkpoint else None
     if resume and path is not None and path.is_file():
@@ -196,16 +232,16 @@ def train_loop(
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
-    loader = DataLoader(dataset, batch_sampler=_Sampler(batches, config.iters - start), **loader_options(device, config.num_workers))
+    loader = DataLoader(dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers))
     began = last = time.perf_counter()
     with _progress(progress) as bar:
-        task = bar.add_task("training", total=config.iters, completed=start, loss=float("nan"))
+        task = bar.add_task("training", total=iters, completed=start, loss=float("nan"))
         for iteration, batch in enumerate(loader, start=start):
-            images = images_to_device(batch["image"], device)
+            images = batch_to_device(batch["image"], device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            if config.lr_milestone is not None:  # a pure function of the iteration, so a resumed run needs no scheduler state
-                factor = config.lr_gamma if iteration >= config.lr_milestone else 1.0
+            if milestone is not None:  # a pure function of the iteration, so a resumed run needs no scheduler state
+                factor = config.lr_gamma if iteration >= milestone else 1.0
                 for optimizer in optimizers.values():
                     for group in optimizer.param_groups:
                         group["lr"] = group["initial_lr"] * factor
@@ -232,7 +268,7 @@ def train_loop(
             last = now
             done = iteration + 1
             bar.update(task, completed=done, loss=value)
-            if path is not None and (done % config.checkpoint_every == 0 or done == config.iters):
+            if path is not None and (done % config.checkpoint_every == 0 or done == iters):
                 save_checkpoint(path, model, optimizers, done, result.losses, identity)
     result.seconds = time.perf_counter() - began
     model.eval()
@@ -279,20 +315,9 @@ def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a truncated file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
+    """``torch.save`` through the suite's one atomic writer (:func:`~medrecontrast.paths.atomic_path`)."""
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
         torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:

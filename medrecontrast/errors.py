@@ -30,3 +30,26 @@ def user_error_cause(exc: BaseException) -> UserInputError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def require_positive_ints(config, *names: str) -> None:
+    """Each named option of ``config`` is a positive integer (a user error naming it otherwise)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def require_choice(name: str, value, choices: tuple) -> None:
+    """``value`` is one of ``choices`` (a user error naming the option otherwise)."""
+    if value not in choices:
+        raise UserInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def require_format(found, expected: int, what: str, where, fix: str = "") -> None:
+    """The one check of a stored file's ``format`` number: a user error naming the file and both versions."""
+    if found != expected:
+        raise UserInputError(
+            f"{where} holds {what} of an incompatible version (written by an incompatible medrecontrast version: format {found}, "
+            f"expected {expected}).{' ' + fix if fix else ''}"
+        )

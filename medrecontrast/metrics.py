@@ -21,6 +21,67 @@ from sklearn.metrics import (
 
 FPR_LIMIT = 0.3
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # regions as the MVTec AD evaluation defines them
+THRESHOLD_QUANTILE = 0.95  # of the held-out normals' scores: the label-free threshold
+
+# The one list of metric columns: what `evaluate` returns, what results.csv holds, what tables and
+# figures show (with these labels, in this order) and what notebooks and tests read.
+METRICS = {
+    "image_auroc": "I-AUROC",
+    "image_ap": "I-AP",
+    "f1_oracle": "F1 (oracle)",
+    "acc_oracle": "ACC (oracle)",
+    "f1_holdout": "F1 (hold-out)",
+    "acc_holdout": "ACC (hold-out)",
+    "pixel_auroc": "P-AUROC",
+    "aupro": "AUPRO",
+    "aupro_per_image": "AUPRO (per image)",
+}
+THRESHOLDS = ("threshold_oracle", "threshold_holdout")  # the score thresholds behind the F1/ACC columns
+PER_CLASS = "per_class"  # unified tasks: the same metrics for each member task
+
+
+def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: float = THRESHOLD_QUANTILE, groups=None) -> dict:
+    """Every metric of a test set's ``predictions`` (``labels``, ``scores`` and, with pixel masks,
+    ``masks`` and ``maps``), as one dict keyed by :data:`METRICS` and :data:`THRESHOLDS`.
+
+    A pure function: no files, no model. ``holdout_scores`` (scores of held-out normal training
+    images, or None) fix the label-free threshold at their ``quantile``. ``groups`` (the member task
+    of each test image of a unified task) gives each member's metrics under ``per_class`` and their
+    mean at the top level, as the unified scripts report the class mean.
+    """
+    labels, scores = np.asarray(predictions.labels), np.asarray(predictions.scores)
+    masks, maps = getattr(predictions, "masks", None), getattr(predictions, "maps", None)
+    if groups is None:
+        return check_metric_keys(_metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool)))
+    groups = np.asarray(groups)
+    per_class = {str(g): _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, groups == g) for g in dict.fromkeys(groups.tolist())}
+    shared = [k for k in METRICS if all(k in m for m in per_class.values())]
+    return check_metric_keys({**{k: float(np.mean([m[k] for m in per_class.values()])) for k in shared}, PER_CLASS: per_class})
+
+
+def check_metric_keys(metrics: dict, where: str = "metrics") -> dict:
+    """``metrics`` unchanged if every key is a known metric (or threshold, ``per_class``, ``timings``); else an error."""
+    unknown = sorted(set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, "timings"})
+    if unknown:
+        raise ValueError(f"{where}: unknown metric(s) {', '.join(unknown)}; the metrics are {', '.join(METRICS)} (medrecontrast.metrics.METRICS)")
+    return metrics
+
+
+def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray) -> dict:
+    """Every metric of the test images selected by the boolean ``rows``."""
+    labels, scores = labels[rows], scores[rows]
+    metrics = image_metrics(labels, scores)
+    oracle = oracle_threshold(labels, scores)
+    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(labels, scores, oracle).items()}, threshold_oracle=oracle)
+    if holdout_scores is not None:
+        fixed = holdout_threshold(holdout_scores, quantile)
+        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(labels, scores, fixed).items()}, threshold_holdout=fixed)
+    masks = masks[rows] if masks is not None else None
+    if masks is not None and masks.any():
+        maps = maps[rows]
+        metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
+        metrics["aupro_per_image"] = aupro_per_image(masks[labels == 1], maps[labels == 1])
+    return metrics
 
 
 def image_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

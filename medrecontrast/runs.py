@@ -28,40 +28,27 @@ import torch
 from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
-from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from medrecontrast.engine import resolve_device
-from medrecontrast.errors import UserInputError
-from medrecontrast.metrics import (
-    aupro,
-    aupro_per_image,
-    holdout_threshold,
-    image_metrics,
-    oracle_threshold,
-    pixel_auroc,
-    threshold_metrics,
-)
+from medrecontrast.errors import UserInputError, require_format
+from medrecontrast.metrics import THRESHOLD_QUANTILE, evaluate
 from medrecontrast.models import Detector, build_detector
 from medrecontrast.models.base import detector_class
-from medrecontrast.models.patchcore import PAPER_SIZES as PATCHCORE_PAPER_SIZES
-from medrecontrast.models.recontrast import UNIFIED as RECONTRAST_UNIFIED
-from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE
-from medrecontrast.paths import atomic_path, write_json
+from medrecontrast.paths import atomic_path, write_csv, write_json
 from medrecontrast.resources import peak_memory
 from medrecontrast.tasks import Task, get_task
 from medrecontrast.tasks.base import TaskData
 
 PROFILES = {
-    # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and schedule, and
-    # every training normal trains, as the authors' code does (``holdout = 0.05`` holds 5 % out to
-    # fix a decision threshold without test labels; the report says which protocol each run used).
+    # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and each method's
+    # own per-task settings, and every training normal trains, as the authors' code does
+    # (``holdout = 0.05`` holds 5 % out to fix a decision threshold without test labels; the report
+    # says which protocol each run used).
     "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.0},
-    # Minutes on 2 CPU cores: small backbone, no download, small images, few iterations.
-    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "iters": 80, "batch_size": 8, "embed_dim": 256, "holdout": 0.15},
+    # Minutes on 2 CPU cores: small backbone, no download, small images; each method adds its own
+    # demo settings (``Detector.profile_options["demo"]``, e.g. a short schedule).
+    "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "holdout": 0.15},
 }
-TRAINABLE = ("recontrast", "rd4ad")
 RUN_FORMAT = 3  # 3: config.json holds every resolved option (2 held only those that differ from the defaults)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # overrides that are not detector options
-THRESHOLD_QUANTILE = 0.95
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
 
@@ -83,22 +70,12 @@ def run_config(
     unknown = sorted(set(overrides) - set(RUN_KEYS) - set(detector_options(method)))
     if unknown:
         raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{method}'; known: {', '.join(RUN_KEYS + detector_options(method))}")
+    cls = detector_class(method)
     detector = {"backbone": p["backbone"], "pretrained": p["pretrained"], "weights": weights, "seed": seed}
+    detector.update(cls.task_options(task))  # the method's per-task settings (its own module says which)
+    detector.update(cls.profile_options.get(profile, {}))
     sizes = {"image_size": p.get("image_size", task.image_size), "crop_size": None if "image_size" in p else task.crop_size}
-    if method == "recontrast":
-        # ReContrast's per-task settings live with each task (recontrast_<task>.py)
-        detector.update(iters=p.get("iters", task.hparams.iters), batch_size=p.get("batch_size", task.hparams.batch_size),
-                        image_score=task.hparams.image_score, encoder_bn_train=task.hparams.encoder_bn_train)
-        if task.hparams.unified:
-            detector.update({k: v for k, v in RECONTRAST_UNIFIED.items() if k not in ("iters", "batch_size")})
-    elif method == "rd4ad":
-        if "iters" in p:  # demo: a fixed short schedule; paper: RD4AD's own 200 epochs of batch 16 (RD4ADConfig)
-            detector.update(iters=p["iters"], epochs=None, batch_size=p["batch_size"])
-    elif method == "patchcore":
-        if "embed_dim" in p:
-            detector["embed_dim"] = p["embed_dim"]
-        if "image_size" not in p:
-            sizes = dict(PATCHCORE_PAPER_SIZES)  # the released scripts: resize 256, centre crop 224
+    sizes.update(cls.profile_sizes.get(profile, {}))
     if "iters" in overrides and "epochs" in detector_options(method):
         detector["epochs"] = None  # an explicit schedule replaces the profile's
     elif "epochs" in overrides:
@@ -114,8 +91,8 @@ def run_config(
     if not isinstance(config["holdout"], (int, float)) or isinstance(config["holdout"], bool) or not 0 <= config["holdout"] < 1:
         raise UserInputError(f"holdout must be a fraction in [0, 1), got {config['holdout']!r}")
     side = config["crop_size"] or config["image_size"]
-    if method in TRAINABLE and side % SIZE_MULTIPLE:
-        raise UserInputError(f"{method} needs an input size that is a multiple of {SIZE_MULTIPLE}, got {side}")
+    if side % cls.size_multiple:
+        raise UserInputError(f"{method} needs an input size that is a multiple of {cls.size_multiple}, got {side}")
     return json.loads(json.dumps(config))  # as config.json will hold it (tuples become lists)
 
 
@@ -180,15 +157,11 @@ def groups_of_test_images(data: TaskData) -> list[str] | None:
 
 def run_datasets(data: TaskData, config: dict) -> tuple[Dataset, Dataset, Dataset | None]:
     """``(train, test, holdout)`` datasets of a run: the training normals minus the held-out ones,
-    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes; on a GPU
-    they leave normalisation to the device."""
+    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes."""
     fit_items, holdout_items = split_holdout(data.train, config["holdout"])
-    on_device = resolve_device(config.get("device", "auto")).type == "cuda"
 
     def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
-        return task_datasets(
-            dataclasses.replace(data, train=train_items), image_size=config["image_size"], crop_size=config["crop_size"], normalise_on_device=on_device,
-        )
+        return task_datasets(dataclasses.replace(data, train=train_items), image_size=config["image_size"], crop_size=config["crop_size"])
 
     train, test = datasets(fit_items)
     return train, test, datasets(holdout_items)[0] if holdout_items else None
@@ -235,16 +208,12 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
     detector = build_detector(config["method"], **config["detector"])
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
-        if config["method"] in TRAINABLE:
-            detector.fit(train, checkpoint=out / "checkpoint.pt", resume=resume, progress=progress)
-            losses = detector.training_.losses
-            iterations = detector.iters_
-            pd.DataFrame({"iteration": range(len(losses)), "loss": losses}).to_csv(out / "loss.csv", index=False)
-            images_seen = detector.training_.iterations_run * config["detector"]["batch_size"]
-        else:
-            detector.fit(train, progress=progress)
-            images_seen, iterations = len(train), None
+        detector.fit(train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress)
         train_seconds = time.perf_counter() - began
+    if detector.losses_ is not None:
+        losses = detector.losses_
+        write_csv(out / "loss.csv", pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
+    images_seen, iterations = detector.images_seen_, detector.iters_
     detector.save(out / "model.pt")
     metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"], groups_of_test_images(data))
     metrics["timings"].update(
@@ -265,9 +234,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     config_path, model_path = run / "config.json", run / "model.pt"
     if not config_path.is_file() or not model_path.is_file():
         raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != RUN_FORMAT:
-        raise UserInputError(f"{run} was written by an incompatible version (run format {config.get('format')}, expected {RUN_FORMAT}).")
+    config = read_run_config(run)
     task = get_task(config["task"], **config.get("task_options", {}))
     current = run_config(task, config["method"], config["seed"], config["profile"], config.get("overrides"), config["detector"].get("weights"), config.get("variant"))
     if current != config and not force:
@@ -287,6 +254,13 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     return metrics
 
 
+def read_run_config(folder: str | os.PathLike) -> dict:
+    """A run folder's ``config.json``, refused if written with another run format."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    require_format(config.get("format"), RUN_FORMAT, "a run", folder, "Choose another --out or rerun it with this version.")
+    return config
+
+
 def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
@@ -301,41 +275,17 @@ def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: fl
     frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}
     if groups is not None:
         frame["group"] = groups
-    pd.DataFrame(frame).to_csv(out / "scores.csv", index=False)
+    write_csv(out / "scores.csv", pd.DataFrame(frame))
     held_scores = None
     if holdout is not None:
         held_scores = detector.predict(holdout).scores
-        pd.DataFrame({"score": held_scores}).to_csv(out / "holdout_scores.csv", index=False)
-    if groups is None:
-        metrics = prediction_metrics(predictions, np.ones(len(predictions.ids), bool), held_scores, quantile)
-    else:
-        groups = np.asarray(groups)
-        per_class = {str(g): prediction_metrics(predictions, groups == g, held_scores, quantile) for g in dict.fromkeys(groups.tolist())}
-        keys = [k for k in next(iter(per_class.values())) if all(k in m for m in per_class.values())]
-        metrics = {k: float(np.mean([m[k] for m in per_class.values()])) for k in keys if not k.startswith("threshold")}
-        metrics["per_class"] = per_class
+        write_csv(out / "holdout_scores.csv", pd.DataFrame({"score": held_scores}))
+    metrics = evaluate(predictions, held_scores, quantile, groups)
     _save_examples(test, predictions, out / "examples.npz")
     metrics["timings"] = {
         "inference_s": seconds, "images_per_s": len(predictions.ids) / seconds if seconds else None,
         "inference_peak_memory_mb": memory["peak_memory_mb"],
     }
-    return metrics
-
-
-def prediction_metrics(predictions, rows: np.ndarray, held_scores: np.ndarray | None, quantile: float) -> dict:
-    """Every metric of the test images selected by the boolean ``rows``."""
-    labels, scores = predictions.labels[rows], predictions.scores[rows]
-    metrics = image_metrics(labels, scores)
-    oracle = oracle_threshold(labels, scores)
-    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(labels, scores, oracle).items()}, threshold_oracle=oracle)
-    if held_scores is not None:
-        fixed = holdout_threshold(held_scores, quantile)
-        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(labels, scores, fixed).items()}, threshold_holdout=fixed)
-    masks = predictions.masks[rows] if predictions.masks is not None else None
-    if masks is not None and masks.any():
-        maps = predictions.maps[rows]
-        metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
-        metrics["aupro_per_image"] = aupro_per_image(masks[labels == 1], maps[labels == 1])
     return metrics
 
 
@@ -359,19 +309,16 @@ def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAM
 def _save_examples(test, predictions, path: Path) -> None:
     """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
     chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
-    images = np.stack([denormalise(test[i]["image"]) for i in chosen])
+    images = np.stack([display_image(test[i]["image"]) for i in chosen])
     masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
     with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
         np.savez_compressed(handle, ids=np.array([predictions.ids[i] for i in chosen]), labels=predictions.labels[chosen], images=images,
                             masks=masks, maps=predictions.maps[chosen].astype(np.float16), scores=predictions.scores[chosen])
 
 
-def denormalise(image) -> np.ndarray:
-    """A dataset's (3, H, W) image back to (H, W, 3) uint8 for display: float32 ones are
-    ImageNet-normalised, float16 ones (left for the GPU to normalise) are still pixels in [0, 1]."""
+def display_image(image) -> np.ndarray:
+    """A dataset's (3, H, W) image (pixels in [0, 1]) as (H, W, 3) uint8 for display."""
     array = np.asarray(image, dtype=np.float32)
-    if np.asarray(image).dtype != np.float16:
-        array = array * np.asarray(IMAGENET_STD)[:, None, None] + np.asarray(IMAGENET_MEAN)[:, None, None]
     return (np.clip(array, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 

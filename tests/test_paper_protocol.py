@@ -128,7 +128,7 @@ def unified_config(out: Path, **changes) -> SweepConfig:
 
 @pytest.mark.slow
 def test_mini_unified_sweep_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setattr("medrecontrast.tasks.registry.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
+    monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     outcomes = run_sweep(unified_config(tmp_path / "runs"), progress=False)
     assert [o.status for o in outcomes] == ["finished"] * 3, [o.error for o in outcomes]
     results = collect_results(tmp_path / "runs")
@@ -147,7 +147,7 @@ def test_mini_unified_sweep_end_to_end(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setattr("medrecontrast.tasks.registry.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
+    monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     sweep = load_sweep_config(REPO / "configs" / "ablation.toml", tasks=["synth-oct"], profile="demo", seeds=[0], out=str(tmp_path / "runs"),
                               report=str(tmp_path / "report"))
     sweep.options = {"image_size": 32, "holdout": 0.25, "iters": 2, "batch_size": 4}
@@ -177,7 +177,7 @@ def test_variants_are_checked_when_the_sweep_is_planned(tmp_path):
 
 
 def test_holdout_flag_on_train(tmp_path, monkeypatch):
-    monkeypatch.setattr("medrecontrast.tasks.registry.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
+    monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     result = CliRunner().invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--holdout", "0", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["holdout"] == 0

@@ -93,7 +93,7 @@ def test_profiles():
 
 
 def test_cli_train_and_evaluate(tmp_path, monkeypatch):
-    monkeypatch.setattr("medrecontrast.tasks.registry.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
+    monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
     result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "image_auroc" in result.output and "pixel_auroc" in result.output

@@ -8,20 +8,33 @@ from writers import mask, write_dicom, write_png
 
 from medrecontrast.data import readers
 from medrecontrast.data.dataset import image_dataset, task_datasets
-from medrecontrast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
 from medrecontrast.errors import UserInputError
 from medrecontrast.tasks import get_task
 from medrecontrast.tasks.base import item
 
 
-def test_grey_dicom_becomes_three_normalised_channels(tmp_path):
+def test_grey_dicom_becomes_three_channels_of_pixels(tmp_path):
+    """Datasets yield pixels in [0, 1] (float16, as cached); the model normalises (next test)."""
     path = write_dicom(tmp_path / "x.dcm", np.full((10, 14), 4095))
     sample = image_dataset([item(path, 0, "NORMAL")], 8, cache="none", masks=False)[0]
-    assert sample["image"].shape == (3, 8, 8) and sample["image"].dtype == torch.float32
-    expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
-    torch.testing.assert_close(sample["image"][:, 4, 4], expected, atol=2e-3, rtol=0)
+    assert sample["image"].shape == (3, 8, 8) and sample["image"].dtype == torch.float16
+    torch.testing.assert_close(sample["image"][:, 4, 4].float(), torch.ones(3), atol=2e-3, rtol=0)
     assert "mask" not in sample and not isinstance(sample["image"], type(None))
     assert type(sample["image"]) is torch.Tensor  # plain tensors, no MetaTensor overhead
+
+
+def test_the_encoder_normalises_with_imagenet_statistics():
+    """The encoder's forward normalises pixels itself, in float32 whatever the input dtype: the same
+    features as normalising first and feeding an encoder without the step."""
+    encoder = ResNetEncoder("resnet18", pretrained=False).eval()
+    pixels = torch.rand(2, 3, 32, 32).half()
+    normalised = (pixels.float() - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours = encoder(pixels)
+        by_hand = encoder.layer3(encoder.layer2(encoder.layer1(encoder.stem(normalised))))
+    torch.testing.assert_close(ours[2], by_hand)
+    assert "mean" not in encoder.state_dict()  # saved models hold learned weights only
 
 
 def test_orientation_survives_the_pipeline(tmp_path):

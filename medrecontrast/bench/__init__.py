@@ -1,12 +1,12 @@
 """The benchmark: sweeps of tasks x methods x seeds, their results, tables, figures and report."""
 
 from medrecontrast.bench.config import SweepConfig, load_sweep_config
-from medrecontrast.bench.executors import run_local, run_ray
+from medrecontrast.bench.executors import Outcome, execute_run, run_local, run_ray
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.report import build_report, report_folder
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.store import RunSpec, run_folder, run_status
-from medrecontrast.bench.sweep import Outcome, execute_run, plan_sweep, run_sweep
+from medrecontrast.bench.sweep import plan_sweep, run_sweep
 from medrecontrast.bench.tables import (
     cost_table,
     paper_comparison,

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.models.base import DETECTORS, detector_class
+from medrecontrast.models import DETECTORS, registered_methods
+from medrecontrast.models.base import detector_class
 from medrecontrast.runs import PROFILES, RUN_KEYS, detector_options
-from medrecontrast.tasks.registry import SYNTHETIC_TASKS
+from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
-METHODS = ("recontrast", "rd4ad", "patchcore")
 EXECUTORS = ("local", "ray")
 DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2)}
 
@@ -51,7 +51,7 @@ class SweepConfig:
     """A whole sweep. ``tasks=None`` means the built-in synthetic tasks with the demo profile."""
 
     tasks: list[str] | None = None
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=registered_methods)  # every registered method
     seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
     profile: str | None = None  # default: demo for the built-in tasks, paper for real ones
     name: str | None = None  # default: the --out folder's name, else the profile

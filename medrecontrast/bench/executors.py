@@ -1,24 +1,77 @@
 """Executors run planned runs: one after the other in this process, or as Ray tasks.
 
-Both call :func:`medrecontrast.bench.sweep.execute_run` on each :class:`RunSpec` and write into the
-same run folders, so moving a sweep from a laptop to a cluster changes only ``--executor``.
+Both call :func:`execute_run` on each :class:`RunSpec` (planned by :mod:`.sweep`, which imports
+this module, never the reverse) and write into the same run folders, so moving a sweep from a
+laptop to a cluster changes only ``--executor``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import torch
 from rich.console import Console
 
-from medrecontrast.bench.store import RunSpec
-from medrecontrast.bench.sweep import Outcome, execute_run
+from medrecontrast.bench.store import Claim, RunSpec, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import CACHE_ENV
-from medrecontrast.tasks import DATA_ROOT_ENV
+from medrecontrast.runs import train_run
+from medrecontrast.tasks import DATA_ROOT_ENV, get_task
 
 console = Console(stderr=True, highlight=False)
 RAY_INSTALL = "pip install 'medrecontrast[ray]'"
+
+
+@dataclass
+class Outcome:
+    """What became of one run in this invocation."""
+
+    key: str
+    task: str
+    method: str
+    seed: int
+    status: str  # finished | skipped | busy | failed
+    seconds: float = 0.0
+    error: str | None = None
+    metrics: dict = field(default_factory=dict)
+
+
+def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
+    """Run one planned run unless it is finished or another process holds it; never raises for a failed run."""
+    outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
+    claim = Claim(spec.claims, spec.key)
+    if not claim.acquire():
+        outcome.status, outcome.error = "busy", f"running in another process ({claim.holder()})"
+        return outcome
+    with claim:
+        status = run_status(spec.folder)["status"]
+        if status == "finished":
+            outcome.metrics = _read_metrics(spec.folder)
+            return outcome
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        began = time.perf_counter()
+        try:
+            outcome.metrics = train_run(
+                get_task(spec.task, **spec.task_options), spec.base_method or spec.method, spec.folder, seed=spec.seed,
+                profile=spec.profile, overrides=spec.overrides, resume=status != "absent", data_root=spec.data_root, weights=spec.weights, progress=progress,
+                variant=spec.variant,
+            )
+            outcome.status = "finished"
+        except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on
+            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.seconds = time.perf_counter() - began
+    return outcome
+
+
+def _read_metrics(folder: str) -> dict:
+    path = Path(folder) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def run_local(specs: list[RunSpec], progress: bool = True) -> Iterator[Outcome]:

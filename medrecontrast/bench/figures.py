@@ -19,15 +19,15 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from medrecontrast.bench.results import (  # noqa: E402
-    METHOD_ORDER,
-    finished,
-    ordered_methods,
-)
+from medrecontrast.bench.results import finished, ordered_methods  # noqa: E402
+from medrecontrast.models import display_name, registered_methods  # noqa: E402
 from medrecontrast.paths import atomic_path  # noqa: E402
+from medrecontrast.tasks import task_slug  # noqa: E402
+
 
 class _MethodColors(dict):
-    """The three methods keep their colours; any other name (a sweep's variant) takes the next free one."""
+    """Registered methods keep their colours, in their declared order; any other name (a sweep's
+    variant) takes the next free one."""
 
     def __missing__(self, method: str):
         palette = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
@@ -35,8 +35,7 @@ class _MethodColors(dict):
         return self[method]
 
 
-METHOD_COLORS = _MethodColors(zip(METHOD_ORDER, sns.color_palette("colorblind", 3)))
-METHOD_NAMES = {"recontrast": "ReContrast", "rd4ad": "RD4AD", "patchcore": "PatchCore"}
+METHOD_COLORS = _MethodColors(zip(registered_methods(), sns.color_palette("colorblind", 10)))
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 150, "savefig.bbox": "tight",
          "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
 
@@ -48,7 +47,7 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, 
     done = finished(results)
     figures = {"roc": roc_figure(done), "auroc": auroc_figure(done), "scores": score_figure(done), "loss": loss_figure(done)}
     for task in done["task"].unique():
-        figures[f"examples_{_slug(task)}"] = examples_figure(done, task)
+        figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
     written = {}
     with plt.rc_context(STYLE):
         for name, figure in figures.items():
@@ -72,7 +71,7 @@ def roc_figure(done: pd.DataFrame):
                 for index, run in enumerate(runs.itertuples()):
                     scores = pd.read_csv(Path(run.folder) / "scores.csv")
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
-                    label = f"{METHOD_NAMES.get(method, method)} {runs['image_auroc'].mean():.3f}" + (f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else "")
+                    label = f"{display_name(method)} {runs['image_auroc'].mean():.3f}" + (f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else "")
                     ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None)
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
             ax.set(title=task, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
@@ -91,7 +90,7 @@ def auroc_figure(done: pd.DataFrame):
         sns.stripplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax)
         ax.set(ylabel="image AUROC", xlabel="", ylim=(max(0.0, done["image_auroc"].min() - 0.1), 1.0))
         handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles, [METHOD_NAMES.get(m, m) for m in methods], frameon=False, ncols=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        ax.legend(handles, [display_name(m) for m in methods], frameon=False, ncols=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     return figure
 
 
@@ -111,7 +110,7 @@ def score_figure(done: pd.DataFrame):
                 scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
                 sns.histplot(scores, x="score", hue="class", hue_order=["normal", "abnormal"], palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
                              stat="density", common_norm=False, element="step", bins=20, ax=ax, legend=row == 0 and col == 0)
-                ax.set(title=f"{task} · {METHOD_NAMES.get(method, method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
+                ax.set(title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
     figure.tight_layout()
     return figure
 
@@ -128,7 +127,7 @@ def loss_figure(done: pd.DataFrame):
             for method, runs in _by_method(trained[trained["task"] == task]):
                 curves = pd.concat([pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i) for i, f in enumerate(runs["folder"])], axis=1)
                 smooth = curves.rolling(max(1, len(curves) // 30), min_periods=1).mean()
-                ax.plot(smooth.index, smooth.mean(axis=1), color=METHOD_COLORS[method], label=METHOD_NAMES.get(method, method), lw=1.2)
+                ax.plot(smooth.index, smooth.mean(axis=1), color=METHOD_COLORS[method], label=display_name(method), lw=1.2)
                 ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=METHOD_COLORS[method], alpha=0.2, lw=0)
             ax.set(title=task, xlabel="iteration", ylabel="training loss")
             ax.legend(frameon=False)
@@ -146,7 +145,7 @@ def examples_figure(done: pd.DataFrame, task: str):
     first = examples[methods[0]]
     images, masks, labels, ids = first["images"], first["masks"], first["labels"], first["ids"]
     has_masks = bool(masks.any())
-    columns = ["image"] + (["ground truth"] if has_masks else []) + [METHOD_NAMES.get(m, m) for m in methods]
+    columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
     scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}  # one colour scale per method across rows
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(len(images), len(columns), figsize=(1.6 * len(columns), 1.6 * len(images)), squeeze=False)
@@ -193,7 +192,3 @@ def _panels(count: int, width: float, height: float):
     for ax in axes.flat[count:]:
         ax.set_axis_off()
     return figure, list(axes.flat[:count])
-
-
-def _slug(task: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in task)

@@ -11,38 +11,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from medrecontrast.bench.store import SWEEP_FORMAT, run_status
+from medrecontrast.bench.store import read_sweep_marker, run_status
 from medrecontrast.errors import UserInputError
+from medrecontrast.metrics import METRICS, check_metric_keys
+from medrecontrast.models import registered_methods
 
-METRICS = {  # column -> label in tables, in the order tables show them
-    "image_auroc": "I-AUROC",
-    "image_ap": "I-AP",
-    "f1_oracle": "F1 (oracle)",
-    "acc_oracle": "ACC (oracle)",
-    "f1_holdout": "F1 (hold-out)",
-    "acc_holdout": "ACC (hold-out)",
-    "pixel_auroc": "P-AUROC",
-    "aupro": "AUPRO",
-    "aupro_per_image": "AUPRO (per image)",
-}
 TIMINGS = ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb")
-METHOD_ORDER = ("recontrast", "rd4ad", "patchcore")
 
 
 def collect_results(out: str | Path) -> pd.DataFrame:
     """Every run folder under a sweep folder ``out``, finished or not, as one row each."""
     out = Path(out)
-    marker = out / "sweep.json"
-    if not marker.is_file():
+    marker = read_sweep_marker(out)
+    if marker is None:
         raise UserInputError(f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first.")
-    found = json.loads(marker.read_text()).get("format")
-    if found != SWEEP_FORMAT:
-        raise UserInputError(f"{out} holds results of an incompatible medrecontrast version (sweep format {found}, expected {SWEEP_FORMAT}).")
     rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
     frame = pd.DataFrame(rows, columns=_columns())
     # methods and variants in the order the sweep lists them (an ablation reads top to bottom), then any others
-    listed = json.loads(marker.read_text()).get("config", {}).get("methods") or list(METHOD_ORDER)
-    order = {m: i for i, m in enumerate(dict.fromkeys([*listed, *METHOD_ORDER]))}
+    listed = marker.get("config", {}).get("methods") or registered_methods()
+    order = {m: i for i, m in enumerate(dict.fromkeys([*listed, *registered_methods()]))}
     frame = frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c, kind="stable")
     return frame.reset_index(drop=True)
 
@@ -66,6 +53,7 @@ def _row(folder: Path) -> dict:
     status = run_status(folder)
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and status["status"] == "finished" else {}
+    check_metric_keys(metrics, str(metrics_file))
     environment_file = folder / "environment.json"
     environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
     row = {

@@ -19,8 +19,9 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrecontrast.errors import UserInputError
+from medrecontrast.errors import UserInputError, require_format
 from medrecontrast.paths import write_json
+from medrecontrast.tasks.base import task_slug
 
 SWEEP_FORMAT = 1
 
@@ -55,11 +56,6 @@ class RunSpec:
         return f"{self.task} · {self.method} · seed {self.seed}"
 
 
-def task_slug(task: str) -> str:
-    """A folder name for a task name (``mvtec:bottle`` -> ``mvtec-bottle``)."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in task.replace(":", "-")).strip("-")
-
-
 def run_folder(out: str | Path, task: str, method: str, seed: int) -> Path:
     return Path(out) / task_slug(task) / method / f"seed-{seed}"
 
@@ -75,14 +71,19 @@ def run_status(folder: str | Path) -> dict:
         return {"status": "running"}  # cut off mid-write by a crash: treat as interrupted
 
 
+def read_sweep_marker(out: Path) -> dict | None:
+    """The sweep folder's ``sweep.json`` (None if there is none), refused if of another format."""
+    marker = Path(out) / "sweep.json"
+    if not marker.is_file():
+        return None
+    payload = json.loads(marker.read_text())
+    require_format(payload.get("format"), SWEEP_FORMAT, "results", out, "Choose another --out.")
+    return payload
+
+
 def check_sweep_folder(out: Path) -> None:
     """Refuse a folder that is neither new, empty, nor a sweep of this format."""
-    marker = out / "sweep.json"
-    if marker.is_file():
-        found = json.loads(marker.read_text()).get("format")
-        if found != SWEEP_FORMAT:
-            raise UserInputError(f"{out} holds results of an incompatible medrecontrast version (sweep format {found}, expected {SWEEP_FORMAT}); choose another --out.")
-    elif out.exists() and any(out.iterdir()):
+    if read_sweep_marker(out) is None and out.exists() and any(out.iterdir()):
         raise UserInputError(f"{out} is not empty and is not a sweep folder; choose an empty or new --out.")
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from medrecontrast.bench.config import SweepConfig
+from medrecontrast.bench.executors import Outcome, run_local, run_ray
 from medrecontrast.bench.store import (
-    Claim,
     RunSpec,
     check_sweep_folder,
     open_sweep_folder,
@@ -26,22 +26,8 @@ from medrecontrast.bench.store import (
 )
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
-from medrecontrast.runs import environment, run_config, train_run
+from medrecontrast.runs import environment, read_run_config, run_config
 from medrecontrast.tasks import expand_tasks, get_task
-
-
-@dataclass
-class Outcome:
-    """What became of one run in this invocation."""
-
-    key: str
-    task: str
-    method: str
-    seed: int
-    status: str  # finished | skipped | busy | failed
-    seconds: float = 0.0
-    error: str | None = None
-    metrics: dict = field(default_factory=dict)
 
 
 def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
@@ -89,51 +75,18 @@ def _check_data(task, data_root) -> None:
 
 
 def _check_existing(folder: Path, planned: dict) -> None:
-    config_file = folder / "config.json"
-    if not config_file.is_file():
+    if not (folder / "config.json").is_file():
         return
-    existing = json.loads(config_file.read_text())
-    if existing.get("format") != planned["format"]:
-        raise UserInputError(f"{folder} was written by an incompatible medrecontrast version (run format {existing.get('format')}, expected {planned['format']}); choose another --out.")
+    existing = read_run_config(folder)
     if existing != planned:
         changed = sorted(k for k in set(existing) | set(planned) if existing.get(k) != planned.get(k))
         raise UserInputError(f"{folder} holds a run with another configuration ({', '.join(changed)} differ); choose another --out for a different sweep.")
-
-
-def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
-    """Run one planned run unless it is finished or another process holds it; never raises for a failed run."""
-    outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
-    claim = Claim(spec.claims, spec.key)
-    if not claim.acquire():
-        outcome.status, outcome.error = "busy", f"running in another process ({claim.holder()})"
-        return outcome
-    with claim:
-        status = run_status(spec.folder)["status"]
-        if status == "finished":
-            outcome.metrics = _read_metrics(spec.folder)
-            return outcome
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        began = time.perf_counter()
-        try:
-            outcome.metrics = train_run(
-                get_task(spec.task, **spec.task_options), spec.base_method or spec.method, spec.folder, seed=spec.seed,
-                profile=spec.profile, overrides=spec.overrides, resume=status != "absent", data_root=spec.data_root, weights=spec.weights, progress=progress,
-                variant=spec.variant,
-            )
-            outcome.status = "finished"
-        except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on
-            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-        outcome.seconds = time.perf_counter() - began
-    return outcome
 
 
 def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, command: str | None = None) -> list[Outcome]:
     """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
 
     ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report."""
-    from medrecontrast.bench.executors import run_local, run_ray
-
     config = config.resolved()
     specs = plan_sweep(config, resume=resume)
     out = Path(config.out)
@@ -141,8 +94,3 @@ def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, 
     if config.executor == "ray":
         return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run))
     return list(run_local(specs, progress=progress))
-
-
-def _read_metrics(folder: str) -> dict:
-    path = Path(folder) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

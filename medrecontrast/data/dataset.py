@@ -1,4 +1,4 @@
-"""Datasets over task items: decode once, cache, normalise on the fly."""
+"""Datasets over task items: decode once, cache, yield pixels in [0, 1] (the model normalises)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
-from medrecontrast.data.transforms import normalisation, preprocessing
+from medrecontrast.data.transforms import network_input, preprocessing
 from medrecontrast.errors import user_error_cause
 from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import TaskData
@@ -57,15 +57,12 @@ def image_dataset(
     cache: str = "disk",
     cache_root: str | os.PathLike | None = None,
     num_workers: int = 0,
-    normalise_on_device: bool = False,
 ) -> Dataset:
-    """A MONAI dataset yielding ``{"image": (3, S, S) float32 normalised, "mask": (1, S, S), "label", "id", ...}``.
+    """A MONAI dataset yielding ``{"image": (3, S, S) float16 pixels in [0, 1], "mask": (1, S, S), "label", "id", ...}``.
 
     ``cache="disk"`` (default) keeps decoded, resized images as float16 tensors under
     ``cache_root`` (default: ``<cache folder>/decoded``), so neither a second epoch nor a second run
     decodes a JPEG again; ``"memory"`` holds them in RAM for this process; ``"none"`` decodes every time.
-    ``normalise_on_device`` leaves ImageNet normalisation to :func:`~medrecontrast.data.transforms.images_to_device`
-    (for a GPU: images stay float16 until they are on it).
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
@@ -79,7 +76,7 @@ def image_dataset(
         decoded = CacheDataset(items, transform=prep, num_workers=num_workers or None, progress=False)
     else:
         decoded = Dataset(items, transform=prep)
-    return ImageDataset(decoded, transform=normalisation(masks, on_device=normalise_on_device))
+    return ImageDataset(decoded, transform=network_input(masks))
 
 
 def task_datasets(data: TaskData, image_size: int | None = None, crop_size: int | None = None, **kwargs) -> tuple[Dataset, Dataset]:

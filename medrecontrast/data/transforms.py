@@ -6,15 +6,13 @@ Two chains, because caching pays only for the expensive part:
 NIfTI; check mask sizes) -> [crop the fundus border] -> empty masks for normals -> resize -> [centre crop]; stored as float16 in
 the source's channels (1 for grey, so a cached OCT scan costs a third of an RGB one).
 
-``normalisation`` (cheap, every epoch): grey -> 3 channels, ImageNet mean/std. With
-``on_device=True`` (beside a GPU) the image stays the cached float16 pixels in [0, 1], half the
-bytes to collate, pin and copy, and :func:`images_to_device` normalises it on the accelerator.
-The dtype says which is which: a float32 image is normalised, a float16 one is not yet.
+``network_input`` (cheap, every epoch): grey -> 3 channels. Images stay the cached float16
+pixels in [0, 1] (half the bytes of float32 to collate, pin and copy); the encoder normalises them
+with ImageNet statistics in its ``forward``, on whatever device it runs
+(:class:`~medrecontrast.models.backbones.ResNetEncoder`).
 """
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import torch
@@ -25,16 +23,12 @@ from monai.transforms import (
     DeleteItemsd,
     EnsureTyped,
     MapTransform,
-    NormalizeIntensityd,
     Resized,
 )
 
 from medrecontrast.data.fundus import crop_fundus
 from medrecontrast.data.readers import read_image
 from medrecontrast.errors import UserInputError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ReadImaged(MapTransform):
@@ -117,34 +111,9 @@ def preprocessing(image_size: int, crop_size: int | None = None, *, masks: bool 
     return Compose(steps)
 
 
-def normalisation(masks: bool = True, on_device: bool = False) -> Compose:
-    """Cached tensor -> float32, 3 channels, ImageNet statistics (or, ``on_device``, float16 3 channels in [0, 1])."""
-    keys = ("image", "mask") if masks else ("image",)
-    if on_device:
-        return Compose([
-            EnsureTyped(keys=keys, data_type="tensor", dtype=(torch.float16, torch.float32)[: len(keys)], track_meta=False),
-            ToThreeChannelsd(keys="image"),
-        ])
-    return Compose([
-        EnsureTyped(keys=keys, data_type="tensor", dtype=torch.float32, track_meta=False),
-        ToThreeChannelsd(keys="image"),
-        NormalizeIntensityd(keys="image", subtrahend=IMAGENET_MEAN, divisor=IMAGENET_STD, channel_wise=True),
-        EnsureTyped(keys="image", data_type="tensor", track_meta=False),  # plain tensors, not MetaTensors
-    ])
-
-
-def images_to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """A batch of images on ``device`` (asynchronously from pinned memory), normalised there if the
-    dataset left that to the device (float16 pixels in [0, 1]); normalised float32 batches pass as they are."""
-    images = images.to(device, non_blocking=True)
-    if images.dtype == torch.float32:
-        return images
-    mean, std = _imagenet_statistics(images.device)
-    return (images.float() - mean) / std
-
-
-@functools.lru_cache(maxsize=None)
-def _imagenet_statistics(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet mean and std as ``(1, 3, 1, 1)`` tensors on ``device``, made once: a new tensor per
-    batch would be a synchronous copy from pageable host memory, stalling the GPU's queue each batch."""
-    return tuple(torch.tensor(values, device=device).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
+def network_input(masks: bool = True) -> Compose:
+    """Cached tensors -> what a detector takes: float16 RGB pixels in [0, 1] and a float32 mask."""
+    steps = [EnsureTyped(keys="image", data_type="tensor", dtype=torch.float16, track_meta=False), ToThreeChannelsd(keys="image")]
+    if masks:
+        steps.insert(1, EnsureTyped(keys="mask", data_type="tensor", dtype=torch.float32, track_meta=False))
+    return Compose(steps)

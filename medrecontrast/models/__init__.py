@@ -1,6 +1,15 @@
-"""Detectors: ReContrast, RD4AD and PatchCore behind one interface (see :mod:`.base`)."""
+"""Detectors behind one interface (see :mod:`.base`). Each import registers a method; a new method
+is one module plus one line here."""
 
 from medrecontrast.models import patchcore, rd4ad, recontrast  # noqa: F401  (register the methods)
-from medrecontrast.models.base import DETECTORS, Detector, Predictions, build_detector
+from medrecontrast.models.base import (
+    DETECTORS,
+    Detector,
+    NotFittedError,
+    Predictions,
+    build_detector,
+    display_name,
+    registered_methods,
+)
 
-__all__ = ["DETECTORS", "Detector", "Predictions", "build_detector"]
+__all__ = ["DETECTORS", "Detector", "NotFittedError", "Predictions", "build_detector", "display_name", "registered_methods"]

@@ -15,14 +15,17 @@ import torch
 from torch import nn
 from torchvision import models
 
-from medrecontrast.data.transforms import images_to_device
+from medrecontrast.engine import batch_to_device
 from medrecontrast.errors import UserInputError
 
 BACKBONES = {
-    # name: (builder, weights enum, channels of layer1-3, block kind for the reverse decoder)
-    "resnet18": (models.resnet18, models.ResNet18_Weights, (64, 128, 256), "basic"),
-    "wide_resnet50_2": (models.wide_resnet50_2, models.Wide_ResNet50_2_Weights, (256, 512, 1024), "bottleneck"),
+    # name: (builder, weights enum)
+    "resnet18": (models.resnet18, models.ResNet18_Weights),
+    "wide_resnet50_2": (models.wide_resnet50_2, models.Wide_ResNet50_2_Weights),
 }
+# The statistics the ImageNet weights were trained with (torchvision's transforms of IMAGENET1K_V1).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsUnavailableError(UserInputError):
@@ -30,27 +33,33 @@ class WeightsUnavailableError(UserInputError):
 
 
 class ResNetEncoder(nn.Module):
-    """A torchvision ResNet truncated after layer3; ``forward`` returns ``[layer1, layer2, layer3]``.
+    """A torchvision ResNet truncated after layer3; ``forward`` takes RGB pixels in [0, 1] (any float
+    dtype, on the encoder's device), normalises them with ImageNet's mean and std (buffers that move
+    with the module) and returns ``[layer1, layer2, layer3]``.
 
-    For a 256-pixel input: 1/4, 1/8 and 1/16 of the input size; channels per :data:`BACKBONES`.
+    For a 256-pixel input: 1/4, 1/8 and 1/16 of the input size. The model owns its normalisation,
+    so datasets stay in pixel units and the arithmetic runs wherever the model runs.
     """
 
     def __init__(self, backbone: str = "wide_resnet50_2", pretrained: bool = True, weights: str | os.PathLike | None = None):
         super().__init__()
         if backbone not in BACKBONES:
             raise UserInputError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
-        builder, _, channels, _ = BACKBONES[backbone]
+        builder, _ = BACKBONES[backbone]
         net = builder(weights=None)
         if weights is not None:
             _load_weights_file(net, Path(weights), backbone)
         elif pretrained:
             _load_torchvision_weights(net, backbone)
         self.backbone = backbone
-        self.channels = channels
+        # not persistent: saved detectors and checkpoints hold only learned weights, as before
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x.to(self.mean.dtype) - self.mean) / self.std
         f1 = self.layer1(self.stem(x))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
@@ -75,7 +84,7 @@ def estimate_batchnorm_statistics(encoders: list[nn.Module], dataset, batch_size
     for encoder in encoders:
         encoder.train()
     for batch in DataLoader(dataset, batch_size=batch_size):
-        images = images_to_device(batch["image"], device)
+        images = batch_to_device(batch["image"], device)
         for encoder in encoders:
             encoder(images)
     for bn in layers:

@@ -1,8 +1,11 @@
 """One interface for every method: configure, ``fit`` on normals, ``predict``, ``save``/``load``.
 
-Methods register by name, so the runner and the notebooks build them with
-``build_detector("recontrast", backbone="resnet18", pretrained=False)`` and new methods plug in
-without touching either.
+A method is one module: a configuration dataclass (checked when it is built), a :class:`Detector`
+subclass registered with :func:`register_detector`, and class attributes that declare what the
+runner, the sweep, the tables, the figures and the CLI need to know about it (display name, order,
+whether it trains, the input-size multiple, its options per task and per profile). None of those
+hold a list of methods: adding one is a new file plus one import line in ``models/__init__.py``.
+Notebooks build detectors with ``build_detector("recontrast", backbone="resnet18", pretrained=False)``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.data.transforms import images_to_device
 from medrecontrast.engine import (
+    batch_to_device,
     atomic_torch_save,
     load_versioned,
     loader_options,
@@ -48,18 +51,18 @@ def detector_class(name: str) -> type["Detector"]:
     return DETECTORS[name]
 
 
-def require_positive_ints(config, *names: str) -> None:
-    """Each named option of ``config`` is a positive integer (a user error naming it otherwise)."""
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+def registered_methods() -> list[str]:
+    """Every registered method, in the order tables, legends and colours use (``order``, then name)."""
+    return sorted(DETECTORS, key=lambda name: (DETECTORS[name].order, name))
 
 
-def require_choice(name: str, value, choices: tuple) -> None:
-    """``value`` is one of ``choices`` (a user error naming the option otherwise)."""
-    if value not in choices:
-        raise UserInputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+def display_name(method: str) -> str:
+    """How tables and figures name ``method``; a sweep's variant (not registered) keeps its own name."""
+    return DETECTORS[method].display_name if method in DETECTORS else method
+
+
+class NotFittedError(RuntimeError):
+    """``predict`` was called on a detector that was neither fitted nor loaded."""
 
 
 def build_detector(name: str, **config) -> "Detector":
@@ -80,10 +83,28 @@ class Predictions:
 
 
 class Detector:
-    """Base class: configuration in a dataclass, learning in ``fit``, state in attributes."""
+    """Base class: configuration in a dataclass (checked at construction), learning in ``fit``
+    (returns ``self``), learned state in attributes ending in ``_``.
 
-    name: ClassVar[str]
-    Config: ClassVar[type]
+    After ``fit``: ``fitted_`` is True, ``images_seen_`` counts the training images processed,
+    ``iters_`` is the number of training iterations (None for methods that do not iterate) and
+    ``losses_`` the loss per iteration (None likewise).
+    """
+
+    # --- what a method declares ---------------------------------------------------------------
+    name: ClassVar[str]  # the registry key, set by register_detector
+    display_name: ClassVar[str]  # in tables, legends and the report
+    Config: ClassVar[type]  # dataclass of every option; validates itself in __post_init__
+    order: ClassVar[int] = 100  # position in tables and figures, and so its colour
+    trains: ClassVar[bool] = False  # learns over iterations: a loss curve, checkpoints, resume
+    size_multiple: ClassVar[int] = 1  # the input side must be a multiple of this
+    profile_options: ClassVar[dict[str, dict]] = {}  # options each run profile sets (e.g. demo: a short schedule)
+    profile_sizes: ClassVar[dict[str, dict]] = {}  # input sizes a profile uses instead of the task's
+
+    @classmethod
+    def task_options(cls, task) -> dict:
+        """The method's options for ``task`` (e.g. ReContrast's per-task schedule); none by default."""
+        return {}
 
     def __init__(self, **config):
         fields = {f.name for f in dataclasses.fields(self.Config)}
@@ -93,13 +114,19 @@ class Detector:
         self.config = self.Config(**config)
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)  # the seed fixes the initial weights too
+        self.fitted_ = False
+        self.images_seen_ = 0
+        self.iters_: int | None = None
+        self.losses_: list[float] | None = None
 
     # --- to implement ---------------------------------------------------------------------------
-    def fit(self, train: Dataset, **kwargs) -> "Detector":
+    def fit(self, train: Dataset, *, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "Detector":
+        """Learn from the normal images of ``train``. ``checkpoint``/``resume``: where a method that
+        trains over iterations keeps its state and whether to continue from it (others refit)."""
         raise NotImplementedError
 
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scores (B,), maps (B, H, W))`` for a batch of normalised images on ``self.device``."""
+        """``(scores (B,), maps (B, H, W))`` for a batch of pixels in [0, 1] on ``self.device``."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -111,9 +138,12 @@ class Detector:
     # --- shared ---------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, test: Dataset, batch_size: int = 16, num_workers: int | None = None) -> Predictions:
+        """Scores and maps of every image of ``test``; a detector must be fitted (or loaded) first."""
+        if not self.fitted_:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before predict.")
         ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
-            batch_scores, batch_maps = self.score_batch(images_to_device(batch["image"], self.device))
+            batch_scores, batch_maps = self.score_batch(batch_to_device(batch["image"], self.device))
             scores.append(batch_scores.float().cpu())
             maps.append(batch_maps.float().cpu())
             ids.extend(batch.get("id", [str(len(ids) + i) for i in range(len(batch_scores))]))
@@ -154,4 +184,5 @@ class Detector:
             config["device"] = device
         detector = build_detector(method, **config)
         detector.load_state_dict(saved["state"])
+        detector.fitted_ = True
         return detector

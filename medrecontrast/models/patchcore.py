@@ -38,22 +38,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.data.transforms import images_to_device
 from medrecontrast.engine import (
+    batch_to_device,
     autocast,
     loader_options,
     seed_everything,
     to_channels_last,
     uses_channels_last,
 )
-from medrecontrast.errors import UserInputError
+from medrecontrast.errors import UserInputError, require_positive_ints
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import ResNetEncoder
-from medrecontrast.models.base import (
-    Detector,
-    register_detector,
-    require_positive_ints,
-)
+from medrecontrast.models.base import Detector, register_detector
 
 PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
 FLOAT_BYTES = 4
@@ -84,23 +80,29 @@ class PatchCoreConfig:
     amp: bool | str = True  # feature extraction in bf16: True on CUDA, "bf16" on every device, False never
     num_workers: int | None = None  # None: 0 on the CPU, up to 8 loader processes beside a GPU
 
+    def __post_init__(self):
+        if self.knn not in ("auto", "faiss", "torch"):
+            raise UserInputError(f"knn must be 'auto', 'faiss' or 'torch', got {self.knn!r}")
+        if not 0 < self.candidate_ratio <= 1:
+            raise UserInputError(f"candidate_ratio must be in (0, 1], got {self.candidate_ratio}")
+        if not 0 < self.coreset_ratio <= 1:
+            raise UserInputError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        require_positive_ints(self, "patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size")
+        if self.patch_size % 2 == 0:
+            raise UserInputError(f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {self.patch_size}")
+
 
 @register_detector("patchcore")
 class PatchCore(Detector):
     Config = PatchCoreConfig
+    display_name = "PatchCore"
+    order = 2
+    profile_options = {"demo": {"embed_dim": 256}}  # a smaller memory-bank vector for minutes on a CPU
+    profile_sizes = {"paper": PAPER_SIZES}
 
     def __init__(self, **config):
         super().__init__(**config)
         c = self.config
-        if c.knn not in ("auto", "faiss", "torch"):
-            raise UserInputError(f"knn must be 'auto', 'faiss' or 'torch', got {c.knn!r}")
-        if not 0 < c.candidate_ratio <= 1:
-            raise UserInputError(f"candidate_ratio must be in (0, 1], got {c.candidate_ratio}")
-        if not 0 < c.coreset_ratio <= 1:
-            raise UserInputError(f"coreset_ratio must be in (0, 1], got {c.coreset_ratio}")
-        require_positive_ints(c, "patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size")
-        if c.patch_size % 2 == 0:
-            raise UserInputError(f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {c.patch_size}")
         self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
         self.memory_bank_: torch.Tensor | None = None
         self._index: NearestNeighbourIndex | None = None
@@ -142,16 +144,20 @@ class PatchCore(Detector):
             )
         return self._projections_cache[key]
 
-    def fit(self, train: Dataset, progress: bool = True) -> "PatchCore":
+    def fit(self, train: Dataset, *, checkpoint=None, resume: bool = False, progress: bool = True) -> "PatchCore":
+        """Build the memory bank from ``train``. A fit is one pass without iterations, so there is no
+        training state to checkpoint: ``checkpoint`` is unused and ``resume`` refits from the start."""
         c = self.config
         seed_everything(c.seed)
         loader = DataLoader(train, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
-        batches = (self.patch_features(images_to_device(batch["image"], self.device))[0] for batch in loader)
+        batches = (self.patch_features(batch_to_device(batch["image"], self.device))[0] for batch in loader)
         self._index = None
         self.memory_bank_, self.stats_ = build_memory_bank(
             batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
             c.seed, self.device, c.candidate_ratio, self.device_budget_bytes(),
         )
+        self.images_seen_ = len(train)
+        self.fitted_ = True
         return self
 
     def device_budget_bytes(self) -> int | None:
@@ -166,7 +172,7 @@ class PatchCore(Detector):
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.memory_bank_ is None:
-            raise RuntimeError("PatchCore.fit must run before scoring")
+            raise RuntimeError("PatchCore.fit must run before scoring")  # score_batch called directly
         features, (h, w) = self.patch_features(images)
         batch = features.shape[0]
         if self._index is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrecontrast.models.base import register_detector
-from medrecontrast.models.recontrast import ReContrast, ReContrastConfig
+from medrecontrast.models.recontrast import DEMO_SCHEDULE, ReContrast, ReContrastConfig
 
 RD4AD_EPOCHS = 200
 RD4AD_BATCH_SIZE = 16
@@ -38,3 +38,12 @@ class RD4ADConfig(ReContrastConfig):
 @register_detector("rd4ad")
 class RD4AD(ReContrast):
     Config = RD4ADConfig
+    display_name = "RD4AD"
+    order = 1
+    # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
+    profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}}
+
+    @classmethod
+    def task_options(cls, task) -> dict:
+        """None: RD4AD's main.py trains every task with the same settings (RD4ADConfig's defaults)."""
+        return {}

@@ -26,16 +26,16 @@ from torch.utils.data import Dataset
 
 from medrecontrast.engine import (
     TrainingConfig,
+    resolve_iterations,
     TrainingResult,
     autocast,
-    batches_per_epoch,
     fused_optimizer_options,
     to_channels_last,
     train_loop,
     uses_channels_last,
 )
+from medrecontrast.errors import UserInputError, require_choice
 from medrecontrast.losses import cosine_loss, hard_mining_alpha
-from medrecontrast.errors import UserInputError
 from medrecontrast.models.anomaly_map import (
     anomaly_map,
     gaussian_blur,
@@ -43,13 +43,8 @@ from medrecontrast.models.anomaly_map import (
     image_scores,
 )
 from medrecontrast.models.backbones import estimate_batchnorm_statistics
-from medrecontrast.models.base import (
-    Detector,
-    register_detector,
-    require_choice,
-    require_positive_ints,
-)
-from medrecontrast.models.reverse_distillation import ReverseDistillationNet
+from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
 
 
 IMAGE_SCORES = ("max", "mean", "top1")
@@ -57,15 +52,16 @@ OPTIMIZERS = ("adamw", "adamw_groups", "adam")
 
 
 @dataclass
-class ReContrastConfig:
+class ReContrastConfig(TrainingConfig):
+    """ReContrast's options; the schedule and engineering options (iters or epochs, batch_size,
+    drop_last, seed, device, amp, channels_last, compile, cudnn_benchmark, num_workers,
+    checkpoint_every, grad_clip_norm, lr_milestone, lr_gamma) are the engine's :class:`TrainingConfig`."""
+
     backbone: str = "wide_resnet50_2"
     pretrained: bool = True
     weights: str | None = None  # a local file with the backbone's ImageNet weights
     # training (recontrast_{mvtec,visa,aptos,oct,isic}.py; per-task values come from the task)
     iters: int | None = 2000
-    epochs: int | None = None  # instead of iters: whole passes over the training set (RD4AD: 200)
-    batch_size: int = 16
-    drop_last: bool = False  # per-task scripts keep the last incomplete batch; the unified ones drop it
     # "adamw": two AdamW, decoder side and encoder (per-task scripts); "adamw_groups": one AdamW with
     # the encoder as its own parameter group (unified scripts); "adam": one Adam (RD4AD)
     optimizer: str = "adamw"
@@ -75,10 +71,6 @@ class ReContrastConfig:
     weight_decay: float = 1e-5
     adam_eps: float = 1e-8
     amsgrad: bool = False
-    lr_milestone: float | None = None  # fraction of the iterations after which lr *= lr_gamma (unified: 0.8)
-    lr_gamma: float = 0.2
-    # Every clip_grad_norm_ in the released training scripts is commented out: no clipping unless asked.
-    grad_clip_norm: float | None = None
     encoder_bn_train: bool = True
     decoder_activation: str = "relu"  # "gelu" in the unified scripts
     # Random encoders (pretrained=False, no weights file) first take BatchNorm statistics from the
@@ -98,39 +90,16 @@ class ReContrastConfig:
     map_reduction: str = "sum"  # of the (encoder, decoder) pair maps: "sum" (per-task scripts) or "mean" (unified)
     sigma: float = 4.0
     blur_kernel: int | None = None  # None: scipy's gaussian_filter (per-task); 5: the unified scripts' 5x5 kernel
-    # engineering
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | str = True  # True: bf16 autocast on CUDA; "bf16": on every device; False: fp32
-    channels_last: bool | None = None  # None: on CUDA with bf16
-    compile: bool = False
-    cudnn_benchmark: bool = True
-    num_workers: int | None = None  # None: 0 on the CPU, up to 8 loader processes beside a GPU
-    checkpoint_every: int = 100
 
     def __post_init__(self):
-        if (self.iters is None) == (self.epochs is None):
-            raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
-        require_positive_ints(self, "iters" if self.epochs is None else "epochs", "batch_size", "checkpoint_every")
+        super().__post_init__()
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("loss", self.loss, ("global", "regional"))
         require_choice("image_score", self.image_score, IMAGE_SCORES)
         require_choice("map_reduction", self.map_reduction, ("sum", "mean"))
         require_choice("decoder_activation", self.decoder_activation, ("relu", "gelu"))
-        if self.lr_milestone is not None and not 0 < self.lr_milestone < 1:
-            raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
-        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
-            raise UserInputError(f"grad_clip_norm must be positive or null (no clipping), got {self.grad_clip_norm!r}")
         if self.blur_kernel is not None and (self.blur_kernel < 1 or self.blur_kernel % 2 == 0):
             raise UserInputError(f"blur_kernel must be an odd positive size or null, got {self.blur_kernel!r}")
-
-
-def resolve_iterations(config: ReContrastConfig, dataset_size: int) -> int:
-    """Training iterations: ``iters``, or ``epochs`` whole passes of the engine's epochs
-    (:func:`~medrecontrast.engine.batches_per_epoch`), as the official epoch loops run."""
-    if config.iters is not None:
-        return config.iters
-    return config.epochs * batches_per_epoch(dataset_size, config.batch_size, config.drop_last)
 
 
 # recontrast_{mvtec,visa}_multiclass.py: what the unified multi-class setting changes (with 5000 x 16)
@@ -140,9 +109,27 @@ UNIFIED = {
 }
 
 
+# The demo profile (minutes on 2 CPU cores): a short schedule of small batches.
+DEMO_SCHEDULE = {"iters": 80, "batch_size": 8}
+
+
 @register_detector("recontrast")
 class ReContrast(Detector):
     Config = ReContrastConfig
+    display_name = "ReContrast"
+    order = 0
+    trains = True
+    size_multiple = SIZE_MULTIPLE
+    profile_options = {"demo": DEMO_SCHEDULE}
+
+    @classmethod
+    def task_options(cls, task) -> dict:
+        """The task's ReContrast settings (recontrast_<task>.py), and the unified scripts' where it is unified."""
+        h = task.hparams
+        options = {"iters": h.iters, "batch_size": h.batch_size, "image_score": h.image_score, "encoder_bn_train": h.encoder_bn_train}
+        if h.unified:
+            options.update({k: v for k, v in UNIFIED.items() if k not in ("iters", "batch_size")})
+        return options
 
     def __init__(self, **config):
         # The schedule given replaces the default one: ``iters=500`` on RD4AD (200 epochs by default)
@@ -158,8 +145,7 @@ class ReContrast(Detector):
             two_views=c.two_views, encoder_bn_train=c.encoder_bn_train, decoder_activation=c.decoder_activation,
         ).to(self.device)
         self.training_: TrainingResult | None = None
-        self.iters_: int | None = c.iters  # with ``epochs``: known once ``fit`` sees the training set
-        self.fitted_ = False
+        self.iters_ = c.iters  # with ``epochs``: known once ``fit`` sees the training set
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The optimiser(s) ``config.optimizer`` names, over the decoder side and, where it learns, the encoder."""
@@ -187,7 +173,7 @@ class ReContrast(Detector):
         # frozen features reconstructed from the trainable view, and trainable ones from the frozen view
         return cosine_loss(targets[:3], outputs[:3], **options) / 2 + cosine_loss(targets[3:], outputs[3:], **options) / 2
 
-    def fit(self, train: Dataset, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "ReContrast":
+    def fit(self, train: Dataset, *, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "ReContrast":
         """Train on normal images; with ``checkpoint`` the state is saved there and ``resume`` continues it."""
         c = self.config
         self.iters_ = resolve_iterations(c, len(train))
@@ -196,23 +182,17 @@ class ReContrast(Detector):
             estimate_batchnorm_statistics(encoders, train, c.batch_size, self.device)
         optimizers = self.make_optimizers()
         self.training_ = train_loop(
-            self.model, optimizers, self.training_loss, train,
-            TrainingConfig(
-                iters=self.iters_, batch_size=c.batch_size, drop_last=c.drop_last, seed=c.seed, device=c.device, amp=c.amp,
-                channels_last=c.channels_last, compile=c.compile, cudnn_benchmark=c.cudnn_benchmark, num_workers=c.num_workers,
-                checkpoint_every=c.checkpoint_every, grad_clip_norm=c.grad_clip_norm,
-                lr_milestone=None if c.lr_milestone is None else int(self.iters_ * c.lr_milestone), lr_gamma=c.lr_gamma,
-            ),
+            self.model, optimizers, self.training_loss, train, c,
             identity={"method": self.name, "backbone": c.backbone, "two_views": c.two_views, "train_encoder": c.train_encoder},
             checkpoint=checkpoint, resume=resume, progress=progress,
         )
+        self.losses_ = self.training_.losses
+        self.images_seen_ = self.training_.iterations_run * c.batch_size
         self.fitted_ = True
         return self
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.fitted_:
-            raise RuntimeError(f"{type(self).__name__}.fit (or Detector.load) must run before scoring")
         self.model.eval()
         if uses_channels_last(images.device, self.config.amp, self.config.channels_last):
             images = to_channels_last(self.model, images)
@@ -229,4 +209,3 @@ class ReContrast(Detector):
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.model.eval()
-        self.fitted_ = True

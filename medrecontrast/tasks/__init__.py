@@ -1,4 +1,4 @@
-"""Benchmark tasks: dataset layouts, protocols and per-task settings."""
+"""Benchmark tasks: dataset layouts, protocols and per-task settings (one module per dataset)."""
 
 from medrecontrast.tasks.base import (
     DATA_ROOT_ENV,
@@ -6,16 +6,19 @@ from medrecontrast.tasks.base import (
     Protocol,
     Task,
     TaskData,
+    TaskFamily,
     resolve_data_root,
+    task_slug,
 )
 from medrecontrast.tasks.registry import (
     expand_tasks,
+    footnotes,
     get_task,
     registry_rows,
     task_names,
 )
 
 __all__ = [
-    "DATA_ROOT_ENV", "Hyperparameters", "Protocol", "Task", "TaskData", "expand_tasks", "get_task",
-    "registry_rows", "resolve_data_root", "task_names",
+    "DATA_ROOT_ENV", "Hyperparameters", "Protocol", "Task", "TaskData", "TaskFamily", "expand_tasks", "footnotes", "get_task",
+    "registry_rows", "resolve_data_root", "task_names", "task_slug",
 ]

@@ -20,12 +20,15 @@ from rich.progress import track
 
 from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus
 from medrecontrast.data.readers import read_image
-from medrecontrast.errors import DataLayoutError
+from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.paths import atomic_path
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
+    Hyperparameters,
+    Protocol,
     Task,
+    TaskFamily,
     item,
     read_label_csv,
     require_dir,
@@ -40,6 +43,19 @@ APTOS_LAYOUT = (
     "<data root>/aptos/train.csv (columns id_code, diagnosis) and <data root>/aptos/train_images/<id_code>.png "
     "(the Kaggle 'train' files unpacked as is)"
 )
+
+
+def aptos_task(variant: str = "", n_train: int = APTOS_TRAIN_NORMALS, split_seed: int = APTOS_SPLIT_SEED) -> Task:
+    """The paper's APTOS task; ``n_train`` and ``split_seed`` change the draw (recorded per run)."""
+    if variant:
+        raise UserInputError(f"task 'aptos' has no variants (got 'aptos:{variant}')")
+    return Task(
+        name="aptos", modality="fundus",
+        protocol=Protocol("paper", "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))", "remaining grade-0 + all grades 1-4", has_masks=False),
+        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
+        list_items=load_aptos, folder="aptos", layout=APTOS_LAYOUT, fundus_crop=True,
+        options={"n_train": n_train, "split_seed": split_seed},
+    )
 
 
 def split_aptos(id_codes, diagnoses, n_train: int = APTOS_TRAIN_NORMALS, seed: int = APTOS_SPLIT_SEED) -> tuple[list[int], list[int]]:
@@ -90,11 +106,7 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
     interrupted run resumes where it stopped); afterwards the ``aptos`` task reads these files and
     skips the crop. Returns counts of written and already present files.
     """
-    from medrecontrast.tasks.registry import (
-        get_task,  # the registry imports this module
-    )
-
-    task = get_task("aptos")
+    task = aptos_task()
     root = resolve_data_root(data_root, task) / task.folder
     frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task)
     source = require_dir(root / "train_images", "the Kaggle train images", task)
@@ -119,3 +131,6 @@ def _save_png_atomically(image: np.ndarray, target: Path) -> None:
     pixels = np.round(np.moveaxis(image, 0, -1) * 255).astype(np.uint8)
     with atomic_path(target) as partial:
         Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(partial, format="PNG")
+
+
+FAMILIES = (TaskFamily("aptos", aptos_task, listed=("aptos",), examples=lambda: [("aptos", aptos_task())]),)

@@ -23,7 +23,7 @@ NORMAL, ABNORMAL = 0, 1
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """Per-task training settings of ReContrast (DESIGN.md §1 table)."""
+    """Per-task training settings of ReContrast (``recontrast_<task>.py``; README "Paper fidelity")."""
 
     iters: int = 1000
     batch_size: int = 16
@@ -74,12 +74,11 @@ class TaskData:
 
 @dataclass(frozen=True)
 class Task:
-    """A named benchmark task: a dataset family, a protocol, preprocessing and hyperparameters."""
+    """A named benchmark task: a protocol, preprocessing and hyperparameters. Each dataset module
+    builds its own (see :class:`TaskFamily`)."""
 
     name: str
-    family: str
     modality: str
-    description: str
     protocol: Protocol
     image_size: int
     crop_size: int | None
@@ -97,11 +96,6 @@ class Task:
     # A unified multi-class task: one model trains on the normals of all these tasks together and is
     # evaluated on each one's test set (items carry their member's name as "group") and their mean.
     members: tuple["Task", ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def input_size(self) -> int:
-        """Side of the square image the network sees (crop if any, else resize)."""
-        return self.crop_size or self.image_size
 
     def root(self, data_root: str | os.PathLike | None = None) -> Path:
         """The folder holding this task's files."""
@@ -139,6 +133,30 @@ class Task:
 
     def layout_hint(self) -> str:
         return f"Expected layout: {self.layout}" if self.layout else ""
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """What a dataset module declares to the registry (``tasks/registry.py``), which holds no other
+    knowledge of it: a new dataset is one module with a ``FAMILIES`` tuple plus one line there.
+
+    ``build(variant, **options)`` returns the task named ``<name>[:<variant>]`` (``variant`` is ""
+    when the name has none) and raises :class:`UserInputError` for a variant it does not know.
+    """
+
+    name: str  # as typed, lower case: "aptos", "mvtec"
+    build: Callable[..., "Task"] = field(repr=False)
+    listed: tuple[str, ...]  # how `medrecontrast tasks` and error messages list its names
+    examples: Callable[[], list[tuple[str, "Task"]]] = field(repr=False)  # rows of `medrecontrast tasks`
+    aliases: tuple[str, ...] = ()  # other names of the family ("oct2017")
+    members: Callable[[], list[str]] | None = field(default=None, repr=False)  # a bare family name stands for these tasks
+    row_notes: dict = field(default_factory=dict)  # cells of its `medrecontrast tasks` rows to replace (with a footnote mark)
+    footnote: str = ""  # printed under the tasks table
+
+
+def task_slug(name: str) -> str:
+    """The one folder name for a task name (``mvtec:bottle`` -> ``mvtec-bottle``; paths lose their slashes)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name.replace(":", "-")).strip("-")
 
 
 def _all_prepared(items: list[dict]) -> bool:

@@ -19,8 +19,17 @@ from medrecontrast.data.readers import (
     read_image,
     strip_image_suffix,
 )
-from medrecontrast.errors import DataLayoutError, UnreadableImageError
-from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, require_dir
+from medrecontrast.errors import DataLayoutError, UnreadableImageError, UserInputError
+from medrecontrast.tasks.base import (
+    ABNORMAL,
+    NORMAL,
+    Hyperparameters,
+    Protocol,
+    Task,
+    TaskFamily,
+    item,
+    require_dir,
+)
 
 
 def list_image_files(folder: Path) -> list[Path]:
@@ -107,3 +116,20 @@ FOLDER_LAYOUT = (
     "<path>/train/NORMAL/*, <path>/test/NORMAL/*, <path>/test/<CLASS>/* (abnormal), optional "
     "<path>/ground_truth/<CLASS>/<stem>_mask.<ext>; PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
 )
+
+
+def folder_task(path: str, slice_axis: int = 2) -> Task:
+    """The user's own images under ``path`` (``folder:<path>``); 3-D volumes slice along ``slice_axis``."""
+    if not path:
+        raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
+    resolved = Path(path).expanduser().resolve()
+    return Task(
+        name=f"folder:{path}", modality="any",
+        protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=None),
+        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=16),
+        list_items=load_folder, layout=FOLDER_LAYOUT, locate=lambda task, _: Path(task.options["path"]),
+        options={"path": str(resolved), "slice_axis": slice_axis},
+    )
+
+
+FAMILIES = (TaskFamily("folder", folder_task, listed=("folder:<path>",), examples=lambda: [("folder:<path>", folder_task("<path>"))]),)

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecontrast.errors import DataLayoutError
-from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, read_label_csv
+from medrecontrast.errors import DataLayoutError, UserInputError
+from medrecontrast.tasks.base import (
+    ABNORMAL,
+    NORMAL,
+    Hyperparameters,
+    Protocol,
+    Task,
+    TaskFamily,
+    item,
+    read_label_csv,
+)
 
 ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 ISIC_NORMAL = "NV"
@@ -54,3 +63,23 @@ def subset_items(task: Task, root: Path, subset: str, normals_only: bool) -> lis
 def load_isic2018(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     test_subset = ISIC_PROTOCOLS[task.options.get("protocol", "val")]
     return subset_items(task, root, "Training", normals_only=True), subset_items(task, root, test_subset, normals_only=False)
+
+
+def isic_task(variant: str = "") -> Task:
+    """``isic`` (the paper's Validation protocol) or ``isic:test`` (MedIAnomaly's Test protocol)."""
+    protocol = variant or "val"
+    if protocol not in ISIC_PROTOCOLS:
+        raise UserInputError(f"unknown ISIC2018 protocol '{protocol}'; use 'isic' (paper: Validation set) or 'isic:test' (Test set).")
+    test_set = ISIC_PROTOCOLS[protocol]
+    return Task(
+        name="isic" if protocol == "val" else f"isic:{protocol}", modality="dermoscopy",
+        protocol=Protocol("paper" if protocol == "val" else "medianomaly", "NV images of the Training set", f"the whole {test_set} set", has_masks=False),
+        image_size=256, crop_size=224, hparams=Hyperparameters(iters=2000, batch_size=32, encoder_bn_train=True, image_score="mean"),
+        list_items=load_isic2018, folder="isic2018", layout=ISIC_LAYOUT, options={"protocol": protocol},
+    )
+
+
+FAMILIES = (
+    TaskFamily("isic", isic_task, listed=("isic", "isic:test"), aliases=("isic2018",),
+               examples=lambda: [("isic (isic2018)", isic_task()), ("isic:test", isic_task("test"))]),
+)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medrecontrast.tasks.base import Task
+from medrecontrast.errors import UserInputError
+from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 OCT_LAYOUT = (
@@ -19,3 +20,17 @@ OCT_LAYOUT = (
 
 def load_oct2017(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     return list_class_folders(task, root, normal="NORMAL")
+
+
+def oct_task(variant: str = "") -> Task:
+    if variant:
+        raise UserInputError(f"task 'oct' has no variants (got 'oct:{variant}')")
+    return Task(
+        name="oct", modality="OCT",
+        protocol=Protocol("paper", "train/NORMAL", "the whole official test/ folder", has_masks=False),
+        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False),
+        list_items=load_oct2017, folder="oct2017", layout=OCT_LAYOUT,
+    )
+
+
+FAMILIES = (TaskFamily("oct", oct_task, listed=("oct",), aliases=("oct2017",), examples=lambda: [("oct (oct2017)", oct_task())]),)

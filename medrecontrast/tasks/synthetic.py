@@ -16,6 +16,7 @@ each image from its own random stream so that changing a count never changes the
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -26,8 +27,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from medrecontrast.errors import UserInputError
 from medrecontrast.paths import cache_dir
-from medrecontrast.tasks.base import Task
+from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 GENERATOR_VERSION = 2  # bump when a generator changes, so stale caches are not reused
@@ -259,3 +261,38 @@ def generate_synthetic(name: str, folder: Path, size: int, n_train: int, n_test_
 
 def load_synthetic(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     return list_class_folders(task, root, normal="NORMAL")
+
+
+SYNTHETIC_DEFAULTS = {"size": 128, "n_train": 64, "n_test_normal": 24, "n_test_abnormal": 24, "seed": 0}
+SYNTHETIC_SETTINGS = {  # the modality each stands for, and the real task's ReContrast settings
+    "synth-fundus": ("fundus", Hyperparameters(iters=1000, batch_size=32)),
+    "synth-oct": ("OCT", Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False)),
+    "synth-skin": ("dermoscopy", Hyperparameters(iters=2000, batch_size=32, image_score="mean")),
+}
+
+
+def synthetic_task(name: str, variant: str = "", **options) -> Task:
+    """A built-in task, generated on first use; ``options`` change its size, counts and seed."""
+    if variant:
+        raise UserInputError(f"task '{name}' has no variants (got '{name}:{variant}')")
+    modality, hparams = SYNTHETIC_SETTINGS[name]
+    unknown = set(options) - set(SYNTHETIC_DEFAULTS)
+    if unknown:
+        raise UserInputError(f"unknown option(s) {sorted(unknown)} for task '{name}'; known: {sorted(SYNTHETIC_DEFAULTS)}")
+    opts = {**SYNTHETIC_DEFAULTS, **options}
+    return Task(
+        name=name, modality=modality,
+        protocol=Protocol("synthetic", f"{opts['n_train']} normals", f"{opts['n_test_normal']} normal + {opts['n_test_abnormal']} abnormal, with masks", has_masks=True),
+        image_size=opts["size"], crop_size=None, hparams=hparams,
+        list_items=load_synthetic, layout="generated automatically in the cache folder",
+        locate=lambda task, _: synthetic_folder(task), options=opts,
+    )
+
+
+def _family(name: str) -> TaskFamily:
+    build = functools.partial(synthetic_task, name)
+    return TaskFamily(name, build, listed=(name,), examples=lambda: [(name, build())])
+
+
+FAMILIES = tuple(_family(name) for name in SYNTHETIC_GENERATORS)
+SYNTHETIC_TASKS = tuple(SYNTHETIC_GENERATORS)  # the built-in tasks: what a sweep runs by default

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medrecontrast.errors import DataLayoutError
-from medrecontrast.tasks.base import ABNORMAL, NORMAL, Task, item, read_label_csv
+from medrecontrast.errors import DataLayoutError, UserInputError
+from medrecontrast.tasks.base import (
+    ABNORMAL,
+    NORMAL,
+    Hyperparameters,
+    Protocol,
+    Task,
+    TaskFamily,
+    item,
+    read_label_csv,
+)
+from medrecontrast.tasks.mvtec import check_class
+from medrecontrast.tasks.unified import unified_task
 
 VISA_CLASSES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1",
     "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
 )
-VISA_BN_EVAL = frozenset({"cashew", "pcb1"})
+VISA_BN_EVAL = frozenset({"cashew", "pcb1"})  # encoder BatchNorm in eval mode (recontrast_visa.py)
 
 VISA_LAYOUT = (
     "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... "
@@ -43,3 +54,30 @@ def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     test = [record(r) for r in rows[rows["split"] == "test"].itertuples()]
     return train, test
 
+
+
+def visa_task(variant: str = "") -> Task:
+    cls = check_class(variant, VISA_CLASSES, "VisA", "visa")
+    return Task(
+        name=f"visa:{cls}", modality="industrial",
+        protocol=Protocol("1cls", "split=train", "split=test, masks binarised", has_masks=True),
+        image_size=256, crop_size=None,
+        hparams=Hyperparameters(iters=3000, batch_size=16, encoder_bn_train=cls not in VISA_BN_EVAL),
+        list_items=load_visa, folder="visa", layout=VISA_LAYOUT, options={"object": cls},
+    )
+
+
+def visa_unified_task(variant: str = "") -> Task:
+    if variant:
+        raise UserInputError(f"task 'visa-unified' has no variants (got 'visa-unified:{variant}')")
+    return unified_task("visa-unified", [visa_task(c) for c in VISA_CLASSES], f"all {len(VISA_CLASSES)} VisA classes")
+
+
+FAMILIES = (
+    TaskFamily(
+        "visa", visa_task, listed=("visa", "visa:<class>"), examples=lambda: [("visa | visa:<class>", visa_task("candle"))],
+        members=lambda: [f"visa:{c}" for c in VISA_CLASSES], row_notes={"enc. BN": "train*"},
+        footnote=f"* encoder BatchNorm in eval mode for VisA {', '.join(sorted(VISA_BN_EVAL))}.",
+    ),
+    TaskFamily("visa-unified", visa_unified_task, listed=("visa-unified",), examples=lambda: [("visa-unified", visa_unified_task())]),
+)
