@@ -38,12 +38,21 @@ class InMemory(Dataset):
 
 
 def in_memory(dataset: Dataset) -> InMemory:
-    """A suite dataset's images (and labels, where it has them) decoded once and stacked."""
+    """A suite dataset's images (pixels in [0, 1], float32) and labels, where it has them, decoded once and stacked."""
     items = [dataset[i] for i in range(len(dataset))]
     labels = torch.tensor([item["label"] for item in items]) if all("label" in item for item in items) else None
-    return InMemory(torch.stack([torch.as_tensor(item["image"]) for item in items]), labels)
+    return InMemory(torch.stack([torch.as_tensor(item["image"]).float() for item in items]), labels)
 
 
 def random_images(count: int, size: int, seed: int = 0) -> InMemory:
-    """``count`` normalised-looking random images, every other one labelled abnormal."""
-    return InMemory(torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed)), torch.arange(count) % 2)
+    """``count`` random images of pixels in [0, 1], every other one labelled abnormal."""
+    return InMemory(torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)), torch.arange(count) % 2)
+
+
+def imagenet_normalised(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] normalised as ImageNet backbones expect, for libraries whose models do not do it
+    themselves (anomalib's torch models leave it to their pre-processor; the suite's encoder does it)."""
+    from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = (torch.tensor(values, device=images.device).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    return (images - mean) / std

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from common import InMemory, device_name, in_memory, publish
+from common import InMemory, device_name, imagenet_normalised, in_memory, publish
 from sklearn.metrics import roc_auc_score
 
 from medrecontrast import build_detector, get_task
@@ -32,7 +32,7 @@ from medrecontrast.data.dataset import task_datasets
 
 
 def load_images(size: int, train_images: int, test_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Normalised training images, test images and test labels, in memory."""
+    """Training images, test images (pixels in [0, 1]) and test labels, in memory."""
     half = test_images // 2
     data = get_task("synth-oct", size=size, n_train=train_images, n_test_normal=half, n_test_abnormal=test_images - half).load()
     train, test = (in_memory(dataset) for dataset in task_datasets(data, image_size=size, cache="memory"))
@@ -76,13 +76,13 @@ def patchcore(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tenso
     theirs.train()
     with torch.no_grad():
         for images in batches(train, args.batch):
-            theirs(images.to(device))
+            theirs(imagenet_normalised(images).to(device))
     theirs.subsample_embedding(args.coreset)
     their_fit = time.perf_counter() - began
     began = time.perf_counter()
     theirs.eval()
     with torch.no_grad():
-        their_scores = torch.cat([theirs(images.to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
+        their_scores = torch.cat([theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
     their_predict = time.perf_counter() - began
 
     common = {"workload": f"PatchCore fit {len(train)} + predict {len(test)} images at {args.size} px, coreset {args.coreset}, {embed_dim} dims"}
@@ -117,7 +117,7 @@ def rd4ad(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor, d
         began = time.perf_counter()
         images = train[torch.randperm(len(train), generator=order)[: args.batch]].to(device)
         optimizer.zero_grad()
-        loss = loss_fn(*theirs(images))
+        loss = loss_fn(*theirs(imagenet_normalised(images)))
         loss.backward()
         optimizer.step()
         float(loss.detach())
@@ -125,7 +125,7 @@ def rd4ad(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor, d
     their_step = statistics.median(seconds[args.warmup :])
     theirs.eval()
     with torch.no_grad():
-        their_scores = torch.cat([theirs(images.to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
+        their_scores = torch.cat([theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
 
     common = {"workload": f"RD4AD training, batch {args.batch} at {args.rd_size} px, {args.rd_iters} iterations"}
     return [

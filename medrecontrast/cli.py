@@ -17,6 +17,7 @@ from rich.table import Table
 from medrecontrast import __version__
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
+from medrecontrast.models import registered_methods
 from medrecontrast.tasks import DATA_ROOT_ENV, footnotes, get_task, registry_rows, task_slug
 from medrecontrast.tasks.aptos import prepare_aptos
 
@@ -172,7 +173,7 @@ def data_prepare(
 @user_errors
 def bench(
     tasks: Annotated[Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False)] = None,
-    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Methods (default: recontrast rd4ad patchcore).", show_default=False)] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--methods", help=f"Methods or a config's variants (default: every registered method: {' '.join(registered_methods())}).", show_default=False)] = None,
     seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these settings plus per-task/per-method overrides.", show_default=False)] = None,
@@ -290,7 +291,7 @@ def _str(path) -> str | None:
 @user_errors
 def train(
     task: Annotated[str, typer.Option("--task", help="Task name, e.g. synth-oct, aptos, mvtec:bottle.")],
-    method: Annotated[str, typer.Option("--method", help="recontrast, rd4ad or patchcore.")] = "recontrast",
+    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(registered_methods())}.")] = "recontrast",
     seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
     profile: Annotated[str, typer.Option("--profile", help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px.")] = "demo",

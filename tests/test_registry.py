@@ -1,4 +1,4 @@
-"""Task names, aliases, expansion and the per-task settings of DESIGN.md §1."""
+"""Task names, aliases, expansion and the per-task settings of the released recontrast_<task>.py scripts (README "Paper fidelity")."""
 
 import pytest
 

@@ -1,7 +1,7 @@
 """Paper-style tables from the results frame: mean ± std over seeds, best per task in bold.
 
 Numbers are percentages with two decimals, as the paper prints them. The comparison with the
-paper puts the ReContrast rows beside ReContrast's own logged numbers (DESIGN.md §5).
+paper puts the ReContrast rows beside ReContrast's own logged numbers (their training logs; README "Paper fidelity").
 """
 
 from __future__ import annotations

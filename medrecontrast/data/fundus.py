@@ -1,4 +1,4 @@
-"""Crop the black border of a fundus photograph (the APTOS preprocessing of DESIGN.md §3)."""
+"""Crop the black border of a fundus photograph (the APTOS preprocessing; README "Data protocols")."""
 
 from __future__ import annotations
 

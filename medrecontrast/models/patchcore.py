@@ -118,29 +118,33 @@ class PatchCore(Detector):
             _, f2, f3 = self.model(images)
         f2, f3 = f2.float(), f3.float()
         batch, (h, w) = f2.shape[0], f2.shape[-2:]
-        project2, project3 = self._projections(f2.shape[1], f3.shape[1], f2.device)
+        (columns2, band2), (columns3, band3) = self._projections(f2.shape[1], f3.shape[1], f2.device)
         p = self.config.patch_size
-        # Each layer's unfolded (C*p*p) patches times its pooling matrix: MeanMapper and the layer's
-        # half of the Aggregator in one product. Both are linear over channels and the bilinear
-        # upsampling is linear over positions, so layer3 is projected first and upsampled after
-        # (the released code upsamples the C*9 unfolded maps: the same numbers, 9x the work).
-        unfold = lambda f, project: torch.einsum("bkl,kd->bdl", F.unfold(f, p, padding=(p - 1) // 2), project)  # noqa: E731
-        low = unfold(f3, project3).reshape(batch, -1, *f3.shape[-2:])
+        # Each layer's unfolded (C*p*p) patches pooled by its banded pooling matrix: MeanMapper and the
+        # layer's half of the Aggregator in one step. Both are linear over channels and the bilinear
+        # upsampling is linear over positions, so layer3 is pooled first and upsampled after (the
+        # released code upsamples the C*9 unfolded maps: the same numbers, 9x the work).
+        low = band3(F.unfold(f3, p, padding=(p - 1) // 2)).reshape(batch, -1, *f3.shape[-2:])
         low = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False).flatten(2)
-        features = unfold(f2, project2) + low
+        features = f2.new_zeros(batch, self.config.embed_dim, h * w)
+        features.index_add_(1, columns2, band2(F.unfold(f2, p, padding=(p - 1) // 2)))
+        features.index_add_(1, columns3, low)
         return features.transpose(1, 2).contiguous(), (h, w)
 
-    def _projections(self, channels2: int, channels3: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The released code's projection as two matrices over the unfolded ``C*p*p`` patch vectors:
-        each layer adaptively average-pooled to ``embed_dim`` (``MeanMapper``), the two stacked and
-        pooled again to ``embed_dim`` (``Aggregator``). All poolings are linear, so ``x2 @ P2 + x3 @ P3``
-        equals them (measured: a third of a CPU batch went into ``adaptive_avg_pool1d`` otherwise)."""
+    def _projections(self, channels2: int, channels3: int, device: torch.device) -> tuple[tuple, tuple]:
+        """The released code's projection as one banded pooling per layer over the unfolded ``C*p*p``
+        patch vectors: each layer adaptively average-pooled to ``embed_dim`` (``MeanMapper``), the two
+        stacked and pooled again to ``embed_dim`` (``Aggregator``). All poolings are linear, so each
+        layer's share is one matrix ``P`` with ``x2 @ P2 + x3 @ P3`` equal to them; each column of ``P``
+        is a short run of consecutive rows (a pooling window), so it is applied as a few gathers
+        (:class:`BandedPooling`) rather than a dense product (measured: the dense product cost more
+        than the encoder at 384 dimensions, and ``adaptive_avg_pool1d`` a third of a CPU batch)."""
         key = (channels2, channels3, device)
         if key not in self._projections_cache:
             dim, area = self.config.embed_dim, self.config.patch_size**2
             merge = adaptive_pool_matrix(2 * dim, dim)
             self._projections_cache[key] = tuple(
-                (adaptive_pool_matrix(c * area, dim) @ m).to(device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
+                BandedPooling.of(adaptive_pool_matrix(c * area, dim) @ m, device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
             )
         return self._projections_cache[key]
 
@@ -216,6 +220,36 @@ def adaptive_pool_matrix(in_features: int, out_features: int) -> torch.Tensor:
         start, end = (j * in_features) // out_features, -(-((j + 1) * in_features) // out_features)
         matrix[start:end, j] = 1.0 / (end - start)
     return matrix.float()
+
+
+class BandedPooling:
+    """``x @ P`` over dim 1 of ``(B, K, L)`` tensors for a pooling matrix ``P`` whose every non-zero
+    column holds one run of consecutive rows: ``sum_k x[:, start_j + k] * weight_j[k]`` for its
+    non-zero columns ``j``, in ``O(K/D)`` gathers instead of ``O(K)`` multiply-adds per output."""
+
+    def __init__(self, starts: torch.Tensor, weights: torch.Tensor, rows: int):
+        self.starts, self.weights, self.rows = starts, weights, rows
+
+    @classmethod
+    def of(cls, matrix: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, "BandedPooling"]:
+        """``(columns, pooling)``: the non-zero columns of ``matrix`` and the pooling that yields them."""
+        columns = torch.nonzero(matrix.abs().sum(dim=0)).flatten()
+        spans = [torch.nonzero(matrix[:, j]).flatten() for j in columns.tolist()]
+        if any(int(span[-1] - span[0]) + 1 != len(span) for span in spans):
+            raise ValueError("a pooling matrix column is not one run of consecutive rows")
+        width = max(len(span) for span in spans)
+        starts = torch.tensor([int(span[0]) for span in spans])
+        weights = torch.zeros(len(spans), width)
+        for j, span in enumerate(spans):
+            weights[j, : len(span)] = matrix[span, columns[j]]
+        return columns.to(device), cls(starts.to(device), weights.to(device), matrix.shape[0])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for k in range(self.weights.shape[1]):
+            term = x.index_select(1, (self.starts + k).clamp(max=self.rows - 1)) * self.weights[:, k].view(1, -1, 1)
+            out = term if out is None else out.add_(term)
+        return out
 
 
 # --- memory bank ----------------------------------------------------------------------------------
