@@ -77,9 +77,16 @@ def main() -> None:
     for count in args.images:
         for ratio in args.candidate_ratio:
             detector = build_detector(
-                "patchcore", backbone=args.backbone, pretrained=False, embed_dim=args.embed_dim, coreset_ratio=args.coreset,
-                candidate_ratio=ratio, memory_budget_gb=args.budget_gb, gpu_memory_budget_gb=args.gpu_budget_gb,
-                batch_size=args.batch, num_workers=args.workers,
+                "patchcore",
+                backbone=args.backbone,
+                pretrained=False,
+                embed_dim=args.embed_dim,
+                coreset_ratio=args.coreset,
+                candidate_ratio=ratio,
+                memory_budget_gb=args.budget_gb,
+                gpu_memory_budget_gb=args.gpu_budget_gb,
+                batch_size=args.batch,
+                num_workers=args.workers,
             )
             cuda = detector.device.type == "cuda"
             with peak_memory("cpu") as host, peak_memory(detector.device) as device_memory:
@@ -91,14 +98,24 @@ def main() -> None:
             began = time.perf_counter()
             predictions = detector.predict(test, batch_size=args.batch)
             predict_seconds = time.perf_counter() - began
-            rows.append({
-                "device": device_name(detector.device), "backbone": args.backbone, "size": args.size, "train images": count, "coreset": args.coreset,
-                "candidate ratio": ratio, "candidates": detector.stats_["candidates"], "memory bank": detector.stats_["memory_bank"],
-                "fit s": round(fit_seconds, 1), "fit images/s": round(count / fit_seconds, 1),
-                "host peak MB": round(host["peak_memory_mb"]), "gpu peak MB": round(device_memory["peak_memory_mb"]) if cuda else 0,
-                "predict ms/image": round(1000 * predict_seconds / len(test), 1),
-                "image AUROC %": round(100 * roc_auc_score(predictions.labels, predictions.scores), 2),
-            })
+            rows.append(
+                {
+                    "device": device_name(detector.device),
+                    "backbone": args.backbone,
+                    "size": args.size,
+                    "train images": count,
+                    "coreset": args.coreset,
+                    "candidate ratio": ratio,
+                    "candidates": detector.stats_["candidates"],
+                    "memory bank": detector.stats_["memory_bank"],
+                    "fit s": round(fit_seconds, 1),
+                    "fit images/s": round(count / fit_seconds, 1),
+                    "host peak MB": round(host["peak_memory_mb"]),
+                    "gpu peak MB": round(device_memory["peak_memory_mb"]) if cuda else 0,
+                    "predict ms/image": round(1000 * predict_seconds / len(test), 1),
+                    "image AUROC %": round(100 * roc_auc_score(predictions.labels, predictions.scores), 2),
+                }
+            )
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     publish(table, args.results, "patchcore_scaling")

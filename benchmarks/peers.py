@@ -60,7 +60,13 @@ def patchcore(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tenso
     theirs = PatchcoreModel(layers=["layer2", "layer3"], backbone=args.backbone, pre_trained=False, num_neighbors=9).to(device)
     embed_dim = args.embed_dim or sum(theirs.feature_extractor.out_dims)  # anomalib keeps all layer2 + layer3 channels
     ours = build_detector(
-        "patchcore", backbone=args.backbone, pretrained=False, coreset_ratio=args.coreset, batch_size=args.batch, embed_dim=embed_dim, device=str(device),
+        "patchcore",
+        backbone=args.backbone,
+        pretrained=False,
+        coreset_ratio=args.coreset,
+        batch_size=args.batch,
+        embed_dim=embed_dim,
+        device=str(device),
         reweight=True,  # anomalib re-weights the image score over 9 neighbours; the released code (our default) does not
     )
     copy_encoder(ours.model, theirs.feature_extractor)

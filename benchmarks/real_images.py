@@ -107,14 +107,22 @@ def ours(args, root: Path, cache: Path) -> tuple[list[dict], dict]:
     rows, detectors = [], {}
     if "patchcore" in args.methods:
         detectors["patchcore"] = build_detector(
-            "patchcore", backbone="resnet18", pretrained=False, embed_dim=384, coreset_ratio=0.01, num_neighbors=1, reweight=True, reweight_neighbors=9,
-            batch_size=16, device="cpu",
+            "patchcore",
+            backbone="resnet18",
+            pretrained=False,
+            embed_dim=384,
+            coreset_ratio=0.01,
+            num_neighbors=1,
+            reweight=True,
+            reweight_neighbors=9,
+            batch_size=16,
+            device="cpu",
         ).fit(train, progress=False)
     if "rd4ad" in args.methods:
         detectors["rd4ad"] = build_detector("rd4ad", backbone="resnet18", pretrained=False, iters=1, batch_size=16, device="cpu").fit(train, progress=False)
     first = True
     for method, detector in detectors.items():
-        for cache_pass in (("cold", "warm") if first else ("warm",)):  # the cache is cold only for the first method's first pass
+        for cache_pass in ("cold", "warm") if first else ("warm",):  # the cache is cold only for the first method's first pass
             seconds, predictions = timed(lambda: detector.predict(test, batch_size=16))
             rows.append({"method": method, "pass": cache_pass, "library": "medrecontrast", "images": len(test), "seconds": seconds})
         first = False

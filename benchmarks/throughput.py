@@ -88,8 +88,10 @@ def measure(method: str, backbone: str, variant: str, args, device: torch.device
         _sync(device)
         inference_rate = len(test) / (time.perf_counter() - began)
     return {
-        "train images/s": round(train_rate, 1), "train peak MB": round(train_memory["peak_memory_mb"]),
-        "inference images/s": round(inference_rate, 1), "inference peak MB": round(test_memory["peak_memory_mb"]),
+        "train images/s": round(train_rate, 1),
+        "train peak MB": round(train_memory["peak_memory_mb"]),
+        "inference images/s": round(inference_rate, 1),
+        "inference peak MB": round(test_memory["peak_memory_mb"]),
     }
 
 
@@ -134,10 +136,14 @@ def main() -> None:
                 if flops is not None:
                     achieved = flops / (args.batch / row["train images/s"]) / 1e12
                     peak = peaks["bfloat16" if variant.startswith("bf16") else "float32"]
-                    row.update({
-                        "GFLOP/step": round(flops / 1e9, 1), "TFLOP/s": round(achieved, 3),
-                        "peak TFLOP/s": round(peak, 3), "of peak %": round(100 * achieved / peak, 1),
-                    })
+                    row.update(
+                        {
+                            "GFLOP/step": round(flops / 1e9, 1),
+                            "TFLOP/s": round(achieved, 3),
+                            "peak TFLOP/s": round(peak, 3),
+                            "of peak %": round(100 * achieved / peak, 1),
+                        }
+                    )
                 rows.append(row)
                 print(row, flush=True)
     table = pd.DataFrame(rows)

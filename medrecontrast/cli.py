@@ -172,17 +172,39 @@ def data_prepare(
 @app.command("bench")
 @user_errors
 def bench(
-    tasks: Annotated[Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False)] = None,
-    methods: Annotated[Optional[list[str]], typer.Option("--methods", help=f"Methods or a config's variants (default: every registered method: {' '.join(registered_methods())}).", show_default=False)] = None,
+    tasks: Annotated[
+        Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False)
+    ] = None,
+    methods: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--methods", help=f"Methods or a config's variants (default: every registered method: {' '.join(registered_methods())}).", show_default=False
+        ),
+    ] = None,
     seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
-    profile: Annotated[Optional[str], typer.Option("--profile", help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these settings plus per-task/per-method overrides.", show_default=False)] = None,
+    profile: Annotated[
+        Optional[str],
+        typer.Option(
+            "--profile",
+            help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="TOML file with any of these settings plus per-task/per-method overrides.", show_default=False)
+    ] = None,
     data_root: DataRoot = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder (default: runs/<name>).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Report folder (default: reports/<name>).", show_default=False)] = None,
-    executor: Annotated[Optional[str], typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False)] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False)] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)] = None,
+    executor: Annotated[
+        Optional[str], typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False)
+    ] = None,
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False)
+    ] = None,
+    weights: Annotated[
+        Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
+    ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
@@ -205,14 +227,24 @@ def bench(
     )
 
     flags = dict(
-        tasks=tasks, methods=methods, seeds=seeds, profile=profile, data_root=_str(data_root), out=_str(out), report=_str(report),
-        executor=executor, address=address, weights=_str(weights),
+        tasks=tasks,
+        methods=methods,
+        seeds=seeds,
+        profile=profile,
+        data_root=_str(data_root),
+        out=_str(out),
+        report=_str(report),
+        executor=executor,
+        address=address,
+        weights=_str(weights),
     )
     sweep = load_sweep_config(config, **flags) if config else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
     if holdout is not None:
         sweep.options = {**sweep.options, "holdout": holdout}  # the flag wins over the file's [options]
     sweep = sweep.resolved()
-    console.print(f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}")
+    console.print(
+        f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}"
+    )
     began = time.perf_counter()
     try:
         outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]))
@@ -225,7 +257,9 @@ def bench(
         readme = build_report(sweep.out, sweep.report)
         console.print(f"report: {readme}")
     if counts.get("failed"):
-        err_console.print(f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. Rerun with --resume to retry them.")
+        err_console.print(
+            f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. Rerun with --resume to retry them."
+        )
         raise typer.Exit(1)
 
 
@@ -299,7 +333,9 @@ def train(
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a finished run in --out.")] = False,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)] = None,
+    weights: Annotated[
+        Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
+    ] = None,
     data_root: DataRoot = None,
 ):
     """Train one method on one task with one seed, then evaluate it; everything lands in the run folder.
@@ -310,8 +346,18 @@ def train(
 
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
     overrides = {k: v for k, v in {"iters": iters, "holdout": holdout}.items() if v is not None}
-    metrics = train_run(task, method, folder, seed=seed, profile=profile, overrides=overrides, resume=resume, force=force,
-                        data_root=data_root, weights=str(weights) if weights else None)
+    metrics = train_run(
+        task,
+        method,
+        folder,
+        seed=seed,
+        profile=profile,
+        overrides=overrides,
+        resume=resume,
+        force=force,
+        data_root=data_root,
+        weights=str(weights) if weights else None,
+    )
     _print_metrics(folder, metrics)
 
 

@@ -54,7 +54,13 @@ EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
 
 
 def run_config(
-    task: Task, method: str, seed: int, profile: str = "demo", overrides: dict | None = None, weights: str | None = None, variant: str | None = None,
+    task: Task,
+    method: str,
+    seed: int,
+    profile: str = "demo",
+    overrides: dict | None = None,
+    weights: str | None = None,
+    variant: str | None = None,
 ) -> dict:
     """The full, resolved configuration of a run: every detector option, the task's protocol and the
     data settings, so that a changed default can never silently change what a run folder means.
@@ -82,9 +88,18 @@ def run_config(
         detector["iters"] = None
     detector.update({k: v for k, v in overrides.items() if k not in RUN_KEYS})
     config = {
-        "format": RUN_FORMAT, "task": task.name, "task_options": task.user_options, "task_protocol": _task_protocol(task),
-        "method": method, "variant": variant, "seed": seed, "profile": profile, **sizes,
-        "holdout": p["holdout"], "threshold_quantile": THRESHOLD_QUANTILE, "overrides": overrides,
+        "format": RUN_FORMAT,
+        "task": task.name,
+        "task_options": task.user_options,
+        "task_protocol": _task_protocol(task),
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "profile": profile,
+        **sizes,
+        "holdout": p["holdout"],
+        "threshold_quantile": THRESHOLD_QUANTILE,
+        "overrides": overrides,
         "detector": resolved_detector_options(method, detector),
     }
     config.update({k: v for k, v in overrides.items() if k in RUN_KEYS})
@@ -108,8 +123,7 @@ def resolved_detector_options(method: str, options: dict) -> dict:
 def _task_protocol(task: Task) -> dict:
     """What fixes the task's split: its protocol's name and resolved options (e.g. APTOS n_train,
     split_seed), its sizes and whether it is unified (not the protocol's wording, which may be edited)."""
-    return {"name": task.protocol.name, "options": task.options, "image_size": task.image_size, "crop_size": task.crop_size,
-            "unified": task.hparams.unified}
+    return {"name": task.protocol.name, "options": task.options, "image_size": task.image_size, "crop_size": task.crop_size, "unified": task.hparams.unified}
 
 
 def protocol_label(holdout: float) -> str:
@@ -129,8 +143,13 @@ def environment() -> dict:
     packages = {name: _version(name) for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
-        "python": sys.version.split()[0], "platform": platform.platform(), "host": platform.node(), "packages": packages, "device": device,
-        "torch_threads": torch.get_num_threads(), "git_revision": _git_revision(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": platform.node(),
+        "packages": packages,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "git_revision": _git_revision(),
     }
 
 
@@ -217,8 +236,11 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
     detector.save(out / "model.pt")
     metrics = evaluate_detector(detector, test, holdout, out, config["threshold_quantile"], groups_of_test_images(data))
     metrics["timings"].update(
-        train_s=train_seconds, train_images_per_s=images_seen / train_seconds if train_seconds else None, train_iterations=iterations,
-        train_peak_memory_mb=memory["peak_memory_mb"], peak_memory_kind=memory["peak_memory_kind"],
+        train_s=train_seconds,
+        train_images_per_s=images_seen / train_seconds if train_seconds else None,
+        train_iterations=iterations,
+        train_peak_memory_mb=memory["peak_memory_mb"],
+        peak_memory_kind=memory["peak_memory_kind"],
     )
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -236,11 +258,21 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
         raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
     config = read_run_config(run)
     task = get_task(config["task"], **config.get("task_options", {}))
-    current = run_config(task, config["method"], config["seed"], config["profile"], config.get("overrides"), config["detector"].get("weights"), config.get("variant"))
+    current = run_config(
+        task, config["method"], config["seed"], config["profile"], config.get("overrides"), config["detector"].get("weights"), config.get("variant")
+    )
     if current != config and not force:
         changed = sorted(k for k in set(current) | set(config) if current.get(k) != config.get(k))
-        details = changed if changed != ["detector"] else [f"detector.{k}" for k in sorted(set(current["detector"]) | set(config["detector"])) if current["detector"].get(k) != config["detector"].get(k)]
-        raise UserInputError(f"{run} was trained with options that no longer resolve to the same values ({', '.join(details)} differ); pass --force to re-evaluate it anyway.")
+        details = (
+            changed
+            if changed != ["detector"]
+            else [
+                f"detector.{k}" for k in sorted(set(current["detector"]) | set(config["detector"])) if current["detector"].get(k) != config["detector"].get(k)
+            ]
+        )
+        raise UserInputError(
+            f"{run} was trained with options that no longer resolve to the same values ({', '.join(details)} differ); pass --force to re-evaluate it anyway."
+        )
     detector = Detector.load(model_path, backbone=config["detector"]["backbone"])
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
@@ -283,7 +315,8 @@ def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: fl
     metrics = evaluate(predictions, held_scores, quantile, groups)
     _save_examples(test, predictions, out / "examples.npz")
     metrics["timings"] = {
-        "inference_s": seconds, "images_per_s": len(predictions.ids) / seconds if seconds else None,
+        "inference_s": seconds,
+        "images_per_s": len(predictions.ids) / seconds if seconds else None,
         "inference_peak_memory_mb": memory["peak_memory_mb"],
     }
     return metrics
@@ -312,8 +345,15 @@ def _save_examples(test, predictions, path: Path) -> None:
     images = np.stack([display_image(test[i]["image"]) for i in chosen])
     masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
     with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
-        np.savez_compressed(handle, ids=np.array([predictions.ids[i] for i in chosen]), labels=predictions.labels[chosen], images=images,
-                            masks=masks, maps=predictions.maps[chosen].astype(np.float16), scores=predictions.scores[chosen])
+        np.savez_compressed(
+            handle,
+            ids=np.array([predictions.ids[i] for i in chosen]),
+            labels=predictions.labels[chosen],
+            images=images,
+            masks=masks,
+            maps=predictions.maps[chosen].astype(np.float16),
+            scores=predictions.scores[chosen],
+        )
 
 
 def display_image(image) -> np.ndarray:
@@ -358,6 +398,7 @@ def _version(name: str) -> str | None:
 
 def _git_revision() -> str | None:
     """The package's commit, with ``+changes`` when its files differ from it (None outside a checkout)."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
 

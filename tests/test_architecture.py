@@ -15,9 +15,7 @@ from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import DETECTORS, NotFittedError, build_detector, display_name, registered_methods
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medrecontrast"
-MODULES = sorted(
-    ".".join(("medrecontrast", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__") for path in PACKAGE.rglob("*.py")
-)
+MODULES = sorted(".".join(("medrecontrast", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__") for path in PACKAGE.rglob("*.py"))
 
 
 def test_every_module_imports_alone():
@@ -54,7 +52,7 @@ def test_no_import_cycles_between_modules():
         state[node] = "open"
         for nxt in graph[node]:
             if state.get(nxt) == "open":
-                cycles.append([*stack[stack.index(nxt):], nxt])
+                cycles.append([*stack[stack.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt, [*stack, nxt])
         state[node] = "done"
@@ -81,8 +79,14 @@ def test_a_new_method_is_one_file_and_one_import(tmp_path, toy_method):
         build_detector(toy_method, pretrained=False, device="cpu").predict([])
     out = tmp_path / "runs"
     config = SweepConfig(
-        tasks=["synth-oct"], methods=["rd4ad", toy_method], seeds=[0], profile="demo", out=str(out), report=str(tmp_path / "report"),
-        options={"image_size": 32, "holdout": 0.25}, method={"rd4ad": {"iters": 2, "batch_size": 4}},
+        tasks=["synth-oct"],
+        methods=["rd4ad", toy_method],
+        seeds=[0],
+        profile="demo",
+        out=str(out),
+        report=str(tmp_path / "report"),
+        options={"image_size": 32, "holdout": 0.25},
+        method={"rd4ad": {"iters": 2, "batch_size": 4}},
         task={"synth-oct": {"data": {"size": 32, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}}},
     )
     outcomes = run_sweep(config, progress=False)
@@ -109,8 +113,16 @@ def test_a_new_dataset_is_one_module_and_one_registry_entry(tmp_path, monkeypatc
     assert "rings" in task_names() and "rings" in [row["task"] for row in registry_rows()]
     assert get_task("rings").load().counts()["test"] == {"normal": 6, "abnormal": 6}
     out = tmp_path / "runs"
-    config = SweepConfig(tasks=["rings"], methods=["patchcore"], seeds=[0], profile="demo", out=str(out), report=str(tmp_path / "report"),
-                         options={"image_size": 32, "holdout": 0.25}, method={"patchcore": {"embed_dim": 32}})
+    config = SweepConfig(
+        tasks=["rings"],
+        methods=["patchcore"],
+        seeds=[0],
+        profile="demo",
+        out=str(out),
+        report=str(tmp_path / "report"),
+        options={"image_size": 32, "holdout": 0.25},
+        method={"patchcore": {"embed_dim": 32}},
+    )
     assert [o.status for o in run_sweep(config, progress=False)] == ["finished"]
     build_report(out, tmp_path / "report")
     assert (tmp_path / "report" / "examples_rings.png").is_file() and collect_results(out)["pixel_auroc"].notna().all()

@@ -106,7 +106,14 @@ def test_dicom_without_pixel_data_is_found_by_check(tmp_path):
     folder = layouts.medical_folder(tmp_path)
     write_dicom(folder / "train" / "NORMAL" / "b.dcm", np.zeros((12, 12)), with_pixels=False)
     report = json.loads(check(f"folder:{folder}", "--json").stdout)
-    assert report["problems"] == [{"split": "train", "id": "train/b", "file": str(folder / "train" / "NORMAL" / "b.dcm"), "problem": "DICOM file has no pixel data (is it a report or a DICOMDIR?)"}]
+    assert report["problems"] == [
+        {
+            "split": "train",
+            "id": "train/b",
+            "file": str(folder / "train" / "NORMAL" / "b.dcm"),
+            "problem": "DICOM file has no pixel data (is it a report or a DICOMDIR?)",
+        }
+    ]
 
 
 def test_mask_of_another_size_is_found_by_check(tmp_path):
@@ -120,7 +127,9 @@ def test_csv_listing_a_missing_image(tmp_path):
     folder = layouts.visa(tmp_path)
     (folder / "candle" / "Data" / "Images" / "Anomaly" / "001.JPG").unlink()
     report = json.loads(check("visa:candle", "--data-root", tmp_path, "--json").stdout)
-    assert report["problems"] == [{"split": "test", "id": "candle/Data/Images/Anomaly/001", "file": str(folder / "candle/Data/Images/Anomaly/001.JPG"), "problem": "file does not exist"}]
+    assert report["problems"] == [
+        {"split": "test", "id": "candle/Data/Images/Anomaly/001", "file": str(folder / "candle/Data/Images/Anomaly/001.JPG"), "problem": "file does not exist"}
+    ]
 
 
 def test_no_input_file_is_modified(tmp_path):

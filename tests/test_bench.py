@@ -32,8 +32,14 @@ TASKS = ["synth-fundus", "synth-oct"]
 def mini_config(out: Path, **changes) -> SweepConfig:
     """2 tasks x 2 methods x 2 seeds at 32 px, a few iterations: the whole machinery in seconds."""
     settings = dict(
-        tasks=TASKS, methods=["rd4ad", "patchcore"], seeds=[0, 1], profile="demo", out=str(out), report=str(out.parent / "report"),
-        options={"image_size": 32, "holdout": 0.25}, method={"rd4ad": {"iters": 3, "batch_size": 4}, "patchcore": {"embed_dim": 32}},
+        tasks=TASKS,
+        methods=["rd4ad", "patchcore"],
+        seeds=[0, 1],
+        profile="demo",
+        out=str(out),
+        report=str(out.parent / "report"),
+        options={"image_size": 32, "holdout": 0.25},
+        method={"rd4ad": {"iters": 3, "batch_size": 4}, "patchcore": {"embed_dim": 32}},
         task={t: {"data": TINY_DATA} for t in TASKS},
     )
     return SweepConfig(**{**settings, **changes})
@@ -62,7 +68,17 @@ def test_every_run_finishes_into_its_own_folder(mini_sweep):
     results = collect_results(root / "runs")
     assert len(results) == 8 and set(results["status"]) == {"finished"}
     folder = Path(results.loc[results["method"] == "rd4ad", "folder"].iloc[0])
-    for name in ("config.json", "environment.json", "checkpoint.pt", "model.pt", "loss.csv", "scores.csv", "holdout_scores.csv", "metrics.json", "examples.npz"):
+    for name in (
+        "config.json",
+        "environment.json",
+        "checkpoint.pt",
+        "model.pt",
+        "loss.csv",
+        "scores.csv",
+        "holdout_scores.csv",
+        "metrics.json",
+        "examples.npz",
+    ):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
     for key in ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb"):
@@ -80,8 +96,17 @@ def test_tables_equal_what_the_per_image_scores_give(mini_sweep):
         held = pd.read_csv(Path(run.folder) / "holdout_scores.csv")["score"]
         oracle = threshold_metrics(scores["label"], scores["score"], oracle_threshold(scores["label"], scores["score"]))
         fixed = threshold_metrics(scores["label"], scores["score"], np.quantile(held, 0.95))
-        recomputed.append({"task": run.task, "method": run.method, "image_auroc": image_metrics(scores["label"], scores["score"])["image_auroc"],
-                           "f1_oracle": oracle["f1"], "acc_oracle": oracle["acc"], "f1_holdout": fixed["f1"], "acc_holdout": fixed["acc"]})
+        recomputed.append(
+            {
+                "task": run.task,
+                "method": run.method,
+                "image_auroc": image_metrics(scores["label"], scores["score"])["image_auroc"],
+                "f1_oracle": oracle["f1"],
+                "acc_oracle": oracle["acc"],
+                "f1_holdout": fixed["f1"],
+                "acc_holdout": fixed["acc"],
+            }
+        )
     expected = pd.DataFrame(recomputed).groupby(["task", "method"], sort=False).agg(["mean", "std"]) * 100
     summary = summary_frame(results)
     for column in expected.columns:
@@ -226,8 +251,10 @@ def test_changed_configuration_in_the_same_folder_is_refused(mini_sweep, tmp_pat
 
 def test_toml_config_with_overrides_and_line_numbers(tmp_path):
     path = tmp_path / "sweep.toml"
-    path.write_text('tasks = ["synth-oct"]\nseeds = [3]\n[options]\nholdout = 0.2\n[method.rd4ad]\niters = 7\n[task.synth-oct]\niters = 9\n'
-                    '[task.synth-oct.method.rd4ad]\nbatch_size = 2\n[task.synth-oct.data]\nsize = 32\n')
+    path.write_text(
+        'tasks = ["synth-oct"]\nseeds = [3]\n[options]\nholdout = 0.2\n[method.rd4ad]\niters = 7\n[task.synth-oct]\niters = 9\n'
+        "[task.synth-oct.method.rd4ad]\nbatch_size = 2\n[task.synth-oct.data]\nsize = 32\n"
+    )
     config = load_sweep_config(path, seeds=[0, 1]).resolved()
     assert config.seeds == [0, 1] and config.profile == "paper" and config.tasks == ["synth-oct"]
     assert config.overrides("synth-oct", "rd4ad") == {"holdout": 0.2, "iters": 9, "batch_size": 2}
@@ -239,7 +266,7 @@ def test_toml_config_with_overrides_and_line_numbers(tmp_path):
     path.write_text('tasks = ["synth-oct"]\nseeds = = [1]\n')
     with pytest.raises(UserInputError, match="cannot parse .*line 2"):
         load_sweep_config(path)
-    path.write_text('seeds = [0]\n\n[method.rd4ad]\nlr = 3\n')
+    path.write_text("seeds = [0]\n\n[method.rd4ad]\nlr = 3\n")
     with pytest.raises(UserInputError, match="line 4: unknown option 'lr' in \\[method.rd4ad\\]"):
         load_sweep_config(path)
     path.write_text('seeds = "0"\n')
@@ -273,9 +300,27 @@ def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_paper_comparison_averages_classes_and_subtracts_the_reference():
-    rows = [{"task": t, "method": "recontrast", "seed": s, "status": "finished", "profile": "paper", "holdout": 0.0, "image_auroc": v,
-             "pixel_auroc": None, "aupro": 0.5, "aupro_per_image": a}
-            for t, s, v, a in [("mvtec:bottle", 0, 1.0, 0.9), ("mvtec:grid", 0, 0.98, 0.9), ("mvtec:bottle", 1, 1.0, 0.9), ("mvtec:grid", 1, 0.96, 0.9), ("oct", 0, 0.99, None)]]
+    rows = [
+        {
+            "task": t,
+            "method": "recontrast",
+            "seed": s,
+            "status": "finished",
+            "profile": "paper",
+            "holdout": 0.0,
+            "image_auroc": v,
+            "pixel_auroc": None,
+            "aupro": 0.5,
+            "aupro_per_image": a,
+        }
+        for t, s, v, a in [
+            ("mvtec:bottle", 0, 1.0, 0.9),
+            ("mvtec:grid", 0, 0.98, 0.9),
+            ("mvtec:bottle", 1, 1.0, 0.9),
+            ("mvtec:grid", 1, 0.96, 0.9),
+            ("oct", 0, 0.99, None),
+        ]
+    ]
     rows.append({**rows[-1], "task": "mvtec-unified", "image_auroc": 0.97})
     table = paper_comparison(pd.DataFrame(rows))
     mvtec = table[table["task"].str.startswith("mvtec (")].iloc[0]

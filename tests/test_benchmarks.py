@@ -30,7 +30,14 @@ def test_gpu_script_runs_every_step_on_tiny_inputs(tmp_path):
     """benchmarks/gpu.sh in SMOKE mode: the same scripts and flags as on a GPU, on tiny inputs, so a
     lent GPU's minutes are never lost to a wrong argument."""
     environment = {**os.environ, "SMOKE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "wheels"), str(tmp_path)], capture_output=True, text=True, timeout=600, env=environment, cwd=BENCHMARKS.parent)
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), str(tmp_path / "wheels"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+        cwd=BENCHMARKS.parent,
+    )
     log = (tmp_path / "gpu.log").read_text()
     assert "=== throughput: exit 0" in log and "=== patchcore-scaling: exit 0" in log, result.stdout[-3000:]
     throughput, scaling = pd.read_csv(tmp_path / "throughput.csv"), pd.read_csv(tmp_path / "patchcore_scaling.csv")

@@ -54,7 +54,16 @@ def test_prepare_only_aptos(tmp_path):
 
 def test_expand_variadic():
     assert expand_variadic(["bench", "--tasks", "a", "b", "c", "--data-root", "x"], ("--tasks",)) == [
-        "bench", "--tasks", "a", "--tasks", "b", "--tasks", "c", "--data-root", "x"]
+        "bench",
+        "--tasks",
+        "a",
+        "--tasks",
+        "b",
+        "--tasks",
+        "c",
+        "--data-root",
+        "x",
+    ]
     assert expand_variadic(["bench", "--tasks", "a", "--tasks", "b"], ("--tasks",)) == ["bench", "--tasks", "a", "--tasks", "b"]
 
 
@@ -81,8 +90,19 @@ n_test_abnormal = 3
 def test_bench_on_a_real_layout_writes_runs_and_report(tmp_path):
     layouts.mvtec(tmp_path)
     (tmp_path / "sweep.toml").write_text(TINY_TOML)
-    args = ["bench", "--tasks", "mvtec:bottle", "--config", str(tmp_path / "sweep.toml"), "--data-root", str(tmp_path),
-            "--out", str(tmp_path / "runs" / "bottle"), "--report", str(tmp_path / "report")]
+    args = [
+        "bench",
+        "--tasks",
+        "mvtec:bottle",
+        "--config",
+        str(tmp_path / "sweep.toml"),
+        "--data-root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "runs" / "bottle"),
+        "--report",
+        str(tmp_path / "report"),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "README.md").is_file() and (tmp_path / "report" / "examples_mvtec-bottle.png").is_file()

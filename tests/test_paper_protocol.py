@@ -36,8 +36,7 @@ def test_rd4ad_paper_schedule_is_200_epochs_of_batch_16():
     detector.fit(train, progress=False)
     assert detector.iters_ == 2 * math.ceil(len(train) / 16) == len(detector.training_.losses)
     # an explicit iteration count replaces the epochs (never both)
-    assert run_config(get_task("mvtec:bottle"), "rd4ad", 0, "paper", {"iters": 50})["detector"] | {} == {
-        **config, "iters": 50, "epochs": None}
+    assert run_config(get_task("mvtec:bottle"), "rd4ad", 0, "paper", {"iters": 50})["detector"] | {} == {**config, "iters": 50, "epochs": None}
 
 
 def test_paper_profile_trains_on_every_normal_and_demo_holds_out():
@@ -69,11 +68,28 @@ def test_unified_recontrast_settings_are_the_multiclass_scripts():
     """recontrast_mvtec_multiclass.py: one AdamW with param groups (2e-3 / encoder 1e-5), wd 1e-5, eps 1e-10,
     amsgrad, MultiStepLR x0.2 at 80 %, GELU decoder, encoder BN eval, drop_last, mean of 6 maps, 5x5 kernel σ 4, top 1 %."""
     config = run_config(get_task("mvtec-unified"), "recontrast", 0, "paper")["detector"]
-    expected = {"iters": 5000, "batch_size": 16, "optimizer": "adamw_groups", "adam_eps": 1e-10, "amsgrad": True, "lr_milestone": 0.8,
-                "lr_gamma": 0.2, "drop_last": True, "decoder_activation": "gelu", "encoder_bn_train": False, "map_reduction": "mean",
-                "blur_kernel": 5, "image_score": "top1", "lr_decoder": 0.002, "lr_encoder": 1e-5, "weight_decay": 1e-5}
+    expected = {
+        "iters": 5000,
+        "batch_size": 16,
+        "optimizer": "adamw_groups",
+        "adam_eps": 1e-10,
+        "amsgrad": True,
+        "lr_milestone": 0.8,
+        "lr_gamma": 0.2,
+        "drop_last": True,
+        "decoder_activation": "gelu",
+        "encoder_bn_train": False,
+        "map_reduction": "mean",
+        "blur_kernel": 5,
+        "image_score": "top1",
+        "lr_decoder": 0.002,
+        "lr_encoder": 1e-5,
+        "weight_decay": 1e-5,
+    }
     assert {k: config[k] for k in expected} == expected
-    detector = build_detector("recontrast", backbone="resnet18", pretrained=False, device="cpu", **{k: config[k] for k in expected if k not in ("iters", "batch_size")})
+    detector = build_detector(
+        "recontrast", backbone="resnet18", pretrained=False, device="cpu", **{k: config[k] for k in expected if k not in ("iters", "batch_size")}
+    )
     optimizers = detector.make_optimizers()
     assert list(optimizers) == ["decoder"]
     groups = optimizers["decoder"].param_groups
@@ -83,7 +99,9 @@ def test_unified_recontrast_settings_are_the_multiclass_scripts():
 
 
 def test_lr_drops_by_gamma_at_the_milestone():
-    detector = build_detector("recontrast", backbone="resnet18", pretrained=False, device="cpu", iters=5, batch_size=4, lr_milestone=0.8, optimizer="adamw_groups")
+    detector = build_detector(
+        "recontrast", backbone="resnet18", pretrained=False, device="cpu", iters=5, batch_size=4, lr_milestone=0.8, optimizer="adamw_groups"
+    )
     seen = []
     original = detector.training_loss
 
@@ -120,8 +138,14 @@ def test_unified_maps_and_scores_by_hand():
 def unified_config(out: Path, **changes) -> SweepConfig:
     tasks = ["unified:synth-fundus+synth-oct"]
     settings = dict(
-        tasks=tasks, methods=["recontrast", "rd4ad", "patchcore"], seeds=[0], profile="demo", out=str(out), report=str(out.parent / "report"),
-        options={"image_size": 32, "holdout": 0.25, "iters": 3, "batch_size": 4}, method={"patchcore": {"embed_dim": 16}},
+        tasks=tasks,
+        methods=["recontrast", "rd4ad", "patchcore"],
+        seeds=[0],
+        profile="demo",
+        out=str(out),
+        report=str(out.parent / "report"),
+        options={"image_size": 32, "holdout": 0.25, "iters": 3, "batch_size": 4},
+        method={"patchcore": {"embed_dim": 16}},
     )
     return SweepConfig(**{**settings, **changes})
 
@@ -148,8 +172,9 @@ def test_mini_unified_sweep_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
-    sweep = load_sweep_config(REPO / "configs" / "ablation.toml", tasks=["synth-oct"], profile="demo", seeds=[0], out=str(tmp_path / "runs"),
-                              report=str(tmp_path / "report"))
+    sweep = load_sweep_config(
+        REPO / "configs" / "ablation.toml", tasks=["synth-oct"], profile="demo", seeds=[0], out=str(tmp_path / "runs"), report=str(tmp_path / "report")
+    )
     sweep.options = {"image_size": 32, "holdout": 0.25, "iters": 2, "batch_size": 4}
     outcomes = run_sweep(sweep, progress=False)
     assert all(o.status == "finished" for o in outcomes), [o.error for o in outcomes]

@@ -45,14 +45,17 @@ def test_masks_by_protocol():
     assert get_task("folder:/x").protocol.has_masks is None  # optional
 
 
-@pytest.mark.parametrize("name,message", [
-    ("mvtec:bottel", "not a MVTec AD class"),
-    ("visa:pcb9", "not a VisA class"),
-    ("aptso", "Did you mean 'aptos'"),
-    ("isic:train", "unknown ISIC2018 protocol"),
-    ("folder:", "needs a path"),
-    ("imagenet", "unknown task 'imagenet'"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("mvtec:bottel", "not a MVTec AD class"),
+        ("visa:pcb9", "not a VisA class"),
+        ("aptso", "Did you mean 'aptos'"),
+        ("isic:train", "unknown ISIC2018 protocol"),
+        ("folder:", "needs a path"),
+        ("imagenet", "unknown task 'imagenet'"),
+    ],
+)
 def test_unknown_names(name, message):
     with pytest.raises(UserInputError, match=message):
         get_task(name)

@@ -80,8 +80,19 @@ def test_evaluate_rescores_without_retraining(tmp_path):
 def test_profiles():
     task = get_task("isic")
     paper = run_config(task, "recontrast", 0, "paper")
-    expected = {"backbone": "wide_resnet50_2", "pretrained": True, "weights": None, "seed": 0, "iters": 2000, "epochs": None, "batch_size": 32,
-                "image_score": "mean", "encoder_bn_train": True, "grad_clip_norm": None, "drop_last": False}
+    expected = {
+        "backbone": "wide_resnet50_2",
+        "pretrained": True,
+        "weights": None,
+        "seed": 0,
+        "iters": 2000,
+        "epochs": None,
+        "batch_size": 32,
+        "image_score": "mean",
+        "encoder_bn_train": True,
+        "grad_clip_norm": None,
+        "drop_last": False,
+    }
     assert {k: paper["detector"][k] for k in expected} == expected
     assert (paper["image_size"], paper["crop_size"]) == (256, 224)
     assert paper["holdout"] == 0  # the authors train on every training normal

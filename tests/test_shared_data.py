@@ -102,13 +102,16 @@ def test_real_mvtec_grid_through_the_pipeline(tmp_path):
     assert all(d["mask"].shape == (1, 64, 64) and d["mask"].sum() > 0 for d in defects)
 
 
-@pytest.mark.parametrize("relative,crop", [
-    ("eyepacs_fundus/10_left.jpeg", True),
-    ("aptos/train_images/1ae3c58759fb.png", True),
-    ("aptos/train_images/000c1434d8d7.png", True),
-    ("oct2017_samples/NORMAL-443980-1.jpeg", False),
-    ("oct2017_samples/CNV-1016042-1.jpeg", False),
-])
+@pytest.mark.parametrize(
+    "relative,crop",
+    [
+        ("eyepacs_fundus/10_left.jpeg", True),
+        ("aptos/train_images/1ae3c58759fb.png", True),
+        ("aptos/train_images/000c1434d8d7.png", True),
+        ("oct2017_samples/NORMAL-443980-1.jpeg", False),
+        ("oct2017_samples/CNV-1016042-1.jpeg", False),
+    ],
+)
 def test_real_photos_through_the_pipeline(relative, crop):
     path = shared(relative)
     sample = image_dataset([item(path, 0, "real")], 64, fundus_crop=crop, masks=False, cache="none")[0]

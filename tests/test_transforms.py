@@ -8,8 +8,8 @@ from writers import mask, write_dicom, write_png
 
 from medrecontrast.data import readers
 from medrecontrast.data.dataset import image_dataset, task_datasets
-from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
 from medrecontrast.errors import UserInputError
+from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
 from medrecontrast.tasks import get_task
 from medrecontrast.tasks.base import item
 

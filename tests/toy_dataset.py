@@ -41,10 +41,14 @@ def rings_task(variant: str = "") -> Task:
     if variant:
         raise UserInputError(f"task 'rings' has no variants (got 'rings:{variant}')")
     return Task(
-        name="rings", modality="toy",
+        name="rings",
+        modality="toy",
         protocol=Protocol("toy", "train/NORMAL", "test/NORMAL + test/GAP", has_masks=True),
-        image_size=64, crop_size=None, hparams=Hyperparameters(iters=10, batch_size=4),
-        list_items=lambda task, root: list_class_folders(task, root, normal="NORMAL"), layout=RINGS_LAYOUT,
+        image_size=64,
+        crop_size=None,
+        hparams=Hyperparameters(iters=10, batch_size=4),
+        list_items=lambda task, root: list_class_folders(task, root, normal="NORMAL"),
+        layout=RINGS_LAYOUT,
         locate=lambda task, _: Path(os.environ["TOY_RINGS"]),
     )
 

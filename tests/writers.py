@@ -32,7 +32,9 @@ def mask(height: int, width: int, box=(0, 0, 2, 2)) -> np.ndarray:
     return out
 
 
-def write_dicom(path: Path, pixels: np.ndarray, *, slope: float = 1.0, intercept: float = 0.0, photometric: str = "MONOCHROME2", with_pixels: bool = True) -> Path:
+def write_dicom(
+    path: Path, pixels: np.ndarray, *, slope: float = 1.0, intercept: float = 0.0, photometric: str = "MONOCHROME2", with_pixels: bool = True
+) -> Path:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,

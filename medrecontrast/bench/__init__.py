@@ -16,7 +16,25 @@ from medrecontrast.bench.tables import (
 )
 
 __all__ = [
-    "Outcome", "RunSpec", "SweepConfig", "build_report", "collect_results", "cost_table", "execute_run", "finished", "load_sweep_config",
-    "make_figures", "paper_comparison", "paper_table", "plan_sweep", "report_folder", "run_folder", "run_local", "run_ray", "run_status",
-    "run_sweep", "summary_frame", "write_tables",
+    "Outcome",
+    "RunSpec",
+    "SweepConfig",
+    "build_report",
+    "collect_results",
+    "cost_table",
+    "execute_run",
+    "finished",
+    "load_sweep_config",
+    "make_figures",
+    "paper_comparison",
+    "paper_table",
+    "plan_sweep",
+    "report_folder",
+    "run_folder",
+    "run_local",
+    "run_ray",
+    "run_status",
+    "run_sweep",
+    "summary_frame",
+    "write_tables",
 ]

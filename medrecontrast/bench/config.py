@@ -162,7 +162,10 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
     sections += [(f"method.{m}", body, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, body in raw.get("method", {}).items()]
     for task, body in raw.get("task", {}).items():
         sections.append((f"task.{task}", {k: v for k, v in body.items() if k not in ("method", "data")}, any_method))
-        sections += [(f"task.{task}.method.{m}", b, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, b in body.get("method", {}).items()]
+        sections += [
+            (f"task.{task}.method.{m}", b, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method)
+            for m, b in body.get("method", {}).items()
+        ]
     for name, body in raw.get("variant", {}).items():
         base = body.get("method")
         if base not in DETECTORS:
@@ -179,16 +182,32 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
 
 
 _TYPES = {
-    "tasks": list, "methods": list, "seeds": list, "profile": str, "name": str, "out": str, "report": str, "data_root": str,
-    "weights": str, "executor": str, "address": str, "gpus_per_run": (int, float), "cpus_per_run": int,
-    "options": dict, "method": dict, "task": dict, "variant": dict,
+    "tasks": list,
+    "methods": list,
+    "seeds": list,
+    "profile": str,
+    "name": str,
+    "out": str,
+    "report": str,
+    "data_root": str,
+    "weights": str,
+    "executor": str,
+    "address": str,
+    "gpus_per_run": (int, float),
+    "cpus_per_run": int,
+    "options": dict,
+    "method": dict,
+    "task": dict,
+    "variant": dict,
 }
 
 
 def _check_type(path: Path, text: str, key: str, value) -> None:
     expected = _TYPES[key]
-    if not isinstance(value, expected) or (key == "seeds" and not all(isinstance(s, int) for s in value)) or (
-        key in ("tasks", "methods") and not all(isinstance(s, str) for s in value)
+    if (
+        not isinstance(value, expected)
+        or (key == "seeds" and not all(isinstance(s, int) for s in value))
+        or (key in ("tasks", "methods") and not all(isinstance(s, str) for s in value))
     ):
         wanted = {"seeds": "a list of integers", "tasks": "a list of names", "methods": "a list of names"}.get(key, getattr(expected, "__name__", "a number"))
         raise UserInputError(f"{path}, line {_line_of(text, key)}: '{key}' must be {wanted}, got {value!r}")

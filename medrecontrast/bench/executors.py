@@ -58,8 +58,16 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
         began = time.perf_counter()
         try:
             outcome.metrics = train_run(
-                get_task(spec.task, **spec.task_options), spec.base_method or spec.method, spec.folder, seed=spec.seed,
-                profile=spec.profile, overrides=spec.overrides, resume=status != "absent", data_root=spec.data_root, weights=spec.weights, progress=progress,
+                get_task(spec.task, **spec.task_options),
+                spec.base_method or spec.method,
+                spec.folder,
+                seed=spec.seed,
+                profile=spec.profile,
+                overrides=spec.overrides,
+                resume=status != "absent",
+                data_root=spec.data_root,
+                weights=spec.weights,
+                progress=progress,
                 variant=spec.variant,
             )
             outcome.status = "finished"

@@ -36,8 +36,17 @@ class _MethodColors(dict):
 
 
 METHOD_COLORS = _MethodColors(zip(registered_methods(), sns.color_palette("colorblind", 10)))
-STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 150, "savefig.bbox": "tight",
-         "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "figure.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,
+}
 
 
 def make_figures(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
@@ -86,8 +95,12 @@ def auroc_figure(done: pd.DataFrame):
         figure, ax = plt.subplots(figsize=(1.2 + 1.6 * done["task"].nunique(), 3.0))
         methods = ordered_methods(done["method"])
         palette = {m: METHOD_COLORS[m] for m in methods}
-        sns.barplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, palette=palette, errorbar="sd", capsize=0.1, err_kws={"linewidth": 1}, ax=ax)
-        sns.stripplot(done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax)
+        sns.barplot(
+            done, x="task", y="image_auroc", hue="method", hue_order=methods, palette=palette, errorbar="sd", capsize=0.1, err_kws={"linewidth": 1}, ax=ax
+        )
+        sns.stripplot(
+            done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax
+        )
         ax.set(ylabel="image AUROC", xlabel="", ylim=(max(0.0, done["image_auroc"].min() - 0.1), 1.0))
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles, [display_name(m) for m in methods], frameon=False, ncols=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
@@ -108,8 +121,19 @@ def score_figure(done: pd.DataFrame):
                     continue
                 scores = pd.read_csv(Path(runs.iloc[0]["folder"]) / "scores.csv")
                 scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
-                sns.histplot(scores, x="score", hue="class", hue_order=["normal", "abnormal"], palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
-                             stat="density", common_norm=False, element="step", bins=20, ax=ax, legend=row == 0 and col == 0)
+                sns.histplot(
+                    scores,
+                    x="score",
+                    hue="class",
+                    hue_order=["normal", "abnormal"],
+                    palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
+                    stat="density",
+                    common_norm=False,
+                    element="step",
+                    bins=20,
+                    ax=ax,
+                    legend=row == 0 and col == 0,
+                )
                 ax.set(title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
     figure.tight_layout()
     return figure
@@ -159,7 +183,15 @@ def examples_figure(done: pd.DataFrame, task: str):
                 if cmap == "jet":
                     ax.imshow(image)
                     ax.imshow(content, cmap=cmap, alpha=0.5, vmin=scales[name][0], vmax=scales[name][1])
-                    ax.text(2, 2, f"{float(examples[name]['scores'][row]):.3g}", color="white", fontsize=7, va="top", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+                    ax.text(
+                        2,
+                        2,
+                        f"{float(examples[name]['scores'][row]):.3g}",
+                        color="white",
+                        fontsize=7,
+                        va="top",
+                        bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
+                    )
                 else:
                     ax.imshow(content, cmap=cmap, vmin=0, vmax=None if cmap is None else 1)
                 ax.set_xticks([])

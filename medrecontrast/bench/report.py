@@ -65,7 +65,9 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         f"| tasks | {', '.join(results['task'].unique())} |",
         f"| methods | {', '.join(results['method'].unique())} |",
         f"| seeds | {', '.join(str(s) for s in sorted(results['seed'].unique()))} |",
-        f"| runs | {len(done)} finished of {len(results)}" + (f"; failed: {', '.join(_failed(results))}" if (results['status'] == 'failed').any() else "") + " |",
+        f"| runs | {len(done)} finished of {len(results)}"
+        + (f"; failed: {', '.join(_failed(results))}" if (results["status"] == "failed").any() else "")
+        + " |",
         f"| hardware | {', '.join(devices) or 'n/a'}; host {environment.get('platform', platform.platform())} |",
         f"| software | python {environment.get('python', '')}, torch {environment.get('packages', {}).get('torch', '')}, "
         f"monai {environment.get('packages', {}).get('monai', '')}; git {str(environment.get('git_revision') or 'n/a')[:10]} |",
@@ -86,7 +88,11 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         "",
         tables["paper_comparison.md"].read_text().strip(),
         "",
-        *(["## Unified tasks: each class (mean ± std over seeds, in %)", "", tables["per_class.md"].read_text().strip(), ""] if "per_class.md" in tables else []),
+        *(
+            ["## Unified tasks: each class (mean ± std over seeds, in %)", "", tables["per_class.md"].read_text().strip(), ""]
+            if "per_class.md" in tables
+            else []
+        ),
         "## Figures",
         "",
     ]
@@ -94,8 +100,13 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         if name in figures:
             lines += [f"![{name}]({name}.png)", "", f"*{caption}* ([PDF]({name}.pdf))", ""]
     for name in (n for n in figures if n.startswith("examples_")):
-        lines += [f"![{name}]({name}.png)", "", "*Test images, ground truth (where the task has masks) and each method's anomaly map "
-                  f"(first seed; one colour scale per method).* ([PDF]({name}.pdf))", ""]
+        lines += [
+            f"![{name}]({name}.png)",
+            "",
+            "*Test images, ground truth (where the task has masks) and each method's anomaly map "
+            f"(first seed; one colour scale per method).* ([PDF]({name}.pdf))",
+            "",
+        ]
     lines += ["## Cost (mean over seeds)", "", tables["cost.md"].read_text().strip(), ""]
     return "\n".join(lines)
 
@@ -104,7 +115,9 @@ def _settings(results: pd.DataFrame) -> list[str]:
     """The settings the runs actually used (profile plus overrides), one phrase per distinct combination."""
     phrases = []
     for (backbone, pretrained, size), runs in results.groupby(["backbone", "pretrained", "image_size"], sort=False):
-        schedules = sorted({f"{m} {int(i)} iterations x batch {int(b)}" for m, i, b in runs[["method", "iters", "batch_size"]].dropna().itertuples(index=False)})
+        schedules = sorted(
+            {f"{m} {int(i)} iterations x batch {int(b)}" for m, i, b in runs[["method", "iters", "batch_size"]].dropna().itertuples(index=False)}
+        )
         phrases.append(f"{backbone}, {'ImageNet weights' if pretrained else 'random init'}, {size} px" + (f" ({', '.join(schedules)})" if schedules else ""))
     return phrases
 

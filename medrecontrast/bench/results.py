@@ -45,7 +45,25 @@ def finished(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _columns() -> list[str]:
-    return ["task", "method", "base_method", "seed", "status", "profile", "holdout", "backbone", "pretrained", "image_size", "iters", "batch_size", *METRICS, *TIMINGS, "device", "error", "folder"]
+    return [
+        "task",
+        "method",
+        "base_method",
+        "seed",
+        "status",
+        "profile",
+        "holdout",
+        "backbone",
+        "pretrained",
+        "image_size",
+        "iters",
+        "batch_size",
+        *METRICS,
+        *TIMINGS,
+        "device",
+        "error",
+        "folder",
+    ]
 
 
 def _row(folder: Path) -> dict:
@@ -57,11 +75,21 @@ def _row(folder: Path) -> dict:
     environment_file = folder / "environment.json"
     environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
     row = {
-        "task": config["task"], "method": config.get("variant") or config["method"], "base_method": config["method"], "seed": config["seed"],
-        "status": status["status"], "profile": config["profile"], "holdout": config["holdout"],
-        "backbone": config["detector"]["backbone"], "pretrained": config["detector"]["pretrained"], "image_size": config["crop_size"] or config["image_size"],
-        "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"), "batch_size": config["detector"].get("batch_size"),
-        "device": environment.get("device"), "error": status.get("error"), "folder": str(folder),
+        "task": config["task"],
+        "method": config.get("variant") or config["method"],
+        "base_method": config["method"],
+        "seed": config["seed"],
+        "status": status["status"],
+        "profile": config["profile"],
+        "holdout": config["holdout"],
+        "backbone": config["detector"]["backbone"],
+        "pretrained": config["detector"]["pretrained"],
+        "image_size": config["crop_size"] or config["image_size"],
+        "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"),
+        "batch_size": config["detector"].get("batch_size"),
+        "device": environment.get("device"),
+        "error": status.get("error"),
+        "folder": str(folder),
     }
     row.update({name: metrics.get(name) for name in METRICS})
     row.update({name: metrics.get("timings", {}).get(name) for name in TIMINGS})

@@ -8,12 +8,8 @@ run is recorded with its error and the others go on.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from medrecontrast.bench.config import SweepConfig
 from medrecontrast.bench.executors import Outcome, run_local, run_ray
@@ -51,15 +47,28 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
                 planned = run_config(task, base, seed, config.profile, overrides, config.weights, variant)
                 folder = run_folder(config.out, name, method, seed)
                 _check_existing(folder, planned)
-                specs.append(RunSpec(
-                    task=name, method=method, seed=seed, profile=config.profile, folder=str(folder), claims=str(Path(config.out) / ".claims"),
-                    task_options=task.user_options, overrides=overrides, data_root=config.data_root, weights=config.weights,
-                    threads=config.cpus_per_run if config.executor == "ray" else None, base_method=base if variant else None,
-                ))
+                specs.append(
+                    RunSpec(
+                        task=name,
+                        method=method,
+                        seed=seed,
+                        profile=config.profile,
+                        folder=str(folder),
+                        claims=str(Path(config.out) / ".claims"),
+                        task_options=task.user_options,
+                        overrides=overrides,
+                        data_root=config.data_root,
+                        weights=config.weights,
+                        threads=config.cpus_per_run if config.executor == "ray" else None,
+                        base_method=base if variant else None,
+                    )
+                )
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
     if unfinished and not resume:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
-        raise UserInputError(f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, or choose another --out.")
+        raise UserInputError(
+            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, or choose another --out."
+        )
     return specs
 
 

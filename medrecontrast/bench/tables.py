@@ -52,7 +52,9 @@ def paper_table(results: pd.DataFrame, fmt: str = "markdown") -> pd.DataFrame:
     for metric in metrics:
         means, stds = summary[(metric, "mean")], summary[(metric, "std")]
         best = means.groupby(level="task").transform("max")
-        cells = [_cell(m, s, bold=len(means.xs(task, level="task")) > 1 and np.isclose(m, b), fmt=fmt) for (task, _), m, s, b in zip(means.index, means, stds, best)]
+        cells = [
+            _cell(m, s, bold=len(means.xs(task, level="task")) > 1 and np.isclose(m, b), fmt=fmt) for (task, _), m, s, b in zip(means.index, means, stds, best)
+        ]
         table[METRICS[metric]] = cells
     table["seeds"] = summary[("seeds", "n")].astype(int)
     return table.reset_index()
@@ -80,11 +82,18 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
             values = per_seed[metric].dropna()
             if values.empty:
                 continue
-            rows.append({
-                "task": label, "metric": METRICS[metric], "ours": _cell(values.mean(), values.std(), False, "markdown"),
-                "paper": f"{paper:.2f}", "difference": f"{values.mean() - paper:+.2f}", "seeds": len(values), "profile": ", ".join(sorted(part["profile"].unique())),
-                "protocol": ", ".join(sorted({protocols[not h] for h in part["holdout"].fillna(0).astype(float)})),
-            })
+            rows.append(
+                {
+                    "task": label,
+                    "metric": METRICS[metric],
+                    "ours": _cell(values.mean(), values.std(), False, "markdown"),
+                    "paper": f"{paper:.2f}",
+                    "difference": f"{values.mean() - paper:+.2f}",
+                    "seeds": len(values),
+                    "profile": ", ".join(sorted(part["profile"].unique())),
+                    "protocol": ", ".join(sorted({protocols[not h] for h in part["holdout"].fillna(0).astype(float)})),
+                }
+            )
     return pd.DataFrame(rows, columns=["task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"])
 
 
@@ -94,7 +103,10 @@ def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
     for run in finished(results).itertuples():
         path = Path(run.folder) / "metrics.json"
         per_class = json.loads(path.read_text()).get("per_class", {}) if path.is_file() else {}
-        rows += [{"task": run.task, "class": name, "method": run.method, "seed": run.seed, **{m: values.get(m) for m in METRICS}} for name, values in per_class.items()]
+        rows += [
+            {"task": run.task, "class": name, "method": run.method, "seed": run.seed, **{m: values.get(m) for m in METRICS}}
+            for name, values in per_class.items()
+        ]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -110,8 +122,14 @@ def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     """Mean training and inference cost per (task, method) over seeds."""
     done = finished(results)
-    columns = {"train_s": "train s", "train_images_per_s": "train img/s", "train_peak_memory_mb": "train peak MB",
-               "inference_s": "test s", "images_per_s": "test img/s", "inference_peak_memory_mb": "test peak MB"}
+    columns = {
+        "train_s": "train s",
+        "train_images_per_s": "train img/s",
+        "train_peak_memory_mb": "train peak MB",
+        "inference_s": "test s",
+        "images_per_s": "test img/s",
+        "inference_peak_memory_mb": "test peak MB",
+    }
     cost = done.groupby(["task", "method"], sort=False)[list(columns)].mean().rename(columns=columns)
     return cost.round(1).reset_index()
 

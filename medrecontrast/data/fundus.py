@@ -43,5 +43,7 @@ def crop_fundus(image: np.ndarray, size: int = FUNDUS_SIZE) -> np.ndarray:
         src_bottom, src_right = min(top + side, image.shape[1]), min(left + side, image.shape[2])
         square[:, src_top - top : src_bottom - top, src_left - left : src_right - left] = image[:, src_top:src_bottom, src_left:src_right]
         image = square
-    resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    resized = torch.nn.functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(image))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return resized[0].clamp(0, 1).numpy()

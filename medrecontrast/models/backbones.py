@@ -115,7 +115,9 @@ def _load_torchvision_weights(net: nn.Module, backbone: str) -> None:
 
 def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
     if not path.is_file():
-        raise WeightsUnavailableError(f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. {Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name}).")
+        raise WeightsUnavailableError(
+            f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. {Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name})."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

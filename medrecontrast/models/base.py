@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medrecontrast.engine import (
-    batch_to_device,
     atomic_torch_save,
+    batch_to_device,
     load_versioned,
     loader_options,
     resolve_device,

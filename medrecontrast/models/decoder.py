@@ -117,7 +117,9 @@ class ReverseResNet(nn.Module):
     every ReLU of the decoder, as the authors' unified multi-class scripts do.
     """
 
-    def __init__(self, block: type[DeBasicBlock] | type[DeBottleneck], layers: tuple[int, int, int], base_width: int = 64, num_heads: int = 0, activation: str = "relu"):
+    def __init__(
+        self, block: type[DeBasicBlock] | type[DeBottleneck], layers: tuple[int, int, int], base_width: int = 64, num_heads: int = 0, activation: str = "relu"
+    ):
         super().__init__()
         self.base_width, self.activation = base_width, activation
         self.inplanes = 512 * block.expansion

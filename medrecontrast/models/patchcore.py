@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from medrecontrast.engine import (
-    batch_to_device,
     autocast,
+    batch_to_device,
     loader_options,
     seed_everything,
     to_channels_last,
@@ -157,8 +157,16 @@ class PatchCore(Detector):
         batches = (self.patch_features(batch_to_device(batch["image"], self.device))[0] for batch in loader)
         self._index = None
         self.memory_bank_, self.stats_ = build_memory_bank(
-            batches, len(train), int(c.memory_budget_gb * 2**30), c.coreset_ratio, c.projection_dim, c.num_starting_points,
-            c.seed, self.device, c.candidate_ratio, self.device_budget_bytes(),
+            batches,
+            len(train),
+            int(c.memory_budget_gb * 2**30),
+            c.coreset_ratio,
+            c.projection_dim,
+            c.num_starting_points,
+            c.seed,
+            self.device,
+            c.candidate_ratio,
+            self.device_budget_bytes(),
         )
         self.images_seen_ = len(train)
         self.fitted_ = True
@@ -316,8 +324,14 @@ def build_memory_bank(
         if candidates is None:
             patches, dim = features.shape[1:]
             keep = candidates_per_image(
-                num_images, patches, dim, coreset_ratio, projection_dim, budget_bytes,
-                device_budget_bytes if on_accelerator else None, candidate_ratio,
+                num_images,
+                patches,
+                dim,
+                coreset_ratio,
+                projection_dim,
+                budget_bytes,
+                device_budget_bytes if on_accelerator else None,
+                candidate_ratio,
             )
             candidates = torch.empty((num_images * keep, dim), dtype=torch.float32, pin_memory=on_accelerator and torch.cuda.is_available())
         for image in features:
@@ -428,4 +442,3 @@ class NearestNeighbourIndex:
             distances.append(values.clamp_min(0))
             indices.append(index)
         return torch.cat(distances), torch.cat(indices)
-

@@ -26,10 +26,10 @@ from torch.utils.data import Dataset
 
 from medrecontrast.engine import (
     TrainingConfig,
-    resolve_iterations,
     TrainingResult,
     autocast,
     fused_optimizer_options,
+    resolve_iterations,
     to_channels_last,
     train_loop,
     uses_channels_last,
@@ -45,7 +45,6 @@ from medrecontrast.models.anomaly_map import (
 from medrecontrast.models.backbones import estimate_batchnorm_statistics
 from medrecontrast.models.base import Detector, register_detector
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
-
 
 IMAGE_SCORES = ("max", "mean", "top1")
 OPTIMIZERS = ("adamw", "adamw_groups", "adam")
@@ -104,8 +103,17 @@ class ReContrastConfig(TrainingConfig):
 
 # recontrast_{mvtec,visa}_multiclass.py: what the unified multi-class setting changes (with 5000 x 16)
 UNIFIED = {
-    "optimizer": "adamw_groups", "adam_eps": 1e-10, "amsgrad": True, "lr_milestone": 0.8, "lr_gamma": 0.2, "drop_last": True,
-    "decoder_activation": "gelu", "encoder_bn_train": False, "map_reduction": "mean", "blur_kernel": 5, "image_score": "top1",
+    "optimizer": "adamw_groups",
+    "adam_eps": 1e-10,
+    "amsgrad": True,
+    "lr_milestone": 0.8,
+    "lr_gamma": 0.2,
+    "drop_last": True,
+    "decoder_activation": "gelu",
+    "encoder_bn_train": False,
+    "map_reduction": "mean",
+    "blur_kernel": 5,
+    "image_score": "top1",
 }
 
 
@@ -141,8 +149,13 @@ class ReContrast(Detector):
         super().__init__(**config)
         c = self.config
         self.model = ReverseDistillationNet(
-            c.backbone, pretrained=c.pretrained, weights=c.weights, train_encoder=c.train_encoder,
-            two_views=c.two_views, encoder_bn_train=c.encoder_bn_train, decoder_activation=c.decoder_activation,
+            c.backbone,
+            pretrained=c.pretrained,
+            weights=c.weights,
+            train_encoder=c.train_encoder,
+            two_views=c.two_views,
+            encoder_bn_train=c.encoder_bn_train,
+            decoder_activation=c.decoder_activation,
         ).to(self.device)
         self.training_: TrainingResult | None = None
         self.iters_ = c.iters  # with ``epochs``: known once ``fit`` sees the training set
@@ -182,9 +195,15 @@ class ReContrast(Detector):
             estimate_batchnorm_statistics(encoders, train, c.batch_size, self.device)
         optimizers = self.make_optimizers()
         self.training_ = train_loop(
-            self.model, optimizers, self.training_loss, train, c,
+            self.model,
+            optimizers,
+            self.training_loss,
+            train,
+            c,
             identity={"method": self.name, "backbone": c.backbone, "two_views": c.two_views, "train_encoder": c.train_encoder},
-            checkpoint=checkpoint, resume=resume, progress=progress,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
         )
         self.losses_ = self.training_.losses
         self.images_seen_ = self.training_.iterations_run * c.batch_size

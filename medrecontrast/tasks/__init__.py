@@ -19,6 +19,17 @@ from medrecontrast.tasks.registry import (
 )
 
 __all__ = [
-    "DATA_ROOT_ENV", "Hyperparameters", "Protocol", "Task", "TaskData", "TaskFamily", "expand_tasks", "footnotes", "get_task",
-    "registry_rows", "resolve_data_root", "task_names", "task_slug",
+    "DATA_ROOT_ENV",
+    "Hyperparameters",
+    "Protocol",
+    "Task",
+    "TaskData",
+    "TaskFamily",
+    "expand_tasks",
+    "footnotes",
+    "get_task",
+    "registry_rows",
+    "resolve_data_root",
+    "task_names",
+    "task_slug",
 ]

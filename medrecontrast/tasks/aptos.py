@@ -40,8 +40,7 @@ APTOS_SPLIT_SEED = 1  # prepare_aptos.py: random.seed(1)
 APTOS_PREPARED_DIR = "prepared_512"  # written by `medrecontrast data prepare aptos`
 
 APTOS_LAYOUT = (
-    "<data root>/aptos/train.csv (columns id_code, diagnosis) and <data root>/aptos/train_images/<id_code>.png "
-    "(the Kaggle 'train' files unpacked as is)"
+    "<data root>/aptos/train.csv (columns id_code, diagnosis) and <data root>/aptos/train_images/<id_code>.png (the Kaggle 'train' files unpacked as is)"
 )
 
 
@@ -50,10 +49,16 @@ def aptos_task(variant: str = "", n_train: int = APTOS_TRAIN_NORMALS, split_seed
     if variant:
         raise UserInputError(f"task 'aptos' has no variants (got 'aptos:{variant}')")
     return Task(
-        name="aptos", modality="fundus",
+        name="aptos",
+        modality="fundus",
         protocol=Protocol("paper", "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))", "remaining grade-0 + all grades 1-4", has_masks=False),
-        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
-        list_items=load_aptos, folder="aptos", layout=APTOS_LAYOUT, fundus_crop=True,
+        image_size=256,
+        crop_size=None,
+        hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
+        list_items=load_aptos,
+        folder="aptos",
+        layout=APTOS_LAYOUT,
+        fundus_crop=True,
         options={"n_train": n_train, "split_seed": split_seed},
     )
 

@@ -65,8 +65,7 @@ class TaskData:
             labels = Counter("abnormal" if it["label"] == ABNORMAL else "normal" for it in items)
             summary[split] = {k: labels[k] for k in ("normal", "abnormal") if labels[k]}
         summary["categories"] = {
-            split: dict(sorted(Counter(it.get("category", "") for it in items).items()))
-            for split, items in (("train", self.train), ("test", self.test))
+            split: dict(sorted(Counter(it.get("category", "") for it in items).items())) for split, items in (("train", self.train), ("test", self.test))
         }
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         return summary
@@ -127,8 +126,11 @@ class Task:
             return [{**it, "group": part.task.name, "id": f"{part.task.name}/{it['id']}"} for it in items]
 
         return TaskData(
-            task=self, train=[it for part in parts for it in tagged(part, part.train)], test=[it for part in parts for it in tagged(part, part.test)],
-            fundus_crop=parts[0].fundus_crop, skipped=[s for part in parts for s in part.skipped],
+            task=self,
+            train=[it for part in parts for it in tagged(part, part.train)],
+            test=[it for part in parts for it in tagged(part, part.test)],
+            fundus_crop=parts[0].fundus_crop,
+            skipped=[s for part in parts for s in part.skipped],
         )
 
     def layout_hint(self) -> str:
@@ -212,7 +214,6 @@ def read_label_csv(path: Path, columns: tuple[str, ...], task: Task):
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataLayoutError(
-            f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; "
-            f"expected {', '.join(columns)}, found {', '.join(map(str, frame.columns))}."
+            f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}, found {', '.join(map(str, frame.columns))}."
         )
     return frame

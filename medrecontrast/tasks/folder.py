@@ -69,9 +69,7 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
     test_root = require_dir(root / "test", "test images, one sub-folder per class", task)
 
     train = [
-        record
-        for path in list_image_files(train_dir)
-        for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
+        record for path in list_image_files(train_dir) for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
     ]
     test = []
     for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -97,10 +95,7 @@ def _records(path: Path, label: int, category: str, mask: Path | None, id: str, 
     slice_labels = [label] * header.num_slices
     if mask is not None and label == ABNORMAL:
         slice_labels = [ABNORMAL if _slice_has_lesion(mask, k, slice_axis) else NORMAL for k in range(header.num_slices)]
-    return [
-        item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis)
-        for k, slice_label in enumerate(slice_labels)
-    ]
+    return [item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis) for k, slice_label in enumerate(slice_labels)]
 
 
 def _slice_has_lesion(mask: Path, index: int, axis: int) -> bool:
@@ -124,10 +119,15 @@ def folder_task(path: str, slice_axis: int = 2) -> Task:
         raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
     resolved = Path(path).expanduser().resolve()
     return Task(
-        name=f"folder:{path}", modality="any",
+        name=f"folder:{path}",
+        modality="any",
         protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=None),
-        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=16),
-        list_items=load_folder, layout=FOLDER_LAYOUT, locate=lambda task, _: Path(task.options["path"]),
+        image_size=256,
+        crop_size=None,
+        hparams=Hyperparameters(iters=1000, batch_size=16),
+        list_items=load_folder,
+        layout=FOLDER_LAYOUT,
+        locate=lambda task, _: Path(task.options["path"]),
         options={"path": str(resolved), "slice_axis": slice_axis},
     )
 

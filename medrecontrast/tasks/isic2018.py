@@ -72,14 +72,25 @@ def isic_task(variant: str = "") -> Task:
         raise UserInputError(f"unknown ISIC2018 protocol '{protocol}'; use 'isic' (paper: Validation set) or 'isic:test' (Test set).")
     test_set = ISIC_PROTOCOLS[protocol]
     return Task(
-        name="isic" if protocol == "val" else f"isic:{protocol}", modality="dermoscopy",
+        name="isic" if protocol == "val" else f"isic:{protocol}",
+        modality="dermoscopy",
         protocol=Protocol("paper" if protocol == "val" else "medianomaly", "NV images of the Training set", f"the whole {test_set} set", has_masks=False),
-        image_size=256, crop_size=224, hparams=Hyperparameters(iters=2000, batch_size=32, encoder_bn_train=True, image_score="mean"),
-        list_items=load_isic2018, folder="isic2018", layout=ISIC_LAYOUT, options={"protocol": protocol},
+        image_size=256,
+        crop_size=224,
+        hparams=Hyperparameters(iters=2000, batch_size=32, encoder_bn_train=True, image_score="mean"),
+        list_items=load_isic2018,
+        folder="isic2018",
+        layout=ISIC_LAYOUT,
+        options={"protocol": protocol},
     )
 
 
 FAMILIES = (
-    TaskFamily("isic", isic_task, listed=("isic", "isic:test"), aliases=("isic2018",),
-               examples=lambda: [("isic (isic2018)", isic_task()), ("isic:test", isic_task("test"))]),
+    TaskFamily(
+        "isic",
+        isic_task,
+        listed=("isic", "isic:test"),
+        aliases=("isic2018",),
+        examples=lambda: [("isic (isic2018)", isic_task()), ("isic:test", isic_task("test"))],
+    ),
 )

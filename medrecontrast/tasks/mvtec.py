@@ -10,8 +10,21 @@ from medrecontrast.tasks.folder import list_class_folders
 from medrecontrast.tasks.unified import unified_task
 
 MVTEC_CLASSES = (
-    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
-    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
+    "bottle",
+    "cable",
+    "capsule",
+    "carpet",
+    "grid",
+    "hazelnut",
+    "leather",
+    "metal_nut",
+    "pill",
+    "screw",
+    "tile",
+    "toothbrush",
+    "transistor",
+    "wood",
+    "zipper",
 )
 # ReContrast keeps the trainable encoder's BatchNorm in eval mode on these classes (recontrast_mvtec.py).
 MVTEC_BN_EVAL = frozenset({"toothbrush", "leather", "grid", "tile", "wood", "screw"})
@@ -38,11 +51,15 @@ def check_class(cls: str, classes: tuple[str, ...], dataset: str, family: str) -
 def mvtec_task(variant: str = "") -> Task:
     cls = check_class(variant, MVTEC_CLASSES, "MVTec AD", "mvtec")
     return Task(
-        name=f"mvtec:{cls}", modality="industrial",
+        name=f"mvtec:{cls}",
+        modality="industrial",
         protocol=Protocol("official", "train/good", "test/* with pixel masks", has_masks=True),
-        image_size=256, crop_size=None,
+        image_size=256,
+        crop_size=None,
         hparams=Hyperparameters(iters=2000, batch_size=16, encoder_bn_train=cls not in MVTEC_BN_EVAL),
-        list_items=load_mvtec, folder=f"mvtec/{cls}", layout=MVTEC_LAYOUT,
+        list_items=load_mvtec,
+        folder=f"mvtec/{cls}",
+        layout=MVTEC_LAYOUT,
     )
 
 
@@ -54,8 +71,12 @@ def mvtec_unified_task(variant: str = "") -> Task:
 
 FAMILIES = (
     TaskFamily(
-        "mvtec", mvtec_task, listed=("mvtec", "mvtec:<class>"), examples=lambda: [("mvtec | mvtec:<class>", mvtec_task("bottle"))],
-        members=lambda: [f"mvtec:{c}" for c in MVTEC_CLASSES], row_notes={"enc. BN": "train*"},
+        "mvtec",
+        mvtec_task,
+        listed=("mvtec", "mvtec:<class>"),
+        examples=lambda: [("mvtec | mvtec:<class>", mvtec_task("bottle"))],
+        members=lambda: [f"mvtec:{c}" for c in MVTEC_CLASSES],
+        row_notes={"enc. BN": "train*"},
         footnote=f"* encoder BatchNorm in eval mode for MVTec {', '.join(sorted(MVTEC_BN_EVAL))}.",
     ),
     TaskFamily("mvtec-unified", mvtec_unified_task, listed=("mvtec-unified",), examples=lambda: [("mvtec-unified", mvtec_unified_task())]),

@@ -13,8 +13,7 @@ from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 OCT_LAYOUT = (
-    "<data root>/oct2017/train/NORMAL/*.jpeg and <data root>/oct2017/test/{NORMAL,CNV,DME,DRUSEN}/*.jpeg "
-    "(the train/ and test/ folders of the OCT2017 download)"
+    "<data root>/oct2017/train/NORMAL/*.jpeg and <data root>/oct2017/test/{NORMAL,CNV,DME,DRUSEN}/*.jpeg (the train/ and test/ folders of the OCT2017 download)"
 )
 
 
@@ -26,10 +25,15 @@ def oct_task(variant: str = "") -> Task:
     if variant:
         raise UserInputError(f"task 'oct' has no variants (got 'oct:{variant}')")
     return Task(
-        name="oct", modality="OCT",
+        name="oct",
+        modality="OCT",
         protocol=Protocol("paper", "train/NORMAL", "the whole official test/ folder", has_masks=False),
-        image_size=256, crop_size=None, hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False),
-        list_items=load_oct2017, folder="oct2017", layout=OCT_LAYOUT,
+        image_size=256,
+        crop_size=None,
+        hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False),
+        list_items=load_oct2017,
+        folder="oct2017",
+        layout=OCT_LAYOUT,
     )
 
 

@@ -32,9 +32,16 @@ def _generic_unified_example() -> list[tuple[str, Task]]:
 
 
 UNIFIED = TaskFamily(
-    "unified", _unified, listed=("unified:<task>+<task>",), examples=_generic_unified_example,
-    row_notes={"modality": "as members", "masks": "as members", "size": "members'",
-               "train | test": "the normals of all listed tasks together | each task's test set; metrics per task and their mean"},
+    "unified",
+    _unified,
+    listed=("unified:<task>+<task>",),
+    examples=_generic_unified_example,
+    row_notes={
+        "modality": "as members",
+        "masks": "as members",
+        "size": "members'",
+        "train | test": "the normals of all listed tasks together | each task's test set; metrics per task and their mean",
+    },
 )
 
 

@@ -143,9 +143,12 @@ def oct_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sampl
     yy, xx = _grid(size)
     cols = np.arange(size, dtype=np.float32)
     pit_x, pit_w = rng.uniform(0.35, 0.65) * size, rng.uniform(0.06, 0.1) * size
-    top = (rng.uniform(0.28, 0.42) * size + rng.uniform(-0.12, 0.12) * (cols - size / 2)
-           + rng.uniform(0, 0.04) * size * np.sin(cols / size * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 6))
-           + rng.uniform(0.03, 0.07) * size * np.exp(-0.5 * ((cols - pit_x) / pit_w) ** 2))
+    top = (
+        rng.uniform(0.28, 0.42) * size
+        + rng.uniform(-0.12, 0.12) * (cols - size / 2)
+        + rng.uniform(0, 0.04) * size * np.sin(cols / size * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 6))
+        + rng.uniform(0.03, 0.07) * size * np.exp(-0.5 * ((cols - pit_x) / pit_w) ** 2)
+    )
     thickness = rng.uniform(0.22, 0.3) * size * (1 - 0.5 * np.exp(-0.5 * ((cols - pit_x) / pit_w) ** 2))
     bumps = np.zeros(size, dtype=np.float32)
     if anomaly == "drusen":
@@ -281,11 +284,18 @@ def synthetic_task(name: str, variant: str = "", **options) -> Task:
         raise UserInputError(f"unknown option(s) {sorted(unknown)} for task '{name}'; known: {sorted(SYNTHETIC_DEFAULTS)}")
     opts = {**SYNTHETIC_DEFAULTS, **options}
     return Task(
-        name=name, modality=modality,
-        protocol=Protocol("synthetic", f"{opts['n_train']} normals", f"{opts['n_test_normal']} normal + {opts['n_test_abnormal']} abnormal, with masks", has_masks=True),
-        image_size=opts["size"], crop_size=None, hparams=hparams,
-        list_items=load_synthetic, layout="generated automatically in the cache folder",
-        locate=lambda task, _: synthetic_folder(task), options=opts,
+        name=name,
+        modality=modality,
+        protocol=Protocol(
+            "synthetic", f"{opts['n_train']} normals", f"{opts['n_test_normal']} normal + {opts['n_test_abnormal']} abnormal, with masks", has_masks=True
+        ),
+        image_size=opts["size"],
+        crop_size=None,
+        hparams=hparams,
+        list_items=load_synthetic,
+        layout="generated automatically in the cache folder",
+        locate=lambda task, _: synthetic_folder(task),
+        options=opts,
     )
 
 

@@ -25,11 +25,19 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         raise UserInputError(f"task '{name}': a member cannot itself be unified ({', '.join(nested)})")
     first = members[0]
     return Task(
-        name=name, modality=first.modality if len({m.modality for m in members}) == 1 else "mixed",
+        name=name,
+        modality=first.modality if len({m.modality for m in members}) == 1 else "mixed",
         protocol=Protocol(
-            "unified", f"the normals of all {len(members)} classes together ({what})", "each class's test set; metrics per class and their mean",
+            "unified",
+            f"the normals of all {len(members)} classes together ({what})",
+            "each class's test set; metrics per class and their mean",
             has_masks=first.protocol.has_masks if len({m.protocol.has_masks for m in members}) == 1 else None,
         ),
-        image_size=first.image_size, crop_size=first.crop_size, hparams=UNIFIED_HPARAMS, list_items=None, layout=first.layout,
-        fundus_crop=first.fundus_crop, members=tuple(members),
+        image_size=first.image_size,
+        crop_size=first.crop_size,
+        hparams=UNIFIED_HPARAMS,
+        list_items=None,
+        layout=first.layout,
+        fundus_crop=first.fundus_crop,
+        members=tuple(members),
     )

@@ -24,15 +24,22 @@ from medrecontrast.tasks.mvtec import check_class
 from medrecontrast.tasks.unified import unified_task
 
 VISA_CLASSES = (
-    "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1",
-    "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
+    "candle",
+    "capsules",
+    "cashew",
+    "chewinggum",
+    "fryum",
+    "macaroni1",
+    "macaroni2",
+    "pcb1",
+    "pcb2",
+    "pcb3",
+    "pcb4",
+    "pipe_fryum",
 )
 VISA_BN_EVAL = frozenset({"cashew", "pcb1"})  # encoder BatchNorm in eval mode (recontrast_visa.py)
 
-VISA_LAYOUT = (
-    "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... "
-    "(the VisA archive unpacked as is)"
-)
+VISA_LAYOUT = "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... (the VisA archive unpacked as is)"
 
 
 def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
@@ -55,15 +62,19 @@ def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-
 def visa_task(variant: str = "") -> Task:
     cls = check_class(variant, VISA_CLASSES, "VisA", "visa")
     return Task(
-        name=f"visa:{cls}", modality="industrial",
+        name=f"visa:{cls}",
+        modality="industrial",
         protocol=Protocol("1cls", "split=train", "split=test, masks binarised", has_masks=True),
-        image_size=256, crop_size=None,
+        image_size=256,
+        crop_size=None,
         hparams=Hyperparameters(iters=3000, batch_size=16, encoder_bn_train=cls not in VISA_BN_EVAL),
-        list_items=load_visa, folder="visa", layout=VISA_LAYOUT, options={"object": cls},
+        list_items=load_visa,
+        folder="visa",
+        layout=VISA_LAYOUT,
+        options={"object": cls},
     )
 
 
@@ -75,8 +86,12 @@ def visa_unified_task(variant: str = "") -> Task:
 
 FAMILIES = (
     TaskFamily(
-        "visa", visa_task, listed=("visa", "visa:<class>"), examples=lambda: [("visa | visa:<class>", visa_task("candle"))],
-        members=lambda: [f"visa:{c}" for c in VISA_CLASSES], row_notes={"enc. BN": "train*"},
+        "visa",
+        visa_task,
+        listed=("visa", "visa:<class>"),
+        examples=lambda: [("visa | visa:<class>", visa_task("candle"))],
+        members=lambda: [f"visa:{c}" for c in VISA_CLASSES],
+        row_notes={"enc. BN": "train*"},
         footnote=f"* encoder BatchNorm in eval mode for VisA {', '.join(sorted(VISA_BN_EVAL))}.",
     ),
     TaskFamily("visa-unified", visa_unified_task, listed=("visa-unified",), examples=lambda: [("visa-unified", visa_unified_task())]),
