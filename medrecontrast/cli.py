@@ -346,18 +346,22 @@ def train(
 
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
     overrides = {k: v for k, v in {"iters": iters, "holdout": holdout}.items() if v is not None}
-    metrics = train_run(
-        task,
-        method,
-        folder,
-        seed=seed,
-        profile=profile,
-        overrides=overrides,
-        resume=resume,
-        force=force,
-        data_root=data_root,
-        weights=str(weights) if weights else None,
-    )
+    try:
+        metrics = train_run(
+            task,
+            method,
+            folder,
+            seed=seed,
+            profile=profile,
+            overrides=overrides,
+            resume=resume,
+            force=force,
+            data_root=data_root,
+            weights=str(weights) if weights else None,
+        )
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume.")
+        raise typer.Exit(130) from None
     _print_metrics(folder, metrics)
 
 

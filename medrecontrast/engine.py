@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.errors import UserInputError, require_positive_ints
+from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.paths import atomic_path
 
 CHECKPOINT_FORMAT = 1
@@ -65,6 +65,7 @@ class TrainingConfig:
     lr_gamma: float = 0.2
 
     def __post_init__(self):
+        check_field_types(self)
         if (self.iters is None) == (self.epochs is None):
             raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
         require_positive_ints(self, "iters" if self.epochs is None else "epochs", "batch_size", "checkpoint_every")
@@ -72,8 +73,25 @@ class TrainingConfig:
             raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise UserInputError(f"grad_clip_norm must be positive or null (no clipping), got {self.grad_clip_norm!r}")
-        if self.amp not in (True, False, "bf16"):
-            raise UserInputError(f"amp must be true, false or 'bf16', got {self.amp!r}")
+        check_engineering_options(self)
+
+
+def check_engineering_options(config) -> None:
+    """``amp`` and ``device`` of any method's configuration, checked when it is built (so a sweep
+    refuses them when it is planned, not when a run starts)."""
+    if config.amp not in (True, False, "bf16"):
+        raise UserInputError(f"amp must be true, false or 'bf16', got {config.amp!r}")
+    if not isinstance(config.device, str):
+        raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
+    if config.device != "auto":
+        try:
+            kind = torch.device(config.device).type
+        except (RuntimeError, ValueError):
+            kind = None
+        if kind not in ("cpu", "cuda", "mps"):
+            raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
+    if config.num_workers is not None and (not isinstance(config.num_workers, int) or isinstance(config.num_workers, bool) or config.num_workers < 0):
+        raise UserInputError(f"num_workers must be a non-negative integer or null, got {config.num_workers!r}")
 
 
 def resolve_iterations(config: TrainingConfig, dataset_size: int) -> int:
@@ -88,6 +106,7 @@ def resolve_iterations(config: TrainingConfig, dataset_size: int) -> int:
 class TrainingResult:
     losses: list[float] = field(default_factory=list)  # one per iteration, from iteration 0
     seconds: float = 0.0  # wall time of the iterations run in this call
+    total_seconds: float = 0.0  # wall time of all iterations, earlier (resumed) segments included
     iteration_seconds: list[float] = field(default_factory=list)  # each of them (the loss read syncs the device)
     iterations_run: int = 0
     resumed_from: int = 0
@@ -115,11 +134,14 @@ def autocast(device: torch.device, amp: bool | str = True) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def uses_channels_last(device: torch.device, amp: bool | str, channels_last: bool | None) -> bool:
-    """``channels_last`` if set, else NHWC exactly where bf16 runs on CUDA's tensor cores."""
+def uses_channels_last(device: torch.device, amp: bool | str, channels_last: bool | None, inference: bool = False) -> bool:
+    """``channels_last`` if set, else NHWC where bf16 runs on CUDA's tensor cores, and for inference
+    on the CPU: oneDNN's NHWC convolutions scored a batch of 16 at 256 px 27 % faster for a resnet18
+    encoder and 17 % for RD4AD (benchmarks/README.md, "Test pass on real images"), while a CPU
+    training step (backward included) was slower in NHWC."""
     if channels_last is not None:
         return channels_last
-    return device.type == "cuda" and amp in (True, "bf16")
+    return (device.type == "cuda" and amp in (True, "bf16")) or (inference and device.type == "cpu")
 
 
 def to_channels_last(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -210,6 +232,7 @@ def train_loop(
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     result = TrainingResult(iters=iters)
+    previous_seconds = 0.0
     start = 0
     path = Path(checkpoint) if checkpoint else None
     if resume and path is not None and path.is_file():
@@ -221,6 +244,7 @@ def train_loop(
         start = int(state["iteration"])
         result.losses = state["losses"].tolist()
         result.resumed_from = start
+        previous_seconds = float(state.get("seconds", 0.0))
     else:
         seed_everything(config.seed)
     if device.type == "cuda" and config.cudnn_benchmark:
@@ -235,7 +259,7 @@ def train_loop(
     loader = DataLoader(dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers))
     began = last = time.perf_counter()
     with _progress(progress) as bar:
-        task = bar.add_task("training", total=iters, completed=start, loss=float("nan"))
+        task = bar.add_task("training", total=iters, completed=start, loss=result.losses[-1] if result.losses else float("nan"))
         for iteration, batch in enumerate(loader, start=start):
             images = batch_to_device(batch["image"], device)
             if channels_last:
@@ -269,8 +293,9 @@ def train_loop(
             done = iteration + 1
             bar.update(task, completed=done, loss=value)
             if path is not None and (done % config.checkpoint_every == 0 or done == iters):
-                save_checkpoint(path, model, optimizers, done, result.losses, identity)
+                save_checkpoint(path, model, optimizers, done, result.losses, identity, previous_seconds + now - began)
     result.seconds = time.perf_counter() - began
+    result.total_seconds = previous_seconds + result.seconds
     model.eval()
     return result
 
@@ -307,7 +332,7 @@ def _progress(enabled: bool) -> Progress:
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses: list[float], identity: dict) -> None:
+def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses: list[float], identity: dict, seconds: float = 0.0) -> None:
     """Write the whole training state atomically (temporary file, fsync, rename)."""
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -317,6 +342,7 @@ def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses:
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "rng": _rng_state(),
         "losses": torch.tensor(losses, dtype=torch.float64),
+        "seconds": float(seconds),  # training wall time so far, so that a resumed run reports all of it
     }
     atomic_torch_save(state, path)
 

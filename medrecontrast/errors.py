@@ -53,3 +53,37 @@ def require_format(found, expected: int, what: str, where, fix: str = "") -> Non
             f"{where} holds {what} of an incompatible version (written by an incompatible medrecontrast version: format {found}, "
             f"expected {expected}).{' ' + fix if fix else ''}"
         )
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "None": "null", "tuple": "a list of numbers"}
+
+
+def check_field_types(config) -> None:
+    """Every field of the dataclass ``config`` has a value of its annotated type (``int``, ``float``,
+    ``bool``, ``str``, ``None``, unions of them, ``tuple[...]``): ``iters = "10"`` is a user error
+    naming ``iters``, not a TypeError deep inside training. An int is a number; a bool is not an int."""
+    import dataclasses
+
+    for field in dataclasses.fields(config):
+        annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        value = getattr(config, field.name)
+        allowed = [part.strip() for part in annotation.split("|")]
+        if not any(_is_of(value, kind) for kind in allowed):
+            wanted = " or ".join(_TYPE_NAMES.get(kind.split("[")[0], kind) for kind in allowed)
+            raise UserInputError(f"{field.name} must be {wanted}, got {value!r}")
+
+
+def _is_of(value, kind: str) -> bool:
+    if kind == "None":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind.startswith("tuple"):
+        return isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return True  # an annotation this check does not know: left to the option's own check

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medrecontrast.errors import UserInputError
+
 CACHE_ENV = "MEDRECONTRAST_CACHE"
 
 
@@ -57,3 +59,37 @@ def write_csv(path: str | os.PathLike, frame) -> None:
     """A pandas DataFrame as CSV (no index), atomically."""
     with atomic_path(path) as partial:
         frame.to_csv(partial, index=False)
+
+
+def require_writable_folder(path: str | os.PathLike, option: str) -> None:
+    """``path`` is a folder, or can be created, and this process may write there (checked before any
+    work starts, so an unwritable ``--out``/``--report`` is a one-line error, not a crash at the end)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{option} {path} is a file, not a folder.")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(f"{option} {path}: cannot write in {existing} (permission denied).")
+
+
+REPORT_MARKER = ".medrecontrast-report"
+
+
+def claim_report_folder(folder: str | os.PathLike, write: bool = True) -> Path:
+    """A report folder the suite may write into: new, empty, or one it wrote before (it holds
+    :data:`REPORT_MARKER`); anything else is refused, as a user's own folder must never be
+    overwritten. With ``write`` the folder is created and marked."""
+    folder = Path(folder)
+    require_writable_folder(folder, "--report")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_MARKER).is_file():
+        raise UserInputError(
+            f"--report {folder} is not empty and was not written by medrecontrast (no {REPORT_MARKER}); "
+            "choose an empty or new folder, so that none of its files is overwritten."
+        )
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / REPORT_MARKER).is_file():
+            write_json(folder / REPORT_MARKER, {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite"})
+    return folder

@@ -105,6 +105,15 @@ def run_config(
     config.update({k: v for k, v in overrides.items() if k in RUN_KEYS})
     if not isinstance(config["holdout"], (int, float)) or isinstance(config["holdout"], bool) or not 0 <= config["holdout"] < 1:
         raise UserInputError(f"holdout must be a fraction in [0, 1), got {config['holdout']!r}")
+    for key in ("image_size", "crop_size"):
+        value = config[key]
+        if (value is not None or key == "image_size") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserInputError(f"{key} must be a positive integer (pixels), got {value!r}")
+    if config["crop_size"] is not None and config["crop_size"] > config["image_size"]:
+        raise UserInputError(f"crop_size must not exceed image_size, got {config['crop_size']} > {config['image_size']}")
+    quantile = config["threshold_quantile"]
+    if not isinstance(quantile, (int, float)) or isinstance(quantile, bool) or not 0 < quantile <= 1:
+        raise UserInputError(f"threshold_quantile must be a fraction in (0, 1], got {quantile!r}")
     side = config["crop_size"] or config["image_size"]
     if side % cls.size_multiple:
         raise UserInputError(f"{method} needs an input size that is a multiple of {cls.size_multiple}, got {side}")
@@ -139,7 +148,9 @@ def detector_options(method: str) -> tuple[str, ...]:
 
 
 def environment() -> dict:
-    """Exact versions, device and code revision a result was produced with."""
+    """Exact versions, device, CPU (model, instruction set torch uses, threads) and code revision a
+    result was produced with: CPU results depend on the instruction set oneDNN picks and on the
+    thread count (README "Reproducibility")."""
     packages = {name: _version(name) for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")}
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
@@ -148,9 +159,23 @@ def environment() -> dict:
         "host": platform.node(),
         "packages": packages,
         "device": device,
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "git_revision": _git_revision(),
     }
+
+
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo`` on Linux, else what the platform says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
@@ -228,7 +253,7 @@ def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
         detector.fit(train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress)
-        train_seconds = time.perf_counter() - began
+        train_seconds = detector.train_seconds_ if detector.train_seconds_ is not None else time.perf_counter() - began
     if detector.losses_ is not None:
         losses = detector.losses_
         write_csv(out / "loss.csv", pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))

@@ -143,3 +143,13 @@ def test_no_input_file_is_modified(tmp_path):
 
 def test_user_errors_are_user_input_errors():
     assert issubclass(DataLayoutError, UserInputError)
+
+
+def test_files_sharing_a_stem_are_refused_with_both_names(tmp_path):
+    """t000.png and t000.jpg once became one id, and --skip-unreadable could drop the good twin."""
+    folder = layouts.medical_folder(tmp_path)
+    first = folder / "train" / "NORMAL" / "a.png"
+    twin = write_png(folder / "train" / "NORMAL" / "a.jpg", rgb(12, 12))
+    with pytest.raises(UserInputError) as error:
+        get_task(f"folder:{folder}").load()
+    assert first.name in str(error.value) and twin.name in str(error.value)

@@ -332,3 +332,144 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     unified = table[table["task"] == "mvtec-unified"].iloc[0]  # the paper's unified table: 98.2
     assert unified["paper"] == "98.20" and unified["difference"] == "-1.20"
     assert set(table["protocol"]) == {"all normals train"}
+
+
+def test_a_report_lists_the_failures_when_no_run_finished(tmp_path, monkeypatch):
+    """Once a 148-line traceback ("No objects to concatenate"); now a README with each run's error."""
+    from medrecontrast.models import patchcore
+
+    def broken_fit(self, *args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(patchcore.PatchCore, "fit", broken_fit)
+    out = tmp_path / "runs"
+    outcomes = run_sweep(mini_config(out, tasks=["synth-oct"], methods=["patchcore"], seeds=[0]), progress=False)
+    assert [o.status for o in outcomes] == ["failed"]
+    readme = build_report(out, tmp_path / "report").read_text()
+    assert "No run" in readme and "simulated" in readme and "--resume" in readme
+    assert (tmp_path / "report" / "results.csv").is_file()
+
+
+def test_a_report_never_overwrites_a_folder_the_suite_did_not_write(tmp_path, mini_sweep):
+    """`report runs/x --report proj` once replaced a user's proj/README.md and proj/results.csv."""
+    out = mini_sweep[0] / "runs"
+    user = tmp_path / "proj"
+    user.mkdir()
+    (user / "README.md").write_text("my notes")
+    with pytest.raises(UserInputError, match="not written by medrecontrast"):
+        build_report(out, user)
+    assert (user / "README.md").read_text() == "my notes" and not (user / "results.csv").exists()
+    with pytest.raises(UserInputError, match="not written by medrecontrast"):  # refused before any run trains
+        plan_sweep(mini_config(tmp_path / "new", report=str(user)))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserInputError, match="is a file"):
+        plan_sweep(mini_config(tmp_path / "new", report=str(tmp_path / "afile")))
+    mine = build_report(out, tmp_path / "fresh").parent  # a new folder is created and marked, and may be rebuilt
+    assert build_report(out, mine).is_file()
+
+
+def test_toml_sections_resolve_aliases_and_families_and_typos_are_refused(tmp_path):
+    """[task.oct2017] for `oct`, [task.mvtec] for mvtec:* and [task.OCT] were silently ignored; typos too."""
+    config = SweepConfig(
+        tasks=["oct", "mvtec:bottle", "mvtec:grid"],
+        methods=["rd4ad"],
+        profile="demo",
+        out=str(tmp_path / "o"),
+        task={"oct2017": {"iters": 5}, "mvtec": {"iters": 7, "method": {"rd4ad": {"batch_size": 2}}}, "mvtec:grid": {"iters": 9}},
+    ).resolved()
+    assert config.overrides("oct", "rd4ad")["iters"] == 5
+    assert config.overrides("mvtec:bottle", "rd4ad") == {"iters": 7, "batch_size": 2}
+    assert config.overrides("mvtec:grid", "rd4ad") == {"iters": 9, "batch_size": 2}  # the class's own section wins over its family's
+    assert SweepConfig(tasks=["oct"], task={"OCT": {"iters": 3}}).resolved().overrides("oct", "rd4ad")["iters"] == 3
+    with pytest.raises(UserInputError, match=r"\[task.synth-fundsu\] names no task.*Did you mean \[task.synth-fundus\]"):
+        SweepConfig(tasks=["synth-fundus"], task={"synth-fundsu": {"iters": 3}}).resolved()
+    with pytest.raises(UserInputError, match=r"\[method.rd4da\].*Did you mean 'rd4ad'"):
+        SweepConfig(tasks=["synth-fundus"], methods=["rd4ad"], method={"rd4da": {"iters": 3}}).resolved()
+
+
+def _contend(claims, start, done, winners):
+    claim = Claim(claims, "run")
+    start.wait()
+    won = claim.acquire()
+    if won:
+        with winners.get_lock():
+            winners.value += 1
+    done.wait()  # nobody releases before every competitor has tried
+    if won:
+        claim.release()
+
+
+def test_many_processes_released_at_once_never_both_hold_a_claim(tmp_path):
+    """The old claim was created empty and written afterwards: a competitor reading the empty file took
+    it over (two live holders in 41 of 100 trials with four processes). Now: exactly one, every trial."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    processes, trials = 6, 15
+    for trial in range(trials):
+        start, done, winners = context.Barrier(processes), context.Barrier(processes), context.Value("i", 0)
+        workers = [context.Process(target=_contend, args=(tmp_path / str(trial), start, done, winners)) for _ in range(processes)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert all(w.exitcode == 0 for w in workers) and winners.value == 1, f"trial {trial}: {winners.value} holders"
+
+
+def test_a_claim_whose_heartbeat_stopped_expires(tmp_path, monkeypatch):
+    """A claim left by a dead node of a cluster (another host, no heartbeat for the TTL) is taken over;
+    a fresh one from another host is respected, and the message says how to clear it."""
+    import time
+
+    (tmp_path / "run").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()}))
+    claim = Claim(tmp_path, "run")
+    assert not claim.acquire() and "delete" in claim.describe() and "node-7" in claim.describe()
+    (tmp_path / "run").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time() - 3600}))
+    assert claim.acquire()
+    claim.release()
+    monkeypatch.setenv("MEDRECONTRAST_CLAIM_TTL", "soon")
+    (tmp_path / "run").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()}))
+    with pytest.raises(UserInputError, match="CLAIM_TTL"):
+        Claim(tmp_path, "run").acquire()
+
+
+@pytest.mark.parametrize(
+    "section,line,message",
+    [
+        ("[method.rd4ad]\niters = -5", "iters = -5", "iters must be a positive integer"),
+        ("[method.rd4ad]\niters = 0", "iters = 0", "iters must be a positive integer"),
+        ('[method.rd4ad]\niters = "10"', 'iters = "10"', "iters must be an integer"),
+        ("[method.patchcore]\ncoreset_ratio = 2.0", "coreset_ratio = 2.0", "coreset_ratio must be in"),
+        ("[method.rd4ad]\nbatch_size = 0", "batch_size = 0", "batch_size must be a positive integer"),
+        ("[method.patchcore]\nembed_dim = 0", "embed_dim = 0", "embed_dim must be a positive integer"),
+        ('[method.rd4ad]\nimage_score = "p95"', 'image_score = "p95"', "image_score must be one of"),
+        ('[method.rd4ad]\namp = "fp8"', 'amp = "fp8"', "amp must be"),
+        ('[method.patchcore]\nknn = "annoy"', 'knn = "annoy"', "knn must be"),
+        ('[method.patchcore]\ndevice = "tpu"', 'device = "tpu"', "device must be"),
+        ("[options]\nimage_size = 0", "image_size = 0", "image_size must be a positive integer"),
+    ],
+)
+def test_every_option_is_checked_when_the_sweep_is_planned_with_its_toml_line(tmp_path, section, line, message):
+    """Values out of range once gave a run marked finished with an untrained model, or failed only when
+    the run started; now planning refuses them, naming the key and its line in the file."""
+    toml = tmp_path / "sweep.toml"
+    toml.write_text(f'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nprofile = "demo"\nseeds = [0]\n{section}\n')
+    number = toml.read_text().splitlines().index(line) + 1
+    with pytest.raises(UserInputError, match=message) as error:
+        plan_sweep(load_sweep_config(toml, out=str(tmp_path / "runs")))
+    assert f"line {number}" in str(error.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_held_by_a_live_process_needs_no_resume(mini_sweep, tmp_path):
+    """A second bench on a live sweep was told the live run was "unfinished or failed" (pass --resume)."""
+    import time
+
+    out = copy_sweep(mini_sweep, tmp_path)
+    folder = out / "synth-oct" / "rd4ad" / "seed-1"
+    (folder / "status.json").write_text(json.dumps({"status": "running"}))
+    (out / ".claims").mkdir(exist_ok=True)
+    (out / ".claims" / "synth-oct__rd4ad__seed-1").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()}))
+    specs = plan_sweep(mini_config(out))  # no --resume needed: that run is someone else's, and is skipped
+    assert len(specs) == 8

@@ -177,3 +177,27 @@ def test_examples_show_one_normal_then_each_abnormality_class_in_turn():
     assert example_indices(labels, categories) == [3, 0, 4, 6]
     assert example_indices(labels, categories, count=3) == [3, 0, 4]
     assert example_indices(np.array([0, 0]), ["N", "N"]) == [0]
+
+
+def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
+    """`train` interrupted by Ctrl-C once printed nothing; the run stays resumable (status running)."""
+    from medrecontrast.models import rd4ad
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rd4ad.RD4AD, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_task(), "rd4ad", tmp_path / "run", overrides={"iters": 2}, progress=False)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "running"
+    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "2", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 130 and "--resume" in result.output
+
+
+def test_environment_records_the_cpu_its_instruction_set_and_threads():
+    """CPU results depend on the instruction set and thread count: both are recorded with the CPU model."""
+    from medrecontrast.runs import environment
+
+    recorded = environment()
+    assert recorded["cpu"] and recorded["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", "NO AVX", "VSX")
+    assert isinstance(recorded["torch_threads"], int) and recorded["cpu_cores"] >= 1

@@ -31,6 +31,7 @@ Later sections win over earlier ones in the order above; a variant's own options
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.models.base import detector_class
 from medrecontrast.runs import PROFILES, RUN_KEYS, detector_options
+from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
 EXECUTORS = ("local", "ray")
@@ -67,6 +69,7 @@ class SweepConfig:
     method: dict = field(default_factory=dict)  # method -> options
     task: dict = field(default_factory=dict)  # task -> options (+ "method" -> method -> options, + "data")
     variant: dict = field(default_factory=dict)  # variant name -> {"method": base method, **options}
+    source: str | None = None  # the TOML file the settings came from (for error messages with its lines)
 
     def resolved(self) -> "SweepConfig":
         """A copy with every default filled in and every name checked."""
@@ -96,6 +99,8 @@ class SweepConfig:
             raise UserInputError("a sweep needs at least one task, one method and one seed")
         if len(set(c.seeds)) != len(c.seeds):
             raise UserInputError(f"seeds repeat: {c.seeds}")
+        c.task = _resolve_task_sections(c.task, [t.name for t in expand_tasks(c.tasks)])
+        _check_method_sections(c)
         c.name = c.name or (Path(c.out).name if c.out else c.profile)
         c.out = str(Path(c.out or Path("runs") / c.name).absolute())
         c.report = str(Path(c.report or Path("reports") / c.name).absolute())
@@ -128,6 +133,58 @@ class SweepConfig:
         return dict(self.task.get(task, {}).get("data", {}))
 
 
+def locate_option(config: "SweepConfig", error: UserInputError) -> str:
+    """Where the option an error names was set: `` (sweep.toml, line 12)`` when the sweep came from a
+    file that sets it, else ""; the option is the error's first word (``iters must be ...``)."""
+    key = str(error).split(" ", 1)[0]
+    if not config.source or not key.isidentifier() or not Path(config.source).is_file():
+        return ""
+    line = _line_of(Path(config.source).read_text(), key)
+    return f" ({config.source}, line {line}: {key})" if line != "?" else ""
+
+
+def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
+    """``[task.X]`` sections keyed by the planned task names they reach: an alias (``oct2017``), any
+    case (``OCT``) or a family (``mvtec`` reaches every ``mvtec:<class>`` of the sweep; a class's own
+    section wins over its family's). A section that names no task at all (a typo) is refused with a
+    did-you-mean; one for a real task that this sweep does not run (a shared file narrowed by
+    ``--tasks``) reaches nothing and changes nothing."""
+    resolved: dict[str, dict] = {}
+    reached = {}
+    for key in sections:
+        try:
+            names = [t.name for t in expand_tasks([key])]
+        except UserInputError:
+            close = difflib.get_close_matches(key.lower(), planned, n=1, cutoff=0.6)
+            hint = f" Did you mean [task.{close[0]}]?" if close else ""
+            raise UserInputError(f"[task.{key}] names no task (this sweep runs {', '.join(planned)}), so its settings would be ignored.{hint}") from None
+        reached[key] = [n for n in names if n in planned]
+    for key in sorted(sections, key=lambda k: -len(reached[k])):  # families first, so each task's own section wins
+        for name in reached[key]:
+            merged = resolved.setdefault(name, {})
+            for option, value in sections[key].items():
+                if option in ("method", "data") and isinstance(value, dict):
+                    inner = merged.setdefault(option, {})
+                    for sub, sub_value in value.items():
+                        inner[sub] = {**inner.get(sub, {}), **sub_value} if option == "method" and isinstance(sub_value, dict) else sub_value
+                else:
+                    merged[option] = value
+    return resolved
+
+
+def _check_method_sections(c: "SweepConfig") -> None:
+    """``[method.M]`` and ``[task.T.method.M]`` must name a method or variant of the sweep, or a
+    registered method (one a shared file configures although ``--methods`` left it out)."""
+    named = [(f"method.{m}", m) for m in c.method] + [(f"task.{t}.method.{m}", m) for t, body in c.task.items() for m in body.get("method", {})]
+    for section, method in named:
+        if method not in c.methods and method not in DETECTORS:
+            close = difflib.get_close_matches(method, c.methods, n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UserInputError(
+                f"[{section}] names '{method}', which is not a method of this sweep ({', '.join(c.methods)}), so its settings would be ignored.{hint}"
+            )
+
+
 def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
     """A sweep config from a TOML file, with ``flags`` (not None) taking precedence."""
     path = Path(path)
@@ -152,7 +209,7 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
             if inner in body and not isinstance(body[inner], dict):
                 raise UserInputError(f"{path}, line {_line_of(text, inner)}: [task.{task}.{inner}] must be a table")
     _check_option_names(path, text, raw)
-    return SweepConfig(**{**raw, **{k: v for k, v in flags.items() if v is not None}})
+    return SweepConfig(**{**raw, **{k: v for k, v in flags.items() if v is not None}, "source": str(path)})
 
 
 def _check_option_names(path: Path, text: str, raw: dict) -> None:

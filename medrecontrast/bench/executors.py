@@ -46,7 +46,7 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
     outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
     claim = Claim(spec.claims, spec.key)
     if not claim.acquire():
-        outcome.status, outcome.error = "busy", f"running in another process ({claim.holder()})"
+        outcome.status, outcome.error = "busy", f"running in another process ({claim.describe()})"
         return outcome
     with claim:
         status = run_status(spec.folder)["status"]

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from medrecontrast.bench.results import finished, ordered_methods  # noqa: E402
 from medrecontrast.models import display_name, registered_methods  # noqa: E402
-from medrecontrast.paths import atomic_path  # noqa: E402
+from medrecontrast.paths import atomic_path, claim_report_folder  # noqa: E402
 from medrecontrast.tasks import task_slug  # noqa: E402
 
 
@@ -51,8 +51,7 @@ STYLE = {
 
 def make_figures(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
     """Every figure of the sweep into ``folder`` as PNG and PDF; returns the PNG paths by name."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = claim_report_folder(folder)
     done = finished(results)
     figures = {"roc": roc_figure(done), "auroc": auroc_figure(done), "scores": score_figure(done), "loss": loss_figure(done)}
     for task in done["task"].unique():

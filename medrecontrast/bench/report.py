@@ -12,7 +12,7 @@ import pandas as pd
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.tables import write_tables
-from medrecontrast.paths import atomic_path
+from medrecontrast.paths import atomic_path, claim_report_folder, write_csv
 from medrecontrast.runs import protocol_label
 
 FIGURE_CAPTIONS = {
@@ -35,10 +35,16 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     out = Path(out)
     folder = Path(folder) if folder else report_folder(out)
     results = collect_results(out)
-    tables = write_tables(results, folder)
-    figures = make_figures(results, folder)
+    claim_report_folder(folder)
     readme = folder / "README.md"
-    text = render_readme(out, results, tables, figures)
+    if finished(results).empty:  # nothing to tabulate or draw: say what happened to each run instead
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(folder / "results.csv", results)
+        text = render_failures(out, results)
+    else:
+        tables = write_tables(results, folder)
+        figures = make_figures(results, folder)
+        text = render_readme(out, results, tables, figures)
     with atomic_path(readme) as partial:
         partial.write_text(text)
     return readme
@@ -69,6 +75,8 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         + (f"; failed: {', '.join(_failed(results))}" if (results["status"] == "failed").any() else "")
         + " |",
         f"| hardware | {', '.join(devices) or 'n/a'}; host {environment.get('platform', platform.platform())} |",
+        f"| CPU | {environment.get('cpu', 'n/a')}, instruction set {environment.get('cpu_capability', 'n/a')}, "
+        f"{environment.get('torch_threads', 'n/a')} torch threads (CPU results are bit-reproducible only with all three equal) |",
         f"| software | python {environment.get('python', '')}, torch {environment.get('packages', {}).get('torch', '')}, "
         f"monai {environment.get('packages', {}).get('monai', '')}; git {str(environment.get('git_revision') or 'n/a')[:10]} |",
         f"| total training time | {done['train_s'].sum() / 60:.1f} min (inference {done['inference_s'].sum() / 60:.1f} min) |",
@@ -109,6 +117,21 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         ]
     lines += ["## Cost (mean over seeds)", "", tables["cost.md"].read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def render_failures(out: Path, results: pd.DataFrame) -> str:
+    """The report of a sweep in which no run finished: each run's status and error, and what to do."""
+    lines = [
+        f"# Benchmark report: {out.name}",
+        "",
+        f"No run of `{_relative(out)}` has finished ({len(results)} run folder(s)), so there are no tables or figures yet.",
+        "Each run's error is in its `status.json`; fix the cause and rerun the same `medrecontrast bench` command with `--resume`.",
+        "",
+        "| task | method | seed | status | error |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r.task} | {r.method} | {r.seed} | {r.status} | {str(r.error or '')[:200].replace('|', '/')} |" for r in results.itertuples()]
+    return "\n".join(lines) + "\n"
 
 
 def _settings(results: pd.DataFrame) -> list[str]:

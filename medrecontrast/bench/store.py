@@ -5,10 +5,11 @@ Layout of a sweep folder::
     <out>/sweep.json                         format, config, environment of the last invocation
     <out>/<task>/<method>/seed-<k>/          one run folder (see medrecontrast.runs)
     <out>/.claims/<task>__<method>__seed-<k>  held while a process runs that run
+    <out>/.claims-locks/                      the file locks under which claims are decided
 
-A claim is a file created with ``O_EXCL``: two ``bench`` processes (or Ray workers) on the same
-folder never run the same run twice. A claim whose process has died (same host, pid gone) is
-stale and is taken over.
+A claim (:class:`Claim`) is a file written under a ``filelock`` lock, with a heartbeat: two
+``bench`` processes (or Ray workers) on the same folder never run the same run twice, and a claim
+whose process has died (same host) or whose heartbeat stopped (any host) is taken over.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from medrecontrast.errors import UserInputError, require_format
 from medrecontrast.paths import write_json
@@ -94,30 +99,52 @@ def open_sweep_folder(out: Path, payload: dict) -> None:
     write_json(out / "sweep.json", {"format": SWEEP_FORMAT, **payload})
 
 
+CLAIM_TTL_ENV = "MEDRECONTRAST_CLAIM_TTL"
+CLAIM_TTL_S = 600.0  # a claim whose heartbeat is older than this is abandoned (a dead node of a cluster)
+HEARTBEAT_S = 30.0
+
+
 class Claim:
-    """Exclusive right to run one run; a context manager that releases it on exit."""
+    """Exclusive right to run one run; a context manager that releases it on exit.
+
+    The claim file holds its owner (host, pid) and a heartbeat that a background thread refreshes
+    every :data:`HEARTBEAT_S` seconds while the run goes on. Deciding whether a claim is free and
+    writing ours happen under a ``filelock`` lock on a companion file, so that of many processes
+    released at once exactly one wins (the previous create-then-write claim let a competitor read
+    an empty file, judge it abandoned and take it over). A claim is abandoned when its process is
+    gone (same host) or its heartbeat is older than ``$MEDRECONTRAST_CLAIM_TTL`` seconds (default
+    600; any host, so a claim left by a dead cluster node expires).
+    """
 
     def __init__(self, claims: str | Path, key: str):
         self.path = Path(claims) / key
+        self._stop: threading.Event | None = None
+
+    def _lock(self) -> FileLock:
+        # beside the claims folder, not in it: that folder lists exactly the claims that are held
+        locks = self.path.parent.with_name(f"{self.path.parent.name}-locks")
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{self.path.name}.lock"), timeout=60)
 
     def acquire(self) -> bool:
         """True if this process now holds the claim; False if a live process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not self._stale():
-                    return False
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(handle, "w") as file:
-                json.dump({"host": platform.node(), "pid": os.getpid()}, file)
-            return True
-        return False
+        with self._lock():
+            holder = self.holder()
+            if self.path.exists() and not self._abandoned(holder):
+                return False
+            self._write()
+        self._stop = threading.Event()
+        threading.Thread(target=self._beat, args=(self._stop,), daemon=True, name=f"claim {self.path.name}").start()
+        return True
 
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        with self._lock():
+            if self._mine(self.holder()):
+                self.path.unlink(missing_ok=True)
 
     def holder(self) -> dict:
         try:
@@ -125,22 +152,62 @@ class Claim:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def _stale(self) -> bool:
+    def held_elsewhere(self) -> bool:
+        """True while another live process holds this claim (its heartbeat fresh, its process alive)."""
         holder = self.holder()
+        return self.path.exists() and not self._mine(holder) and not self._abandoned(holder)
+
+    def describe(self) -> str:
+        """Who holds the claim and how to clear it, for a user who believes it is left over."""
+        holder = self.holder()
+        return (
+            f"claimed by pid {holder.get('pid')} on {holder.get('host')}, heartbeat {holder.get('heartbeat', '?')}; if no such process "
+            f"runs it, delete {self.path} (claims also expire {ttl():.0f} s after their last heartbeat)"
+        )
+
+    def _write(self) -> None:
+        write_json(self.path, {"host": platform.node(), "pid": os.getpid(), "heartbeat": time.time()})
+
+    def _mine(self, holder: dict) -> bool:
+        return holder.get("host") == platform.node() and holder.get("pid") == os.getpid()
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with self._lock():
+                if self._mine(self.holder()):
+                    self._write()
+
+    def _abandoned(self, holder: dict) -> bool:
+        """Its process is gone (same host), or its heartbeat (the file's mtime for claims written
+        without one) is older than the TTL (any host: a dead node, a hung process, a reused pid)."""
         if not holder:
-            return True  # the holder died between creating and writing the file
+            return True  # unreadable: only a crash inside the atomic write could leave that, and it cannot
+        try:
+            beat = float(holder.get("heartbeat") or self.path.stat().st_mtime)
+        except OSError:
+            return True
+        expired = time.time() - beat > ttl()
         if holder.get("host") != platform.node():
-            return False  # another machine: cannot tell, so respect it
+            return expired
         try:
             os.kill(int(holder["pid"]), 0)
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False
-        return False
+            pass
+        return expired
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.release()
+
+
+def ttl() -> float:
+    """Seconds after its last heartbeat a claim is abandoned (``$MEDRECONTRAST_CLAIM_TTL``, default 600)."""
+    value = os.environ.get(CLAIM_TTL_ENV)
+    try:
+        return float(value) if value else CLAIM_TTL_S
+    except ValueError:
+        raise UserInputError(f"${CLAIM_TTL_ENV} must be a number of seconds, got {value!r}") from None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from medrecontrast.bench.config import SweepConfig
-from medrecontrast.bench.executors import Outcome, run_local, run_ray
+from medrecontrast.bench.config import SweepConfig, locate_option
+from medrecontrast.bench.executors import Outcome, console, run_local, run_ray
 from medrecontrast.bench.store import (
+    Claim,
     RunSpec,
     check_sweep_folder,
     open_sweep_folder,
@@ -22,6 +23,7 @@ from medrecontrast.bench.store import (
 )
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
+from medrecontrast.paths import claim_report_folder, require_writable_folder
 from medrecontrast.runs import environment, read_run_config, run_config
 from medrecontrast.tasks import expand_tasks, get_task
 
@@ -33,7 +35,9 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
     configuration, or unfinished runs without ``resume``: each raises :class:`UserInputError` here.
     """
     config = config.resolved()
+    require_writable_folder(config.out, "--out")
     check_sweep_folder(Path(config.out))
+    claim_report_folder(config.report, write=False)  # a user's folder is refused now, not after hours of training
     names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
     for name in names:
@@ -44,7 +48,10 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
             base = config.base_method(method)
             variant = method if base != method else None
             for seed in config.seeds:
-                planned = run_config(task, base, seed, config.profile, overrides, config.weights, variant)
+                try:
+                    planned = run_config(task, base, seed, config.profile, overrides, config.weights, variant)
+                except UserInputError as exc:  # a bad option: say which run and where it was set, before anything trains
+                    raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 folder = run_folder(config.out, name, method, seed)
                 _check_existing(folder, planned)
                 specs.append(
@@ -64,6 +71,12 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
                     )
                 )
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
+    live = [s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()]  # another bench runs them now: they are skipped, not resumed
+    unfinished = [s for s in unfinished if s not in live]
+    if live:
+        console.print(
+            f"{len(live)} run(s) are running in another process and will be skipped: {', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
+        )
     if unfinished and not resume:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
         raise UserInputError(

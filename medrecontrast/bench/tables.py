@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medrecontrast.bench.results import METRICS, finished
-from medrecontrast.paths import atomic_path
+from medrecontrast.paths import atomic_path, claim_report_folder
 
 # ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
 # (utils.evaluation appends compute_pro per abnormal image and takes the mean), so the comparison
@@ -136,8 +136,7 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
     """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = claim_report_folder(folder)
     written = {}
 
     def save(name: str, writer) -> None:

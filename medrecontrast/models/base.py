@@ -86,7 +86,8 @@ class Detector:
     """Base class: configuration in a dataclass (checked at construction), learning in ``fit``
     (returns ``self``), learned state in attributes ending in ``_``.
 
-    After ``fit``: ``fitted_`` is True, ``images_seen_`` counts the training images processed,
+    After ``fit``: ``fitted_`` is True, ``images_seen_`` counts the training images processed (over
+    every resumed segment), ``train_seconds_`` is their training time where a method resumes (else None),
     ``iters_`` is the number of training iterations (None for methods that do not iterate) and
     ``losses_`` the loss per iteration (None likewise).
     """
@@ -118,6 +119,7 @@ class Detector:
         self.images_seen_ = 0
         self.iters_: int | None = None
         self.losses_: list[float] | None = None
+        self.train_seconds_: float | None = None  # training wall time over resumed segments (None: what fit took)
 
     # --- to implement ---------------------------------------------------------------------------
     def fit(self, train: Dataset, *, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "Detector":

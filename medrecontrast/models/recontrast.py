@@ -206,14 +206,15 @@ class ReContrast(Detector):
             progress=progress,
         )
         self.losses_ = self.training_.losses
-        self.images_seen_ = self.training_.iterations_run * c.batch_size
+        self.images_seen_ = (self.training_.resumed_from + self.training_.iterations_run) * c.batch_size
+        self.train_seconds_ = self.training_.total_seconds
         self.fitted_ = True
         return self
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
-        if uses_channels_last(images.device, self.config.amp, self.config.channels_last):
+        if uses_channels_last(images.device, self.config.amp, self.config.channels_last, inference=True):
             images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
             targets, outputs = self.model(images)

@@ -114,6 +114,8 @@ class Task:
             raise DataLayoutError(f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}")
         if not test:
             raise DataLayoutError(f"task '{self.name}': no test images found under {root}. {self.layout_hint()}")
+        _require_unique_ids(self, train)
+        _require_unique_ids(self, test)
         return TaskData(task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test))
 
     def _load_members(self, data_root) -> TaskData:
@@ -159,6 +161,22 @@ class TaskFamily:
 def task_slug(name: str) -> str:
     """The one folder name for a task name (``mvtec:bottle`` -> ``mvtec-bottle``; paths lose their slashes)."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name.replace(":", "-")).strip("-")
+
+
+def _require_unique_ids(task: "Task", items: list[dict]) -> None:
+    """Within a split, every item's id names one file: two files that share a stem (``t000.png`` and
+    ``t000.jpg``) would share an id, so scores, examples and ``--skip-unreadable`` could mix them up."""
+    first: dict[str, str] = {}
+    for it in items:
+        key = f"{it['id']}#{it.get('slice', '')}"
+        if key in first:
+            if first[key] == it["image"]:
+                raise DataLayoutError(f"task '{task.name}': {it['image']} is listed twice (image '{it['id']}'); remove the repeated entry.")
+            raise DataLayoutError(
+                f"task '{task.name}': {first[key]} and {it['image']} would both be image '{it['id']}' (the same name without its "
+                f"extension); rename or remove one of them."
+            )
+        first[key] = it["image"]
 
 
 def _all_prepared(items: list[dict]) -> bool:
