@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrecontrast.errors import DataLayoutError
+from medrecontrast.errors import DataLayoutError, UserInputError
 
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
 
@@ -156,6 +156,15 @@ class TaskFamily:
     members: Callable[[], list[str]] | None = field(default=None, repr=False)  # a bare family name stands for these tasks
     row_notes: dict = field(default_factory=dict)  # cells of its `medrecontrast tasks` rows to replace (with a footnote mark)
     footnote: str = ""  # printed under the tasks table
+
+
+def require_class(cls: str, classes: tuple[str, ...], dataset: str, family: str) -> str:
+    """``cls`` if it is one of ``classes``; else a user error listing them."""
+    if not cls:
+        raise UserInputError(f"task '{family}' needs a class, e.g. {family}:{classes[0]} ('{family}' alone, in a sweep, stands for all {len(classes)} classes)")
+    if cls in classes:
+        return cls
+    raise UserInputError(f"'{cls}' is not a {dataset} class; known classes: {', '.join(classes)}")
 
 
 def task_slug(name: str) -> str:

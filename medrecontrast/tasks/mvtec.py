@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
+from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily, require_class
 from medrecontrast.tasks.folder import list_class_folders
-from medrecontrast.tasks.unified import unified_task
+from medrecontrast.tasks.unified import unified_family
 
 MVTEC_CLASSES = (
     "bottle",
@@ -39,17 +38,8 @@ def load_mvtec(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     return list_class_folders(task, root, normal="good")
 
 
-def check_class(cls: str, classes: tuple[str, ...], dataset: str, family: str) -> str:
-    """``cls`` if it is one of ``classes``; else a user error listing them."""
-    if not cls:
-        raise UserInputError(f"task '{family}' needs a class, e.g. {family}:{classes[0]} ('{family}' alone, in a sweep, stands for all {len(classes)} classes)")
-    if cls in classes:
-        return cls
-    raise UserInputError(f"'{cls}' is not a {dataset} class; known classes: {', '.join(classes)}")
-
-
 def mvtec_task(variant: str = "") -> Task:
-    cls = check_class(variant, MVTEC_CLASSES, "MVTec AD", "mvtec")
+    cls = require_class(variant, MVTEC_CLASSES, "MVTec AD", "mvtec")
     return Task(
         name=f"mvtec:{cls}",
         modality="industrial",
@@ -63,12 +53,6 @@ def mvtec_task(variant: str = "") -> Task:
     )
 
 
-def mvtec_unified_task(variant: str = "") -> Task:
-    if variant:
-        raise UserInputError(f"task 'mvtec-unified' has no variants (got 'mvtec-unified:{variant}')")
-    return unified_task("mvtec-unified", [mvtec_task(c) for c in MVTEC_CLASSES], f"all {len(MVTEC_CLASSES)} MVTec AD classes")
-
-
 FAMILIES = (
     TaskFamily(
         "mvtec",
@@ -79,5 +63,5 @@ FAMILIES = (
         row_notes={"enc. BN": "train*"},
         footnote=f"* encoder BatchNorm in eval mode for MVTec {', '.join(sorted(MVTEC_BN_EVAL))}.",
     ),
-    TaskFamily("mvtec-unified", mvtec_unified_task, listed=("mvtec-unified",), examples=lambda: [("mvtec-unified", mvtec_unified_task())]),
+    unified_family("mvtec", mvtec_task, MVTEC_CLASSES, "MVTec AD"),
 )

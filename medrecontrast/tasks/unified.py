@@ -5,8 +5,10 @@ their classes with :func:`unified_task`; the registry composes ``unified:<task>+
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task
+from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
 
 UNIFIED_HPARAMS = Hyperparameters(iters=5000, batch_size=16, encoder_bn_train=False, image_score="top1", unified=True)  # *_multiclass.py
 
@@ -41,3 +43,15 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         fundus_crop=first.fundus_crop,
         members=tuple(members),
     )
+
+
+def unified_family(family: str, member: Callable[[str], Task], classes: tuple[str, ...], label: str) -> TaskFamily:
+    """``<family>-unified``: one model for every class of a dataset (``member(class)`` builds each)."""
+    name = f"{family}-unified"
+
+    def build(variant: str = "") -> Task:
+        if variant:
+            raise UserInputError(f"task '{name}' has no variants (got '{name}:{variant}')")
+        return unified_task(name, [member(c) for c in classes], f"all {len(classes)} {label} classes")
+
+    return TaskFamily(name, build, listed=(name,), examples=lambda: [(name, build())])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medrecontrast.errors import DataLayoutError, UserInputError
+from medrecontrast.errors import DataLayoutError
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
@@ -19,9 +19,9 @@ from medrecontrast.tasks.base import (
     TaskFamily,
     item,
     read_label_csv,
+    require_class,
 )
-from medrecontrast.tasks.mvtec import check_class
-from medrecontrast.tasks.unified import unified_task
+from medrecontrast.tasks.unified import unified_family
 
 VISA_CLASSES = (
     "candle",
@@ -63,7 +63,7 @@ def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
 
 
 def visa_task(variant: str = "") -> Task:
-    cls = check_class(variant, VISA_CLASSES, "VisA", "visa")
+    cls = require_class(variant, VISA_CLASSES, "VisA", "visa")
     return Task(
         name=f"visa:{cls}",
         modality="industrial",
@@ -78,12 +78,6 @@ def visa_task(variant: str = "") -> Task:
     )
 
 
-def visa_unified_task(variant: str = "") -> Task:
-    if variant:
-        raise UserInputError(f"task 'visa-unified' has no variants (got 'visa-unified:{variant}')")
-    return unified_task("visa-unified", [visa_task(c) for c in VISA_CLASSES], f"all {len(VISA_CLASSES)} VisA classes")
-
-
 FAMILIES = (
     TaskFamily(
         "visa",
@@ -94,5 +88,5 @@ FAMILIES = (
         row_notes={"enc. BN": "train*"},
         footnote=f"* encoder BatchNorm in eval mode for VisA {', '.join(sorted(VISA_BN_EVAL))}.",
     ),
-    TaskFamily("visa-unified", visa_unified_task, listed=("visa-unified",), examples=lambda: [("visa-unified", visa_unified_task())]),
+    unified_family("visa", visa_task, VISA_CLASSES, "VisA"),
 )
