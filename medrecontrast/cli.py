@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -15,11 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from medrecontrast import __version__
+from medrecontrast.bench.config import EXECUTORS
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
 from medrecontrast.models import registered_methods
+from medrecontrast.runs import PROFILES
 from medrecontrast.tasks import DATA_ROOT_ENV, footnotes, get_task, registry_rows, task_slug
 from medrecontrast.tasks.aptos import prepare_aptos
+
+# Choices shown in --help and checked by click, from the modules that own them
+ProfileChoice = enum.Enum("ProfileChoice", {name: name for name in PROFILES}, type=str)
+ExecutorChoice = enum.Enum("ExecutorChoice", {name: name for name in EXECUTORS}, type=str)
 
 app = typer.Typer(
     name="medrecontrast",
@@ -82,12 +89,15 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 @app.command("tasks")
-def tasks_command():
+def tasks_command(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False):
     """List every task: modality, protocol, sizes and ReContrast settings.
 
     Example: medrecontrast tasks
     """
     rows = registry_rows()
+    if as_json:
+        print(json.dumps({"tasks": rows, "notes": footnotes()}))
+        return
     table = Table(title="medrecontrast tasks", show_lines=False)
     for column in rows[0]:
         table.add_column(column, no_wrap=column != "train | test")
@@ -96,7 +106,35 @@ def tasks_command():
     console.print(table)
     for note in footnotes():
         console.print(note)
-    console.print(f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Real data'.")
+    console.print(f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Pointing it at real data'.")
+
+
+@app.command("methods")
+def methods_command(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False):
+    """List every registered method with each of its options and their defaults.
+
+    Example: medrecontrast methods
+    """
+    import dataclasses
+
+    from medrecontrast.models import DETECTORS
+
+    methods = {}
+    for name in registered_methods():
+        cls = DETECTORS[name]
+        options = {f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cls.Config)}
+        methods[name] = {"display_name": cls.display_name, "trains": cls.trains, "size_multiple": cls.size_multiple, "options": options}
+    if as_json:
+        print(json.dumps(methods, default=str))
+        return
+    for name, method in methods.items():
+        table = Table(title=f"{name} ({method['display_name']}; {'trains' if method['trains'] else 'no training iterations'})")
+        table.add_column("option")
+        table.add_column("default")
+        for option, default in method["options"].items():
+            table.add_row(option, json.dumps(default, default=str))
+        console.print(table)
+    console.print("Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README.")
 
 
 @data_app.command("check")
@@ -139,6 +177,8 @@ def _print_check(summary: dict) -> None:
             table.add_row("", f"  {category}", str(n), style="dim")
     console.print(table)
     console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
+    if summary.get("masks_missing"):
+        err_console.print(f"[yellow]warning:[/] {summary['masks_missing']} abnormal test image(s) have no mask: pixel AUROC and AUPRO will use the others only")
     if summary["fundus_crop"]:
         console.print(f"fundus border crop: {summary['fundus_crop']}")
     for problem in summary["problems"][:20]:
@@ -183,7 +223,7 @@ def bench(
     ] = None,
     seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
     profile: Annotated[
-        Optional[str],
+        Optional[ProfileChoice],
         typer.Option(
             "--profile",
             help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.",
@@ -197,7 +237,8 @@ def bench(
     out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder (default: runs/<name>).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Report folder (default: reports/<name>).", show_default=False)] = None,
     executor: Annotated[
-        Optional[str], typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False)
+        Optional[ExecutorChoice],
+        typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False),
     ] = None,
     address: Annotated[
         Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False)
@@ -205,9 +246,15 @@ def bench(
     weights: Annotated[
         Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
     ] = None,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.", show_default=False)
+    ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old results are deleted.")
+    ] = False,
 ):
     """Train and evaluate every task x method x seed, then write tables, figures and a report.
 
@@ -230,24 +277,26 @@ def bench(
         tasks=tasks,
         methods=methods,
         seeds=seeds,
-        profile=profile,
+        profile=profile.value if profile else None,
         data_root=_str(data_root),
         out=_str(out),
         report=_str(report),
-        executor=executor,
+        executor=executor.value if executor else None,
         address=address,
         weights=_str(weights),
     )
     sweep = load_sweep_config(config, **flags) if config else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
     if holdout is not None:
         sweep.options = {**sweep.options, "holdout": holdout}  # the flag wins over the file's [options]
+    if device is not None:
+        sweep.options = {**sweep.options, "device": device}
     sweep = sweep.resolved()
     console.print(
         f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}"
     )
     began = time.perf_counter()
     try:
-        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]))
+        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]), force=force)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue.")
         raise typer.Exit(130) from None
@@ -328,7 +377,9 @@ def train(
     method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(registered_methods())}.")] = "recontrast",
     seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
-    profile: Annotated[str, typer.Option("--profile", help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px.")] = "demo",
+    profile: Annotated[
+        ProfileChoice, typer.Option("--profile", help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px.")
+    ] = "demo",
     iters: Annotated[Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
@@ -337,6 +388,9 @@ def train(
         Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
     ] = None,
     data_root: DataRoot = None,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.", show_default=False)
+    ] = None,
 ):
     """Train one method on one task with one seed, then evaluate it; everything lands in the run folder.
 
@@ -345,14 +399,14 @@ def train(
     from medrecontrast.runs import train_run
 
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
-    overrides = {k: v for k, v in {"iters": iters, "holdout": holdout}.items() if v is not None}
+    overrides = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
     try:
         metrics = train_run(
             task,
             method,
             folder,
             seed=seed,
-            profile=profile,
+            profile=ProfileChoice(profile).value,
             overrides=overrides,
             resume=resume,
             force=force,

@@ -236,7 +236,10 @@ def train_loop(
     start = 0
     path = Path(checkpoint) if checkpoint else None
     if resume and path is not None and path.is_file():
-        state = load_checkpoint(path, identity)
+        try:
+            state = load_checkpoint(path, identity)
+        except UserInputError as exc:
+            raise UserInputError(f"{exc} To start this run again, delete {path} or pass --force (bench, train).") from None
         model.load_state_dict(state["model"])
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])

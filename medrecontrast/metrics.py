@@ -8,6 +8,8 @@ label, as a deployed detector would have to.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 from sklearn.metrics import (
@@ -38,6 +40,7 @@ METRICS = {
 }
 THRESHOLDS = ("threshold_oracle", "threshold_holdout")  # the score thresholds behind the F1/ACC columns
 PER_CLASS = "per_class"  # unified tasks: the same metrics for each member task
+MASKS_MISSING = "masks_missing"  # abnormal test images without a mask, left out of the pixel metrics
 
 
 def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: float = THRESHOLD_QUANTILE, groups=None) -> dict:
@@ -51,24 +54,40 @@ def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: fl
     """
     labels, scores = np.asarray(predictions.labels), np.asarray(predictions.scores)
     masks, maps = getattr(predictions, "masks", None), getattr(predictions, "maps", None)
+    known = getattr(predictions, "mask_known", None)
+    if masks is not None and known is not None and not known.all():
+        # pixel metrics on the images whose masks are known; the count goes into the metrics
+        missing = int((~known).sum())
+        warnings.warn(f"{missing} abnormal test image(s) have no mask: pixel AUROC and AUPRO use the other {int(known.sum())} images", stacklevel=2)
+        kept = np.flatnonzero(known)
+        pixel = (masks[kept], maps[kept], labels[kept])
+    else:
+        missing, pixel = 0, None
     if groups is None:
-        return check_metric_keys(_metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool)))
+        metrics = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool), pixel)
+        return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
     groups = np.asarray(groups)
-    per_class = {str(g): _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, groups == g) for g in dict.fromkeys(groups.tolist())}
+    per_class = {}
+    for g in dict.fromkeys(groups.tolist()):
+        rows = groups == g
+        subset = None if known is None or known.all() else (masks[rows & known], maps[rows & known], labels[rows & known])
+        per_class[str(g)] = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, rows, subset)
     shared = [k for k in METRICS if all(k in m for m in per_class.values())]
-    return check_metric_keys({**{k: float(np.mean([m[k] for m in per_class.values()])) for k in shared}, PER_CLASS: per_class})
+    metrics = {**{k: float(np.mean([m[k] for m in per_class.values()])) for k in shared}, PER_CLASS: per_class}
+    return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
 
 
 def check_metric_keys(metrics: dict, where: str = "metrics") -> dict:
     """``metrics`` unchanged if every key is a known metric (or threshold, ``per_class``, ``timings``); else an error."""
-    unknown = sorted(set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, "timings"})
+    unknown = sorted(set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, MASKS_MISSING, "timings"})
     if unknown:
         raise ValueError(f"{where}: unknown metric(s) {', '.join(unknown)}; the metrics are {', '.join(METRICS)} (medrecontrast.metrics.METRICS)")
     return metrics
 
 
-def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray) -> dict:
-    """Every metric of the test images selected by the boolean ``rows``."""
+def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray, pixel: tuple | None = None) -> dict:
+    """Every metric of the test images selected by the boolean ``rows``; ``pixel`` (masks, maps,
+    labels) replaces those rows for the pixel metrics when some masks are unknown."""
     labels, scores = labels[rows], scores[rows]
     metrics = image_metrics(labels, scores)
     oracle = oracle_threshold(labels, scores)
@@ -76,11 +95,14 @@ def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, ro
     if holdout_scores is not None:
         fixed = holdout_threshold(holdout_scores, quantile)
         metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(labels, scores, fixed).items()}, threshold_holdout=fixed)
-    masks = masks[rows] if masks is not None else None
+    if pixel is not None:
+        masks, maps, pixel_labels = pixel
+    else:
+        masks = masks[rows] if masks is not None else None
+        maps, pixel_labels = (maps[rows] if masks is not None else None), labels
     if masks is not None and masks.any():
-        maps = maps[rows]
         metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
-        metrics["aupro_per_image"] = aupro_per_image(masks[labels == 1], maps[labels == 1])
+        metrics["aupro_per_image"] = aupro_per_image(masks[pixel_labels == 1], maps[pixel_labels == 1])
     return metrics
 
 

@@ -473,3 +473,24 @@ def test_a_run_held_by_a_live_process_needs_no_resume(mini_sweep, tmp_path):
     (out / ".claims" / "synth-oct__rd4ad__seed-1").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()}))
     specs = plan_sweep(mini_config(out))  # no --resume needed: that run is someone else's, and is skipped
     assert len(specs) == 8
+
+
+def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
+    """After a NaN, fixing the learning rate and --resume was refused ("another configuration") with no
+    way out; now the message names --force, which redoes the named runs from scratch."""
+    from medrecontrast.models import rd4ad
+
+    def nan(self, *args, **kwargs):
+        raise RuntimeError("the loss became nan (simulated)")
+
+    real = rd4ad.RD4AD.fit
+    monkeypatch.setattr(rd4ad.RD4AD, "fit", nan)
+    out = tmp_path / "runs"
+    config = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0])
+    assert [o.status for o in run_sweep(config, progress=False)] == ["failed"]
+    monkeypatch.setattr(rd4ad.RD4AD, "fit", real)
+    fixed = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0], method={"rd4ad": {"iters": 3, "batch_size": 4, "lr_decoder": 0.001}})
+    with pytest.raises(UserInputError, match="--force"):
+        run_sweep(fixed, resume=True, progress=False)
+    assert [o.status for o in run_sweep(fixed, force=True, progress=False)] == ["finished"]
+    assert json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"] == 0.001

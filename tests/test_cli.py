@@ -148,3 +148,28 @@ def test_console_script_bench_with_several_values_per_flag(tmp_path):
     assert "all training normals train" in (tmp_path / "reports" / "mini" / "README.md").read_text()
     result = subprocess.run([exe, "data", "check", "nope"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_methods_lists_each_method_with_its_options_and_tasks_has_json():
+    """Issue 11 item 18: a `methods` command and `tasks --json`."""
+    result = runner.invoke(app, ["methods", "--json"])
+    assert result.exit_code == 0
+    methods = json.loads(result.output)
+    assert list(methods)[:3] == ["recontrast", "rd4ad", "patchcore"]
+    assert methods["rd4ad"]["options"]["epochs"] == 200 and methods["patchcore"]["trains"] is False
+    assert "coreset_ratio" in runner.invoke(app, ["methods"]).output
+    tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).output)
+    assert {"aptos", "isic:test"} <= {row["task"] for row in tasks["tasks"]} and tasks["notes"]
+
+
+def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_path):
+    """Issue 11 item 18: --profile and --executor showed <str>; method typos got no hint; no --device."""
+    help_text = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
+    assert "paper|demo" in help_text and "local|ray" in help_text and "--device" in help_text
+    typo = runner.invoke(app, ["bench", "--methods", "rd4da", "--tasks", "synth-oct", "--out", str(tmp_path / "o")])
+    assert typo.exit_code == 2 and "Did you mean 'rd4ad'" in typo.output
+    result = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["detector"]["device"] == "cpu"
+    bad = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "tpu", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "device must be" in bad.output

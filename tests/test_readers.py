@@ -102,3 +102,31 @@ def test_not_an_image(tmp_path):
 def test_strip_image_suffix():
     assert strip_image_suffix("vol.nii.gz") == "vol"
     assert strip_image_suffix("a.b.PNG") == "a.b"
+
+
+def test_jpeg_exif_orientation_is_applied_so_masks_line_up(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 (shown turned a quarter clockwise) was read as
+    stored: a mask drawn on the displayed image was misaligned, or refused as "96x64 but 64x96"."""
+    from PIL import Image
+
+    from medrecontrast.data.dataset import image_dataset
+    from medrecontrast.tasks.base import item
+
+    stored = np.zeros((64, 96, 3), dtype=np.uint8)  # 64 rows x 96 columns as stored
+    stored[:, :16] = 255  # a bright band at the stored left edge ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... which a viewer shows at the top of a 96 x 64 (rows x columns) picture
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    shown = np.zeros((96, 64), dtype=np.uint8)
+    shown[:16] = 255  # the mask drawn on the displayed picture
+    Image.fromarray(shown).save(tmp_path / "photo_mask.png")
+
+    from medrecontrast.data.readers import read_header, read_image
+
+    pixels = read_image(tmp_path / "photo.jpg")
+    header = read_header(tmp_path / "photo.jpg")
+    assert pixels.shape == (3, 96, 64) and (header.height, header.width) == (96, 64)
+    assert pixels[:, :16].mean() > 0.9 and pixels[:, 20:].mean() < 0.1  # the band on top, as displayed
+    sample = image_dataset([item(tmp_path / "photo.jpg", 1, "DEFECT", tmp_path / "photo_mask.png")], 32, cache="none")[0]
+    band = sample["image"].float().mean(0) > 0.5
+    assert (band == sample["mask"][0].bool()).float().mean() > 0.95  # image and mask line up

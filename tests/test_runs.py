@@ -201,3 +201,17 @@ def test_environment_records_the_cpu_its_instruction_set_and_threads():
     recorded = environment()
     assert recorded["cpu"] and recorded["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", "NO AVX", "VSX")
     assert isinstance(recorded["torch_threads"], int) and recorded["cpu_cores"] >= 1
+
+
+def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(tmp_path):
+    """One missing mask once silently dropped pixel AUROC and AUPRO for the whole task while `data
+    check` said OK: now the check counts it, and the pixel metrics use the images that have masks."""
+    import layouts
+
+    layouts.mvtec(tmp_path, size=(32, 32))
+    (tmp_path / "mvtec" / "bottle" / "ground_truth" / "crack" / "000_mask.png").unlink()
+    result = runner.invoke(app, ["data", "check", "mvtec:bottle", "--data-root", str(tmp_path)])
+    assert result.exit_code == 0 and "1 abnormal test image(s) have no mask" in result.output
+    with pytest.warns(UserWarning, match="1 abnormal test image"):
+        metrics = train_run("mvtec:bottle", "patchcore", tmp_path / "run", overrides={"embed_dim": 16}, data_root=tmp_path, progress=False)
+    assert metrics["masks_missing"] == 1 and 0 <= metrics["pixel_auroc"] <= 1 and "aupro" in metrics

@@ -50,7 +50,7 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
         return outcome
     with claim:
         status = run_status(spec.folder)["status"]
-        if status == "finished":
+        if status == "finished" and not spec.force:
             outcome.metrics = _read_metrics(spec.folder)
             return outcome
         if spec.threads:
@@ -64,7 +64,8 @@ def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
                 seed=spec.seed,
                 profile=spec.profile,
                 overrides=spec.overrides,
-                resume=status != "absent",
+                resume=status != "absent" and not spec.force,
+                force=spec.force,
                 data_root=spec.data_root,
                 weights=spec.weights,
                 progress=progress,

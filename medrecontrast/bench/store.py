@@ -47,6 +47,7 @@ class RunSpec:
     weights: str | None = None
     threads: int | None = None  # torch threads in this run (Ray workers); None keeps the default
     base_method: str | None = None  # for a variant (``method`` is then its name): the registered method
+    force: bool = False  # redo the run from scratch, whatever its folder holds (bench --force)
 
     @property
     def variant(self) -> str | None:

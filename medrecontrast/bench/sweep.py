@@ -28,11 +28,13 @@ from medrecontrast.runs import environment, read_run_config, run_config
 from medrecontrast.tasks import expand_tasks, get_task
 
 
-def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
+def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -> list[RunSpec]:
     """Every run of the sweep, checked before any training starts.
 
     Unknown tasks or methods, a missing data folder, a bad option, a run folder that holds another
-    configuration, or unfinished runs without ``resume``: each raises :class:`UserInputError` here.
+    configuration, or unfinished runs without ``resume``: each raises :class:`UserInputError` here,
+    saying which flag gets the user out. ``force`` redoes every planned run from scratch (e.g. after
+    changing the learning rate of runs that failed), whatever its folder holds.
     """
     config = config.resolved()
     require_writable_folder(config.out, "--out")
@@ -53,7 +55,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
                 except UserInputError as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 folder = run_folder(config.out, name, method, seed)
-                _check_existing(folder, planned)
+                if not force:
+                    _check_existing(folder, planned)
                 specs.append(
                     RunSpec(
                         task=name,
@@ -68,6 +71,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
                         weights=config.weights,
                         threads=config.cpus_per_run if config.executor == "ray" else None,
                         base_method=base if variant else None,
+                        force=force,
                     )
                 )
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
@@ -77,10 +81,11 @@ def plan_sweep(config: SweepConfig, resume: bool = False) -> list[RunSpec]:
         console.print(
             f"{len(live)} run(s) are running in another process and will be skipped: {', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
         )
-    if unfinished and not resume:
+    if unfinished and not resume and not force:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
         raise UserInputError(
-            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, or choose another --out."
+            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, "
+            "--force to redo them from scratch (e.g. with changed settings), or choose another --out."
         )
     return specs
 
@@ -102,15 +107,18 @@ def _check_existing(folder: Path, planned: dict) -> None:
     existing = read_run_config(folder)
     if existing != planned:
         changed = sorted(k for k in set(existing) | set(planned) if existing.get(k) != planned.get(k))
-        raise UserInputError(f"{folder} holds a run with another configuration ({', '.join(changed)} differ); choose another --out for a different sweep.")
+        raise UserInputError(
+            f"{folder} holds a run with another configuration ({', '.join(changed)} differ); pass --force to redo the planned runs with "
+            "these settings (their old results are deleted), or choose another --out for a different sweep."
+        )
 
 
-def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, command: str | None = None) -> list[Outcome]:
+def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, command: str | None = None, force: bool = False) -> list[Outcome]:
     """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
 
     ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report."""
     config = config.resolved()
-    specs = plan_sweep(config, resume=resume)
+    specs = plan_sweep(config, resume=resume, force=force)
     out = Path(config.out)
     open_sweep_folder(out, {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     if config.executor == "ray":

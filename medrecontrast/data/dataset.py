@@ -15,7 +15,7 @@ from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import TaskData
 
 CACHE_MODES = ("disk", "memory", "none")
-PIPELINE_VERSION = 2  # part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize)
+PIPELINE_VERSION = 3  # part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known)
 
 
 class ImageDataset(Dataset):

@@ -107,15 +107,31 @@ def _pil_header(path) -> ImageHeader:
 
     with Image.open(path) as im:
         width, height = im.size
+        if _exif_orientation(im) in TRANSPOSING_ORIENTATIONS:
+            width, height = height, width  # shown (and read) rotated by a quarter turn
         channels = 1 if im.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F") else 3
     return ImageHeader(height=height, width=width, channels=channels)
 
 
-def _read_pil(path) -> np.ndarray:
-    from PIL import Image
+# EXIF orientations 5-8 turn the stored pixels by a quarter turn (2-4 flip or rotate by a half)
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
-    with Image.open(path) as im:
-        im.load()  # raises on truncated files instead of returning grey padding
+
+def _exif_orientation(im) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))  # 0x0112: the EXIF Orientation tag
+    except Exception:  # a malformed EXIF block: the pixels as stored
+        return 1
+
+
+def _read_pil(path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        opened.load()  # raises on truncated files instead of returning grey padding
+        # As viewers show it: a photo's EXIF orientation applied (a mask drawn on the displayed
+        # image then lines up with it); PIL's exif_transpose does it and drops the tag.
+        im = ImageOps.exif_transpose(opened) if _exif_orientation(opened) != 1 else opened
         if im.mode == "I" or im.mode.startswith("I;16"):
             array = np.asarray(im, dtype=np.float32) / 65535.0
         elif im.mode == "F":

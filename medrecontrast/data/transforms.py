@@ -71,7 +71,8 @@ class FundusCropd(MapTransform):
 
 
 class FillMaskd(MapTransform):
-    """Give every image a mask: all zeros where the item has none (normal images)."""
+    """Give every image a mask: all zeros where the item has none, and ``mask_known`` (False for an
+    abnormal image whose mask file is missing)."""
 
     def __init__(self, image_key: str = "image", mask_key: str = "mask"):
         super().__init__((mask_key,), allow_missing_keys=True)
@@ -79,6 +80,9 @@ class FillMaskd(MapTransform):
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
+        # a normal image's mask is all zeros by definition; an abnormal one without its mask file is
+        # unknown, and pixel metrics leave it out (metrics.evaluate)
+        d["mask_known"] = d.get(self.mask_key) is not None or d.get("label") == 0
         if d.get(self.mask_key) is None:
             d[self.mask_key] = np.zeros((1, *d[self.image_key].shape[1:]), dtype=np.float32)
         return d

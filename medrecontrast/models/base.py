@@ -11,6 +11,7 @@ Notebooks build detectors with ``build_detector("recontrast", backbone="resnet18
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -47,7 +48,9 @@ def register_detector(name: str):
 def detector_class(name: str) -> type["Detector"]:
     """The detector class registered as ``name``; an unknown name is a user error listing the known ones."""
     if name not in DETECTORS:
-        raise UserInputError(f"unknown method '{name}'; known methods: {', '.join(sorted(DETECTORS))}")
+        close = difflib.get_close_matches(str(name).lower(), list(DETECTORS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UserInputError(f"unknown method '{name}'.{hint} Known methods: {', '.join(registered_methods())} (run `medrecontrast methods`).")
     return DETECTORS[name]
 
 
@@ -80,6 +83,7 @@ class Predictions:
     maps: np.ndarray  # (N, H, W) float32
     masks: np.ndarray | None = None  # (N, H, W) uint8 ground truth where the data has masks
     categories: list[str] | None = None  # source class of each image (e.g. CNV, DME) where the data has one
+    mask_known: np.ndarray | None = None  # (N,) bool: False for an abnormal image whose mask is missing
 
 
 class Detector:
@@ -143,7 +147,7 @@ class Detector:
         """Scores and maps of every image of ``test``; a detector must be fitted (or loaded) first."""
         if not self.fitted_:
             raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before predict.")
-        ids, labels, scores, maps, masks, categories = [], [], [], [], [], []
+        ids, labels, scores, maps, masks, categories, known = [], [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
             batch_scores, batch_maps = self.score_batch(batch_to_device(batch["image"], self.device))
             scores.append(batch_scores.float().cpu())
@@ -152,6 +156,7 @@ class Detector:
             labels.append(torch.as_tensor(batch["label"]) if "label" in batch else torch.full((len(batch_scores),), -1))
             if "mask" in batch:
                 masks.append(batch["mask"][:, 0].to(torch.uint8))
+                known.append(torch.as_tensor(batch["mask_known"]).bool() if "mask_known" in batch else torch.ones(len(batch_scores), dtype=torch.bool))
             categories.extend(batch.get("category", []))
         return Predictions(
             ids=list(ids),
@@ -160,6 +165,7 @@ class Detector:
             maps=torch.cat(maps).numpy(),
             masks=torch.cat(masks).numpy() if masks else None,
             categories=[str(c) for c in categories] if len(categories) == len(ids) else None,
+            mask_known=torch.cat(known).numpy() if known else None,
         )
 
     def save(self, path: str | os.PathLike) -> None:

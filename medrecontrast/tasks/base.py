@@ -54,9 +54,17 @@ class TaskData:
 
     @property
     def has_masks(self) -> bool:
-        """Pixel masks exist for every abnormal test image, so pixel-level metrics can be computed."""
-        abnormal = [it for it in self.test if it["label"] == ABNORMAL]
-        return bool(abnormal) and all(it.get("mask") is not None for it in abnormal)
+        """Pixel masks exist for abnormal test images, so pixel-level metrics can be computed (on the
+        images that have one: see :attr:`missing_masks`)."""
+        return any(it.get("mask") is not None for it in self.test if it["label"] == ABNORMAL)
+
+    @property
+    def missing_masks(self) -> list[str]:
+        """Ids of abnormal test images without a mask in a task that has masks (they are left out of
+        the pixel metrics, with a warning)."""
+        if not self.has_masks:
+            return []
+        return [it["id"] for it in self.test if it["label"] == ABNORMAL and it.get("mask") is None]
 
     def counts(self) -> dict:
         """Counts per split and label, and per source category, as `data check --json` prints them."""
@@ -68,6 +76,7 @@ class TaskData:
             split: dict(sorted(Counter(it.get("category", "") for it in items).items())) for split, items in (("train", self.train), ("test", self.test))
         }
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
+        summary["masks_missing"] = len(self.missing_masks)
         return summary
 
 
