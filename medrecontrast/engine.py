@@ -77,12 +77,11 @@ class TrainingConfig:
 
 
 def check_engineering_options(config) -> None:
-    """``amp`` and ``device`` of any method's configuration, checked when it is built (so a sweep
-    refuses them when it is planned, not when a run starts)."""
+    """The values of ``amp``, ``device`` and ``num_workers`` of any method's configuration, checked
+    when it is built (so a sweep refuses them when it is planned, not when a run starts); their
+    types are :func:`~medrecontrast.errors.check_field_types`' job, which runs first."""
     if config.amp not in (True, False, "bf16"):
         raise UserInputError(f"amp must be true, false or 'bf16', got {config.amp!r}")
-    if not isinstance(config.device, str):
-        raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
     if config.device != "auto":
         try:
             kind = torch.device(config.device).type
@@ -90,7 +89,7 @@ def check_engineering_options(config) -> None:
             kind = None
         if kind not in ("cpu", "cuda", "mps"):
             raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
-    if config.num_workers is not None and (not isinstance(config.num_workers, int) or isinstance(config.num_workers, bool) or config.num_workers < 0):
+    if config.num_workers is not None and config.num_workers < 0:
         raise UserInputError(f"num_workers must be a non-negative integer or null, got {config.num_workers!r}")
 
 
@@ -110,7 +109,6 @@ class TrainingResult:
     iteration_seconds: list[float] = field(default_factory=list)  # each of them (the loss read syncs the device)
     iterations_run: int = 0
     resumed_from: int = 0
-    iters: int = 0  # the resolved length of the schedule
 
 
 def seed_everything(seed: int) -> None:
@@ -231,7 +229,7 @@ def train_loop(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
-    result = TrainingResult(iters=iters)
+    result = TrainingResult()
     previous_seconds = 0.0
     start = 0
     path = Path(checkpoint) if checkpoint else None

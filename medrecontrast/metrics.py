@@ -54,24 +54,17 @@ def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: fl
     """
     labels, scores = np.asarray(predictions.labels), np.asarray(predictions.scores)
     masks, maps = getattr(predictions, "masks", None), getattr(predictions, "maps", None)
+    # pixel metrics only on the images whose masks are known (an abnormal image may lack its mask)
     known = getattr(predictions, "mask_known", None)
-    if masks is not None and known is not None and not known.all():
-        # pixel metrics on the images whose masks are known; the count goes into the metrics
-        missing = int((~known).sum())
+    known = np.ones(len(labels), bool) if known is None else np.asarray(known, bool)
+    missing = int((~known).sum()) if masks is not None else 0
+    if missing:
         warnings.warn(f"{missing} abnormal test image(s) have no mask: pixel AUROC and AUPRO use the other {int(known.sum())} images", stacklevel=2)
-        kept = np.flatnonzero(known)
-        pixel = (masks[kept], maps[kept], labels[kept])
-    else:
-        missing, pixel = 0, None
     if groups is None:
-        metrics = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool), pixel)
+        metrics = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool), known)
         return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
     groups = np.asarray(groups)
-    per_class = {}
-    for g in dict.fromkeys(groups.tolist()):
-        rows = groups == g
-        subset = None if known is None or known.all() else (masks[rows & known], maps[rows & known], labels[rows & known])
-        per_class[str(g)] = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, rows, subset)
+    per_class = {str(g): _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, groups == g, known) for g in dict.fromkeys(groups.tolist())}
     shared = [k for k in METRICS if all(k in m for m in per_class.values())]
     metrics = {**{k: float(np.mean([m[k] for m in per_class.values()])) for k in shared}, PER_CLASS: per_class}
     return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
@@ -85,24 +78,22 @@ def check_metric_keys(metrics: dict, where: str = "metrics") -> dict:
     return metrics
 
 
-def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray, pixel: tuple | None = None) -> dict:
-    """Every metric of the test images selected by the boolean ``rows``; ``pixel`` (masks, maps,
-    labels) replaces those rows for the pixel metrics when some masks are unknown."""
-    labels, scores = labels[rows], scores[rows]
-    metrics = image_metrics(labels, scores)
-    oracle = oracle_threshold(labels, scores)
-    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(labels, scores, oracle).items()}, threshold_oracle=oracle)
+def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray, known: np.ndarray) -> dict:
+    """Every metric of the test images selected by the boolean ``rows``; the pixel metrics use those
+    of them whose mask is ``known``."""
+    chosen, chosen_scores = labels[rows], scores[rows]
+    metrics = image_metrics(chosen, chosen_scores)
+    oracle = oracle_threshold(chosen, chosen_scores)
+    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(chosen, chosen_scores, oracle).items()}, threshold_oracle=oracle)
     if holdout_scores is not None:
         fixed = holdout_threshold(holdout_scores, quantile)
-        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(labels, scores, fixed).items()}, threshold_holdout=fixed)
-    if pixel is not None:
-        masks, maps, pixel_labels = pixel
-    else:
-        masks = masks[rows] if masks is not None else None
-        maps, pixel_labels = (maps[rows] if masks is not None else None), labels
-    if masks is not None and masks.any():
-        metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
-        metrics["aupro_per_image"] = aupro_per_image(masks[pixel_labels == 1], maps[pixel_labels == 1])
+        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(chosen, chosen_scores, fixed).items()}, threshold_holdout=fixed)
+    if masks is not None:
+        pixel_rows = rows & known
+        masks, maps, pixel_labels = masks[pixel_rows], maps[pixel_rows], labels[pixel_rows]
+        if masks.any():
+            metrics.update(pixel_auroc=pixel_auroc(masks, maps), aupro=aupro(masks, maps))
+            metrics["aupro_per_image"] = aupro_per_image(masks[pixel_labels == 1], maps[pixel_labels == 1])
     return metrics
 
 

@@ -287,14 +287,8 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
         task, config["method"], config["seed"], config["profile"], config.get("overrides"), config["detector"].get("weights"), config.get("variant")
     )
     if current != config and not force:
-        changed = sorted(k for k in set(current) | set(config) if current.get(k) != config.get(k))
-        details = (
-            changed
-            if changed != ["detector"]
-            else [
-                f"detector.{k}" for k in sorted(set(current["detector"]) | set(config["detector"])) if current["detector"].get(k) != config["detector"].get(k)
-            ]
-        )
+        changed = changed_keys(current, config)
+        details = changed if changed != ["detector"] else [f"detector.{k}" for k in changed_keys(current["detector"], config["detector"])]
         raise UserInputError(
             f"{run} was trained with options that no longer resolve to the same values ({', '.join(details)} differ); pass --force to re-evaluate it anyway."
         )
@@ -309,6 +303,11 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)
     return metrics
+
+
+def changed_keys(recorded: dict, resolved: dict) -> list[str]:
+    """The keys whose values differ between two run configurations, sorted (for error messages)."""
+    return sorted(k for k in set(recorded) | set(resolved) if recorded.get(k) != resolved.get(k))
 
 
 def read_run_config(folder: str | os.PathLike) -> dict:
@@ -402,7 +401,7 @@ def _claim_folder(out: Path, config: dict, resume: bool, force: bool) -> None:
         else:
             previous = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
             if previous is not None and previous != config:
-                changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+                changed = changed_keys(previous, config)
                 raise UserInputError(
                     f"{out} holds a run whose recorded options differ from what this command resolves to ({', '.join(changed)} differ; "
                     f"a default may have changed); --resume needs the same task, method, seed, profile and options. Pass --force to start it again."

@@ -38,7 +38,6 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     claim_report_folder(folder)
     readme = folder / "README.md"
     if finished(results).empty:  # nothing to tabulate or draw: say what happened to each run instead
-        folder.mkdir(parents=True, exist_ok=True)
         write_csv(folder / "results.csv", results)
         text = render_failures(out, results)
     else:

@@ -24,7 +24,7 @@ from medrecontrast.bench.store import (
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import claim_report_folder, require_writable_folder
-from medrecontrast.runs import environment, read_run_config, run_config
+from medrecontrast.runs import changed_keys, environment, read_run_config, run_config
 from medrecontrast.tasks import expand_tasks, get_task
 
 
@@ -106,7 +106,7 @@ def _check_existing(folder: Path, planned: dict) -> None:
         return
     existing = read_run_config(folder)
     if existing != planned:
-        changed = sorted(k for k in set(existing) | set(planned) if existing.get(k) != planned.get(k))
+        changed = changed_keys(existing, planned)
         raise UserInputError(
             f"{folder} holds a run with another configuration ({', '.join(changed)} differ); pass --force to redo the planned runs with "
             "these settings (their old results are deleted), or choose another --out for a different sweep."

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
+
+from medrecontrast.data.resize import resize_square
 
 FUNDUS_THRESHOLD = 30 / 255  # a pixel belongs to the fundus where its channel sum exceeds 30 (of 3 x 255)
 FUNDUS_MARGIN = 5
@@ -43,7 +44,4 @@ def crop_fundus(image: np.ndarray, size: int = FUNDUS_SIZE) -> np.ndarray:
         src_bottom, src_right = min(top + side, image.shape[1]), min(left + side, image.shape[2])
         square[:, src_top - top : src_bottom - top, src_left - left : src_right - left] = image[:, src_top:src_bottom, src_left:src_right]
         image = square
-    resized = torch.nn.functional.interpolate(
-        torch.from_numpy(np.ascontiguousarray(image))[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )
-    return resized[0].clamp(0, 1).numpy()
+    return resize_square(image, size).numpy()

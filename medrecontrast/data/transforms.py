@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.transforms import (
     AsDiscreted,
     CenterSpatialCropd,
@@ -28,6 +27,7 @@ from monai.transforms import (
 
 from medrecontrast.data.fundus import crop_fundus
 from medrecontrast.data.readers import read_image
+from medrecontrast.data.resize import resize_square
 from medrecontrast.errors import UserInputError
 
 
@@ -105,8 +105,8 @@ class ResizeSquared(MapTransform):
     Written here rather than MONAI's ``Resized(anti_aliasing=True)`` for speed: MONAI anti-aliases
     with a separable Gaussian convolution before interpolating, 20 of the 28 ms that decoding and
     resizing a 600 x 450 JPEG to 256 px took (benchmarks/README.md, "Test pass on real images");
-    torch's ``interpolate(antialias=True)`` (the filter torchvision, PIL and anomalib use) does the
-    same job in one pass, ~1 ms.
+    :func:`~medrecontrast.data.resize.resize_square` (torch's ``interpolate(antialias=True)``, the
+    filter torchvision, PIL and anomalib use; also the fundus crop's) does the same job in ~1 ms.
     """
 
     def __init__(self, keys=("image", "mask"), size: int = 256):
@@ -116,12 +116,7 @@ class ResizeSquared(MapTransform):
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            array = torch.as_tensor(np.ascontiguousarray(d[key]))[None]
-            if key == "mask":
-                resized = F.interpolate(array.float(), size=(self.size, self.size), mode="nearest-exact")
-            else:
-                resized = F.interpolate(array.float(), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-            d[key] = resized[0].clamp_(0, 1) if key != "mask" else resized[0]
+            d[key] = resize_square(d[key], self.size, mask=key == "mask")
         return d
 
 
