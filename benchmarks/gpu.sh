@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole GPU measurement, in two parts of under 8 and 5 minutes on one H100, on a machine that
+# The whole GPU measurement, in two parts of about 8.5 and 5 minutes on one H100 (part a took 7.5 min
+# on 2026-11-27 with precision cut short), on a machine that
 # has Python, torch, torchvision, pandas, seaborn and typer but no network and none of this suite's
 # other packages: they are put on PYTHONPATH from a folder of wheels made beforehand by
 # benchmarks/gpu_wheels.sh (on a machine with internet).
@@ -82,7 +83,7 @@ if [ "$part" != b ]; then
   export backbone bench_options bench_tasks results
   export -f bench  # timeout runs commands, not shell functions
   step 150 bench bash -c bench
-  step 80 precision python3 benchmarks/precision.py "${precision[@]}" --results "$results"
+  step 150 precision python3 benchmarks/precision.py "${precision[@]}" --results "$results"
   step 240 throughput python3 benchmarks/throughput.py "${throughput[@]}" --results "$results"
 fi
 if [ "$part" != a ]; then

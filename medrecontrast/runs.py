@@ -417,6 +417,10 @@ def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
+        if name == "medrecontrast":  # on the path but not installed (``python -m medrecontrast`` from a checkout)
+            from medrecontrast import __version__
+
+            return __version__
         return None
 
 

@@ -173,3 +173,13 @@ def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_
     assert json.loads((tmp_path / "run" / "config.json").read_text())["detector"]["device"] == "cpu"
     bad = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "tpu", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "device must be" in bad.output
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    """``python -m medrecontrast`` works where the package is on the path but not installed (the GPU image)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "medrecontrast", "methods"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "recontrast" in result.stdout.lower() and "patchcore" in result.stdout.lower()

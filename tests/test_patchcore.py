@@ -190,6 +190,29 @@ def test_accelerator_budget_bounds_the_search_not_the_host_candidates():
         candidates_per_image(**args, host_budget=2**40, device_budget=2**20)
 
 
+def test_candidates_are_never_pinned_on_an_accelerator(monkeypatch):
+    """Regression (H100 run, 2026-11-27): the candidates were allocated with pin_memory=True, and torch's
+    pinned allocator rounds a request up to the next power of two, so 5,000 OCT-sized images planned at
+    13.6 GB of a 16 GB budget took 16 GB pinned (host peak 24.4 GB). Reproduced without a GPU by
+    recording the allocation a CUDA fit asks for."""
+    import medrecontrast.models.patchcore as patchcore
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def empty(*args, **kwargs):
+        asked.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(patchcore.torch, "empty", empty)
+    with pytest.raises(Stop):
+        build_memory_bank(iter([torch.randn(2, 10, 8)]), 4, budget_bytes=10**8, device="cuda")
+    assert asked and not asked[0].get("pin_memory", False)
+
+
 def test_memory_budget_too_small_is_a_clear_error():
     with pytest.raises(UserInputError, match="raise memory_budget_gb"):
         build_memory_bank(iter([torch.randn(2, 10, 8)]), 1000, budget_bytes=1000)

@@ -215,3 +215,22 @@ def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(t
     with pytest.warns(UserWarning, match="1 abnormal test image"):
         metrics = train_run("mvtec:bottle", "patchcore", tmp_path / "run", overrides={"embed_dim": 16}, data_root=tmp_path, progress=False)
     assert metrics["masks_missing"] == 1 and 0 <= metrics["pixel_auroc"] <= 1 and "aupro" in metrics
+
+
+def test_environment_names_the_suite_version_when_it_is_not_installed(monkeypatch):
+    """Regression (H100 run, 2026-11-27): run from a checkout on PYTHONPATH, environment.json said
+    ``"medrecontrast": null``."""
+    from importlib import metadata
+
+    from medrecontrast import __version__
+    from medrecontrast.runs import environment
+
+    real = metadata.version
+
+    def version(name):
+        if name == "medrecontrast":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert environment()["packages"]["medrecontrast"] == __version__

@@ -329,10 +329,12 @@ def build_memory_bank(
                 device_budget_bytes if on_accelerator else None,
                 candidate_ratio,
             )
-            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32, pin_memory=on_accelerator and torch.cuda.is_available())
+            # Pageable, never pinned: torch's pinned-memory allocator rounds every request up to a power of
+            # two (a 13.6 GB array takes 16 GB), which broke the host budget on an H100 (benchmarks/README.md).
+            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32)
         for image in features:
             chosen = image if keep == patches else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
-            candidates[stored : stored + keep].copy_(chosen, non_blocking=True)
+            candidates[stored : stored + keep].copy_(chosen)
             stored += keep
     if candidates is None:
         raise UserInputError("cannot fit PatchCore on an empty training set")
