@@ -38,7 +38,36 @@ METRICS = {
     "aupro": "AUPRO",
     "aupro_per_image": "AUPRO (per image)",
 }
-THRESHOLDS = ("threshold_oracle", "threshold_holdout")  # the score thresholds behind the F1/ACC columns
+# Clinical operating points and the threshold gap, computed from the stored scores by the report's
+# statistics step (medrecontrast.bench.statistics): a compact table of their own, not the main table's.
+OPERATING_POINTS = {
+    "sens_at_spec90_oracle": "Sens@90%Spec (oracle)",
+    "sens_at_spec95_oracle": "Sens@95%Spec (oracle)",
+    "sens_at_spec99_oracle": "Sens@99%Spec (oracle)",
+    "spec_at_sens95_oracle": "Spec@95%Sens (oracle)",
+    "sens_at_spec90_holdout": "Sens@90%Spec (hold-out)",
+    "sens_at_spec95_holdout": "Sens@95%Spec (hold-out)",
+    "sens_at_spec99_holdout": "Sens@99%Spec (hold-out)",
+    "threshold_gap": "F1 gap (oracle − hold-out)",
+}
+THRESHOLDS = ("threshold_oracle", "threshold_holdout")
+
+
+def chance_level(metric: str, prevalence: float) -> float | None:
+    """What a detector without any skill reaches on a metric, for abnormal prevalence ``prevalence``
+    (None where no single level applies): AUROC ½; AP the prevalence; oracle F1 2p/(1+p) and oracle
+    accuracy max(p, 1-p), reached by calling every image one class; AUPRO up to FPR 0.3 of a random
+    map 0.15 (its PRO equals its FPR)."""
+    return {
+        "image_auroc": 0.5,
+        "pixel_auroc": 0.5,
+        "image_ap": prevalence,
+        "f1_oracle": 2 * prevalence / (1 + prevalence),
+        "acc_oracle": max(prevalence, 1 - prevalence),
+        "aupro": FPR_LIMIT / 2,
+    }.get(metric)  # the score thresholds behind the F1/ACC columns
+
+
 PER_CLASS = "per_class"  # unified tasks: the same metrics for each member task
 MASKS_MISSING = "masks_missing"  # abnormal test images without a mask, left out of the pixel metrics
 

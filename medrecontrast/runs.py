@@ -29,11 +29,12 @@ from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.errors import UserInputError, require_format
-from medrecontrast.metrics import THRESHOLD_QUANTILE, evaluate
+from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_per_image, evaluate
 from medrecontrast.models import Detector, build_detector
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import atomic_path, write_csv, write_json
 from medrecontrast.resources import peak_memory
+from medrecontrast.stats import pixel_statistics
 from medrecontrast.tasks import Task, get_task
 from medrecontrast.tasks.base import TaskData
 
@@ -51,6 +52,7 @@ RUN_FORMAT = 3  # 3: config.json holds every resolved option (2 held only those 
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # overrides that are not detector options
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
+PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for intervals of the pixel metrics
 
 
 def run_config(
@@ -331,7 +333,10 @@ def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: fl
     frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}
     if groups is not None:
         frame["group"] = groups
+    if predictions.categories is not None:
+        frame["category"] = predictions.categories  # the subtype (e.g. CNV, MEL) for per-subtype AUROC
     write_csv(out / "scores.csv", pd.DataFrame(frame))
+    _save_pixel_statistics(predictions, out / PIXEL_STATISTICS)
     held_scores = None
     if holdout is not None:
         held_scores = detector.predict(holdout).scores
@@ -344,6 +349,25 @@ def evaluate_detector(detector: Detector, test, holdout, out: Path, quantile: fl
         "inference_peak_memory_mb": memory["peak_memory_mb"],
     }
     return metrics
+
+
+def _save_pixel_statistics(predictions, path: Path) -> None:
+    """Per-image sufficient statistics of the pixel metrics (``stats.pixel_statistics``), so that the
+    report can resample test images for pixel AUROC and AUPRO intervals without the full maps; the
+    per-image AUPRO of each abnormal image rides along. Nothing is written for a task without masks."""
+    if predictions.masks is None or not np.asarray(predictions.masks).any():
+        return
+    known = np.ones(len(predictions.ids), bool) if predictions.mask_known is None else np.asarray(predictions.mask_known, bool)
+    statistics = pixel_statistics(predictions.masks, predictions.maps)
+    for key in ("normal_above", "abnormal_above", "region_overlap", "normal_pixels", "abnormal_pixels", "regions"):
+        statistics[key][~known] = 0  # an image without its mask takes no part in the pixel metrics
+    per_image = np.full(len(known), np.nan)
+    for i in np.flatnonzero(known & (np.asarray(predictions.labels) == 1)):
+        mask = np.asarray(predictions.masks[i]).astype(bool)
+        if mask.any() and not mask.all():
+            per_image[i] = aupro_per_image(mask[None], predictions.maps[i][None])
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
+        np.savez_compressed(handle, ids=np.array(predictions.ids), aupro_per_image=per_image, **statistics)
 
 
 def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAMPLES) -> list[int]:

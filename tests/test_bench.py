@@ -494,3 +494,41 @@ def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
         run_sweep(fixed, resume=True, progress=False)
     assert [o.status for o in run_sweep(fixed, force=True, progress=False)] == ["finished"]
     assert json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"] == 0.001
+
+
+def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep, tmp_path):
+    """Per-subtype AUROC equals scikit-learn on the subset; the report shows intervals, the operating
+    points, the subtype table, a forest plot and the PR curves; an old sweep (no pixel statistics,
+    no category column) still gets its image intervals."""
+    from sklearn.metrics import roc_auc_score
+
+    from medrecontrast.bench.statistics import MEAN, sweep_statistics
+
+    root, _, readme = mini_sweep
+    results = collect_results(root / "runs")
+    statistics = sweep_statistics(results, resamples=200)
+    assert len(statistics.subtypes) and "synth-oct" in set(statistics.subtypes["task"])
+    for row in statistics.subtypes.itertuples():
+        runs = results[(results["task"] == row.task) & (results["method"] == row.method)]
+        expected = []
+        for folder in runs["folder"]:
+            scores = pd.read_csv(Path(folder) / "scores.csv")
+            subset = scores[(scores["label"] == 0) | (scores["category"] == row.subtype)]
+            expected.append(roc_auc_score(subset["label"], subset["score"]))
+        assert row.auroc == pytest.approx(np.mean(expected)) and row.low <= row.auroc <= row.high
+    means = statistics.intervals[(statistics.intervals["seed"] == MEAN) & (statistics.intervals["interval"] == "bootstrap")]
+    assert {"image_auroc", "pixel_auroc", "aupro", "sens_at_spec95_oracle", "sens_at_spec95_holdout", "threshold_gap"} <= set(means["metric"])
+    assert (means["low"] <= means["high"]).all()
+    report = root / "report"
+    text = readme.read_text()
+    assert "Clinical operating points" in text and "Per-subtype image AUROC" in text and "(forest_synth-oct.png)" in text and "(pr.png)" in text
+    assert " [" in (report / "table.md").read_text() and "n (normal/abnormal/hold-out)" in (report / "table.md").read_text()
+    assert ("image_auroc", "low") in pd.read_csv(report / "table.csv", header=[0, 1], index_col=[0, 1]).columns
+    old = copy_sweep(mini_sweep, tmp_path)
+    for folder in old.glob("*/*/seed-*"):
+        (folder / "pixel_stats.npz").unlink(missing_ok=True)
+        scores = pd.read_csv(folder / "scores.csv")
+        scores.drop(columns=["category"]).to_csv(folder / "scores.csv", index=False)
+    old_statistics = sweep_statistics(collect_results(old), resamples=200)
+    assert old_statistics.subtypes.empty and "pixel_auroc" not in set(old_statistics.intervals["metric"])
+    assert "image_auroc" in set(old_statistics.intervals["metric"])

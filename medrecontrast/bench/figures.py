@@ -7,6 +7,7 @@ folders it lists: ``scores.csv`` (ROC, score distributions), ``loss.csv`` (loss 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,11 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from scipy.stats import friedmanchisquare  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from medrecontrast.bench.results import finished, ordered_methods  # noqa: E402
 from medrecontrast.models import display_name, registered_methods  # noqa: E402
 from medrecontrast.paths import atomic_path, claim_report_folder  # noqa: E402
+from medrecontrast.stats import nemenyi_critical_difference  # noqa: E402
 from medrecontrast.tasks import task_slug  # noqa: E402
 
 
@@ -36,11 +39,19 @@ class _MethodColors(dict):
 
 
 METHOD_COLORS = _MethodColors(zip(registered_methods(), sns.color_palette("colorblind", 10)))
+# Fonts of at least 7 pt on figures at most MAX_WIDTH inches wide (a journal's two-column width), so
+# that no text shrinks below 7 pt when a figure is placed at full width (tested).
+MAX_WIDTH = 7.2
+MAP_COLORMAP = "inferno"  # perceptually uniform, readable in greyscale (never jet)
 STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
+    "figure.titlesize": 8,
     "figure.dpi": 150,
     "savefig.bbox": "tight",
     "axes.spines.top": False,
@@ -49,11 +60,22 @@ STYLE = {
 }
 
 
-def make_figures(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
-    """Every figure of the sweep into ``folder`` as PNG and PDF; returns the PNG paths by name."""
+def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=None) -> dict[str, Path]:
+    """Every figure of the sweep into ``folder`` as PNG and PDF; returns the PNG paths by name.
+    ``statistics`` (``bench.statistics.SweepStatistics``) adds the forest plots and the critical-difference diagram."""
     folder = claim_report_folder(folder)
     done = finished(results)
-    figures = {"roc": roc_figure(done), "auroc": auroc_figure(done), "scores": score_figure(done), "loss": loss_figure(done)}
+    figures = {
+        "roc": roc_figure(done),
+        "pr": pr_figure(done),
+        "auroc": auroc_figure(done),
+        "scores": score_figure(done),
+        "loss": loss_figure(done),
+    }
+    if statistics is not None:
+        figures["critical_difference"] = critical_difference_figure(done)
+        for task in statistics.subtypes["task"].unique():
+            figures[f"forest_{task_slug(task)}"] = forest_figure(statistics.subtypes[statistics.subtypes["task"] == task], task)
     for task in done["task"].unique():
         figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
     written = {}
@@ -73,7 +95,7 @@ def roc_figure(done: pd.DataFrame):
     """ROC curves per task (one panel each), every seed of every method; legend: mean AUROC ± std."""
     tasks = list(done["task"].unique())
     with plt.rc_context(STYLE):
-        figure, axes = _panels(len(tasks), width=3.0, height=3.0)
+        figure, axes = _panels(len(tasks), width=2.4, height=2.4)
         for ax, task in zip(axes, tasks):
             for method, runs in _by_method(done[done["task"] == task]):
                 for index, run in enumerate(runs.itertuples()):
@@ -81,7 +103,7 @@ def roc_figure(done: pd.DataFrame):
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
                     label = f"{display_name(method)} {runs['image_auroc'].mean():.3f}" + (f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else "")
                     ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None)
-            ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+            ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8, label="chance")
             ax.set(title=task, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
             ax.legend(title="image AUROC", loc="lower right", frameon=False)
         figure.tight_layout()
@@ -91,7 +113,7 @@ def roc_figure(done: pd.DataFrame):
 def auroc_figure(done: pd.DataFrame):
     """Image AUROC per task and method: bars at the mean over seeds, error bars ± 1 std, seeds as dots."""
     with plt.rc_context(STYLE):
-        figure, ax = plt.subplots(figsize=(1.2 + 1.6 * done["task"].nunique(), 3.0))
+        figure, ax = plt.subplots(figsize=(min(MAX_WIDTH, 1.2 + 1.6 * done["task"].nunique()), 3.0))
         methods = ordered_methods(done["method"])
         palette = {m: METHOD_COLORS[m] for m in methods}
         sns.barplot(
@@ -100,9 +122,17 @@ def auroc_figure(done: pd.DataFrame):
         sns.stripplot(
             done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax
         )
-        ax.set(ylabel="image AUROC", xlabel="", ylim=(max(0.0, done["image_auroc"].min() - 0.1), 1.0))
+        ax.axhline(0.5, ls=":", color="grey", lw=0.8, label="chance")
+        ax.set(ylabel="image AUROC", xlabel="", ylim=(min(0.45, max(0.0, done["image_auroc"].min() - 0.1)), 1.0))
         handles, _ = ax.get_legend_handles_labels()
-        ax.legend(handles, [display_name(m) for m in methods], frameon=False, ncols=min(len(methods), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        ax.legend(
+            handles[: len(methods)],
+            [display_name(m) for m in methods],
+            frameon=False,
+            ncols=min(len(methods), 4),
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+        )
     return figure
 
 
@@ -110,7 +140,7 @@ def score_figure(done: pd.DataFrame):
     """Normal vs abnormal image-score distributions, one panel per task and method (first seed)."""
     tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(len(tasks), len(methods), figsize=(2.6 * len(methods), 2.0 * len(tasks)), squeeze=False)
+        figure, axes = plt.subplots(len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False)
         for row, task in enumerate(tasks):
             for col, method in enumerate(methods):
                 ax = axes[row, col]
@@ -133,28 +163,126 @@ def score_figure(done: pd.DataFrame):
                     ax=ax,
                     legend=row == 0 and col == 0,
                 )
+                metrics_file = Path(runs.iloc[0]["folder"]) / "metrics.json"
+                thresholds = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+                for key, style, label in (("threshold_oracle", "--", "oracle threshold"), ("threshold_holdout", ":", "hold-out threshold")):
+                    if thresholds.get(key) is not None:
+                        ax.axvline(thresholds[key], color="black", ls=style, lw=0.9, label=label)
+                if row == 0 and col == len(methods) - 1:
+                    ax.legend([line for line in ax.get_lines()], [line.get_label() for line in ax.get_lines()], frameon=False, loc="upper right")
                 ax.set(title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
     figure.tight_layout()
     return figure
 
 
 def loss_figure(done: pd.DataFrame):
-    """Training loss per iteration (mean over seeds, band = min..max), one panel per task."""
+    """Training loss per iteration, one panel per objective (method: their losses are on different
+    scales), one line per task (mean over seeds, band = min..max)."""
     trained = done[done["folder"].map(lambda f: (Path(f) / "loss.csv").is_file())]
     if trained.empty:
         return None
+    methods = ordered_methods(trained["method"])
     tasks = list(trained["task"].unique())
+    colours = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
     with plt.rc_context(STYLE):
-        figure, axes = _panels(len(tasks), width=3.2, height=2.4)
-        for ax, task in zip(axes, tasks):
-            for method, runs in _by_method(trained[trained["task"] == task]):
+        figure, axes = _panels(len(methods), width=2.4, height=2.2)
+        for ax, method in zip(axes, methods):
+            for task in tasks:
+                runs = trained[(trained["method"] == method) & (trained["task"] == task)]
+                if runs.empty:
+                    continue
                 curves = pd.concat([pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i) for i, f in enumerate(runs["folder"])], axis=1)
                 smooth = curves.rolling(max(1, len(curves) // 30), min_periods=1).mean()
-                ax.plot(smooth.index, smooth.mean(axis=1), color=METHOD_COLORS[method], label=display_name(method), lw=1.2)
-                ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=METHOD_COLORS[method], alpha=0.2, lw=0)
-            ax.set(title=task, xlabel="iteration", ylabel="training loss")
+                ax.plot(smooth.index, smooth.mean(axis=1), color=colours[task], label=task, lw=1.2)
+                ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=colours[task], alpha=0.2, lw=0)
+            ax.set(title=f"{display_name(method)} objective", xlabel="iteration", ylabel="training loss")
             ax.legend(frameon=False)
         figure.tight_layout()
+    return figure
+
+
+def pr_figure(done: pd.DataFrame):
+    """Precision–recall curves per task (every seed of every method), with the chance level (the prevalence)."""
+    tasks = list(done["task"].unique())
+    with plt.rc_context(STYLE):
+        figure, axes = _panels(len(tasks), width=2.4, height=2.4)
+        for ax, task in zip(axes, tasks):
+            prevalence = None
+            for method, runs in _by_method(done[done["task"] == task]):
+                for index, run in enumerate(runs.itertuples()):
+                    scores = pd.read_csv(Path(run.folder) / "scores.csv")
+                    precision, recall, _ = precision_recall_curve(scores["label"], scores["score"])
+                    prevalence = float(scores["label"].mean())
+                    label = f"{display_name(method)} {runs['image_ap'].mean():.3f}" if index == 0 else None
+                    ax.plot(recall, precision, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label, drawstyle="steps-post")
+            if prevalence is not None:
+                ax.axhline(prevalence, ls=":", color="grey", lw=0.8, label="chance")
+            ax.set(title=task, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
+            ax.legend(title="image AP", loc="lower left", frameon=False)
+        figure.tight_layout()
+    return figure
+
+
+def forest_figure(subtypes: pd.DataFrame, task: str):
+    """Per-subtype image AUROC of each method: point = seed mean, line = DeLong 95 % interval, dotted = chance."""
+    kinds = list(dict.fromkeys(subtypes["subtype"]))
+    methods = ordered_methods(subtypes["method"])
+    with plt.rc_context(STYLE):
+        figure, ax = plt.subplots(figsize=(3.4, 0.5 + 0.28 * len(kinds) * len(methods)))
+        step = 0.8 / max(1, len(methods))
+        for m, method in enumerate(methods):
+            rows = subtypes[subtypes["method"] == method].set_index("subtype")
+            for k, kind in enumerate(kinds):
+                if kind not in rows.index:
+                    continue
+                y = k + (m - (len(methods) - 1) / 2) * step
+                ax.plot([rows.at[kind, "low"], rows.at[kind, "high"]], [y, y], color=METHOD_COLORS[method], lw=1.4)
+                ax.plot(rows.at[kind, "auroc"], y, "o", color=METHOD_COLORS[method], ms=3.5, label=display_name(method) if k == 0 else None)
+        ax.axvline(0.5, ls=":", color="grey", lw=0.8)
+        counts = subtypes.drop_duplicates("subtype").set_index("subtype")["abnormal"]
+        ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
+        ax.invert_yaxis()
+        ax.set(xlabel="image AUROC against all test normals", title=f"{task}: per subtype", xlim=(min(0.4, subtypes["low"].min() - 0.02), 1.0))
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.05), ncols=min(3, len(methods)))
+    return figure
+
+
+def critical_difference_figure(done: pd.DataFrame):
+    """Average rank of each method over tasks (image AUROC, seed mean; 1 = best) with Nemenyi's
+    critical difference: methods joined by a bar do not differ significantly (Friedman test in the title).
+    Drawn only for at least 3 tasks and 2 methods."""
+    table = done.groupby(["task", "method"], sort=False)["image_auroc"].mean().unstack("method").dropna()
+    if len(table) < 3 or table.shape[1] < 2:
+        return None
+    methods = list(table.columns)
+    ranks = table.rank(axis=1, ascending=False).mean()
+    cd = nemenyi_critical_difference(len(methods), len(table))
+    friedman = friedmanchisquare(*[table[m] for m in methods]).pvalue if len(methods) >= 3 else float("nan")
+    order = ranks.sort_values()
+    with plt.rc_context(STYLE):
+        figure, ax = plt.subplots(figsize=(3.4, 0.9 + 0.22 * len(methods)))
+        ax.set_xlim(len(methods) + 0.2, 0.8)  # rank 1 on the right
+        ax.set_ylim(-0.2 - 0.25 * len(methods), 0.45)
+        ax.hlines(0, 1, len(methods), color="black", lw=0.8)
+        for r in range(1, len(methods) + 1):
+            ax.vlines(r, 0, 0.07, color="black", lw=0.8)
+            ax.text(r, 0.12, str(r), ha="center", fontsize=7)
+        for i, (method, rank) in enumerate(order.items()):
+            y = -0.25 * (i + 1)
+            ax.plot([rank, rank], [0, y], color=METHOD_COLORS[method], lw=1)
+            ax.text(rank, y - 0.02, f"{display_name(method)} ({rank:.2f})", ha="center", va="top", fontsize=7, color=METHOD_COLORS[method])
+        # groups of methods whose average ranks lie within one critical difference
+        values, previous_end, bars = order.to_numpy(), -1, 0
+        for start in range(len(values)):
+            end = max(j for j in range(len(values)) if values[j] - values[start] <= cd)
+            if end > start and end > previous_end:  # a maximal group, not inside the one before
+                ax.hlines(0.3 - 0.05 * bars, values[start] - 0.03, values[end] + 0.03, color="black", lw=2.2)
+                previous_end, bars = end, bars + 1
+        ax.hlines(0.38, 1, 1 + cd, color="grey", lw=1.2)
+        ax.text(1 + cd / 2, 0.41, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=7, color="grey")
+        ax.set_axis_off()
+        title = f"Average rank over {len(table)} tasks (image AUROC)" + (f"; Friedman p = {friedman:.3g}" if np.isfinite(friedman) else "")
+        ax.set_title(title, fontsize=8, pad=12)
     return figure
 
 
@@ -171,17 +299,23 @@ def examples_figure(done: pd.DataFrame, task: str):
     columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
     scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}  # one colour scale per method across rows
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(len(images), len(columns), figsize=(1.6 * len(columns), 1.6 * len(images)), squeeze=False)
+        side = min(1.6, MAX_WIDTH / (len(columns) + 0.4))
+        figure, axes = plt.subplots(len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False)
         for row, image in enumerate(images):
             panels = [("image", image, None)]
             if has_masks:
                 panels.append(("ground truth", masks[row], "gray"))
-            panels += [(method, examples[method]["maps"][row], "jet") for method in methods]
+            panels += [(method, examples[method]["maps"][row], MAP_COLORMAP) for method in methods]
             for col, (name, content, cmap) in enumerate(panels):
                 ax = axes[row, col]
-                if cmap == "jet":
+                if cmap == MAP_COLORMAP:
                     ax.imshow(image)
-                    ax.imshow(content, cmap=cmap, alpha=0.5, vmin=scales[name][0], vmax=scales[name][1])
+                    shown = ax.imshow(content, cmap=cmap, alpha=0.55, vmin=scales[name][0], vmax=scales[name][1])
+                    if row == len(images) - 1:  # one colour bar per method, under its column
+                        bar = figure.colorbar(shown, ax=axes[:, col], orientation="horizontal", fraction=0.04, pad=0.02)
+                        bar.solids.set(alpha=1)
+                        bar.ax.tick_params(labelsize=7)
+                        bar.set_label("anomaly score", fontsize=7)
                     ax.text(
                         2,
                         2,

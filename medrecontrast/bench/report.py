@@ -11,15 +11,20 @@ import pandas as pd
 
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
+from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statistics
 from medrecontrast.bench.tables import write_tables
+from medrecontrast.metrics import chance_level
 from medrecontrast.paths import atomic_path, claim_report_folder, write_csv
 from medrecontrast.runs import protocol_label
 
 FIGURE_CAPTIONS = {
-    "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds.",
-    "roc": "ROC curves of every seed; the legend gives mean ± std image AUROC.",
-    "scores": "Image-score distributions of normal and abnormal test images (first seed).",
-    "loss": "Training loss (moving average; line = mean over seeds, band = min–max).",
+    "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds, dotted line = chance.",
+    "roc": "ROC curves of every seed; the legend gives mean ± std image AUROC; dotted = chance.",
+    "pr": "Precision–recall curves of every seed; the legend gives mean image AP; dotted = chance (the abnormal prevalence).",
+    "critical_difference": "Average rank of each method over the tasks (image AUROC, seed mean; 1 = best); methods joined by a "
+    "black bar are not significantly different by Nemenyi's critical difference (CD, grey); the title gives Friedman's test.",
+    "scores": "Image-score distributions of normal and abnormal test images (first seed), with the oracle (dashed) and hold-out (dotted) thresholds.",
+    "loss": "Training loss, one panel per objective (moving average; line = mean over seeds, band = min–max).",
 }
 
 
@@ -41,15 +46,16 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
         write_csv(folder / "results.csv", results)
         text = render_failures(out, results)
     else:
-        tables = write_tables(results, folder)
-        figures = make_figures(results, folder)
-        text = render_readme(out, results, tables, figures)
+        statistics = sweep_statistics(results)
+        tables = write_tables(results, folder, statistics)
+        figures = make_figures(results, folder, statistics)
+        text = render_readme(out, results, tables, figures, statistics)
     with atomic_path(readme) as partial:
         partial.write_text(text)
     return readme
 
 
-def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict) -> str:
+def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict, statistics: SweepStatistics) -> str:
     sweep = json.loads((out / "sweep.json").read_text())
     done = finished(results)
     profiles = sorted(results["profile"].unique())
@@ -79,8 +85,19 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         f"| software | python {environment.get('python', '')}, torch {environment.get('packages', {}).get('torch', '')}, "
         f"monai {environment.get('packages', {}).get('monai', '')}; git {str(environment.get('git_revision') or 'n/a')[:10]} |",
         f"| total training time | {done['train_s'].sum() / 60:.1f} min (inference {done['inference_s'].sum() / 60:.1f} min) |",
+        f"| test sets | {'; '.join(f'{r.task}: {r.normal} normal, {r.abnormal} abnormal, {r.holdout} hold-out normal' for r in statistics.counts.itertuples())} |",
+        f"| statistics | {statistics.resamples:,} stratified bootstrap resamples of the test images per task (seeded; normals and abnormals "
+        f"resampled separately, shared by every method and seed), computed from the stored scores in {statistics.seconds:.1f} s |",
         "",
+        *_warnings(results, statistics),
         "## Results (mean ± std over seeds, in %; best per task in bold)",
+        "",
+        "`[lo, hi]` is the 95 % bootstrap interval of the seed mean (test images resampled, the same resamples for every seed "
+        "and method; pixel metrics resample images, not pixels); `†` marks a method not significantly worse than the best of its task "
+        "(Holm-adjusted p ≥ 0.05 over the comparisons of that column: DeLong's test for image AUROC, a paired bootstrap otherwise; "
+        "every test is in [`comparisons.md`](comparisons.md)); `°` marks an interval that includes chance (AUROC 50, AP = the "
+        "abnormal prevalence p, oracle F1 = 2p/(1+p), oracle ACC = max(p, 1−p), AUPRO 15). `n` = test normals/abnormals/hold-out normals. "
+        "Per-seed intervals, DeLong's intervals of image AUROC and every bound as a number are in [`intervals.csv`](intervals.csv).",
         "",
         "F1/ACC *(oracle)* use the F1-optimal threshold chosen on the test labels, as the papers' code does (optimistic);",
         "*(hold-out)* use a threshold fixed without test labels: the 95th percentile of the scores of held-out normal",
@@ -91,6 +108,32 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
         "",
         "LaTeX: [`table.tex`](table.tex) · per-seed rows: [`results.csv`](results.csv), [`results.parquet`](results.parquet)",
         "",
+        *(
+            [
+                "## Clinical operating points (seed mean [95 % bootstrap interval], in %)",
+                "",
+                "Sensitivity at 90/95/99 % specificity and specificity at 95 % sensitivity, with thresholds chosen on the test "
+                "normals (*oracle*, optimistic) and fixed from the held-out training normals without any test label (*hold-out*). "
+                "*F1 gap* is oracle F1 minus hold-out F1: how much choosing the threshold on the test labels flatters F1.",
+                "",
+                tables["operating_points.md"].read_text().strip(),
+                "",
+            ]
+            if "operating_points.md" in tables
+            else []
+        ),
+        *(
+            [
+                "## Per-subtype image AUROC (seed mean ± std [DeLong 95 % interval], in %)",
+                "",
+                "Each abnormal subtype's images against every test normal: which kinds of abnormality a method misses.",
+                "",
+                tables["subtypes.md"].read_text().strip(),
+                "",
+            ]
+            if "subtypes.md" in tables
+            else []
+        ),
         "## ReContrast against the paper",
         "",
         tables["paper_comparison.md"].read_text().strip(),
@@ -106,16 +149,61 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict)
     for name, caption in FIGURE_CAPTIONS.items():
         if name in figures:
             lines += [f"![{name}]({name}.png)", "", f"*{caption}* ([PDF]({name}.pdf))", ""]
+    for name in (n for n in figures if n.startswith("forest_")):
+        lines += [
+            f"![{name}]({name}.png)",
+            "",
+            f"*Forest plot: image AUROC of each abnormal subtype against all test normals (point = seed mean, line = DeLong 95 % interval, "
+            f"dotted = chance).* ([PDF]({name}.pdf))",
+            "",
+        ]
     for name in (n for n in figures if n.startswith("examples_")):
         lines += [
             f"![{name}]({name}.png)",
             "",
             "*Test images, ground truth (where the task has masks) and each method's anomaly map "
-            f"(first seed; one colour scale per method).* ([PDF]({name}.pdf))",
+            f"(first seed; one colour scale per method, its colour bar below the column).* ([PDF]({name}.pdf))",
             "",
         ]
     lines += ["## Cost (mean over seeds)", "", tables["cost.md"].read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
+    """What a reader must know before reading the numbers: results no better than chance, inverted
+    maps, and the random-init handicap of ReContrast."""
+    done = finished(results)
+    lines = []
+    chance = statistics.intervals[(statistics.intervals["seed"] == MEAN) & (statistics.intervals["interval"] == "bootstrap")]
+    prevalence = statistics.counts.set_index("task")["prevalence"]
+    at_chance = sorted(
+        {
+            f"{r.task} · {r.method}"
+            for r in chance[chance["metric"] == "image_auroc"].itertuples()
+            if r.low <= (chance_level("image_auroc", prevalence.get(r.task, 0.5)) or 0)
+        }
+    )
+    if at_chance:
+        lines.append(f"- **No better than chance:** the 95 % interval of image AUROC includes 50 for {', '.join(at_chance)}.")
+    if "pixel_auroc" in done:
+        inverted = done.groupby(["task", "method"], sort=False)["pixel_auroc"].mean().dropna()
+        inverted = inverted[inverted < 0.5]
+        if len(inverted):
+            lines.append(
+                "- **Maps worse than chance (inverted):** pixel AUROC below 50 for "
+                + ", ".join(f"{t} · {m} ({100 * v:.1f})" for (t, m), v in inverted.items())
+                + ": these maps are brighter on normal tissue than on the anomaly; their AUPRO means nothing."
+            )
+    random_recontrast = done[(done["base_method"] == "recontrast") & (~done["pretrained"].astype(bool))]
+    if len(random_recontrast):
+        lines.append(
+            "- **ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
+            "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); without "
+            "ImageNet weights there are no features worth adapting, so its numbers here say nothing about the method. Run the "
+            "paper profile (ImageNet weights) to compare methods."
+        )
+    lines += [f"- {note}" for note in statistics.notes]
+    return (["## Read this first", "", *lines, ""]) if lines else []
 
 
 def render_failures(out: Path, results: pd.DataFrame) -> str:

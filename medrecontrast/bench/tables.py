@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from medrecontrast.bench.results import METRICS, finished
+from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
+from medrecontrast.metrics import OPERATING_POINTS, chance_level
 from medrecontrast.paths import atomic_path, claim_report_folder
 
 # ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
@@ -32,32 +34,132 @@ PAPER_RECONTRAST = {
 FAMILY_CLASSES = {"mvtec": 15, "visa": 12}
 
 
-def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std (over seeds, in percent) of every metric per (task, method), plus the seed count."""
+def summary_frame(results: pd.DataFrame, statistics: SweepStatistics | None = None) -> pd.DataFrame:
+    """Mean and std (over seeds, in percent) of every metric per (task, method), plus the seed count;
+    with ``statistics``, the bootstrap interval of the seed mean as ``low``/``high`` (and DeLong's for
+    image AUROC as ``delong_low``/``delong_high``)."""
     done = finished(results)
     present = [m for m in METRICS if m in done and done[m].notna().any()]
     scaled = done[["task", "method", *present]].copy()
     scaled[present] = scaled[present].astype(float) * 100
     grouped = scaled.groupby(["task", "method"], sort=False)
     summary = grouped[present].agg(["mean", "std"])
+    if statistics is not None:
+        for metric in present:
+            for kind, prefix in (("bootstrap", ""), ("DeLong", "delong_")):
+                bounds = [statistics.interval(t, m, metric, kind=kind) for t, m in summary.index]
+                if any(b is not None for b in bounds):
+                    summary[(metric, f"{prefix}low")] = [100 * b[0] if b else np.nan for b in bounds]
+                    summary[(metric, f"{prefix}high")] = [100 * b[1] if b else np.nan for b in bounds]
+        summary = summary[[c for m in present for c in summary.columns if c[0] == m]]
     summary[("seeds", "n")] = grouped.size()
     return summary
 
 
-def paper_table(results: pd.DataFrame, fmt: str = "markdown") -> pd.DataFrame:
-    """Task × method rows, one ``mean ± std`` column per metric, the best mean per task in bold."""
-    summary = summary_frame(results)
+def paper_table(results: pd.DataFrame, fmt: str = "markdown", statistics: SweepStatistics | None = None) -> pd.DataFrame:
+    """Task × method rows, one ``mean ± std`` column per metric, the best mean per task in bold.
+
+    With ``statistics``: each cell adds the 95 % bootstrap interval of the seed mean ``[lo, hi]``;
+    ``†`` marks a method not significantly worse than the best of its task (Holm-adjusted p ≥ 0.05;
+    DeLong for image AUROC, paired bootstrap otherwise), ``°`` a value whose interval includes chance
+    (:func:`medrecontrast.metrics.chance_level`); an ``n`` column gives the test (and hold-out) sizes.
+    """
+    summary = summary_frame(results, statistics)
     metrics = [m for m in METRICS if (m, "mean") in summary]
     table = pd.DataFrame(index=summary.index)
     for metric in metrics:
         means, stds = summary[(metric, "mean")], summary[(metric, "std")]
         best = means.groupby(level="task").transform("max")
-        cells = [
-            _cell(m, s, bold=len(means.xs(task, level="task")) > 1 and np.isclose(m, b), fmt=fmt) for (task, _), m, s, b in zip(means.index, means, stds, best)
-        ]
+        best_method = means.groupby(level="task").idxmax()
+        cells = []
+        for (task, method), m, sd, b in zip(means.index, means, stds, best):
+            several = len(means.xs(task, level="task")) > 1
+            cell = _cell(m, sd, bold=several and np.isclose(m, b), fmt=fmt)
+            if statistics is not None and not np.isnan(m):
+                against = best_method[task][1] if several and not np.isclose(m, b) else None
+                cell += _marks(statistics, task, method, metric, fmt, against)
+            cells.append(cell)
         table[METRICS[metric]] = cells
     table["seeds"] = summary[("seeds", "n")].astype(int)
+    if statistics is not None:
+        sizes = statistics.counts.set_index("task")
+        table["n (normal/abnormal/hold-out)"] = [
+            f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–" for t, _ in summary.index
+        ]
     return table.reset_index()
+
+
+def _marks(statistics: SweepStatistics, task: str, method: str, metric: str, fmt: str, best: str | None) -> str:
+    """`` [lo, hi]`` of the seed mean, ``†`` where not significantly worse than the best, ``°`` where the interval includes chance."""
+    bounds = statistics.interval(task, method, metric)
+    text = ""
+    if bounds is not None and not np.isnan(bounds[0]):
+        low, high = 100 * bounds[0], 100 * bounds[1]
+        text = f" [{low:.1f}, {high:.1f}]" if fmt != "latex" else f" {{\\scriptsize[{low:.1f}, {high:.1f}]}}"
+        prevalence = statistics.counts.set_index("task").at[task, "prevalence"] if task in set(statistics.counts["task"]) else 0.5
+        chance = chance_level(metric, prevalence)
+        if chance is not None and low <= 100 * chance:
+            text += "$^\\circ$" if fmt == "latex" else "°"
+    if best is not None:
+        rows = statistics.comparisons
+        test = "DeLong" if metric == "image_auroc" else "paired bootstrap"
+        rows = rows[(rows["task"] == task) & (rows["metric"] == metric) & (rows["method"] == method) & (rows["against"] == best) & (rows["test"] == test)]
+        if len(rows) and not bool(rows["significant"].iloc[0]):
+            text += "$^\\dagger$" if fmt == "latex" else "†"
+    return text
+
+
+def operating_point_table(statistics: SweepStatistics) -> pd.DataFrame:
+    """Sensitivity at 90/95/99 % specificity and specificity at 95 % sensitivity (oracle and hold-out
+    thresholds) and the threshold gap, per task and method: seed mean [95 % bootstrap interval], in %."""
+    points = statistics.operating_points
+    if points.empty:
+        return pd.DataFrame()
+    present = [k for k in OPERATING_POINTS if points[k].notna().any()]
+    table = points.groupby(["task", "method"], sort=False)[present].mean() * 100
+    out = pd.DataFrame(index=table.index)
+    for key in present:
+        cells = []
+        for (task, method), value in table[key].items():
+            bounds = statistics.interval(task, method, key)
+            cells.append(f"{value:.1f}" + (f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]" if bounds and not np.isnan(bounds[0]) else ""))
+        out[OPERATING_POINTS[key]] = cells
+    sizes = statistics.counts.set_index("task")
+    out["n (normal/abnormal/hold-out)"] = [f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" for t, _ in out.index]
+    return out.reset_index()
+
+
+def comparison_table(statistics: SweepStatistics) -> pd.DataFrame:
+    """Every paired comparison behind the daggers: difference in points, p, Holm-adjusted p, test."""
+    rows = statistics.comparisons
+    if rows.empty:
+        return pd.DataFrame()
+    out = rows.assign(
+        metric=rows["metric"].map(METRICS),
+        difference=(rows["difference"] * 100).round(2),
+        p=rows["p"].map(lambda p: f"{p:.3g}"),
+        p_holm=rows["p_holm"].map(lambda p: f"{p:.3g}"),
+        significant=rows["significant"].map({True: "yes", False: "no"}),
+    )
+    return out.rename(columns={"difference": "difference (points)", "p_holm": "p (Holm)", "significant": "p (Holm) < 0.05"})
+
+
+def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
+    """Image AUROC of each abnormal subtype against all test normals: seed mean ± std [DeLong 95 % interval], in %."""
+    rows = statistics.subtypes
+    if rows.empty:
+        return pd.DataFrame()
+    cells = [
+        f"{100 * r.auroc:.2f}"
+        + (f" ± {100 * r.auroc_std:.2f}" if not np.isnan(r.auroc_std) else "")
+        + f" [{100 * r.low:.1f}, {100 * r.high:.1f}]"
+        + ("°" if r.low <= 0.5 else "")
+        for r in rows.itertuples()
+    ]
+    out = rows[["task", "subtype", "abnormal", "normal"]].assign(method=rows["method"], auroc=cells)
+    table = out.pivot_table(index=["task", "subtype", "abnormal", "normal"], columns="method", values="auroc", aggfunc="first", sort=False)
+    table.columns = [str(c) for c in table.columns]
+    return table.reset_index().rename(columns={"abnormal": "n abnormal", "normal": "n normal"})
 
 
 def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +236,11 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     return cost.round(1).reset_index()
 
 
-def write_tables(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, Path]:
-    """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``."""
+def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: SweepStatistics | None = None) -> dict[str, Path]:
+    """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``;
+    the statistics (intervals, tests, operating points, subtypes) are computed here unless given."""
     folder = claim_report_folder(folder)
+    statistics = statistics if statistics is not None else sweep_statistics(results)
     written = {}
 
     def save(name: str, writer) -> None:
@@ -146,10 +250,19 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike) -> dict[str, 
 
     save("results.csv", lambda p: results.to_csv(p, index=False))
     save("results.parquet", lambda p: results.to_parquet(p, index=False))
-    markdown = paper_table(results, "markdown")
+    markdown = paper_table(results, "markdown", statistics)
     save("table.md", lambda p: p.write_text(markdown.to_markdown(index=False) + "\n"))
-    save("table.tex", lambda p: p.write_text(paper_table(results, "latex").to_latex(index=False, escape=False) + "\n"))
-    save("table.csv", lambda p: summary_frame(results).to_csv(p))
+    save("table.tex", lambda p: p.write_text(paper_table(results, "latex", statistics).to_latex(index=False, escape=False) + "\n"))
+    save("table.csv", lambda p: summary_frame(results, statistics).to_csv(p))
+    save("intervals.csv", lambda p: statistics.intervals.to_csv(p, index=False))
+    for name, frame in (
+        ("operating_points", operating_point_table(statistics)),
+        ("comparisons", comparison_table(statistics)),
+        ("subtypes", subtype_table(statistics)),
+    ):
+        if len(frame):
+            save(f"{name}.md", lambda p, f=frame: p.write_text(f.to_markdown(index=False) + "\n"))
+            save(f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     comparison = paper_comparison(results)
     save("paper_comparison.md", lambda p: p.write_text(comparison.to_markdown(index=False) + "\n" if len(comparison) else NO_REFERENCE + "\n"))
     save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
