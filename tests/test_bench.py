@@ -15,6 +15,7 @@ from medrecontrast.bench import (
     SweepConfig,
     build_report,
     collect_results,
+    finished,
     load_sweep_config,
     paper_comparison,
     plan_sweep,
@@ -532,3 +533,26 @@ def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep,
     old_statistics = sweep_statistics(collect_results(old), resamples=200)
     assert old_statistics.subtypes.empty and "pixel_auroc" not in set(old_statistics.intervals["metric"])
     assert "image_auroc" in set(old_statistics.intervals["metric"])
+
+
+def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
+    """Every figure is at most two journal columns wide (7.2 in) and none of its text is below 7 pt,
+    so nothing shrinks below 7 pt when a figure is placed at full width."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from medrecontrast.bench import figures
+    from medrecontrast.bench.statistics import sweep_statistics
+
+    root, _, _ = mini_sweep
+    done = finished(collect_results(root / "runs"))
+    statistics = sweep_statistics(done, resamples=50)
+    drawn = [figures.roc_figure(done), figures.pr_figure(done), figures.auroc_figure(done), figures.score_figure(done), figures.loss_figure(done)]
+    drawn += [figures.examples_figure(done, task) for task in done["task"].unique()]
+    drawn += [figures.forest_figure(statistics.subtypes[statistics.subtypes["task"] == t], t) for t in statistics.subtypes["task"].unique()]
+    with plt.rc_context(figures.STYLE):
+        for figure in drawn:
+            assert figure.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-6, figure.get_size_inches()
+            small = [t.get_text() for t in figure.findobj(Text) if t.get_text().strip() and t.get_fontsize() < 7]
+            assert not small, small
+            plt.close(figure)
