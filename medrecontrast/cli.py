@@ -60,7 +60,6 @@ HOLDOUT_HELP = (
     "Fraction of the training normals held out to fix a decision threshold without test labels (e.g. 0.05). "
     "Default: 0 in the paper profile (every normal trains, as the authors do), 0.15 in the demo profile."
 )
-SkipUnreadable = Annotated[bool, typer.Option("--skip-unreadable", help="Skip broken files with a warning instead of stopping.")]
 
 
 def user_errors(command):
@@ -144,7 +143,6 @@ def data_check(
     data_root: DataRoot = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
     deep: Annotated[bool, typer.Option("--deep", help="Decode every image, not only its header.")] = False,
-    skip_unreadable: SkipUnreadable = False,
     slice_axis: Annotated[int, typer.Option(help="Axis along which 3-D NIfTI volumes are sliced (folder tasks).")] = 2,
 ):
     """Validate a task's files and print counts per split, label and class.
@@ -156,7 +154,7 @@ def data_check(
     """
     options = {"slice_axis": slice_axis} if task.lower().startswith("folder:") else {}
     data = get_task(task, **options).load(data_root)
-    report = check_task_data(data, deep=deep, skip_unreadable=skip_unreadable, progress=not as_json)
+    report = check_task_data(data, deep=deep, progress=not as_json)
     summary = report.to_dict()
     if as_json:
         print(json.dumps(summary, indent=None))
@@ -185,9 +183,7 @@ def _print_check(summary: dict) -> None:
         err_console.print(f"[red]problem:[/] {problem['file']}: {problem['problem']}", highlight=False, soft_wrap=True)
     if len(summary["problems"]) > 20:
         err_console.print(f"... and {len(summary['problems']) - 20} more problems (use --json for all)")
-    if summary["skipped"]:
-        err_console.print(f"[yellow]warning:[/] skipped {summary['skipped']} unreadable item(s)")
-    console.print("[green]OK[/]" if summary["ok"] else "[red]FAILED[/]: fix the files above or pass --skip-unreadable")
+    console.print("[green]OK[/]" if summary["ok"] else "[red]FAILED[/]: fix or remove the files above, then check again")
 
 
 @data_app.command("prepare")
@@ -378,8 +374,13 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
     profile: Annotated[
-        ProfileChoice, typer.Option("--profile", help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px.")
-    ] = "demo",
+        Optional[ProfileChoice],
+        typer.Option(
+            "--profile",
+            help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px. Default: demo for a built-in task, else paper.",
+            show_default=False,
+        ),
+    ] = None,
     iters: Annotated[Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
@@ -396,8 +397,9 @@ def train(
 
     Example: medrecontrast train --task synth-oct --method recontrast --seed 0 --out runs/oct-rc
     """
-    from medrecontrast.runs import train_run
+    from medrecontrast.runs import default_profile, train_run
 
+    profile = ProfileChoice(profile).value if profile is not None else default_profile([task])
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
     overrides = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
     try:
@@ -406,7 +408,7 @@ def train(
             method,
             folder,
             seed=seed,
-            profile=ProfileChoice(profile).value,
+            profile=profile,
             overrides=overrides,
             resume=resume,
             force=force,
@@ -424,9 +426,15 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="A run folder written by `medrecontrast train`.")],
     data_root: DataRoot = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-evaluate even if the run's recorded options no longer resolve to the same values.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the run's results (kept under previous/, recorded in evaluations.json), also if its recorded options no longer resolve to the same values.",
+        ),
+    ] = False,
 ):
-    """Re-score a saved model on its task's test set without retraining.
+    """Re-score a saved model on its task's test set without retraining (a run that has results needs --force).
 
     Example: medrecontrast evaluate --run runs/oct-rc
     """

@@ -41,6 +41,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+def remove_stale_partials(folder: str | os.PathLike, including_own: bool = False) -> list[Path]:
+    """Delete the ``.NAME.PID.partial`` temporaries in ``folder`` that no live process is writing (a
+    process killed mid-write, or a write that failed on a full disk, leaves them); returns them."""
+    removed = []
+    for partial in Path(folder).glob(".*.partial"):
+        try:
+            pid = int(partial.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid == os.getpid() and not including_own:
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue
+        partial.unlink(missing_ok=True)
+        removed.append(partial)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fsync(path: Path, flags: int) -> None:
     descriptor = os.open(path, flags)
     try:

@@ -32,7 +32,7 @@ from medrecontrast.errors import UserInputError, require_format
 from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_per_image, evaluate
 from medrecontrast.models import Detector, build_detector
 from medrecontrast.models.base import detector_class
-from medrecontrast.paths import atomic_path, write_csv, write_json
+from medrecontrast.paths import atomic_path, remove_stale_partials, write_csv, write_json
 from medrecontrast.resources import peak_memory
 from medrecontrast.stats import pixel_statistics
 from medrecontrast.tasks import Task, get_task
@@ -48,10 +48,31 @@ PROFILES = {
     # demo settings (``Detector.profile_options["demo"]``, e.g. a short schedule).
     "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "holdout": 0.15},
 }
+
+
+def default_profile(tasks) -> str:
+    """The profile a sweep or a run gets when none is named: ``demo`` for the built-in synthetic tasks
+    (minutes on a CPU, no download), ``paper`` for real data; a mix must name one (no silent choice)."""
+    from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
+
+    names = [str(t).split(":")[0].lower() for t in tasks]
+    built_in = [n in SYNTHETIC_TASKS for n in names]
+    if all(built_in):
+        return "demo"
+    if not any(built_in):
+        return "paper"
+    raise UserInputError(
+        f"tasks {', '.join(map(str, tasks))} mix built-in tasks (demo profile by default) and real data (paper profile by default); "
+        "name one with --profile demo or --profile paper (TOML: profile = ...)."
+    )
+
+
 RUN_FORMAT = 3  # 3: config.json holds every resolved option (2 held only those that differ from the defaults)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # overrides that are not detector options
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
+DATA_RECORD = "data.json"  # fingerprint of the task's files the run last trained or evaluated on
+EVALUATIONS = "evaluations.json"  # every re-evaluation: when, on which data, where the previous results went
 PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for intervals of the pixel metrics
 
 
@@ -236,20 +257,36 @@ def train_run(
     out = Path(out)
     config = run_config(task, method, seed, profile, overrides, weights, variant)
     _claim_folder(out, config, resume, force)
+    remove_stale_partials(out)  # temporaries of a killed process (a full disk keeps them otherwise)
     write_json(out / "config.json", config)
     write_json(out / "environment.json", environment())
     write_json(out / "status.json", {"status": "running", "started": _now()})
     try:
         metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
     except Exception as exc:
-        write_json(out / "status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()})
+        _record_failure(out, exc)
         raise
     write_json(out / "status.json", {"status": "finished", "finished": _now()})
     return metrics
 
 
+def _record_failure(out: Path, exc: BaseException) -> None:
+    """Mark the run ``failed`` even on a full disk: the atomic write needs room for a second copy, so
+    after freeing this run's temporaries a plain in-place write of the small status is tried."""
+    status = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()}
+    try:
+        write_json(out / "status.json", status)
+    except OSError:
+        remove_stale_partials(out, including_own=True)
+        try:
+            (out / "status.json").write_text(json.dumps({k: v for k, v in status.items() if k != "traceback"}))
+        except OSError:
+            pass  # nothing can be written: the report counts the run as unknown (status "running", no live claim)
+
+
 def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_root, progress: bool) -> dict:
     data = task.load(data_root)
+    write_json(out / DATA_RECORD, {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)})
     train, test, holdout = run_datasets(data, config)
     detector = build_detector(config["method"], **config["detector"])
     with peak_memory(detector.device) as memory:
@@ -298,13 +335,47 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
     data = task.load(data_root)
+    fingerprint = {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+    recorded = json.loads((run / DATA_RECORD).read_text()) if (run / DATA_RECORD).is_file() else None
+    has_results = (run / "metrics.json").is_file()
+    if has_results and not force:
+        same = recorded is not None and recorded.get("sha256") == fingerprint["sha256"]
+        raise UserInputError(
+            f"{run} already holds results; re-evaluating replaces its scores.csv and metrics.json, which a sweep's report reads"
+            + ("" if same else " (and the task's files differ from those it was trained on)")
+            + ". Pass --force to re-evaluate: the previous results are kept under previous/ and the re-evaluation is recorded in evaluations.json."
+        )
+    previous = json.loads((run / "metrics.json").read_text()) if has_results else {}
+    kept_in = _keep_previous_results(run) if has_results else None
     _, test, holdout = run_datasets(data, config)
-    previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     metrics = evaluate_detector(detector, test, holdout, run, config["threshold_quantile"], groups_of_test_images(data))
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)
+    write_json(run / DATA_RECORD, fingerprint)
+    history = json.loads((run / EVALUATIONS).read_text()) if (run / EVALUATIONS).is_file() else []
+    history.append(
+        {
+            "when": _now(),
+            "data": fingerprint,
+            "trained_on": recorded,
+            "same_data_as_training": recorded is not None and recorded.get("sha256") == fingerprint["sha256"],
+            "previous_results": None if kept_in is None else str(kept_in.relative_to(run)),
+            "forced": force,
+        }
+    )
+    write_json(run / EVALUATIONS, history)
     return metrics
+
+
+def _keep_previous_results(run: Path) -> Path:
+    """Move a run's results into ``previous/<UTC time>/`` before a re-evaluation replaces them."""
+    folder = run / "previous" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    folder.mkdir(parents=True)
+    for name in ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD):
+        if (run / name).is_file():
+            shutil.copy2(run / name, folder / name)
+    return folder
 
 
 def changed_keys(recorded: dict, resolved: dict) -> list[str]:

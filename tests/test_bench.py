@@ -257,7 +257,7 @@ def test_toml_config_with_overrides_and_line_numbers(tmp_path):
         "[task.synth-oct.method.rd4ad]\nbatch_size = 2\n[task.synth-oct.data]\nsize = 32\n"
     )
     config = load_sweep_config(path, seeds=[0, 1]).resolved()
-    assert config.seeds == [0, 1] and config.profile == "paper" and config.tasks == ["synth-oct"]
+    assert config.seeds == [0, 1] and config.profile == "demo" and config.tasks == ["synth-oct"]  # built-in task: demo (issue 11 item 16)
     assert config.overrides("synth-oct", "rd4ad") == {"holdout": 0.2, "iters": 9, "batch_size": 2}
     assert config.overrides("synth-oct", "patchcore") == {"holdout": 0.2}  # iters is not a PatchCore option
     assert config.task_options("synth-oct") == {"size": 32}
@@ -281,6 +281,11 @@ def test_defaults_run_the_built_in_tasks_with_the_demo_profile(tmp_path, monkeyp
     assert config.tasks == ["synth-fundus", "synth-oct", "synth-skin"] and config.profile == "demo" and config.seeds == [0, 1]
     assert config.out == str(tmp_path / "runs" / "demo") and config.report == str(tmp_path / "reports" / "demo")
     assert SweepConfig(tasks=["aptos"]).resolved().profile == "paper"
+    # issue 11 item 16: the default profile follows the tasks; a mix must name one
+    assert SweepConfig(tasks=["synth-oct"]).resolved().profile == "demo"
+    assert SweepConfig(tasks=["synth-oct"], profile="paper").resolved().profile == "paper"
+    with pytest.raises(UserInputError, match="mix built-in tasks .* name one with --profile"):
+        SweepConfig(tasks=["synth-oct", "aptos"]).resolved()
 
 
 def test_ray_executor_writes_the_same_run_folders(tmp_path):
@@ -556,3 +561,73 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
             small = [t.get_text() for t in figure.findobj(Text) if t.get_text().strip() and t.get_fontsize() < 7]
             assert not small, small
             plt.close(figure)
+
+
+def test_a_table_never_mixes_runs_of_different_data(mini_sweep, tmp_path):
+    """Issue 11 item 2: each run records a fingerprint of its task's files; runs of one task on different files are refused together."""
+    runs = copy_sweep(mini_sweep, tmp_path)
+    records = sorted(runs.glob("synth-oct/*/seed-*/data.json"))
+    assert records and all(json.loads(r.read_text())["files"] > 0 for r in records)
+    assert collect_results(runs)["data_fingerprint"].notna().all()
+    odd = json.loads(records[0].read_text())
+    records[0].write_text(json.dumps({**odd, "sha256": "0" * 64}))
+    with pytest.raises(UserInputError, match="task synth-oct: its runs were trained or evaluated on different files"):
+        collect_results(runs)
+
+
+def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini_sweep, tmp_path, monkeypatch):
+    """Issue 11 item 9: after a disk-full error the status says failed (written in place once the atomic
+    write fails), stale temporaries of dead processes are removed when the run restarts, and the report
+    counts planned, finished, failed and unknown runs (a planned run with no files is not lost)."""
+    import errno
+
+    import medrecontrast.runs as runs_module
+    from medrecontrast.runs import train_run
+    from medrecontrast.tasks import get_task
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_write_json = runs_module.write_json
+
+    def write_json(path, payload):
+        if payload.get("status") == "failed":
+            full()
+        return real_write_json(path, payload)
+
+    monkeypatch.setattr(runs_module, "_train_and_evaluate", full)
+    monkeypatch.setattr(runs_module, "write_json", write_json)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        train_run(get_task("synth-oct", **TINY_DATA), "patchcore", out, overrides={"image_size": 32, "embed_dim": 16}, progress=False)
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and "No space left" in status["error"]
+    monkeypatch.undo()
+    stale = out / ".checkpoint.pt.999999999.partial"  # a process that died mid-write
+    stale.write_bytes(b"x" * 1000)
+    train_run(get_task("synth-oct", **TINY_DATA), "patchcore", out, overrides={"image_size": 32, "embed_dim": 16}, resume=True, progress=False)
+    assert not stale.exists()
+
+    runs = copy_sweep(mini_sweep, tmp_path)
+    shutil.rmtree(next(runs.glob("synth-oct/patchcore/seed-1")))  # as if killed before writing anything
+    failed = next(runs.glob("synth-oct/rd4ad/seed-0"))
+    (failed / "status.json").write_text(json.dumps({"status": "failed", "error": "OSError: No space left on device"}))
+    results = collect_results(runs)
+    assert len(results) == 8 and (results["status"] == "unknown").sum() == 1
+    text = build_report(runs, tmp_path / "report").read_text()
+    assert "8 planned: 6 finished, 1 failed, 1 unknown" in text
+
+
+def test_missing_weights_are_one_error_before_the_first_run(tmp_path, monkeypatch):
+    """Issue 11 item 16: a paper-profile sweep whose ImageNet weights cannot be had fails at planning,
+    once, naming --weights; no run folder is written."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr("torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    options = {"image_size": 32, "crop_size": 32, "holdout": 0.25}
+    config = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", seeds=[0, 1, 2], options=options)
+    with pytest.raises(UserInputError, match="cannot load ImageNet weights for wide_resnet50_2.*--weights"):
+        run_sweep(config, progress=False)
+    assert not list((tmp_path / "runs").glob("*/*/seed-*"))
+    with_file = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", weights=str(tmp_path / "w.pt"), options=options)
+    with pytest.raises(UserInputError, match="weights file .* does not exist"):
+        run_sweep(with_file, progress=False)

@@ -65,14 +65,23 @@ def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
 
 def test_evaluate_rescores_without_retraining(tmp_path):
     first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
-    again = evaluate_run(tmp_path / "pc")
+    before = (tmp_path / "pc" / "scores.csv").read_text()
+    # issue 11 item 2: a finished run's results are never replaced without --force
+    with pytest.raises(UserInputError, match="already holds results.*--force"):
+        evaluate_run(tmp_path / "pc")
+    again = evaluate_run(tmp_path / "pc", force=True)
     assert again["image_auroc"] == first["image_auroc"] and again["f1_holdout"] == first["f1_holdout"]
     assert again["timings"]["train_s"] == first["timings"]["train_s"]
+    history = json.loads((tmp_path / "pc" / "evaluations.json").read_text())
+    assert len(history) == 1 and history[0]["same_data_as_training"] and history[0]["forced"]
+    kept = tmp_path / "pc" / history[0]["previous_results"]
+    assert (kept / "scores.csv").read_text() == before and (kept / "metrics.json").is_file()
+    assert json.loads((tmp_path / "pc" / "data.json").read_text())["files"] > 0
     config = json.loads((tmp_path / "pc" / "config.json").read_text())
     config["format"] = 99
     (tmp_path / "pc" / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserInputError, match="incompatible version"):
-        evaluate_run(tmp_path / "pc")
+        evaluate_run(tmp_path / "pc", force=True)
     with pytest.raises(UserInputError, match="not a finished run folder"):
         evaluate_run(tmp_path / "nothing")
 
@@ -111,6 +120,8 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch):
     result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--force" in result.output
     result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--force" in result.output  # a run with results is not re-scored silently
+    result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run"), "--force"])
     assert result.exit_code == 0 and "image_auroc" in result.output
     result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "padim"])
     assert result.exit_code == 2 and "unknown method 'padim'" in result.output

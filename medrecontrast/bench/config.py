@@ -40,7 +40,7 @@ from pathlib import Path
 from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.models.base import detector_class
-from medrecontrast.runs import PROFILES, RUN_KEYS, detector_options
+from medrecontrast.runs import PROFILES, RUN_KEYS, default_profile, detector_options
 from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
@@ -55,7 +55,7 @@ class SweepConfig:
     tasks: list[str] | None = None
     methods: list[str] = field(default_factory=registered_methods)  # every registered method
     seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
-    profile: str | None = None  # default: demo for the built-in tasks, paper for real ones
+    profile: str | None = None  # default: demo for the built-in tasks, paper for real ones (runs.default_profile)
     name: str | None = None  # default: the --out folder's name, else the profile
     out: str | None = None  # default: runs/<name>
     report: str | None = None  # default: reports/<name>
@@ -74,7 +74,7 @@ class SweepConfig:
     def resolved(self) -> "SweepConfig":
         """A copy with every default filled in and every name checked."""
         c = dataclasses.replace(self)
-        c.profile = c.profile or ("demo" if c.tasks is None else "paper")
+        c.profile = c.profile or default_profile(c.tasks or SYNTHETIC_TASKS)
         if c.profile not in PROFILES:
             raise UserInputError(f"unknown profile '{c.profile}'; choose one of {', '.join(PROFILES)}")
         c.tasks = list(c.tasks or SYNTHETIC_TASKS)

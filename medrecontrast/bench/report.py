@@ -58,7 +58,7 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
 def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict, statistics: SweepStatistics) -> str:
     sweep = json.loads((out / "sweep.json").read_text())
     done = finished(results)
-    profiles = sorted(results["profile"].unique())
+    profiles = sorted(results["profile"].dropna().unique())
     devices = sorted(d for d in done["device"].dropna().unique())
     environment = sweep.get("environment", {})
     lines = [
@@ -76,9 +76,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         f"| tasks | {', '.join(results['task'].unique())} |",
         f"| methods | {', '.join(results['method'].unique())} |",
         f"| seeds | {', '.join(str(s) for s in sorted(results['seed'].unique()))} |",
-        f"| runs | {len(done)} finished of {len(results)}"
-        + (f"; failed: {', '.join(_failed(results))}" if (results["status"] == "failed").any() else "")
-        + " |",
+        f"| runs | {_run_counts(results)}" + (f"; failed: {', '.join(_failed(results))}" if (results["status"] == "failed").any() else "") + " |",
         f"| hardware | {', '.join(devices) or 'n/a'}; host {environment.get('platform', platform.platform())} |",
         f"| CPU | {environment.get('cpu', 'n/a')}, instruction set {environment.get('cpu_capability', 'n/a')}, "
         f"{environment.get('torch_threads', 'n/a')} torch threads (CPU results are bit-reproducible only with all three equal) |",
@@ -219,6 +217,16 @@ def render_failures(out: Path, results: pd.DataFrame) -> str:
     ]
     lines += [f"| {r.task} | {r.method} | {r.seed} | {r.status} | {str(r.error or '')[:200].replace('|', '/')} |" for r in results.itertuples()]
     return "\n".join(lines) + "\n"
+
+
+def _run_counts(results: pd.DataFrame) -> str:
+    """Planned, finished, failed and unknown runs: "unknown" is a run with no result, i.e. still running,
+    interrupted (killed, full disk) or never started; `bench --resume` continues it."""
+    counts = results["status"].value_counts()
+    finished_runs, failed = int(counts.get("finished", 0)), int(counts.get("failed", 0))
+    unknown = len(results) - finished_runs - failed
+    text = f"{len(results)} planned: {finished_runs} finished, {failed} failed, {unknown} unknown"
+    return text + (" (no result yet: running, interrupted or never started; `bench --resume` continues them)" if unknown else "")
 
 
 def _settings(results: pd.DataFrame) -> list[str]:

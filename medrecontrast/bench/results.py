@@ -16,6 +16,8 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import registered_methods
 
+UNKNOWN = "unknown"  # a planned run with no config.json: never started, or killed before it wrote one
+
 TIMINGS = ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb")
 
 
@@ -26,12 +28,33 @@ def collect_results(out: str | Path) -> pd.DataFrame:
     if marker is None:
         raise UserInputError(f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first.")
     rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
+    present = {Path(row["folder"]).resolve() for row in rows}
+    # planned runs that left no config.json (killed before it, or a full disk) are counted, not lost
+    rows += [
+        {"task": p["task"], "method": p["method"], "base_method": p["method"], "seed": p["seed"], "status": UNKNOWN, "folder": str(out / p["folder"])}
+        for p in marker.get("planned", [])
+        if (out / p["folder"]).resolve() not in present
+    ]
     frame = pd.DataFrame(rows, columns=_columns())
+    _refuse_mixed_data(frame)
     # methods and variants in the order the sweep lists them (an ablation reads top to bottom), then any others
     listed = marker.get("config", {}).get("methods") or registered_methods()
     order = {m: i for i, m in enumerate(dict.fromkeys([*listed, *registered_methods()]))}
     frame = frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c, kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _refuse_mixed_data(frame: pd.DataFrame) -> None:
+    """One table never mixes runs of one task that read different files (``data.json``'s fingerprint)."""
+    known = frame[frame["status"].eq("finished") & frame["data_fingerprint"].notna()]
+    for task, runs in known.groupby("task"):
+        if runs["data_fingerprint"].nunique() > 1:
+            groups = runs.groupby("data_fingerprint")["folder"].apply(lambda f: ", ".join(Path(x).relative_to(Path(x).parents[2]).as_posix() for x in f))
+            listing = "; ".join(f"data {digest[:10]}: {folders}" for digest, folders in groups.items())
+            raise UserInputError(
+                f"task {task}: its runs were trained or evaluated on different files ({listing}); a table would mix them. "
+                "Re-evaluate the odd runs on the same data (`medrecontrast evaluate --run DIR --force`) or rerun them (`bench --force`)."
+            )
 
 
 def ordered_methods(names) -> list[str]:
@@ -62,6 +85,7 @@ def _columns() -> list[str]:
         *TIMINGS,
         "device",
         "error",
+        "data_fingerprint",
         "folder",
     ]
 
@@ -89,6 +113,7 @@ def _row(folder: Path) -> dict:
         "batch_size": config["detector"].get("batch_size"),
         "device": environment.get("device"),
         "error": status.get("error"),
+        "data_fingerprint": json.loads((folder / "data.json").read_text()).get("sha256") if (folder / "data.json").is_file() else None,
         "folder": str(folder),
     }
     row.update({name: metrics.get(name) for name in METRICS})

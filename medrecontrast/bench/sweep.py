@@ -23,7 +23,7 @@ from medrecontrast.bench.store import (
 )
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
-from medrecontrast.paths import claim_report_folder, require_writable_folder
+from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
 from medrecontrast.runs import changed_keys, environment, read_run_config, run_config
 from medrecontrast.tasks import expand_tasks, get_task
 
@@ -42,6 +42,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     claim_report_folder(config.report, write=False)  # a user's folder is refused now, not after hours of training
     names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
+    needed: set = set()  # (backbone, weights file) the runs to do need
     for name in names:
         task = get_task(name, **config.task_options(name))
         _check_data(task, config.data_root)
@@ -55,6 +56,9 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 except UserInputError as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 folder = run_folder(config.out, name, method, seed)
+                detector = planned["detector"]
+                if (detector.get("pretrained") or detector.get("weights")) and (force or run_status(folder)["status"] != "finished"):
+                    needed.add((detector["backbone"], detector.get("weights")))
                 if not force:
                     _check_existing(folder, planned)
                 specs.append(
@@ -74,6 +78,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                         force=force,
                     )
                 )
+    _check_weights(needed)
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
     live = [s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()]  # another bench runs them now: they are skipped, not resumed
     unfinished = [s for s in unfinished if s not in live]
@@ -90,15 +95,32 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     return specs
 
 
+def _check_weights(needed: set) -> None:
+    """Pretrained weights that cannot be had stop the sweep now, once, not as one failure per run."""
+    from medrecontrast.models.backbones import require_weights
+
+    for backbone, weights in sorted(needed, key=str):
+        require_weights(backbone, weights)
+
+
 def _check_data(task, data_root) -> None:
-    """Missing folders and broken files stop the sweep now, not at hour three (headers only: fast)."""
-    report = check_task_data(task.load(data_root), progress=False)
+    """Missing folders and broken files stop the sweep now, not at hour three: every image and mask
+    is decoded once (a truncated file passes a header check). A task whose files (paths, sizes,
+    modification times) were all decoded before is not decoded again: the fingerprint is remembered
+    in the cache folder."""
+    data = task.load(data_root)
+    fingerprint = data.fingerprint()
+    memo = cache_dir() / "checked" / f"{fingerprint['sha256']}.ok"
+    if memo.is_file():
+        return
+    report = check_task_data(data, deep=True, progress=True)
     if not report.ok:
         first = report.problems[0]
         raise UserInputError(
             f"task '{task.name}': {len(report.problems)} broken file(s), e.g. {first['file']}: {first['problem']}. "
-            f"Run `medrecontrast data check {task.name}` to list them all, then fix or remove them."
+            f"Run `medrecontrast data check {task.name} --deep` to list them all, then fix or remove them."
         )
+    write_json(memo, {"task": task.name, "files": fingerprint["files"], "decoded": True})
 
 
 def _check_existing(folder: Path, planned: dict) -> None:
@@ -120,7 +142,11 @@ def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, 
     config = config.resolved()
     specs = plan_sweep(config, resume=resume, force=force)
     out = Path(config.out)
-    open_sweep_folder(out, {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    planned = [{"task": s.task, "method": s.method, "seed": s.seed, "folder": Path(s.folder).relative_to(out).as_posix()} for s in specs]
+    open_sweep_folder(
+        out,
+        {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "planned": planned},
+    )
     if config.executor == "ray":
         return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run))
     return list(run_local(specs, progress=progress))

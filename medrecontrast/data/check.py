@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import track
@@ -17,14 +17,13 @@ from medrecontrast.tasks.base import TaskData
 class CheckReport:
     """Counts of a task's protocol, and every file that failed to open."""
 
-    data: TaskData  # without the skipped items when skip_unreadable was set
+    data: TaskData
     problems: list[dict] = field(default_factory=list)  # {"file": ..., "problem": ...}
     deep: bool = False
-    skip_unreadable: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.problems or self.skip_unreadable
+        return not self.problems
 
     def to_dict(self) -> dict:
         summary = self.data.counts()
@@ -32,35 +31,24 @@ class CheckReport:
             ok=self.ok,
             checked="decoded" if self.deep else "headers",
             problems=self.problems,
-            skipped=len(self.data.skipped),
             fundus_crop="on the fly (run `medrecontrast data prepare aptos` to do it once)" if self.data.fundus_crop else None,
         )
         return summary
 
 
-def check_task_data(data: TaskData, deep: bool = False, skip_unreadable: bool = False, progress: bool = True) -> CheckReport:
+def check_task_data(data: TaskData, deep: bool = False, progress: bool = True) -> CheckReport:
     """Open every image and mask (header and size; decode all with ``deep``); collect what is broken.
 
-    A mask must have its image's height and width. With ``skip_unreadable`` the broken items are
-    dropped from the returned report's ``data`` (listed in ``data.skipped``) instead of failing.
+    A mask must have its image's height and width. Broken files are never skipped: a run on a
+    silently smaller set would not be the task's protocol (fix or remove them, then check again).
     """
     problems: list[dict] = []
-    broken_ids: set[str] = set()
     console = Console(stderr=True)
     splits = [("train", it) for it in data.train] + [("test", it) for it in data.test]
     for split, record in track(splits, description=f"checking {data.task.name}", console=console, disable=not progress, transient=True):
         for problem in _item_problems(record, deep):
             problems.append({"split": split, "id": record["id"], **problem})
-            broken_ids.add(record["id"])
-    if not skip_unreadable:
-        return CheckReport(data, problems, deep, skip_unreadable)
-    kept = replace(
-        data,
-        train=[it for it in data.train if it["id"] not in broken_ids],
-        test=[it for it in data.test if it["id"] not in broken_ids],
-        skipped=sorted(broken_ids),
-    )
-    return CheckReport(kept, problems, deep, skip_unreadable)
+    return CheckReport(data, problems, deep)
 
 
 def _item_problems(record: dict, deep: bool) -> list[dict]:

@@ -93,6 +93,19 @@ def estimate_batchnorm_statistics(encoders: list[nn.Module], dataset, batch_size
         encoder.train(mode)
 
 
+def require_weights(backbone: str, weights: str | os.PathLike | None = None) -> None:
+    """Make sure the ImageNet weights a run will ask for can be had (a readable, fitting file, or
+    torchvision's cache, downloading it once now if needed): a sweep calls this once per backbone
+    before the first run, so missing weights are one error, not one failure per run."""
+    if backbone not in BACKBONES:
+        raise UserInputError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
+    net = BACKBONES[backbone][0](weights=None)
+    if weights is not None:
+        _load_weights_file(net, Path(weights), backbone)
+    else:
+        _load_torchvision_weights(net, backbone)
+
+
 def torchvision_weights_path(backbone: str) -> Path:
     """Where torchvision keeps (or would download) the ImageNet weights of ``backbone``."""
     weights = BACKBONES[backbone][1].IMAGENET1K_V1

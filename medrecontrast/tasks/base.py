@@ -8,6 +8,7 @@ metrics) sees only those lists.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -50,7 +51,6 @@ class TaskData:
     train: list[dict]
     test: list[dict]
     fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
-    skipped: list[str] = field(default_factory=list)  # unreadable files dropped by skip_unreadable
 
     @property
     def has_masks(self) -> bool:
@@ -65,6 +65,27 @@ class TaskData:
         if not self.has_masks:
             return []
         return [it["id"] for it in self.test if it["label"] == ABNORMAL and it.get("mask") is None]
+
+    def fingerprint(self) -> dict:
+        """A digest of every file this task's train and test items read (path, size, modification
+        time), so that a run records on which data it was trained and evaluated, and a table never
+        mixes runs of different data. Cheap: ``stat`` only, no file is read."""
+        digest = hashlib.sha256()
+        files = 0
+        for split, items in (("train", self.train), ("test", self.test)):
+            for item in sorted(items, key=lambda it: str(it["id"])):
+                for key in ("image", "mask"):
+                    path = item.get(key)
+                    if path is None or not isinstance(path, (str, os.PathLike)):
+                        continue
+                    try:
+                        info = os.stat(path)
+                        entry = f"{split}|{item['id']}|{key}|{os.fspath(path)}|{info.st_size}|{info.st_mtime_ns}"
+                    except OSError:
+                        entry = f"{split}|{item['id']}|{key}|{os.fspath(path)}|missing"
+                    digest.update(entry.encode())
+                    files += 1
+        return {"sha256": digest.hexdigest(), "files": files}
 
     def counts(self) -> dict:
         """Counts per split and label, and per source category, as `data check --json` prints them."""
@@ -141,7 +162,6 @@ class Task:
             train=[it for part in parts for it in tagged(part, part.train)],
             test=[it for part in parts for it in tagged(part, part.test)],
             fundus_crop=parts[0].fundus_crop,
-            skipped=[s for part in parts for s in part.skipped],
         )
 
     def layout_hint(self) -> str:
@@ -183,7 +203,7 @@ def task_slug(name: str) -> str:
 
 def _require_unique_ids(task: "Task", items: list[dict]) -> None:
     """Within a split, every item's id names one file: two files that share a stem (``t000.png`` and
-    ``t000.jpg``) would share an id, so scores, examples and ``--skip-unreadable`` could mix them up."""
+    ``t000.jpg``) would share an id, so scores and examples could mix them up."""
     first: dict[str, str] = {}
     for it in items:
         key = f"{it['id']}#{it.get('slice', '')}"
