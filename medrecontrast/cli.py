@@ -16,17 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from medrecontrast import __version__
-from medrecontrast.bench.config import EXECUTORS
-from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
-from medrecontrast.models import registered_methods
-from medrecontrast.runs import PROFILES
-from medrecontrast.tasks import DATA_ROOT_ENV, footnotes, get_task, registry_rows, task_slug
-from medrecontrast.tasks.aptos import prepare_aptos
 
-# Choices shown in --help and checked by click, from the modules that own them
-ProfileChoice = enum.Enum("ProfileChoice", {name: name for name in PROFILES}, type=str)
-ExecutorChoice = enum.Enum("ExecutorChoice", {name: name for name in EXECUTORS}, type=str)
+# The command line starts in well under a second (`--help`, `tasks`, argument errors): torch, MONAI,
+# scikit-learn and matplotlib are imported inside the commands that need them, never here. So the
+# few names that --help shows are spelled here instead of imported from the modules that own them
+# (runs.PROFILES, bench.config.EXECUTORS, tasks.DATA_ROOT_ENV); tests/test_cli.py checks that they agree.
+PROFILE_NAMES = ("paper", "demo")
+EXECUTOR_NAMES = ("local", "ray")
+DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
+ProfileChoice = enum.Enum("ProfileChoice", {name: name for name in PROFILE_NAMES}, type=str)
+ExecutorChoice = enum.Enum("ExecutorChoice", {name: name for name in EXECUTOR_NAMES}, type=str)
 
 app = typer.Typer(
     name="medrecontrast",
@@ -83,16 +83,18 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False):
+def _root(version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version.")] = False):
     pass
 
 
 @app.command("tasks")
-def tasks_command(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False):
+def tasks_command(as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False):
     """List every task: modality, protocol, sizes and ReContrast settings.
 
     Example: medrecontrast tasks
     """
+    from medrecontrast.tasks import footnotes, registry_rows
+
     rows = registry_rows()
     if as_json:
         print(json.dumps({"tasks": rows, "notes": footnotes()}))
@@ -109,14 +111,14 @@ def tasks_command(as_json: Annotated[bool, typer.Option("--json", help="Print on
 
 
 @app.command("methods")
-def methods_command(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False):
+def methods_command(as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False):
     """List every registered method with each of its options and their defaults.
 
     Example: medrecontrast methods
     """
     import dataclasses
 
-    from medrecontrast.models import DETECTORS
+    from medrecontrast.models import DETECTORS, registered_methods
 
     methods = {}
     for name in registered_methods():
@@ -141,8 +143,8 @@ def methods_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
 def data_check(
     task: Annotated[str, typer.Argument(help="Task name, e.g. aptos, oct, isic, mvtec:bottle, folder:/data/xrays.")],
     data_root: DataRoot = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
-    deep: Annotated[bool, typer.Option("--deep", help="Decode every image, not only its header.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
+    deep: Annotated[bool, typer.Option("--deep", metavar="", help="Decode every image, not only its header.")] = False,
     slice_axis: Annotated[int, typer.Option(help="Axis along which 3-D NIfTI volumes are sliced (folder tasks).")] = 2,
 ):
     """Validate a task's files and print counts per split, label and class.
@@ -153,6 +155,9 @@ def data_check(
     Example: medrecontrast data check aptos --data-root /data --json
     """
     options = {"slice_axis": slice_axis} if task.lower().startswith("folder:") else {}
+    from medrecontrast.data.check import check_task_data
+    from medrecontrast.tasks import get_task
+
     data = get_task(task, **options).load(data_root)
     report = check_task_data(data, deep=deep, progress=not as_json)
     summary = report.to_dict()
@@ -201,6 +206,8 @@ def data_prepare(
     """
     if dataset.lower() != "aptos":
         raise UserInputError(f"nothing to prepare for '{dataset}'; only 'aptos' has a preparation step.")
+    from medrecontrast.tasks.aptos import prepare_aptos
+
     result = prepare_aptos(data_root)
     console.print(f"wrote {result['written']} cropped images to {result['folder']} ({result['already_present']} were already there)")
 
@@ -214,7 +221,7 @@ def bench(
     methods: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--methods", help=f"Methods or a config's variants (default: every registered method: {' '.join(registered_methods())}).", show_default=False
+            "--methods", help="Methods or a config's variants (default: every registered method; `medrecontrast methods` lists them).", show_default=False
         ),
     ] = None,
     seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
@@ -246,10 +253,13 @@ def bench(
         Optional[str], typer.Option("--device", help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.", show_default=False)
     ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", metavar="", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old results are deleted.")
+        bool,
+        typer.Option(
+            "--force", metavar="", help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old results are deleted."
+        ),
     ] = False,
 ):
     """Train and evaluate every task x method x seed, then write tables, figures and a report.
@@ -370,7 +380,7 @@ def _str(path) -> str | None:
 @user_errors
 def train(
     task: Annotated[str, typer.Option("--task", help="Task name, e.g. synth-oct, aptos, mvtec:bottle.")],
-    method: Annotated[str, typer.Option("--method", help=f"One of: {', '.join(registered_methods())}.")] = "recontrast",
+    method: Annotated[str, typer.Option("--method", help="A registered method (`medrecontrast methods` lists them).")] = "recontrast",
     seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
     profile: Annotated[
@@ -383,8 +393,8 @@ def train(
     ] = None,
     iters: Annotated[Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite a finished run in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue an interrupted run from its last checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite a finished run in --out.")] = False,
     weights: Annotated[
         Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
     ] = None,
@@ -398,6 +408,7 @@ def train(
     Example: medrecontrast train --task synth-oct --method recontrast --seed 0 --out runs/oct-rc
     """
     from medrecontrast.runs import default_profile, train_run
+    from medrecontrast.tasks import task_slug
 
     profile = ProfileChoice(profile).value if profile is not None else default_profile([task])
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
@@ -430,6 +441,7 @@ def evaluate(
         bool,
         typer.Option(
             "--force",
+            metavar="",
             help="Replace the run's results (kept under previous/, recorded in evaluations.json), also if its recorded options no longer resolve to the same values.",
         ),
     ] = False,

@@ -166,6 +166,8 @@ def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_
     """Issue 11 item 18: --profile and --executor showed <str>; method typos got no hint; no --device."""
     help_text = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     assert "paper|demo" in help_text and "local|ray" in help_text and "--device" in help_text
+    flag_lines = [line for line in help_text.splitlines() if any(f"--{flag} " in line for flag in ("resume", "force", "no-report"))]
+    assert len(flag_lines) == 3 and not any("<bool>" in line for line in flag_lines)  # flags take no value
     typo = runner.invoke(app, ["bench", "--methods", "rd4da", "--tasks", "synth-oct", "--out", str(tmp_path / "o")])
     assert typo.exit_code == 2 and "Did you mean 'rd4ad'" in typo.output
     result = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "cpu", "--out", str(tmp_path / "run")])
@@ -183,3 +185,23 @@ def test_python_dash_m_runs_the_same_command_line():
     result = subprocess.run([sys.executable, "-m", "medrecontrast", "methods"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "recontrast" in result.stdout.lower() and "patchcore" in result.stdout.lower()
+
+
+def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owners():
+    """Issue 11 item 17: `medrecontrast --help`, `tasks` and argument errors must not pay for torch,
+    MONAI, scikit-learn or matplotlib (10 s and 1 GB before); the choices the CLI spells for that
+    reason agree with the modules that own them. (Timings are in benchmarks/, not asserted here.)"""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "monai", "sklearn", "matplotlib", "torchvision", "pandas")
+    probe = f"import sys, medrecontrast.cli, medrecontrast.tasks; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+    from medrecontrast import cli
+    from medrecontrast.bench.config import EXECUTORS
+    from medrecontrast.runs import PROFILES
+    from medrecontrast.tasks import DATA_ROOT_ENV
+
+    assert set(cli.PROFILE_NAMES) == set(PROFILES) and set(cli.EXECUTOR_NAMES) == set(EXECUTORS) and cli.DATA_ROOT_ENV == DATA_ROOT_ENV

@@ -18,7 +18,6 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import track
 
-from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus
 from medrecontrast.data.readers import read_image
 from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.paths import atomic_path
@@ -111,6 +110,8 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
     interrupted run resumes where it stopped); afterwards the ``aptos`` task reads these files and
     skips the crop. Returns counts of written and already present files.
     """
+    from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus  # torch behind it: imported when cropping, not with the task list
+
     task = aptos_task()
     root = resolve_data_root(data_root, task) / task.folder
     frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task)
