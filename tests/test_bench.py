@@ -631,3 +631,16 @@ def test_missing_weights_are_one_error_before_the_first_run(tmp_path, monkeypatc
     with_file = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", weights=str(tmp_path / "w.pt"), options=options)
     with pytest.raises(UserInputError, match="weights file .* does not exist"):
         run_sweep(with_file, progress=False)
+
+
+def test_without_pyarrow_the_report_says_where_parquet_went(mini_sweep, tmp_path, monkeypatch):
+    """Issue 11 item 21: pyarrow is an extra; without it the tables are written, results.parquet is
+    not, and both a warning and the report say how to get it."""
+    import medrecontrast.bench.tables as tables
+
+    monkeypatch.setattr(tables, "parquet_available", lambda: False)
+    runs = copy_sweep(mini_sweep, tmp_path)
+    with pytest.warns(UserWarning, match="medrecontrast\\[parquet\\]"):
+        readme = build_report(runs, tmp_path / "report")
+    assert not (tmp_path / "report" / "results.parquet").exists() and (tmp_path / "report" / "results.csv").is_file()
+    assert "medrecontrast[parquet]" in readme.read_text()

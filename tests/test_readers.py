@@ -1,5 +1,7 @@
 """Decoding: orientation, channels, intensity scaling per format."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from writers import write_dicom, write_jpeg, write_nifti, write_png
@@ -130,3 +132,40 @@ def test_jpeg_exif_orientation_is_applied_so_masks_line_up(tmp_path):
     sample = image_dataset([item(tmp_path / "photo.jpg", 1, "DEFECT", tmp_path / "photo_mask.png")], 32, cache="none")[0]
     band = sample["image"].float().mean(0) > 0.5
     assert (band == sample["mask"][0].bool()).float().mean() > 0.95  # image and mask line up
+
+
+def test_jpeg_compressed_dicom_is_read(tmp_path):
+    """Issue 11 item 21: compressed DICOM, JPEG baseline (8-bit, decoded by Pillow or libjpeg) and
+    JPEG 2000 lossless (the dicom extra's openjpeg), read like any other image."""
+    import io
+
+    import pydicom
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+    from medrecontrast.data.readers import read_image
+
+    pixels = (np.arange(48 * 64).reshape(48, 64) % 4096).astype(np.uint16)
+    plain = write_dicom(tmp_path / "plain.dcm", pixels)
+    if importlib.util.find_spec("openjpeg") is None:
+        pytest.skip("the dicom extra (pylibjpeg-openjpeg) is not installed: pip install -e '.[dicom]'")
+    ds = pydicom.dcmread(plain)
+    ds.compress(JPEG2000Lossless)
+    ds.save_as(tmp_path / "j2k.dcm")
+    np.testing.assert_allclose(read_image(tmp_path / "j2k.dcm"), read_image(plain))
+
+    gray = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.uint8)
+    encoded = io.BytesIO()
+    Image.fromarray(gray).save(encoded, format="JPEG", quality=95)
+    ds = pydicom.dcmread(plain)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.PixelData = encapsulate([encoded.getvalue()])
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(tmp_path / "jpeg.dcm", enforce_file_format=True)
+    assert pydicom.dcmread(tmp_path / "jpeg.dcm").file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    decoded = read_image(tmp_path / "jpeg.dcm")
+    assert decoded.shape == (3, 48, 64) or decoded.shape == (1, 48, 64)
+    assert np.abs(decoded[0] * 255 - gray).max() <= 3  # lossy JPEG, quality 95

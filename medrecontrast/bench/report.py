@@ -104,7 +104,12 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         "",
         tables["table.md"].read_text().strip(),
         "",
-        "LaTeX: [`table.tex`](table.tex) · per-seed rows: [`results.csv`](results.csv), [`results.parquet`](results.parquet)",
+        "LaTeX: [`table.tex`](table.tex) · per-seed rows: [`results.csv`](results.csv)"
+        + (
+            ", [`results.parquet`](results.parquet)"
+            if "results.parquet" in tables
+            else " (no `results.parquet`: Parquet needs pyarrow, `pip install 'medrecontrast[parquet]'`)"
+        ),
         "",
         *(
             [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +250,10 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: S
         written[name] = folder / name
 
     save("results.csv", lambda p: results.to_csv(p, index=False))
-    save("results.parquet", lambda p: results.to_parquet(p, index=False))
+    if parquet_available():
+        save("results.parquet", lambda p: results.to_parquet(p, index=False))
+    else:
+        warnings.warn(f"results.parquet not written: Parquet needs pyarrow (pip install 'medrecontrast[parquet]'); {PARQUET_NOTE}", stacklevel=2)
     markdown = paper_table(results, "markdown", statistics)
     save("table.md", lambda p: p.write_text(markdown.to_markdown(index=False) + "\n"))
     save("table.tex", lambda p: p.write_text(paper_table(results, "latex", statistics).to_latex(index=False, escape=False) + "\n"))
@@ -273,6 +277,16 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: S
     cost = cost_table(results)
     save("cost.md", lambda p: p.write_text(cost.to_markdown(index=False) + "\n"))
     return written
+
+
+PARQUET_NOTE = "results.csv holds the same rows"
+
+
+def parquet_available() -> bool:
+    """Whether pandas can write Parquet here (pyarrow, the ``parquet`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 NO_REFERENCE = "No task of this sweep has a reference number in the paper (APTOS, OCT2017, ISIC2018, MVTec AD, VisA do)."

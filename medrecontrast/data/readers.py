@@ -166,7 +166,14 @@ def _read_dicom(path, frame: int | None) -> np.ndarray:
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise UnreadableImageError(path, "DICOM file has no pixel data (is it a report or a DICOMDIR?)")
-    pixels = ds.pixel_array.astype(np.float32)
+    try:
+        pixels = ds.pixel_array.astype(np.float32)
+    except (RuntimeError, NotImplementedError, ValueError) as exc:  # pydicom: no plugin decodes this transfer syntax
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", str(syntax))
+        raise UnreadableImageError(
+            path, f"cannot decode DICOM pixel data in transfer syntax {name} ({exc}); compressed DICOM needs the decoders of pip install 'medrecontrast[dicom]'"
+        ) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[0 if frame is None else frame]
