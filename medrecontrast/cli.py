@@ -455,6 +455,26 @@ def evaluate(
     _print_metrics(run, evaluate_run(run, data_root, force=force))
 
 
+@app.command("predict")
+@user_errors
+def predict(
+    run: Annotated[Path, typer.Option("--run", help="A finished run folder (written by `train` or `bench`).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively), any format the suite reads.")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Where to write (default: <run>/predictions/<UTC time>); must be new or empty.", show_default=False)
+    ] = None,
+):
+    """Score new images with a run's saved model, without retraining: scores.csv (and a label at the
+    run's label-free threshold where it has one) and anomaly-map overlays as PNG.
+
+    Example: medrecontrast predict --run runs/demo/synth-oct/patchcore/seed-0 scans/
+    """
+    from medrecontrast.runs import predict_images
+
+    folder = predict_images(run, [str(p) for p in images], out)
+    console.print(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}")
+
+
 def _print_metrics(folder: Path, metrics: dict) -> None:
     table = Table(title=f"run {folder}")
     table.add_column("metric")

@@ -245,3 +245,28 @@ def test_environment_names_the_suite_version_when_it_is_not_installed(monkeypatc
 
     monkeypatch.setattr(metadata, "version", version)
     assert environment()["packages"]["medrecontrast"] == __version__
+
+
+def test_predict_scores_new_images_without_retraining(tmp_path):
+    """Issue 11 item 20: `predict --run DIR IMAGES...` writes per-image scores, the label at the run's
+    label-free threshold, and one overlay PNG per image; it never writes into a non-empty folder."""
+    from PIL import Image
+
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False)
+    rng = np.random.default_rng(0)
+    (tmp_path / "new" / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "new" / name)
+    Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(tmp_path / "c.jpg")
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "new"), str(tmp_path / "c.jpg"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv")
+    threshold = json.loads((tmp_path / "pc" / "metrics.json").read_text())["threshold_holdout"]
+    assert sorted(scores["id"]) == ["a", "b", "c"] and np.isfinite(scores["score"]).all()
+    assert (scores["label"] == np.where(scores["score"] >= threshold, "abnormal", "normal")).all()
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a.png", "b.png", "c.png"]
+    again = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "c.jpg"), "--out", str(tmp_path / "out")])
+    assert again.exit_code == 2 and "not empty" in again.output
+    (tmp_path / "notes.txt").write_text("x")
+    bad = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "notes.txt")])
+    assert bad.exit_code == 2 and "not an image" in bad.output
