@@ -261,6 +261,8 @@ def bench(
             "--force", metavar="", help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old results are deleted."
         ),
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Print failures only (bench.log in the sweep folder keeps every line).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")] = False,
 ):
     """Train and evaluate every task x method x seed, then write tables, figures and a report.
 
@@ -297,12 +299,16 @@ def bench(
     if device is not None:
         sweep.options = {**sweep.options, "device": device}
     sweep = sweep.resolved()
-    console.print(
-        f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}"
-    )
+    if quiet and verbose:
+        raise UserInputError("--quiet and --verbose exclude each other; choose one")
+    progress = False if quiet else 1 if verbose else True
+    if not quiet:
+        console.print(
+            f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}"
+        )
     began = time.perf_counter()
     try:
-        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]), force=force)
+        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]), force=force, progress=progress, quiet=quiet)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue.")
         raise typer.Exit(130) from None
@@ -395,6 +401,8 @@ def train(
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue an interrupted run from its last checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite a finished run in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No training progress.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")] = False,
     weights: Annotated[
         Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
     ] = None,
@@ -425,6 +433,7 @@ def train(
             force=force,
             data_root=data_root,
             weights=str(weights) if weights else None,
+            progress=False if quiet else 1 if verbose else True,
         )
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume.")

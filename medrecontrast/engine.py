@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from monai.utils import set_determinism
 from rich.console import Console
@@ -31,7 +32,7 @@ from rich.progress import (
 from torch.utils.data import DataLoader, Dataset
 
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
-from medrecontrast.paths import atomic_path
+from medrecontrast.paths import atomic_path, write_csv
 
 CHECKPOINT_FORMAT = 1
 
@@ -63,6 +64,9 @@ class TrainingConfig:
     grad_clip_norm: float | None = None
     lr_milestone: float | None = None  # fraction of the iterations after which every lr *= lr_gamma (MultiStepLR)
     lr_gamma: float = 0.2
+    # TensorBoard event files (loss and learning rates per iteration) in <run>/tensorboard/; needs the
+    # tensorboard package and a run folder (a checkpoint path)
+    tensorboard: bool = False
 
     def __post_init__(self):
         check_field_types(self)
@@ -74,6 +78,11 @@ class TrainingConfig:
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise UserInputError(f"grad_clip_norm must be positive or null (no clipping), got {self.grad_clip_norm!r}")
         check_engineering_options(self)
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise UserInputError("tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'")
 
 
 def check_engineering_options(config) -> None:
@@ -213,13 +222,16 @@ def train_loop(
     identity: dict,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | int = True,
 ) -> TrainingResult:
     """Train ``model`` for the iterations of ``config`` (:func:`resolve_iterations`) of
     ``loss_fn(model, images, iteration)``; ``config`` is a :class:`TrainingConfig` or extends it.
 
     ``identity`` (method, backbone, ...) is stored in the checkpoint; resuming from a checkpoint
-    with another identity is refused.
+    with another identity is refused. At every checkpoint the losses so far are also written to
+    ``loss.csv`` beside it, so a long run's curve can be read while it trains. ``progress``: True
+    draws a bar on a terminal and prints a plain line every tenth of the run elsewhere (a log
+    file); an integer N prints a plain line every N iterations; False prints nothing.
     """
     device = resolve_device(config.device)
     iters = resolve_iterations(config, len(dataset))
@@ -259,7 +271,10 @@ def train_loop(
             group.setdefault("initial_lr", group["lr"])
     loader = DataLoader(dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers))
     began = last = time.perf_counter()
-    with _progress(progress) as bar:
+    console = Console(stderr=True)
+    every = progress if not isinstance(progress, bool) else (max(1, iters // 10) if progress and not console.is_terminal else 0)
+    board = _tensorboard(path) if config.tensorboard else None
+    with _progress(bool(progress) and not every) as bar:
         task = bar.add_task("training", total=iters, completed=start, loss=result.losses[-1] if result.losses else float("nan"))
         for iteration, batch in enumerate(loader, start=start):
             images = batch_to_device(batch["image"], device)
@@ -293,8 +308,20 @@ def train_loop(
             last = now
             done = iteration + 1
             bar.update(task, completed=done, loss=value)
+            if every and (done % every == 0 or done == iters):
+                elapsed = now - began
+                remaining = elapsed / max(done - start, 1) * (iters - done)
+                console.print(f"  iteration {done}/{iters}  loss {value:.4f}  {elapsed:.0f} s elapsed, ETA {remaining:.0f} s", highlight=False)
+            if board is not None:
+                board.add_scalar("loss", value, iteration)
+                for name, optimizer in optimizers.items():
+                    for index, group in enumerate(optimizer.param_groups):
+                        board.add_scalar(f"lr/{name}/{index}", group["lr"], iteration)
             if path is not None and (done % config.checkpoint_every == 0 or done == iters):
                 save_checkpoint(path, model, optimizers, done, result.losses, identity, previous_seconds + now - began)
+                write_csv(path.with_name("loss.csv"), pd.DataFrame({"iteration": range(len(result.losses)), "loss": result.losses}))
+    if board is not None:
+        board.close()
     result.seconds = time.perf_counter() - began
     result.total_seconds = previous_seconds + result.seconds
     model.eval()
@@ -313,6 +340,15 @@ class _Sampler:
 
     def __len__(self) -> int:
         return self.count
+
+
+def _tensorboard(checkpoint: Path | None):
+    """A TensorBoard writer into ``<run>/tensorboard`` (the checkpoint's folder)."""
+    if checkpoint is None:
+        raise UserInputError("tensorboard = true writes into the run folder; train through a run (train, bench) or pass a checkpoint path to fit")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(checkpoint.parent / "tensorboard"))
 
 
 def _progress(enabled: bool) -> Progress:

@@ -205,3 +205,48 @@ def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owne
     from medrecontrast.tasks import DATA_ROOT_ENV
 
     assert set(cli.PROFILE_NAMES) == set(PROFILES) and set(cli.EXECUTOR_NAMES) == set(EXECUTORS) and cli.DATA_ROOT_ENV == DATA_ROOT_ENV
+
+
+def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path):
+    """Issue 11 item 19: outside a terminal a sweep prints plain progress lines (before: nothing
+    until the end), a sweep-level ETA, and bench.log in the sweep folder keeps every line; --quiet
+    prints failures only; loss.csv is written at each checkpoint; tensorboard = true writes events."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0, 1]\n[options]\nimage_size = 32\nholdout = 0.25\n'
+        "[method.rd4ad]\niters = 10\nbatch_size = 4\ncheckpoint_every = 5\ntensorboard = true\n"
+        "[task.synth-oct.data]\nsize = 32\nn_train = 8\nn_test_normal = 4\nn_test_abnormal = 4\n"
+    )
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["bench", "--config", str(config), "--out", str(out), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "iteration 5/10  loss" in result.output and "iteration 10/10" in result.output
+    assert "ETA ~" in result.output  # the second run's line estimates the rest of the sweep
+    log = (out / "bench.log").read_text()
+    assert "sweep runs: 2 run(s) planned (2 to do)" in log and "[2/2] synth-oct · rd4ad · seed 1" in log and "finished synth-oct__rd4ad__seed-1" in log
+    run = out / "synth-oct" / "rd4ad" / "seed-0"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    quiet = runner.invoke(app, ["bench", "--config", str(config), "--out", str(tmp_path / "quiet"), "--no-report", "--quiet"])
+    assert quiet.exit_code == 0 and "iteration" not in quiet.output and "[1/2]" not in quiet.output
+    assert "[1/2]" in (tmp_path / "quiet" / "bench.log").read_text()
+
+
+def test_loss_is_on_disk_while_training(tmp_path):
+    """Issue 11 item 19: a run that dies at iteration 8 of 10 has its first checkpoint's losses in loss.csv."""
+    import pandas as pd
+    import torch
+
+    from medrecontrast.engine import TrainingConfig, train_loop
+
+    model = torch.nn.Linear(3 * 8 * 8, 1)
+
+    def loss_fn(net, images, iteration):
+        if iteration == 7:
+            raise RuntimeError("node lost")
+        return net(images.flatten(1).float()).pow(2).mean()
+
+    data = [{"image": torch.rand(3, 8, 8)} for _ in range(8)]
+    config = TrainingConfig(iters=10, batch_size=4, checkpoint_every=5, amp=False, device="cpu")
+    with pytest.raises(RuntimeError, match="node lost"):
+        train_loop(model, {"adam": torch.optim.Adam(model.parameters())}, loss_fn, data, config, {"method": "toy"}, tmp_path / "checkpoint.pt", progress=False)
+    assert len(pd.read_csv(tmp_path / "loss.csv")) == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.text import Text
 
 from medrecontrast.bench.store import Claim, RunSpec, run_status
 from medrecontrast.errors import UserInputError
@@ -41,7 +43,7 @@ class Outcome:
     metrics: dict = field(default_factory=dict)
 
 
-def execute_run(spec: RunSpec, progress: bool = True) -> Outcome:
+def execute_run(spec: RunSpec, progress: bool | int = True) -> Outcome:
     """Run one planned run unless it is finished or another process holds it; never raises for a failed run."""
     outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
     claim = Claim(spec.claims, spec.key)
@@ -83,16 +85,43 @@ def _read_metrics(folder: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def run_local(specs: list[RunSpec], progress: bool = True) -> Iterator[Outcome]:
-    """Run each spec in this process, printing one line per run (and its training bar)."""
+def run_local(specs: list[RunSpec], progress: bool | int = True, log: Path | None = None, quiet: bool = False) -> Iterator[Outcome]:
+    """Run each spec in this process, printing one line per run with the sweep's elapsed time and
+    ETA (each remaining run estimated by the mean duration of its method's finished runs, or of all
+    runs), and its training progress; every line also goes to ``log`` (``bench.log``). ``quiet``
+    prints only failures (the log keeps everything)."""
+    began = time.perf_counter()
+    durations: dict[str, list[float]] = {}
     for number, spec in enumerate(specs, start=1):
-        console.print(f"[bold][{number}/{len(specs)}][/] {spec.label}")
+        line = f"[bold][{number}/{len(specs)}][/] {spec.label}"
+        if durations:
+            overall = statistics.mean(d for values in durations.values() for d in values)
+            remaining = sum(statistics.mean(durations.get(s.method, [overall])) for s in specs[number - 1 :])
+            line += f"  (sweep {_minutes(time.perf_counter() - began)} elapsed, ETA ~{_minutes(remaining)})"
+        say(line, log, quiet)
         outcome = execute_run(spec, progress=progress)
-        _report(outcome)
+        if outcome.status in ("finished", "failed"):
+            durations.setdefault(spec.method, []).append(outcome.seconds)
+        _report(outcome, log, quiet)
         yield outcome
 
 
-def run_ray(specs: list[RunSpec], address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: int = 1) -> Iterator[Outcome]:
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def say(text: str, log: Path | None, quiet: bool = False) -> None:
+    """Print a line (unless ``quiet``) and append it, without markup and with the time, to ``log``."""
+    if not quiet:
+        console.print(text)
+    if log is not None:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {Text.from_markup(text).plain}\n")
+
+
+def run_ray(
+    specs: list[RunSpec], address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: int = 1, log: Path | None = None, quiet: bool = False
+) -> Iterator[Outcome]:
     """Submit every spec as a Ray task (one GPU each where the cluster has GPUs) and yield outcomes as they finish.
 
     ``address=None`` starts a local Ray instance on this machine; ``"auto"`` or ``"ray://host:10001"``
@@ -120,7 +149,7 @@ def run_ray(specs: list[RunSpec], address: str | None = None, gpus_per_run: floa
                 outcome = ray.get(done[0])
             except Exception as exc:  # the worker itself died (out of memory, node lost)
                 outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="failed", error=f"Ray worker failed: {type(exc).__name__}: {exc}")
-            _report(outcome)
+            _report(outcome, log, quiet)
             yield outcome
     finally:
         if started_here:
@@ -131,13 +160,13 @@ def _execute_quietly(spec: RunSpec) -> Outcome:
     return execute_run(spec, progress=False)
 
 
-def _report(outcome: Outcome) -> None:
+def _report(outcome: Outcome, log: Path | None = None, quiet: bool = False) -> None:
     if outcome.status == "finished":
         auroc = outcome.metrics.get("image_auroc")
-        console.print(f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
+        say(f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""), log, quiet)
     elif outcome.status == "skipped":
-        console.print(f"  [dim]already finished[/] {outcome.key}")
+        say(f"  [dim]already finished[/] {outcome.key}", log, quiet)
     elif outcome.status == "busy":
-        console.print(f"  [yellow]skipped[/] {outcome.key}: {outcome.error}")
+        say(f"  [yellow]skipped[/] {outcome.key}: {outcome.error}", log, quiet)
     else:
-        console.print(f"  [red]failed[/] {outcome.key}: {outcome.error}")
+        say(f"  [red]failed[/] {outcome.key}: {outcome.error}", log)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from medrecontrast.bench.config import SweepConfig, locate_option
-from medrecontrast.bench.executors import Outcome, console, run_local, run_ray
+from medrecontrast.bench.executors import Outcome, console, run_local, run_ray, say
 from medrecontrast.bench.store import (
     Claim,
     RunSpec,
@@ -135,10 +135,14 @@ def _check_existing(folder: Path, planned: dict) -> None:
         )
 
 
-def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, command: str | None = None, force: bool = False) -> list[Outcome]:
+def run_sweep(
+    config: SweepConfig, resume: bool = False, progress: bool | int = True, command: str | None = None, force: bool = False, quiet: bool = False
+) -> list[Outcome]:
     """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
 
-    ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report."""
+    ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report; every
+    sweep-level line (runs, ETA, outcomes) is appended to ``<out>/bench.log``. ``progress``: see
+    :func:`medrecontrast.engine.train_loop`; ``quiet`` prints failures only."""
     config = config.resolved()
     specs = plan_sweep(config, resume=resume, force=force)
     out = Path(config.out)
@@ -147,6 +151,14 @@ def run_sweep(config: SweepConfig, resume: bool = False, progress: bool = True, 
         out,
         {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "planned": planned},
     )
+    log = out / "bench.log"
+    todo = sum(run_status(s.folder)["status"] != "finished" or s.force for s in specs)
+    say(
+        f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor {config.executor}"
+        + (f"; command: {command}" if command else ""),
+        log,
+        quiet=True,
+    )
     if config.executor == "ray":
-        return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run))
-    return list(run_local(specs, progress=progress))
+        return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run, log=log, quiet=quiet))
+    return list(run_local(specs, progress=progress, log=log, quiet=quiet))
