@@ -243,7 +243,7 @@ def forest_figure(subtypes: pd.DataFrame, task: str):
         ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
         ax.invert_yaxis()
         ax.set(xlabel="image AUROC against all test normals", title=f"{task}: per subtype", xlim=(min(0.4, subtypes["low"].min() - 0.02), 1.0))
-        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.05), ncols=min(3, len(methods)))
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=min(3, len(methods)))
     return figure
 
 
