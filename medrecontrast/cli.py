@@ -280,6 +280,7 @@ def bench(
         load_sweep_config,
         run_sweep,
     )
+    from medrecontrast.tasks import expand_tasks
 
     flags = dict(
         tasks=tasks,
@@ -304,7 +305,9 @@ def bench(
     progress = False if quiet else 1 if verbose else True
     if not quiet:
         console.print(
-            f"sweep [bold]{sweep.name}[/]: {len(sweep.tasks)} task name(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s), profile {sweep.profile}, executor {sweep.executor} -> {sweep.out}"
+            f"sweep [bold]{sweep.name}[/]: {len(expand_tasks(sweep.tasks))} task(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s) "
+            f"= {len(expand_tasks(sweep.tasks)) * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor {sweep.executor} -> {sweep.out} "
+            "(an ETA follows each finished run)"
         )
     began = time.perf_counter()
     try:
