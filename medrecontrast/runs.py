@@ -133,7 +133,16 @@ def run_config(
         if (value is not None or key == "image_size") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise UserInputError(f"{key} must be a positive integer (pixels), got {value!r}")
     if config["crop_size"] is not None and config["crop_size"] > config["image_size"]:
-        raise UserInputError(f"crop_size must not exceed image_size, got {config['crop_size']} > {config['image_size']}")
+        source = (
+            "set"
+            if "crop_size" in overrides
+            else f"{method}'s {profile}-profile crop"
+            if "crop_size" in cls.profile_sizes.get(profile, {})
+            else f"task {task.name}'s crop"
+        )
+        raise UserInputError(
+            f"crop_size must not exceed image_size, got {config['crop_size']} ({source}) > {config['image_size']}; set crop_size too (or null for no crop)"
+        )
     quantile = config["threshold_quantile"]
     if not isinstance(quantile, (int, float)) or isinstance(quantile, bool) or not 0 < quantile <= 1:
         raise UserInputError(f"threshold_quantile must be a fraction in (0, 1], got {quantile!r}")

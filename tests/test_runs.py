@@ -270,3 +270,11 @@ def test_predict_scores_new_images_without_retraining(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     bad = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "notes.txt")])
     assert bad.exit_code == 2 and "not an image" in bad.output
+
+
+def test_a_crop_larger_than_the_image_says_where_the_crop_came_from():
+    """Seen preparing the GPU run: `image_size = 64` under the paper profile was refused with
+    "224 > 64" and no word that 224 is PatchCore's paper crop."""
+    with pytest.raises(UserInputError, match="224 \\(patchcore's paper-profile crop\\) > 64; set crop_size too"):
+        run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64})
+    assert run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64, "crop_size": 64})["crop_size"] == 64
