@@ -304,9 +304,10 @@ def bench(
         raise UserInputError("--quiet and --verbose exclude each other; choose one")
     progress = False if quiet else 1 if verbose else True
     if not quiet:
+        tasks_planned = len(expand_tasks(sweep.tasks))
         console.print(
-            f"sweep [bold]{sweep.name}[/]: {len(expand_tasks(sweep.tasks))} task(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s) "
-            f"= {len(expand_tasks(sweep.tasks)) * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor {sweep.executor} -> {sweep.out} "
+            f"sweep [bold]{sweep.name}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s) "
+            f"= {tasks_planned * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor {sweep.executor} -> {sweep.out} "
             "(an ETA follows each finished run)"
         )
     began = time.perf_counter()

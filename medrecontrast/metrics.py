@@ -202,11 +202,20 @@ def aupro_per_image(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_
     with FPR below ``fpr_limit`` kept, their FPR rescaled to [0, 1] by its largest value, trapezoidal
     area. Not comparable with :func:`aupro`; reported separately and labelled.
     """
-    masks, maps = np.asarray(masks).astype(bool), np.asarray(maps, dtype=np.float64)
-    values = [_aupro_one_image(mask, amap, fpr_limit, num_thresholds) for mask, amap in zip(masks, maps) if mask.any() and not mask.all()]
-    if not values:
+    values = aupro_image_values(masks, maps, fpr_limit, num_thresholds)
+    if np.isnan(values).all():
         raise ValueError("per-image AUPRO needs at least one image with both anomalous and normal pixels")
-    return float(np.mean(values))
+    return float(np.nanmean(values))
+
+
+def aupro_image_values(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT, num_thresholds: int = 200) -> np.ndarray:
+    """Each image's AUPRO as :func:`aupro_per_image` averages them; NaN for an image whose mask is
+    all normal or all anomalous (no curve)."""
+    masks, maps = np.asarray(masks).astype(bool), np.asarray(maps, dtype=np.float64)
+    return np.array(
+        [_aupro_one_image(mask, amap, fpr_limit, num_thresholds) if mask.any() and not mask.all() else np.nan for mask, amap in zip(masks, maps)],
+        dtype=np.float64,
+    )
 
 
 def _aupro_one_image(mask: np.ndarray, amap: np.ndarray, fpr_limit: float, num_thresholds: int) -> float:

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.errors import UserInputError, require_format
-from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_per_image, evaluate
+from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_image_values, evaluate
 from medrecontrast.models import Detector, build_detector
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import atomic_path, remove_stale_partials, write_csv, write_json
@@ -295,7 +295,7 @@ def _record_failure(out: Path, exc: BaseException) -> None:
 
 def _train_and_evaluate(task: Task, config: dict, out: Path, resume: bool, data_root, progress: bool) -> dict:
     data = task.load(data_root)
-    write_json(out / DATA_RECORD, {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)})
+    write_json(out / DATA_RECORD, _data_record(data, data_root))
     train, test, holdout = run_datasets(data, config)
     detector = build_detector(config["method"], **config["detector"])
     with peak_memory(detector.device) as memory:
@@ -344,7 +344,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     if detector.name != config["method"]:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config['method']}'.")
     data = task.load(data_root)
-    fingerprint = {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+    fingerprint = _data_record(data, data_root)
     recorded = json.loads((run / DATA_RECORD).read_text()) if (run / DATA_RECORD).is_file() else None
     has_results = (run / "metrics.json").is_file()
     if has_results and not force:
@@ -377,8 +377,13 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     return metrics
 
 
+def _data_record(data: TaskData, data_root) -> dict:
+    """What ``data.json`` (and each entry of ``evaluations.json``) says about the files a run read."""
+    return {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+
+
 def _keep_previous_results(run: Path) -> Path:
-    """Move a run's results into ``previous/<UTC time>/`` before a re-evaluation replaces them."""
+    """Copy a run's results into ``previous/<UTC time>/`` before a re-evaluation replaces them."""
     folder = run / "previous" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     folder.mkdir(parents=True)
     for name in ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD):
@@ -514,10 +519,8 @@ def _save_pixel_statistics(predictions, path: Path) -> None:
     for key in ("normal_above", "abnormal_above", "region_overlap", "normal_pixels", "abnormal_pixels", "regions"):
         statistics[key][~known] = 0  # an image without its mask takes no part in the pixel metrics
     per_image = np.full(len(known), np.nan)
-    for i in np.flatnonzero(known & (np.asarray(predictions.labels) == 1)):
-        mask = np.asarray(predictions.masks[i]).astype(bool)
-        if mask.any() and not mask.all():
-            per_image[i] = aupro_per_image(mask[None], predictions.maps[i][None])
+    counted = known & (np.asarray(predictions.labels) == 1)
+    per_image[counted] = aupro_image_values(predictions.masks[counted], predictions.maps[counted])
     with atomic_path(path) as partial, open(partial, "wb") as handle:
         np.savez_compressed(handle, ids=np.array(predictions.ids), aupro_per_image=per_image, **statistics)
 

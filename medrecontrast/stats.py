@@ -243,11 +243,6 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def chance_f1(prevalence: float) -> float:
-    """The oracle F1 that calling every image abnormal reaches: 2p / (1 + p) for abnormal prevalence p."""
-    return 2 * prevalence / (1 + prevalence)
-
-
 def nemenyi_critical_difference(methods: int, datasets: int, alpha: float = 0.05) -> float:
     """Nemenyi's critical difference of average ranks (Demšar 2006), from the studentized range."""
     q = sps.studentized_range.ppf(1 - alpha, methods, np.inf) / np.sqrt(2)

@@ -128,5 +128,4 @@ def test_weighted_quantile_equals_numpy_on_the_expanded_sample():
 
 
 def test_chance_levels():
-    assert stats.chance_f1(0.5) == pytest.approx(2 / 3)
     assert metrics.chance_level("f1_oracle", 0.5) == pytest.approx(2 / 3) and metrics.chance_level("image_auroc", 0.2) == 0.5

@@ -97,7 +97,7 @@ def sweep_statistics(results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, 
             sampled = _run_metrics(run, weights, holdout_weights)
             for metric, resampled in sampled.items():
                 # the table's point value is the stored, exact metric where the run has it
-                value = run.stored.get(metric, float(point[metric][0])) if metric in METRICS else float(point[metric][0])
+                value = run.stored.get(metric, float(point[metric][0]))
                 low, high = stats.percentile_interval(resampled, level)
                 intervals.append(dict(task=task, method=run.method, seed=run.seed, metric=metric, value=value, low=low, high=high, interval="bootstrap"))
                 samples.setdefault(run.method, {}).setdefault(metric, []).append(resampled)

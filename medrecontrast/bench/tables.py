@@ -83,11 +83,23 @@ def paper_table(results: pd.DataFrame, fmt: str = "markdown", statistics: SweepS
         table[METRICS[metric]] = cells
     table["seeds"] = summary[("seeds", "n")].astype(int)
     if statistics is not None:
-        sizes = statistics.counts.set_index("task")
-        table["n (normal/abnormal/hold-out)"] = [
-            f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–" for t, _ in summary.index
-        ]
+        table[SIZES] = _sizes(statistics, [t for t, _ in summary.index])
     return table.reset_index()
+
+
+SIZES = "n (normal/abnormal/hold-out)"
+
+
+def _sizes(statistics: SweepStatistics, tasks: list[str]) -> list[str]:
+    """The test normals, test abnormals and hold-out normals of each task, as the tables print them."""
+    sizes = statistics.counts.set_index("task")
+    return [f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–" for t in tasks]
+
+
+def _interval(low: float, high: float, fmt: str = "markdown") -> str:
+    """`` [lo, hi]`` of fractions, in percent with one decimal (LaTeX: small)."""
+    text = f"[{100 * low:.1f}, {100 * high:.1f}]"
+    return f" {{\\scriptsize{text}}}" if fmt == "latex" else f" {text}"
 
 
 def _marks(statistics: SweepStatistics, task: str, method: str, metric: str, fmt: str, best: str | None) -> str:
@@ -95,11 +107,10 @@ def _marks(statistics: SweepStatistics, task: str, method: str, metric: str, fmt
     bounds = statistics.interval(task, method, metric)
     text = ""
     if bounds is not None and not np.isnan(bounds[0]):
-        low, high = 100 * bounds[0], 100 * bounds[1]
-        text = f" [{low:.1f}, {high:.1f}]" if fmt != "latex" else f" {{\\scriptsize[{low:.1f}, {high:.1f}]}}"
+        text = _interval(*bounds, fmt)
         prevalence = statistics.counts.set_index("task").at[task, "prevalence"] if task in set(statistics.counts["task"]) else 0.5
         chance = chance_level(metric, prevalence)
-        if chance is not None and low <= 100 * chance:
+        if chance is not None and bounds[0] <= chance:
             text += "$^\\circ$" if fmt == "latex" else "°"
     if best is not None:
         rows = statistics.comparisons
@@ -123,10 +134,9 @@ def operating_point_table(statistics: SweepStatistics) -> pd.DataFrame:
         cells = []
         for (task, method), value in table[key].items():
             bounds = statistics.interval(task, method, key)
-            cells.append(f"{value:.1f}" + (f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]" if bounds and not np.isnan(bounds[0]) else ""))
+            cells.append(f"{value:.1f}" + (_interval(*bounds) if bounds and not np.isnan(bounds[0]) else ""))
         out[OPERATING_POINTS[key]] = cells
-    sizes = statistics.counts.set_index("task")
-    out["n (normal/abnormal/hold-out)"] = [f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" for t, _ in out.index]
+    out[SIZES] = _sizes(statistics, [t for t, _ in out.index])
     return out.reset_index()
 
 
@@ -151,10 +161,7 @@ def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     cells = [
-        f"{100 * r.auroc:.2f}"
-        + (f" ± {100 * r.auroc_std:.2f}" if not np.isnan(r.auroc_std) else "")
-        + f" [{100 * r.low:.1f}, {100 * r.high:.1f}]"
-        + ("°" if r.low <= 0.5 else "")
+        f"{100 * r.auroc:.2f}" + (f" ± {100 * r.auroc_std:.2f}" if not np.isnan(r.auroc_std) else "") + _interval(r.low, r.high) + ("°" if r.low <= 0.5 else "")
         for r in rows.itertuples()
     ]
     out = rows[["task", "subtype", "abnormal", "normal"]].assign(method=rows["method"], auroc=cells)
