@@ -21,7 +21,7 @@ from medrecontrast.errors import UserInputError
 # The command line starts in well under a second (`--help`, `tasks`, argument errors): torch, MONAI,
 # scikit-learn and matplotlib are imported inside the commands that need them, never here. So the
 # few names that --help shows are spelled here instead of imported from the modules that own them
-# (runs.PROFILES, bench.config.EXECUTORS, tasks.DATA_ROOT_ENV); tests/test_cli.py checks that they agree.
+# (run.PROFILES, bench.config.EXECUTORS, tasks.DATA_ROOT_ENV); tests/test_cli.py checks that they agree.
 PROFILE_NAMES = ("paper", "demo")
 EXECUTOR_NAMES = ("local", "ray")
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
@@ -62,15 +62,37 @@ HOLDOUT_HELP = (
 )
 
 
+# Core messages say what to do in the API's terms (``force=True``, ``out=DIR``); the command line
+# says it in its flags. Longest first, so ``out=DIR`` is not taken for a part of another term.
+API_TERMS = {
+    "force=True": "--force",
+    "resume=True": "--resume",
+    "data_root=DIR": "--data-root DIR",
+    "weights=PATH": "--weights PATH",
+    "executor='ray'": "--executor ray",
+    "profile='demo'": "--profile demo",
+    "profile='paper'": "--profile paper",
+    "out=DIR": "--out DIR",
+    "report folder": "--report",
+}
+
+
+def in_flags(message: str) -> str:
+    """A core message with its API terms as this command line's flags (:data:`API_TERMS`)."""
+    for term in sorted(API_TERMS, key=len, reverse=True):
+        message = message.replace(term, API_TERMS[term])
+    return message.replace("(set in flags)", "(set on the command line)")
+
+
 def user_errors(command):
-    """Print a user error as one line on stderr and exit 2, without a traceback."""
+    """Print a user error as one line on stderr (in flag names) and exit 2, without a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except UserInputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {in_flags(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -295,10 +317,8 @@ def bench(
         weights=_str(weights),
     )
     sweep = load_sweep_config(config, **flags) if config else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
-    if holdout is not None:
-        sweep.options = {**sweep.options, "holdout": holdout}  # the flag wins over the file's [options]
-    if device is not None:
-        sweep.options = {**sweep.options, "device": device}
+    # the command line's settings: one more layer, over every section of the file
+    sweep.flags = {**sweep.flags, **{k: v for k, v in {"holdout": holdout, "device": device}.items() if v is not None}}
     sweep = sweep.resolved()
     if quiet and verbose:
         raise UserInputError("--quiet and --verbose exclude each other; choose one")
@@ -419,25 +439,17 @@ def train(
 
     Example: medrecontrast train --task synth-oct --method recontrast --seed 0 --out runs/oct-rc
     """
-    from medrecontrast.runs import default_profile, train_run
-    from medrecontrast.tasks import task_slug
+    from medrecontrast.run import default_profile, resolve_run_config, run_training
+    from medrecontrast.tasks import get_task, task_slug
 
     profile = ProfileChoice(profile).value if profile is not None else default_profile([task])
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
-    overrides = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
+    flags = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
+    the_task = get_task(task)
+    config = resolve_run_config(the_task, method, seed, profile, layers=[("flags", flags)], weights=str(weights) if weights else None)
     try:
-        metrics = train_run(
-            task,
-            method,
-            folder,
-            seed=seed,
-            profile=profile,
-            overrides=overrides,
-            resume=resume,
-            force=force,
-            data_root=data_root,
-            weights=str(weights) if weights else None,
-            progress=False if quiet else 1 if verbose else True,
+        metrics = run_training(
+            config, folder, resume=resume, force=force, data_root=data_root, progress=False if quiet else 1 if verbose else True, task=the_task
         )
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume.")
@@ -463,7 +475,7 @@ def evaluate(
 
     Example: medrecontrast evaluate --run runs/oct-rc
     """
-    from medrecontrast.runs import evaluate_run
+    from medrecontrast.run import evaluate_run
 
     _print_metrics(run, evaluate_run(run, data_root, force=force))
 
@@ -482,7 +494,7 @@ def predict(
 
     Example: medrecontrast predict --run runs/demo/synth-oct/patchcore/seed-0 scans/
     """
-    from medrecontrast.runs import predict_images
+    from medrecontrast.run import predict_images
 
     folder = predict_images(run, [str(p) for p in images], out)
     console.print(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}")

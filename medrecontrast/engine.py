@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.utils import set_determinism
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -31,8 +30,21 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from medrecontrast.compute import (  # noqa: F401  (re-exported: the engine's public helpers)
+    atomic_torch_save,
+    autocast,
+    batch_to_device,
+    check_engineering_options,
+    fused_optimizer_options,
+    load_versioned,
+    loader_options,
+    resolve_device,
+    seed_everything,
+    to_channels_last,
+    uses_channels_last,
+)
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
-from medrecontrast.paths import atomic_path, write_csv
+from medrecontrast.paths import write_csv
 
 CHECKPOINT_FORMAT = 1
 
@@ -41,7 +53,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops without writing a result."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingConfig:
     """How the engine trains: the schedule and the engineering switches. Each trainable method's
     configuration extends this dataclass (``ReContrastConfig(TrainingConfig)``), so these options are
@@ -85,21 +97,17 @@ class TrainingConfig:
                 raise UserInputError("tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'")
 
 
-def check_engineering_options(config) -> None:
-    """The values of ``amp``, ``device`` and ``num_workers`` of any method's configuration, checked
-    when it is built (so a sweep refuses them when it is planned, not when a run starts); their
-    types are :func:`~medrecontrast.errors.check_field_types`' job, which runs first."""
-    if config.amp not in (True, False, "bf16"):
-        raise UserInputError(f"amp must be true, false or 'bf16', got {config.amp!r}")
-    if config.device != "auto":
-        try:
-            kind = torch.device(config.device).type
-        except (RuntimeError, ValueError):
-            kind = None
-        if kind not in ("cpu", "cuda", "mps"):
-            raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
-    if config.num_workers is not None and config.num_workers < 0:
-        raise UserInputError(f"num_workers must be a non-negative integer or null, got {config.num_workers!r}")
+def apply_schedule(options: dict, given: dict) -> dict:
+    """``options`` updated with ``given``, where a schedule given replaces the other kind: ``iters``
+    without ``epochs`` clears ``epochs`` and the reverse, so ``iters=500`` on RD4AD (200 epochs by
+    default) trains 500 iterations and ``epochs=10`` on ReContrast trains 10 epochs. The one rule
+    for every layer of a run's settings and for ``build_detector``."""
+    merged = {**options, **given}
+    if "iters" in given and "epochs" not in given:
+        merged["epochs"] = None
+    elif "epochs" in given and "iters" not in given:
+        merged["iters"] = None
+    return merged
 
 
 def resolve_iterations(config: TrainingConfig, dataset_size: int) -> int:
@@ -118,70 +126,6 @@ class TrainingResult:
     iteration_seconds: list[float] = field(default_factory=list)  # each of them (the loss read syncs the device)
     iterations_run: int = 0
     resumed_from: int = 0
-
-
-def seed_everything(seed: int) -> None:
-    """One seed for Python, NumPy and torch (MONAI's ``set_determinism``)."""
-    set_determinism(seed=seed)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def autocast(device: torch.device, amp: bool | str = True) -> torch.autocast:
-    """Mixed precision as the ``amp`` option asks: ``True`` bf16 on CUDA only (on most CPUs bf16 is
-    slower than fp32), ``"bf16"`` bf16 on any device, ``False`` fp32. Losses and anomaly maps are
-    computed in fp32 from the bf16 features (see ``losses`` and ``anomaly_map``)."""
-    if amp not in (True, False, "bf16"):
-        raise UserInputError(f"amp must be true, false or 'bf16', got {amp!r}")
-    enabled = amp == "bf16" or (amp is True and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def uses_channels_last(device: torch.device, amp: bool | str, channels_last: bool | None, inference: bool = False) -> bool:
-    """``channels_last`` if set, else NHWC where bf16 runs on CUDA's tensor cores, and for inference
-    on the CPU: oneDNN's NHWC convolutions scored a batch of 16 at 256 px 27 % faster for a resnet18
-    encoder and 17 % for RD4AD (benchmarks/README.md, "Test pass on real images"), while a CPU
-    training step (backward included) was slower in NHWC."""
-    if channels_last is not None:
-        return channels_last
-    return (device.type == "cuda" and amp in (True, "bf16")) or (inference and device.type == "cpu")
-
-
-def to_channels_last(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Put ``model`` (a no-op once it is) and the batch ``images`` in NHWC memory format; returns the batch."""
-    model.to(memory_format=torch.channels_last)
-    return images.contiguous(memory_format=torch.channels_last)
-
-
-def batch_to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """A batch of pixels (float16 from the datasets) on ``device`` as float32, copied asynchronously
-    from pinned memory; the model normalises them (:class:`~medrecontrast.models.backbones.ResNetEncoder`)."""
-    return images.to(device, non_blocking=True).float()
-
-
-def loader_options(device: torch.device, num_workers: int | None = None) -> dict:
-    """DataLoader settings that keep an accelerator fed: page-locked batches for asynchronous copies,
-    workers that live across epochs and prefetch four batches each.
-
-    ``num_workers=None`` chooses: none on the CPU (a worker would take cores from the model), and
-    on a GPU up to 8 (one reads, converts and normalises ~260 cached 256-px images/s, measured in
-    benchmarks/data_pipeline.py; a bf16 WRN50 step on an H100 wants well over a thousand)."""
-    if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
-    options = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
-    if num_workers > 0:
-        options.update(persistent_workers=True, prefetch_factor=4)
-    return options
-
-
-def fused_optimizer_options(device: torch.device) -> dict:
-    """``fused=True`` where torch has fused Adam/AdamW kernels (CPU and CUDA): one kernel for all
-    parameters instead of one per tensor; measured 8 % of a demo ReContrast step on 2 CPU cores."""
-    return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
 def batches_per_epoch(dataset_size: int, batch_size: int, drop_last: bool = False) -> int:
@@ -249,7 +193,7 @@ def train_loop(
         try:
             state = load_checkpoint(path, identity)
         except UserInputError as exc:
-            raise UserInputError(f"{exc} To start this run again, delete {path} or pass --force (bench, train).") from None
+            raise UserInputError(f"{exc} To start this run again, delete {path} or pass force=True.") from None
         model.load_state_dict(state["model"])
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
@@ -384,24 +328,6 @@ def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses:
     atomic_torch_save(state, path)
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` through the suite's one atomic writer (:func:`~medrecontrast.paths.atomic_path`)."""
-    with atomic_path(path) as partial, open(partial, "wb") as handle:
-        torch.save(obj, handle)
-
-
-def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:
-    """A dict saved by this suite, read without unpickling code (``weights_only``), of the expected format."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserInputError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}).") from exc
-    found = state.get("format") if isinstance(state, dict) else type(state).__name__
-    if found != expected_format:
-        raise UserInputError(f"{path} is not a medrecontrast {what} of format {expected_format} (found {found}).")
-    return state
-
-
 def load_checkpoint(path: Path, identity: dict) -> dict:
     """A training checkpoint, refused with a clear message if it belongs to another run kind."""
     state = load_versioned(path, CHECKPOINT_FORMAT, "training checkpoint")
@@ -409,7 +335,7 @@ def load_checkpoint(path: Path, identity: dict) -> dict:
     different = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
     if different:
         details = ", ".join(f"{k}: checkpoint has {a!r}, this run {b!r}" for k, (a, b) in different.items())
-        raise UserInputError(f"checkpoint {path} belongs to another run ({details}); use another output folder or --force.")
+        raise UserInputError(f"checkpoint {path} belongs to another run ({details}); use another output folder or force=True.")
     return state
 
 

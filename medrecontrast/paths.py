@@ -110,10 +110,10 @@ def claim_report_folder(folder: str | os.PathLike, write: bool = True) -> Path:
     :data:`REPORT_MARKER`); anything else is refused, as a user's own folder must never be
     overwritten. With ``write`` the folder is created and marked."""
     folder = Path(folder)
-    require_writable_folder(folder, "--report")
+    require_writable_folder(folder, "report")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_MARKER).is_file():
         raise UserInputError(
-            f"--report {folder} is not empty and was not written by medrecontrast (no {REPORT_MARKER}); "
+            f"report folder {folder} is not empty and was not written by medrecontrast (no {REPORT_MARKER}); "
             "choose an empty or new folder, so that none of its files is overwritten."
         )
     if write:

@@ -164,7 +164,7 @@ def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_pa
     assert not list((out / ".claims").iterdir()), "the interrupted process must release its claim"
     assert "synth-oct" not in set(collect_results(out).query("status == 'finished' and method == 'rd4ad' and seed == 1")["task"])
     monkeypatch.setattr(rd4ad.RD4AD, "fit", real_fit)
-    with pytest.raises(UserInputError, match="pass --resume"):
+    with pytest.raises(UserInputError, match="pass resume=True"):
         run_sweep(mini_config(out), progress=False)
     outcomes = run_sweep(mini_config(out), resume=True, progress=False)
     assert [o.key for o in outcomes if o.status == "finished"] == ["synth-oct__rd4ad__seed-1"]
@@ -284,7 +284,7 @@ def test_defaults_run_the_built_in_tasks_with_the_demo_profile(tmp_path, monkeyp
     # issue 11 item 16: the default profile follows the tasks; a mix must name one
     assert SweepConfig(tasks=["synth-oct"]).resolved().profile == "demo"
     assert SweepConfig(tasks=["synth-oct"], profile="paper").resolved().profile == "paper"
-    with pytest.raises(UserInputError, match="mix built-in tasks .* name one with --profile"):
+    with pytest.raises(UserInputError, match="mix built-in tasks .* name one as profile="):
         SweepConfig(tasks=["synth-oct", "aptos"]).resolved()
 
 
@@ -496,7 +496,7 @@ def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
     assert [o.status for o in run_sweep(config, progress=False)] == ["failed"]
     monkeypatch.setattr(rd4ad.RD4AD, "fit", real)
     fixed = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0], method={"rd4ad": {"iters": 3, "batch_size": 4, "lr_decoder": 0.001}})
-    with pytest.raises(UserInputError, match="--force"):
+    with pytest.raises(UserInputError, match="force=True"):
         run_sweep(fixed, resume=True, progress=False)
     assert [o.status for o in run_sweep(fixed, force=True, progress=False)] == ["finished"]
     assert json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"] == 0.001
@@ -581,8 +581,8 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
     counts planned, finished, failed and unknown runs (a planned run with no files is not lost)."""
     import errno
 
-    import medrecontrast.runs as runs_module
-    from medrecontrast.runs import train_run
+    import medrecontrast.run.lifecycle as runs_module
+    from medrecontrast.run import train_run
     from medrecontrast.tasks import get_task
 
     def full(*args, **kwargs):
@@ -625,7 +625,7 @@ def test_missing_weights_are_one_error_before_the_first_run(tmp_path, monkeypatc
     monkeypatch.setattr("torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
     options = {"image_size": 32, "crop_size": 32, "holdout": 0.25}
     config = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", seeds=[0, 1, 2], options=options)
-    with pytest.raises(UserInputError, match="cannot load ImageNet weights for wide_resnet50_2.*--weights"):
+    with pytest.raises(UserInputError, match="cannot load ImageNet weights for wide_resnet50_2.*weights=PATH"):
         run_sweep(config, progress=False)
     assert not list((tmp_path / "runs").glob("*/*/seed-*"))
     with_file = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", weights=str(tmp_path / "w.pt"), options=options)

@@ -201,7 +201,7 @@ def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owne
 
     from medrecontrast import cli
     from medrecontrast.bench.config import EXECUTORS
-    from medrecontrast.runs import PROFILES
+    from medrecontrast.run import PROFILES
     from medrecontrast.tasks import DATA_ROOT_ENV
 
     assert set(cli.PROFILE_NAMES) == set(PROFILES) and set(cli.EXECUTOR_NAMES) == set(EXECUTORS) and cli.DATA_ROOT_ENV == DATA_ROOT_ENV

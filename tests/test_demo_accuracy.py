@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from medrecontrast import build_detector
 from medrecontrast.data.dataset import task_datasets
-from medrecontrast.runs import run_config
+from medrecontrast.run import run_config
 from medrecontrast.tasks import get_task
 
 FLOOR = 0.65

@@ -83,7 +83,7 @@ def test_missing_pretrained_weights_fail_with_instructions(monkeypatch, tmp_path
     with pytest.raises(WeightsUnavailableError) as error:
         build_detector("patchcore", backbone="resnet18", pretrained=True)
     message = str(error.value)
-    assert str(torchvision_weights_path("resnet18")) in message and "--weights PATH" in message
+    assert str(torchvision_weights_path("resnet18")) in message and "weights=PATH" in message
 
 
 def test_local_weights_file(tmp_path):

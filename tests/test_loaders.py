@@ -92,7 +92,9 @@ def test_mvtec_class_with_masks(tmp_path):
 def test_visa_from_1cls_csv(tmp_path):
     layouts.visa(tmp_path)
     data = get_task("visa:pcb1").load(tmp_path)
-    assert data.task.hparams.encoder_bn_train is False
+    from medrecontrast.models.recontrast import ReContrast
+
+    assert ReContrast.task_options(data.task)["encoder_bn_train"] is False
     assert len(data.train) == 3 and all("pcb1/" in it["image"] for it in data.train + data.test)
     assert data.counts()["test"] == {"normal": 1, "abnormal": 2}
     assert all(it["mask"] for it in data.test if it["label"] == 1)

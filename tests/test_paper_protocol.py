@@ -19,7 +19,7 @@ from medrecontrast.cli import app
 from medrecontrast.data.dataset import task_datasets
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.anomaly_map import anomaly_map, gaussian_blur_kernel, image_scores
-from medrecontrast.runs import evaluate_run, run_config, train_run
+from medrecontrast.run import evaluate_run, run_config, train_run
 from medrecontrast.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_evaluate_refuses_a_run_whose_options_no_longer_resolve_alike(tmp_path, 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     config["detector"]["coreset_ratio"] = 0.5  # as if an older version had another default
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UserInputError, match="no longer resolve.*detector.coreset_ratio.*--force"):
+    with pytest.raises(UserInputError, match="no longer resolve.*detector.coreset_ratio.*force=True"):
         evaluate_run(tmp_path / "run")
     assert "image_auroc" in evaluate_run(tmp_path / "run", force=True)
 

@@ -97,7 +97,7 @@ def test_patch_score_is_the_squared_distance_and_image_score_the_max(knn):
 
 
 def test_patchcore_paper_sizes_resize_256_crop_224():
-    from medrecontrast.runs import run_config
+    from medrecontrast.run import run_config
     from medrecontrast.tasks import get_task
 
     config = run_config(get_task("mvtec:bottle"), "patchcore", 0, "paper")

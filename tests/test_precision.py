@@ -14,7 +14,7 @@ from medrecontrast.engine import (
     uses_channels_last,
 )
 from medrecontrast.errors import UserInputError
-from medrecontrast.runs import display_image
+from medrecontrast.run import display_image
 from medrecontrast.tasks import get_task
 
 SMALL = dict(backbone="resnet18", pretrained=False)

@@ -34,9 +34,11 @@ def test_expansion_of_dataset_families():
     ],
 )
 def test_hyperparameters_follow_the_paper(name, iters, batch, size, crop, bn, score):
+    from medrecontrast.models.recontrast import ReContrast
+
     task = get_task(name)
-    h = task.hparams
-    assert (h.iters, h.batch_size, task.image_size, task.crop_size, h.encoder_bn_train, h.image_score) == (iters, batch, size, crop, bn, score)
+    h = ReContrast.task_options(task)  # issue 19: a method's per-task settings live in its module
+    assert (h["iters"], h["batch_size"], task.image_size, task.crop_size, h["encoder_bn_train"], h["image_score"]) == (iters, batch, size, crop, bn, score)
 
 
 def test_masks_by_protocol():
@@ -71,15 +73,18 @@ def test_unknown_options():
 
 def test_registry_rows_cover_every_name():
     rows = registry_rows()
-    assert len(rows) == 13 and {"task", "modality", "iters x batch", "enc. BN", "score"} <= set(rows[0])
+    assert len(rows) == 13 and {"task", "modality", "size", "masks"} <= set(rows[0])  # issue 19: method settings are listed by `methods`
     assert all(n.split(":")[0].split(" ")[0] in " ".join(r["task"] for r in rows) for n in task_names())
 
 
 def test_unified_tasks():
     """One model for all classes (recontrast_{mvtec,visa}_multiclass.py): 5000 x 16, encoder BN in eval, top-1 % score."""
     mvtec = get_task("mvtec-unified")
-    assert len(mvtec.members) == 15 and mvtec.hparams.unified and (mvtec.hparams.iters, mvtec.hparams.batch_size) == (5000, 16)
-    assert mvtec.hparams.encoder_bn_train is False and mvtec.hparams.image_score == "top1"
+    from medrecontrast.models.recontrast import ReContrast
+
+    h = ReContrast.task_options(mvtec)  # issue 19: a method's per-task settings live in its module
+    assert len(mvtec.members) == 15 and h["drop_last"] and (h["iters"], h["batch_size"]) == (5000, 16)
+    assert h["encoder_bn_train"] is False and h["image_score"] == "top1"
     assert len(get_task("visa-unified").members) == 12
     mini = get_task("unified:synth-fundus+synth-oct")
     data = mini.load()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from medrecontrast.cli import app
 from medrecontrast.errors import UserInputError
-from medrecontrast.runs import (
+from medrecontrast.run import (
     PROFILES,
     evaluate_run,
     example_indices,
@@ -45,7 +45,7 @@ def test_run_folder_holds_everything(tmp_path):
 def test_finished_run_is_not_overwritten_without_force(tmp_path):
     train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     stamp = (tmp_path / "pc" / "model.pt").stat().st_mtime_ns
-    with pytest.raises(UserInputError, match="already holds a finished run; pass --force"):
+    with pytest.raises(UserInputError, match="already holds a finished run; pass force=True"):
         train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns == stamp
     train_run(tiny_task(), "patchcore", tmp_path / "pc", force=True, progress=False)
@@ -56,7 +56,7 @@ def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "status.json").write_text(json.dumps({"status": "running"}))
     (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", {"iters": 3})))
-    with pytest.raises(UserInputError, match="unfinished run; pass --resume"):
+    with pytest.raises(UserInputError, match="unfinished run; pass resume=True"):
         train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, progress=False)
     with pytest.raises(UserInputError, match="recorded options differ"):
         train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 4}, resume=True, progress=False)
@@ -67,7 +67,7 @@ def test_evaluate_rescores_without_retraining(tmp_path):
     first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     before = (tmp_path / "pc" / "scores.csv").read_text()
     # issue 11 item 2: a finished run's results are never replaced without --force
-    with pytest.raises(UserInputError, match="already holds results.*--force"):
+    with pytest.raises(UserInputError, match="already holds results.*force=True"):
         evaluate_run(tmp_path / "pc")
     again = evaluate_run(tmp_path / "pc", force=True)
     assert again["image_auroc"] == first["image_auroc"] and again["f1_holdout"] == first["f1_holdout"]
@@ -207,7 +207,7 @@ def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
 
 def test_environment_records_the_cpu_its_instruction_set_and_threads():
     """CPU results depend on the instruction set and thread count: both are recorded with the CPU model."""
-    from medrecontrast.runs import environment
+    from medrecontrast.run import environment
 
     recorded = environment()
     assert recorded["cpu"] and recorded["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", "NO AVX", "VSX")
@@ -234,7 +234,7 @@ def test_environment_names_the_suite_version_when_it_is_not_installed(monkeypatc
     from importlib import metadata
 
     from medrecontrast import __version__
-    from medrecontrast.runs import environment
+    from medrecontrast.run import environment
 
     real = metadata.version
 
@@ -275,6 +275,6 @@ def test_predict_scores_new_images_without_retraining(tmp_path):
 def test_a_crop_larger_than_the_image_says_where_the_crop_came_from():
     """Seen preparing the GPU run: `image_size = 64` under the paper profile was refused with
     "224 > 64" and no word that 224 is PatchCore's paper crop."""
-    with pytest.raises(UserInputError, match="224 \\(patchcore's paper-profile crop\\) > 64; set crop_size too"):
+    with pytest.raises(UserInputError, match="224 \\(from patchcore's paper profile\\) > 64 \\(set in overrides\\); set crop_size too"):
         run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64})
     assert run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64, "crop_size": 64})["crop_size"] == 64

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
+from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 RINGS_LAYOUT = "$TOY_RINGS/train/NORMAL/*.png, test/{NORMAL,GAP}/*.png, ground_truth/GAP/<stem>_mask.png"
@@ -46,7 +46,6 @@ def rings_task(variant: str = "") -> Task:
         protocol=Protocol("toy", "train/NORMAL", "test/NORMAL + test/GAP", has_masks=True),
         image_size=64,
         crop_size=None,
-        hparams=Hyperparameters(iters=10, batch_size=4),
         list_items=lambda task, root: list_class_folders(task, root, normal="NORMAL"),
         layout=RINGS_LAYOUT,
         locate=lambda task, _: Path(os.environ["TOY_RINGS"]),

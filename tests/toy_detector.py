@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from medrecontrast.engine import batch_to_device
+from medrecontrast.compute import batch_to_device
 from medrecontrast.errors import require_positive_ints
 from medrecontrast.models.backbones import ResNetEncoder
 from medrecontrast.models.base import Detector, register_detector

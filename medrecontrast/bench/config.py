@@ -25,7 +25,9 @@ Everything a ``bench`` flag sets can also come from a TOML file; flags win over 
     stop_gradient = false
 
 Later sections win over earlier ones in the order above; a variant's own options sit between
-[options] and [method.<variant>].
+[options] and [method.<variant>]; the command line's ``--device`` and ``--holdout`` (``flags``) win
+over every section. Each section is one layer of :func:`medrecontrast.run.resolve_run_config`,
+which resolves and checks every run of the plan once.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pathlib import Path
 from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.models.base import detector_class
-from medrecontrast.runs import PROFILES, RUN_KEYS, default_profile, detector_options
+from medrecontrast.run import PROFILES, accepted_keys, default_profile
 from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
@@ -55,7 +57,7 @@ class SweepConfig:
     tasks: list[str] | None = None
     methods: list[str] = field(default_factory=registered_methods)  # every registered method
     seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
-    profile: str | None = None  # default: demo for the built-in tasks, paper for real ones (runs.default_profile)
+    profile: str | None = None  # default: demo for the built-in tasks, paper for real ones (run.default_profile)
     name: str | None = None  # default: the --out folder's name, else the profile
     out: str | None = None  # default: runs/<name>
     report: str | None = None  # default: reports/<name>
@@ -69,6 +71,7 @@ class SweepConfig:
     method: dict = field(default_factory=dict)  # method -> options
     task: dict = field(default_factory=dict)  # task -> options (+ "method" -> method -> options, + "data")
     variant: dict = field(default_factory=dict)  # variant name -> {"method": base method, **options}
+    flags: dict = field(default_factory=dict)  # the command line's settings (--device, --holdout): the last layer, over every section
     source: str | None = None  # the TOML file the settings came from (for error messages with its lines)
 
     def resolved(self) -> "SweepConfig":
@@ -110,15 +113,15 @@ class SweepConfig:
         """The registered method behind a name of ``methods`` (itself, or a variant's ``method``)."""
         return self.variant[method]["method"] if method in self.variant else method
 
-    def overrides(self, task: str, method: str) -> dict:
-        """Run options for one (task, method): [options] < [variant.M] < [method.M] < [task.T] < [task.T.method.M].
+    def layers(self, task: str, method: str) -> list[tuple[str, dict]]:
+        """The user layers of one (task, method), lowest precedence first, each named by its TOML
+        section: [options] < [variant.M] < [method.M] < [task.T] < [task.T.method.M] < flags.
 
-        Keys of the shared sections ([options], [task.T]) apply to the methods that have them
+        Keys of the shared sections ([options], [task.T], flags) apply to the methods that have them
         (``iters`` reaches ReContrast and RD4AD, not PatchCore); the loader checked that each is
         an option of at least one method. ``method`` may be a variant's name.
         """
-        base = self.base_method(method)
-        accepted = set(RUN_KEYS) | set(detector_options(base))
+        accepted = accepted_keys(self.base_method(method))
         variant = {k: v for k, v in self.variant.get(method, {}).items() if k != "method"}
         task_section = self.task.get(task, {})
         task_wide = {k: v for k, v in task_section.items() if k not in ("method", "data")}
@@ -126,7 +129,19 @@ class SweepConfig:
         def applicable(section: dict) -> dict:
             return {k: v for k, v in section.items() if k in accepted}
 
-        return {**applicable(self.options), **variant, **self.method.get(method, {}), **applicable(task_wide), **task_section.get("method", {}).get(method, {})}
+        layers = [
+            ("[options]", applicable(self.options)),
+            (f"[variant.{method}]", variant),
+            (f"[method.{method}]", dict(self.method.get(method, {}))),
+            (f"[task.{task}]", applicable(task_wide)),
+            (f"[task.{task}.method.{method}]", dict(task_section.get("method", {}).get(method, {}))),
+            ("flags", applicable(self.flags)),
+        ]
+        return [(name, options) for name, options in layers if options]
+
+    def overrides(self, task: str, method: str) -> dict:
+        """The user layers of one (task, method) merged: what they set, later layers winning."""
+        return {k: v for _, options in self.layers(task, method) for k, v in options.items()}
 
     def task_options(self, task: str) -> dict:
         """Options of the task itself, passed to ``get_task`` (e.g. APTOS ``n_train``)."""
@@ -134,12 +149,16 @@ class SweepConfig:
 
 
 def locate_option(config: "SweepConfig", error: UserInputError) -> str:
-    """Where the option an error names was set: `` (sweep.toml, line 12)`` when the sweep came from a
-    file that sets it, else ""; the option is the error's first word (``iters must be ...``)."""
-    key = str(error).split(" ", 1)[0]
+    """Where the option an error names was set: `` (sweep.toml, line 12: iters)`` when the sweep came
+    from a file that sets it, else ""; the option is the error's first word (``iters must be ...``)
+    and its section the layer the error names (``set in [task.oct]``), so the line is that section's."""
+    message = str(error)
+    named = re.match(r"unknown option '(\w+)'", message)
+    key = named.group(1) if named else message.split(" ", 1)[0].rstrip(":")
     if not config.source or not key.isidentifier() or not Path(config.source).is_file():
         return ""
-    line = _line_of(Path(config.source).read_text(), key)
+    section = re.search(r"set in \[([^\]]+)\]", message)
+    line = _line_of(Path(config.source).read_text(), key, section.group(1) if section else None)
     return f" ({config.source}, line {line}: {key})" if line != "?" else ""
 
 
@@ -213,29 +232,35 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
 
 
 def _check_option_names(path: Path, text: str, raw: dict) -> None:
-    """Unknown run options are reported with their line now, not when the first run starts."""
-    any_method = set(RUN_KEYS).union(*(detector_options(m) for m in DETECTORS))
+    """Unknown run options are reported with their line now, not when the first run starts. What a
+    section accepts is :func:`medrecontrast.run.accepted_keys` of its method (any method's for the
+    shared sections), the resolver's own rule; its values are checked when the sweep is planned."""
+    variants = raw.get("variant", {})
+    any_method = set().union(*(accepted_keys(m) for m in DETECTORS))
+
+    def allowed(method: str | None) -> set:
+        base = variants[method].get("method") if method in variants else method
+        return accepted_keys(base) if base in DETECTORS else any_method
+
+    for name, body in variants.items():
+        if body.get("method") not in DETECTORS:
+            raise UserInputError(
+                f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of {', '.join(sorted(DETECTORS))}, got {body.get('method')!r}"
+            )
     sections = [("options", raw.get("options", {}), any_method)]
-    sections += [(f"method.{m}", body, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method) for m, body in raw.get("method", {}).items()]
+    sections += [(f"method.{m}", body, allowed(m)) for m, body in raw.get("method", {}).items()]
     for task, body in raw.get("task", {}).items():
         sections.append((f"task.{task}", {k: v for k, v in body.items() if k not in ("method", "data")}, any_method))
-        sections += [
-            (f"task.{task}.method.{m}", b, set(RUN_KEYS) | set(detector_options(m)) if m in DETECTORS else any_method)
-            for m, b in body.get("method", {}).items()
-        ]
-    for name, body in raw.get("variant", {}).items():
-        base = body.get("method")
-        if base not in DETECTORS:
-            raise UserInputError(f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of {', '.join(sorted(DETECTORS))}, got {base!r}")
-        sections.append((f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, set(RUN_KEYS) | set(detector_options(base))))
-    for index, (section, body, _) in enumerate(sections):  # [method.<variant>] takes its base method's options
-        name = section.removeprefix("method.")
-        if section.startswith("method.") and name in raw.get("variant", {}):
-            sections[index] = (section, body, set(RUN_KEYS) | set(detector_options(raw["variant"][name]["method"])))
-    for section, body, allowed in sections:
+        sections += [(f"task.{task}.method.{m}", b, allowed(m)) for m, b in body.get("method", {}).items()]
+    sections += [(f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, allowed(name)) for name, body in variants.items()]
+    for section, body, known in sections:
         for key in body:
-            if key not in allowed:
-                raise UserInputError(f"{path}, line {_line_of(text, key)}: unknown option '{key}' in [{section}]; known: {', '.join(sorted(allowed))}")
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise UserInputError(
+                    f"{path}, line {_line_of(text, key, section)}: unknown option '{key}' in [{section}].{hint} Known: {', '.join(sorted(known))}"
+                )
 
 
 _TYPES = {
@@ -256,6 +281,7 @@ _TYPES = {
     "method": dict,
     "task": dict,
     "variant": dict,
+    "flags": dict,
 }
 
 
@@ -270,10 +296,20 @@ def _check_type(path: Path, text: str, key: str, value) -> None:
         raise UserInputError(f"{path}, line {_line_of(text, key)}: '{key}' must be {wanted}, got {value!r}")
 
 
-def _line_of(text: str, key: str) -> int | str:
-    """Line number where ``key`` is assigned or opens a table (for error messages)."""
+def _line_of(text: str, key: str, section: str | None = None) -> int | str:
+    """Line number where ``key`` is assigned or opens a table (for error messages); with ``section``
+    (``task.oct``), the assignment inside that table if the file has one there."""
     pattern = re.compile(rf'^\s*(\[[^\]]*)?["\']?{re.escape(key)}["\']?\s*(=|\]|\.)')
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    if section is not None:
+        header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]")
+        inside = False
+        for number, line in enumerate(lines, start=1):
+            if line.lstrip().startswith("["):
+                inside = bool(header.match(line))
+            elif inside and pattern.search(line):
+                return number
+    for number, line in enumerate(lines, start=1):
         if pattern.search(line):
             return number
     return "?"

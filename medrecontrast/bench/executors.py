@@ -22,8 +22,8 @@ from rich.text import Text
 from medrecontrast.bench.store import Claim, RunSpec, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import CACHE_ENV
-from medrecontrast.runs import train_run
-from medrecontrast.tasks import DATA_ROOT_ENV, get_task
+from medrecontrast.run import run_training
+from medrecontrast.tasks import DATA_ROOT_ENV
 
 console = Console(stderr=True, highlight=False)
 RAY_INSTALL = "pip install 'medrecontrast[ray]'"
@@ -55,23 +55,12 @@ def execute_run(spec: RunSpec, progress: bool | int = True) -> Outcome:
         if status == "finished" and not spec.force:
             outcome.metrics = _read_metrics(spec.folder)
             return outcome
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
+        if spec.config.runtime.threads:
+            torch.set_num_threads(spec.config.runtime.threads)
         began = time.perf_counter()
         try:
-            outcome.metrics = train_run(
-                get_task(spec.task, **spec.task_options),
-                spec.base_method or spec.method,
-                spec.folder,
-                seed=spec.seed,
-                profile=spec.profile,
-                overrides=spec.overrides,
-                resume=status != "absent" and not spec.force,
-                force=spec.force,
-                data_root=spec.data_root,
-                weights=spec.weights,
-                progress=progress,
-                variant=spec.variant,
+            outcome.metrics = run_training(
+                spec.config, spec.folder, resume=status != "absent" and not spec.force, force=spec.force, data_root=spec.data_root, progress=progress
             )
             outcome.status = "finished"
         except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on
@@ -130,7 +119,7 @@ def run_ray(
     try:
         import ray
     except ImportError:
-        raise UserInputError(f"--executor ray needs Ray, which is an optional extra: {RAY_INSTALL}") from None
+        raise UserInputError(f"executor='ray' needs Ray, which is an optional extra: {RAY_INSTALL}") from None
     env = {name: os.environ[name] for name in (CACHE_ENV, DATA_ROOT_ENV) if name in os.environ}
     started_here = not ray.is_initialized()
     if started_here:

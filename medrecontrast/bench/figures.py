@@ -12,20 +12,27 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from scipy.stats import friedmanchisquare
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from scipy.stats import friedmanchisquare  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from medrecontrast.bench.results import finished, ordered_methods
+from medrecontrast.models import display_name, registered_methods
+from medrecontrast.paths import atomic_path, claim_report_folder
+from medrecontrast.stats import nemenyi_critical_difference
+from medrecontrast.tasks import task_slug
 
-from medrecontrast.bench.results import finished, ordered_methods  # noqa: E402
-from medrecontrast.models import display_name, registered_methods  # noqa: E402
-from medrecontrast.paths import atomic_path, claim_report_folder  # noqa: E402
-from medrecontrast.stats import nemenyi_critical_difference  # noqa: E402
-from medrecontrast.tasks import task_slug  # noqa: E402
+
+def _subplots(*args, **kwargs):
+    """``pyplot.subplots`` on a bare :class:`~matplotlib.figure.Figure`: drawn to files by its own
+    canvas, never registered with pyplot, so the suite neither chooses a backend (a notebook keeps
+    its inline plots) nor leaves figures open."""
+    figsize = kwargs.pop("figsize", None)
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*args, **kwargs)
 
 
 class _MethodColors(dict):
@@ -79,7 +86,7 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
     for task in done["task"].unique():
         figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
     written = {}
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         for name, figure in figures.items():
             if figure is None:
                 continue
@@ -87,14 +94,13 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
                 with atomic_path(folder / f"{name}.{suffix}") as partial:
                     figure.savefig(partial, format=suffix)
             written[name] = folder / f"{name}.png"
-            plt.close(figure)
     return written
 
 
 def roc_figure(done: pd.DataFrame):
     """ROC curves per task (one panel each), every seed of every method; legend: mean AUROC ± std."""
     tasks = list(done["task"].unique())
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         figure, axes = _panels(len(tasks), width=2.4, height=2.4)
         for ax, task in zip(axes, tasks):
             for method, runs in _by_method(done[done["task"] == task]):
@@ -112,8 +118,8 @@ def roc_figure(done: pd.DataFrame):
 
 def auroc_figure(done: pd.DataFrame):
     """Image AUROC per task and method: bars at the mean over seeds, error bars ± 1 std, seeds as dots."""
-    with plt.rc_context(STYLE):
-        figure, ax = plt.subplots(figsize=(min(MAX_WIDTH, 1.2 + 1.6 * done["task"].nunique()), 3.0))
+    with matplotlib.rc_context(STYLE):
+        figure, ax = _subplots(figsize=(min(MAX_WIDTH, 1.2 + 1.6 * done["task"].nunique()), 3.0))
         methods = ordered_methods(done["method"])
         palette = {m: METHOD_COLORS[m] for m in methods}
         sns.barplot(
@@ -139,8 +145,8 @@ def auroc_figure(done: pd.DataFrame):
 def score_figure(done: pd.DataFrame):
     """Normal vs abnormal image-score distributions, one panel per task and method (first seed)."""
     tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False)
+    with matplotlib.rc_context(STYLE):
+        figure, axes = _subplots(len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False)
         for row, task in enumerate(tasks):
             for col, method in enumerate(methods):
                 ax = axes[row, col]
@@ -184,7 +190,7 @@ def loss_figure(done: pd.DataFrame):
     methods = ordered_methods(trained["method"])
     tasks = list(trained["task"].unique())
     colours = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         figure, axes = _panels(len(methods), width=2.4, height=2.2)
         for ax, method in zip(axes, methods):
             for task in tasks:
@@ -204,7 +210,7 @@ def loss_figure(done: pd.DataFrame):
 def pr_figure(done: pd.DataFrame):
     """Precision–recall curves per task (every seed of every method), with the chance level (the prevalence)."""
     tasks = list(done["task"].unique())
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         figure, axes = _panels(len(tasks), width=2.4, height=2.4)
         for ax, task in zip(axes, tasks):
             prevalence = None
@@ -227,8 +233,8 @@ def forest_figure(subtypes: pd.DataFrame, task: str):
     """Per-subtype image AUROC of each method: point = seed mean, line = DeLong 95 % interval, dotted = chance."""
     kinds = list(dict.fromkeys(subtypes["subtype"]))
     methods = ordered_methods(subtypes["method"])
-    with plt.rc_context(STYLE):
-        figure, ax = plt.subplots(figsize=(3.4, 0.5 + 0.28 * len(kinds) * len(methods)))
+    with matplotlib.rc_context(STYLE):
+        figure, ax = _subplots(figsize=(3.4, 0.5 + 0.28 * len(kinds) * len(methods)))
         step = 0.8 / max(1, len(methods))
         for m, method in enumerate(methods):
             rows = subtypes[subtypes["method"] == method].set_index("subtype")
@@ -259,8 +265,8 @@ def critical_difference_figure(done: pd.DataFrame):
     cd = nemenyi_critical_difference(len(methods), len(table))
     friedman = friedmanchisquare(*[table[m] for m in methods]).pvalue if len(methods) >= 3 else float("nan")
     order = ranks.sort_values()
-    with plt.rc_context(STYLE):
-        figure, ax = plt.subplots(figsize=(3.4, 0.9 + 0.22 * len(methods)))
+    with matplotlib.rc_context(STYLE):
+        figure, ax = _subplots(figsize=(3.4, 0.9 + 0.22 * len(methods)))
         ax.set_xlim(len(methods) + 0.2, 0.8)  # rank 1 on the right
         ax.set_ylim(-0.2 - 0.25 * len(methods), 0.45)
         ax.hlines(0, 1, len(methods), color="black", lw=0.8)
@@ -298,9 +304,9 @@ def examples_figure(done: pd.DataFrame, task: str):
     has_masks = bool(masks.any())
     columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
     scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}  # one colour scale per method across rows
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         side = min(1.6, MAX_WIDTH / (len(columns) + 0.4))
-        figure, axes = plt.subplots(len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False)
+        figure, axes = _subplots(len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False)
         for row, image in enumerate(images):
             panels = [("image", image, None)]
             if has_masks:
@@ -353,7 +359,7 @@ def _by_method(frame: pd.DataFrame):
 def _panels(count: int, width: float, height: float):
     columns = min(count, 3)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    figure, axes = _subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_axis_off()
     return figure, list(axes.flat[:count])

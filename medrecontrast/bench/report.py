@@ -14,8 +14,9 @@ from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statistics
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.metrics import chance_level
+from medrecontrast.models import DETECTORS
 from medrecontrast.paths import atomic_path, claim_report_folder, write_csv
-from medrecontrast.runs import protocol_label
+from medrecontrast.run import protocol_label
 
 FIGURE_CAPTIONS = {
     "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds, dotted line = chance.",
@@ -197,14 +198,11 @@ def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
                 + ", ".join(f"{t} · {m} ({100 * v:.1f})" for (t, m), v in inverted.items())
                 + ": these maps are brighter on normal tissue than on the anomaly; their AUPRO means nothing."
             )
-    random_recontrast = done[(done["base_method"] == "recontrast") & (~done["pretrained"].astype(bool))]
-    if len(random_recontrast):
-        lines.append(
-            "- **ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
-            "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); without "
-            "ImageNet weights there are no features worth adapting, so its numbers here say nothing about the method. Run the "
-            "paper profile (ImageNet weights) to compare methods."
-        )
+    random_weights = done[~done["pretrained"].astype(bool)]
+    for method in dict.fromkeys(random_weights["base_method"]):
+        caveat = DETECTORS[method].random_weights_caveat if method in DETECTORS else ""
+        if caveat:
+            lines.append(f"- {caveat}")
     lines += [f"- {note}" for note in statistics.notes]
     return (["## Read this first", "", *lines, ""]) if lines else []
 

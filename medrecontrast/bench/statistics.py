@@ -23,10 +23,16 @@ import pandas as pd
 from medrecontrast import stats
 from medrecontrast.bench.results import finished
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
-from medrecontrast.runs import PIXEL_STATISTICS
+from medrecontrast.models import DETECTORS, registered_methods
+from medrecontrast.run import PIXEL_STATISTICS
 
 ALPHA = 0.05
-REFERENCE_METHOD = "recontrast"  # also compared against each baseline
+
+
+def reference_methods() -> list[str]:
+    """The methods that declare themselves the suite's reference (``Detector.reference``): each is also
+    compared against every other method, not only against the best."""
+    return [m for m in registered_methods() if DETECTORS[m].reference]
 MEAN = "mean"  # the ``seed`` of a seed-mean row
 
 
@@ -207,10 +213,8 @@ def _compare(task: str, by_method: dict, samples: dict, values: dict, labels: np
         means = {m: float(np.mean(values[m][metric])) for m in present}
         best = max(present, key=lambda m: means[m])
         pairs = [(m, best) for m in present if m != best]
-        if REFERENCE_METHOD in present:
-            pairs += [
-                (REFERENCE_METHOD, m) for m in present if m != REFERENCE_METHOD and (REFERENCE_METHOD, m) not in pairs and (m, REFERENCE_METHOD) not in pairs
-            ]
+        for reference in (m for m in reference_methods() if m in present):
+            pairs += [(reference, m) for m in present if m != reference and (reference, m) not in pairs and (m, reference) not in pairs]
         for method, against in pairs:
             difference = np.mean(samples[method][metric], axis=0) - np.mean(samples[against][metric], axis=0)
             base = dict(task=task, metric=metric, method=method, against=against, difference=means[method] - means[against])

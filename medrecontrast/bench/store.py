@@ -3,7 +3,7 @@
 Layout of a sweep folder::
 
     <out>/sweep.json                         format, config, environment of the last invocation
-    <out>/<task>/<method>/seed-<k>/          one run folder (see medrecontrast.runs)
+    <out>/<task>/<method>/seed-<k>/          one run folder (see medrecontrast.run)
     <out>/.claims/<task>__<method>__seed-<k>  held while a process runs that run
     <out>/.claims-locks/                      the file locks under which claims are decided
 
@@ -19,13 +19,14 @@ import os
 import platform
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
 from medrecontrast.errors import UserInputError, require_format
 from medrecontrast.paths import write_json
+from medrecontrast.run.config import RunConfig
 from medrecontrast.tasks.base import task_slug
 
 SWEEP_FORMAT = 1
@@ -33,25 +34,27 @@ SWEEP_FORMAT = 1
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (task, method, seed) of a sweep, with everything a worker needs to run it anywhere."""
+    """One (task, method, seed) of a sweep, with everything a worker needs to run it anywhere: the
+    resolved :class:`~medrecontrast.run.RunConfig` it runs exactly as planned, and where."""
 
-    task: str
-    method: str
-    seed: int
-    profile: str
+    config: RunConfig
     folder: str
     claims: str
-    task_options: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)
     data_root: str | None = None
-    weights: str | None = None
-    threads: int | None = None  # torch threads in this run (Ray workers); None keeps the default
-    base_method: str | None = None  # for a variant (``method`` is then its name): the registered method
     force: bool = False  # redo the run from scratch, whatever its folder holds (bench --force)
 
     @property
-    def variant(self) -> str | None:
-        return self.method if self.base_method else None
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def method(self) -> str:
+        """The method or variant name (the sweep's row)."""
+        return self.config.name
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     @property
     def key(self) -> str:
@@ -83,14 +86,14 @@ def read_sweep_marker(out: Path) -> dict | None:
     if not marker.is_file():
         return None
     payload = json.loads(marker.read_text())
-    require_format(payload.get("format"), SWEEP_FORMAT, "results", out, "Choose another --out.")
+    require_format(payload.get("format"), SWEEP_FORMAT, "results", out, "Choose another out=DIR.")
     return payload
 
 
 def check_sweep_folder(out: Path) -> None:
     """Refuse a folder that is neither new, empty, nor a sweep of this format."""
     if read_sweep_marker(out) is None and out.exists() and any(out.iterdir()):
-        raise UserInputError(f"{out} is not empty and is not a sweep folder; choose an empty or new --out.")
+        raise UserInputError(f"{out} is not empty and is not a sweep folder; choose an empty or new out=DIR.")
 
 
 def open_sweep_folder(out: Path, payload: dict) -> None:

@@ -24,20 +24,23 @@ from medrecontrast.bench.store import (
 from medrecontrast.data.check import check_task_data
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
-from medrecontrast.runs import changed_keys, environment, read_run_config, run_config
+from medrecontrast.run import RunConfig, environment, read_run_config, resolve_run_config
 from medrecontrast.tasks import expand_tasks, get_task
 
 
 def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -> list[RunSpec]:
     """Every run of the sweep, checked before any training starts.
 
-    Unknown tasks or methods, a missing data folder, a bad option, a run folder that holds another
-    configuration, or unfinished runs without ``resume``: each raises :class:`UserInputError` here,
-    saying which flag gets the user out. ``force`` redoes every planned run from scratch (e.g. after
-    changing the learning rate of runs that failed), whatever its folder holds.
+    Each run's :class:`~medrecontrast.run.RunConfig` is resolved here, once; the executor runs
+    exactly these. Unknown tasks or methods, a missing data folder, a bad option, a run folder that
+    holds another run (another :meth:`~medrecontrast.run.RunConfig.identity`: a changed device,
+    worker count or a restated default is the same run), or unfinished runs without ``resume``: each
+    raises :class:`UserInputError` here, saying what gets the user out. ``force`` redoes every
+    planned run from scratch (e.g. after changing the learning rate of runs that failed), whatever
+    its folder holds.
     """
     config = config.resolved()
-    require_writable_folder(config.out, "--out")
+    require_writable_folder(config.out, "out")
     check_sweep_folder(Path(config.out))
     claim_report_folder(config.report, write=False)  # a user's folder is refused now, not after hours of training
     names = [t.name for t in expand_tasks(config.tasks)]
@@ -47,37 +50,24 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
         task = get_task(name, **config.task_options(name))
         _check_data(task, config.data_root)
         for method in config.methods:
-            overrides = config.overrides(name, method)
             base = config.base_method(method)
-            variant = method if base != method else None
+            layers = config.layers(name, method)
+            if config.executor == "ray":
+                layers.append(("executor", {"threads": config.cpus_per_run}))
             for seed in config.seeds:
                 try:
-                    planned = run_config(task, base, seed, config.profile, overrides, config.weights, variant)
+                    planned = resolve_run_config(
+                        task, base, seed, config.profile, layers=layers, weights=config.weights, variant=method if base != method else None
+                    )
                 except UserInputError as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 folder = run_folder(config.out, name, method, seed)
-                detector = planned["detector"]
+                detector = planned.detector
                 if (detector.get("pretrained") or detector.get("weights")) and (force or run_status(folder)["status"] != "finished"):
                     needed.add((detector["backbone"], detector.get("weights")))
                 if not force:
                     _check_existing(folder, planned)
-                specs.append(
-                    RunSpec(
-                        task=name,
-                        method=method,
-                        seed=seed,
-                        profile=config.profile,
-                        folder=str(folder),
-                        claims=str(Path(config.out) / ".claims"),
-                        task_options=task.user_options,
-                        overrides=overrides,
-                        data_root=config.data_root,
-                        weights=config.weights,
-                        threads=config.cpus_per_run if config.executor == "ray" else None,
-                        base_method=base if variant else None,
-                        force=force,
-                    )
-                )
+                specs.append(RunSpec(config=planned, folder=str(folder), claims=str(Path(config.out) / ".claims"), data_root=config.data_root, force=force))
     _check_weights(needed)
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
     live = [s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()]  # another bench runs them now: they are skipped, not resumed
@@ -89,8 +79,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     if unfinished and not resume and not force:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
         raise UserInputError(
-            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass --resume to continue them, "
-            "--force to redo them from scratch (e.g. with changed settings), or choose another --out."
+            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass resume=True to continue them, "
+            "force=True to redo them from scratch (e.g. with changed settings), or choose another out=DIR."
         )
     return specs
 
@@ -123,15 +113,16 @@ def _check_data(task, data_root) -> None:
     write_json(memo, {"task": task.name, "files": fingerprint["files"], "decoded": True})
 
 
-def _check_existing(folder: Path, planned: dict) -> None:
+def _check_existing(folder: Path, planned: RunConfig) -> None:
+    """A folder's recorded run must be the planned one: the same identity (where and how it computed
+    does not count). Old folders (format 3) are read into a RunConfig and compared the same way."""
     if not (folder / "config.json").is_file():
         return
     existing = read_run_config(folder)
-    if existing != planned:
-        changed = changed_keys(existing, planned)
+    if existing.identity() != planned.identity():
         raise UserInputError(
-            f"{folder} holds a run with another configuration ({', '.join(changed)} differ); pass --force to redo the planned runs with "
-            "these settings (their old results are deleted), or choose another --out for a different sweep."
+            f"{folder} holds another run ({', '.join(existing.differences(planned))} differ); redo the planned runs with these settings "
+            "with force=True (their old results are deleted), or choose another out=DIR for a different sweep."
         )
 
 

@@ -1,7 +1,8 @@
 """Paper-style tables from the results frame: mean ± std over seeds, best per task in bold.
 
 Numbers are percentages with two decimals, as the paper prints them. The comparison with the
-paper puts the ReContrast rows beside ReContrast's own logged numbers (their training logs; README "Paper fidelity").
+paper puts each method's rows beside the numbers its module declares (``paper_results``: for ReContrast
+its own training logs; README "Paper fidelity").
 """
 
 from __future__ import annotations
@@ -17,22 +18,9 @@ import pandas as pd
 from medrecontrast.bench.results import METRICS, finished
 from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
 from medrecontrast.metrics import OPERATING_POINTS, chance_level
+from medrecontrast.models import DETECTORS, display_name, registered_methods
 from medrecontrast.paths import atomic_path, claim_report_folder
-
-# ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
-# (utils.evaluation appends compute_pro per abnormal image and takes the mean), so the comparison
-# uses our ``aupro_per_image``; the dataset-level ``aupro`` stays in the main table.
-PAPER_RECONTRAST = {
-    "mvtec": {"image_auroc": 99.45, "pixel_auroc": 98.37, "aupro_per_image": 95.2},
-    "visa": {"image_auroc": 97.50, "pixel_auroc": 98.21, "aupro_per_image": 92.62},
-    # the unified multi-class setting (one model for all classes; the paper's second table)
-    "mvtec-unified": {"image_auroc": 98.2},
-    "visa-unified": {"image_auroc": 95.1},
-    "aptos": {"image_auroc": 97.51, "f1_oracle": 95.27, "acc_oracle": 93.35},
-    "oct": {"image_auroc": 99.60, "f1_oracle": 98.53, "acc_oracle": 97.80},
-    "isic": {"image_auroc": 90.15, "f1_oracle": 81.12, "acc_oracle": 86.01},
-}
-FAMILY_CLASSES = {"mvtec": 15, "visa": 12}
+from medrecontrast.tasks import family_classes
 
 
 def summary_frame(results: pd.DataFrame, statistics: SweepStatistics | None = None) -> pd.DataFrame:
@@ -171,22 +159,30 @@ def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
 
 
 def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
-    """ReContrast rows beside the paper's numbers: ours (mean ± std), paper, ours − paper.
+    """Each method's rows beside its own paper's numbers (``Detector.paper_results``): ours (mean ±
+    std), paper, ours − paper.
 
-    MVTec AD and VisA classes are averaged per seed first, as the paper reports the class mean; a
-    sweep with fewer classes says how many it averaged.
+    The classes of a family (MVTec AD, VisA) are averaged per seed first, as the papers report the
+    class mean; a sweep with fewer classes says how many it averaged.
     """
-    done = finished(results)
-    done = done[done["method"] == "recontrast"].copy()
+    rows = []
+    for method in registered_methods():
+        rows += _paper_rows(finished(results), method, DETECTORS[method].paper_results)
+    return pd.DataFrame(rows, columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"])
+
+
+def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
+    done = done[done["method"] == method].copy()
     done["family"] = done["task"].str.split(":").str[0]
     protocols = {True: "all normals train", False: "normals held out"}
     rows = []
-    for family, reference in PAPER_RECONTRAST.items():
-        part = done[(done["family"] == family) & ((done["task"] == family) | (family in FAMILY_CLASSES))]
+    for family, reference in published.items():
+        classes_in_family = family_classes(family)
+        part = done[(done["family"] == family) & ((done["task"] == family) | (classes_in_family is not None))]
         if part.empty:
             continue
         classes = part["task"].nunique()
-        label = family if family not in FAMILY_CLASSES else f"{family} (mean of {classes}/{FAMILY_CLASSES[family]} classes)"
+        label = family if classes_in_family is None else f"{family} (mean of {classes}/{classes_in_family} classes)"
         per_seed = part.reindex(columns=["seed", *reference]).astype({m: float for m in reference}).groupby("seed").mean() * 100
         for metric, paper in reference.items():
             values = per_seed[metric].dropna()
@@ -194,6 +190,7 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
                 continue
             rows.append(
                 {
+                    "method": display_name(method),
                     "task": label,
                     "metric": METRICS[metric],
                     "ours": _cell(values.mean(), values.std(), False, "markdown"),
@@ -204,7 +201,7 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
                     "protocol": ", ".join(sorted({protocols[not h] for h in part["holdout"].fillna(0).astype(float)})),
                 }
             )
-    return pd.DataFrame(rows, columns=["task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"])
+    return rows
 
 
 def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -275,7 +272,7 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: S
             save(f"{name}.md", lambda p, f=frame: p.write_text(f.to_markdown(index=False) + "\n"))
             save(f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     comparison = paper_comparison(results)
-    save("paper_comparison.md", lambda p: p.write_text(comparison.to_markdown(index=False) + "\n" if len(comparison) else NO_REFERENCE + "\n"))
+    save("paper_comparison.md", lambda p: p.write_text(comparison.to_markdown(index=False) + "\n" if len(comparison) else no_reference() + "\n"))
     save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
     per_class = per_class_table(results)
     if len(per_class):
@@ -296,7 +293,10 @@ def parquet_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-NO_REFERENCE = "No task of this sweep has a reference number in the paper (APTOS, OCT2017, ISIC2018, MVTec AD, VisA do)."
+def no_reference() -> str:
+    """What the paper comparison says when no run of the sweep has a published number."""
+    published = "; ".join(f"{display_name(m)}: {', '.join(DETECTORS[m].paper_results)}" for m in registered_methods() if DETECTORS[m].paper_results)
+    return f"No task of this sweep has a published reference number ({published})."
 
 
 def _cell(mean: float, std: float, bold: bool, fmt: str) -> str:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import track
 
+from medrecontrast.data.items import TaskData
 from medrecontrast.data.readers import ImageHeader, read_header, read_image
 from medrecontrast.errors import UnreadableImageError
-from medrecontrast.tasks.base import TaskData
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
+from medrecontrast.data.items import TaskData
 from medrecontrast.data.transforms import network_input, preprocessing
 from medrecontrast.errors import user_error_cause
 from medrecontrast.paths import cache_dir
-from medrecontrast.tasks.base import TaskData
 
 CACHE_MODES = ("disk", "memory", "none")
 PIPELINE_VERSION = 3  # part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known)

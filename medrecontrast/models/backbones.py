@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from medrecontrast.engine import batch_to_device
+from medrecontrast.compute import batch_to_device
 from medrecontrast.errors import UserInputError
 
 BACKBONES = {
@@ -120,7 +120,7 @@ def _load_torchvision_weights(net: nn.Module, backbone: str) -> None:
         raise WeightsUnavailableError(
             f"cannot load ImageNet weights for {backbone} ({type(exc).__name__}: {exc}). torchvision looks for "
             f"{torchvision_weights_path(backbone)} and downloads it from {weights.url} when missing. Without "
-            f"internet, download that file elsewhere and pass it with --weights PATH (Python: weights=PATH), "
+            f"internet, download that file elsewhere and pass it as weights=PATH, "
             f"or place it at the path above; use pretrained=False only if you want random weights."
         ) from exc
     net.load_state_dict(state)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import inspect
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -20,13 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.engine import (
+from medrecontrast.compute import (
     atomic_torch_save,
     batch_to_device,
     load_versioned,
     loader_options,
+    own_random_streams,
     resolve_device,
-    seed_everything,
 )
 from medrecontrast.errors import UserInputError
 
@@ -35,10 +37,17 @@ DETECTORS: dict[str, type["Detector"]] = {}
 
 
 def register_detector(name: str):
-    """Class decorator: make a detector buildable by ``name``."""
+    """Class decorator: make a detector buildable by ``name``; a name already taken is refused (as
+    torchvision's model registry does), so one method can never silently replace another. The
+    class's signature becomes its ``Config``'s keyword-only fields, so ``help()`` and an IDE show
+    every option with its type and default."""
 
     def decorate(cls):
+        if name in DETECTORS and DETECTORS[name] is not cls:
+            raise ValueError(f"a detector named '{name}' is already registered ({DETECTORS[name].__module__}.{DETECTORS[name].__qualname__})")
         cls.name = name
+        options = inspect.signature(cls.Config).parameters.values()
+        cls.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in options])
         DETECTORS[name] = cls
         return cls
 
@@ -105,20 +114,49 @@ class Detector:
     size_multiple: ClassVar[int] = 1  # the input side must be a multiple of this
     profile_options: ClassVar[dict[str, dict]] = {}  # options each run profile sets (e.g. demo: a short schedule)
     profile_sizes: ClassVar[dict[str, dict]] = {}  # input sizes a profile uses instead of the task's
+    reference: ClassVar[bool] = False  # the suite's reference method: compared against every other one
+    # The method's own published numbers, in percent, by task (or task family: "mvtec" holds the
+    # class mean), metric name -> value; the report sets its runs beside them.
+    paper_results: ClassVar[dict[str, dict[str, float]]] = {}
+    random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
 
     @classmethod
     def task_options(cls, task) -> dict:
         """The method's options for ``task`` (e.g. ReContrast's per-task schedule); none by default."""
         return {}
 
+    def __init_subclass__(cls, **kwargs):
+        """Each subclass's construction runs on its own random streams (:func:`own_random_streams`,
+        seeded by the ``seed`` option): the seed fixes the initial weights, and building or loading
+        a detector leaves the caller's Python, NumPy and torch streams and cuDNN's flags as they were.
+        Training seeds the global streams once, in ``fit``."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            init = cls.__dict__["__init__"]
+
+            @functools.wraps(init)
+            def construct(self, **config):
+                if getattr(self, "_constructing", False):  # a subclass's __init__ calling its parent's
+                    return init(self, **config)
+                seed = config.get("seed", getattr(type(self).Config, "seed", 0))
+                self._constructing = True
+                try:
+                    with own_random_streams(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0):
+                        init(self, **config)
+                finally:
+                    del self._constructing
+
+            cls.__init__ = construct
+
     def __init__(self, **config):
         fields = {f.name for f in dataclasses.fields(self.Config)}
         unknown = sorted(set(config) - fields)
         if unknown:
-            raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{self.name}'; known: {', '.join(sorted(fields))}")
+            close = {k: difflib.get_close_matches(k, fields, n=1) for k in unknown}
+            hints = "".join(f" Did you mean '{c[0]}' for '{k}'?" for k, c in close.items() if c)
+            raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{self.name}'.{hints} Known: {', '.join(sorted(fields))}")
         self.config = self.Config(**config)
         self.device = resolve_device(self.config.device)
-        seed_everything(self.config.seed)  # the seed fixes the initial weights too
         self.fitted_ = False
         self.images_seen_ = 0
         self.iters_: int | None = None

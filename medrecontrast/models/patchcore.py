@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from medrecontrast.engine import (
+from medrecontrast.compute import (
     autocast,
     batch_to_device,
     check_engineering_options,
@@ -58,7 +58,7 @@ FLOAT_BYTES = 4
 BUDGET_USABLE = 0.8  # of the memory budget, for the planned arrays; the rest is headroom for temporaries
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PatchCoreConfig:
     backbone: str = "wide_resnet50_2"
     pretrained: bool = True

@@ -20,7 +20,7 @@ RD4AD_EPOCHS = 200
 RD4AD_BATCH_SIZE = 16
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RD4ADConfig(ReContrastConfig):
     iters: int | None = None
     epochs: int | None = RD4AD_EPOCHS
@@ -42,6 +42,9 @@ class RD4AD(ReContrast):
     order = 1
     # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
     profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}}
+    reference = False
+    paper_results = {}
+    random_weights_caveat = ""
 
     @classmethod
     def task_options(cls, task) -> dict:

@@ -2,7 +2,6 @@
 
 from medrecontrast.tasks.base import (
     DATA_ROOT_ENV,
-    Hyperparameters,
     Protocol,
     Task,
     TaskData,
@@ -12,6 +11,7 @@ from medrecontrast.tasks.base import (
 )
 from medrecontrast.tasks.registry import (
     expand_tasks,
+    family_classes,
     footnotes,
     get_task,
     registry_rows,
@@ -20,12 +20,12 @@ from medrecontrast.tasks.registry import (
 
 __all__ = [
     "DATA_ROOT_ENV",
-    "Hyperparameters",
     "Protocol",
     "Task",
     "TaskData",
     "TaskFamily",
     "expand_tasks",
+    "family_classes",
     "footnotes",
     "get_task",
     "registry_rows",

@@ -24,7 +24,6 @@ from medrecontrast.paths import atomic_path
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
-    Hyperparameters,
     Protocol,
     Task,
     TaskFamily,
@@ -53,7 +52,6 @@ def aptos_task(variant: str = "", n_train: int = APTOS_TRAIN_NORMALS, split_seed
         protocol=Protocol("paper", "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))", "remaining grade-0 + all grades 1-4", has_masks=False),
         image_size=256,
         crop_size=None,
-        hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=True),
         list_items=load_aptos,
         folder="aptos",
         layout=APTOS_LAYOUT,

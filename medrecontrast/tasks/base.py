@@ -8,29 +8,15 @@ metrics) sees only those lists.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medrecontrast.data.items import ABNORMAL, NORMAL, TaskData  # noqa: F401  (the item vocabulary; TaskData re-exported)
 from medrecontrast.errors import DataLayoutError, UserInputError
 
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
-
-NORMAL, ABNORMAL = 0, 1
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """Per-task training settings of ReContrast (``recontrast_<task>.py``; README "Paper fidelity")."""
-
-    iters: int = 1000
-    batch_size: int = 16
-    encoder_bn_train: bool = True
-    image_score: str = "max"  # "max" or "mean" of the anomaly map
-    unified: bool = False  # one model for all classes (recontrast_{mvtec,visa}_multiclass.py)
 
 
 @dataclass(frozen=True)
@@ -43,75 +29,17 @@ class Protocol:
     has_masks: bool | None  # None: optional (folder tasks); whether a loaded task has them is TaskData.has_masks
 
 
-@dataclass
-class TaskData:
-    """The items a task's protocol yields, ready for MONAI transforms."""
-
-    task: "Task"
-    train: list[dict]
-    test: list[dict]
-    fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
-
-    @property
-    def has_masks(self) -> bool:
-        """Pixel masks exist for abnormal test images, so pixel-level metrics can be computed (on the
-        images that have one: see :attr:`missing_masks`)."""
-        return any(it.get("mask") is not None for it in self.test if it["label"] == ABNORMAL)
-
-    @property
-    def missing_masks(self) -> list[str]:
-        """Ids of abnormal test images without a mask in a task that has masks (they are left out of
-        the pixel metrics, with a warning)."""
-        if not self.has_masks:
-            return []
-        return [it["id"] for it in self.test if it["label"] == ABNORMAL and it.get("mask") is None]
-
-    def fingerprint(self) -> dict:
-        """A digest of every file this task's train and test items read (path, size, modification
-        time), so that a run records on which data it was trained and evaluated, and a table never
-        mixes runs of different data. Cheap: ``stat`` only, no file is read."""
-        digest = hashlib.sha256()
-        files = 0
-        for split, items in (("train", self.train), ("test", self.test)):
-            for item in sorted(items, key=lambda it: str(it["id"])):
-                for key in ("image", "mask"):
-                    path = item.get(key)
-                    if path is None or not isinstance(path, (str, os.PathLike)):
-                        continue
-                    try:
-                        info = os.stat(path)
-                        entry = f"{split}|{item['id']}|{key}|{os.fspath(path)}|{info.st_size}|{info.st_mtime_ns}"
-                    except OSError:
-                        entry = f"{split}|{item['id']}|{key}|{os.fspath(path)}|missing"
-                    digest.update(entry.encode())
-                    files += 1
-        return {"sha256": digest.hexdigest(), "files": files}
-
-    def counts(self) -> dict:
-        """Counts per split and label, and per source category, as `data check --json` prints them."""
-        summary: dict = {"task": self.task.name}
-        for split, items in (("train", self.train), ("test", self.test)):
-            labels = Counter("abnormal" if it["label"] == ABNORMAL else "normal" for it in items)
-            summary[split] = {k: labels[k] for k in ("normal", "abnormal") if labels[k]}
-        summary["categories"] = {
-            split: dict(sorted(Counter(it.get("category", "") for it in items).items())) for split, items in (("train", self.train), ("test", self.test))
-        }
-        summary["masks"] = sum(it.get("mask") is not None for it in self.test)
-        summary["masks_missing"] = len(self.missing_masks)
-        return summary
-
-
 @dataclass(frozen=True)
 class Task:
-    """A named benchmark task: a protocol, preprocessing and hyperparameters. Each dataset module
-    builds its own (see :class:`TaskFamily`)."""
+    """A named benchmark task: its files, its protocol and its preprocessing. Each dataset module
+    builds its own (see :class:`TaskFamily`); a method's settings per task live in the method's
+    module (e.g. ReContrast's ``TASK_SETTINGS``), never here."""
 
     name: str
     modality: str
     protocol: Protocol
     image_size: int
     crop_size: int | None
-    hparams: Hyperparameters
     # Reads the layout under the task's folder and returns (train items, test items).
     list_items: Callable[["Task", Path], tuple[list[dict], list[dict]]] = field(repr=False, compare=False)
     folder: str | None = None  # folder under the data root; None for tasks that carry their own path
@@ -226,10 +154,10 @@ def resolve_data_root(data_root: str | os.PathLike | None, task: Task | None = N
     value = data_root or os.environ.get(DATA_ROOT_ENV)
     if not value:
         needed = f" Task '{task.name}' expects its files in <data root>/{task.folder}/. {task.layout_hint()}" if task else ""
-        raise DataLayoutError(f"no data root: pass --data-root DIR or set {DATA_ROOT_ENV}=DIR.{needed}")
+        raise DataLayoutError(f"no data root: pass data_root=DIR or set {DATA_ROOT_ENV}=DIR.{needed}")
     root = Path(value).expanduser()
     if not root.is_dir():
-        raise DataLayoutError(f"data root {root} does not exist (from {'--data-root' if data_root else DATA_ROOT_ENV}).")
+        raise DataLayoutError(f"data root {root} does not exist (from {'data_root=DIR' if data_root else DATA_ROOT_ENV}).")
     return root
 
 

@@ -23,7 +23,6 @@ from medrecontrast.errors import DataLayoutError, UnreadableImageError, UserInpu
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
-    Hyperparameters,
     Protocol,
     Task,
     TaskFamily,
@@ -124,7 +123,6 @@ def folder_task(path: str, slice_axis: int = 2) -> Task:
         protocol=Protocol("folder", "train/NORMAL", "test/NORMAL + test/<other classes>", has_masks=None),
         image_size=256,
         crop_size=None,
-        hparams=Hyperparameters(iters=1000, batch_size=16),
         list_items=load_folder,
         layout=FOLDER_LAYOUT,
         locate=lambda task, _: Path(task.options["path"]),

@@ -15,7 +15,6 @@ from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
-    Hyperparameters,
     Protocol,
     Task,
     TaskFamily,
@@ -77,7 +76,6 @@ def isic_task(variant: str = "") -> Task:
         protocol=Protocol("paper" if protocol == "val" else "medianomaly", "NV images of the Training set", f"the whole {test_set} set", has_masks=False),
         image_size=256,
         crop_size=224,
-        hparams=Hyperparameters(iters=2000, batch_size=32, encoder_bn_train=True, image_score="mean"),
         list_items=load_isic2018,
         folder="isic2018",
         layout=ISIC_LAYOUT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily, require_class
+from medrecontrast.tasks.base import Protocol, Task, TaskFamily, require_class
 from medrecontrast.tasks.folder import list_class_folders
 from medrecontrast.tasks.unified import unified_family
 
@@ -26,7 +26,6 @@ MVTEC_CLASSES = (
     "zipper",
 )
 # ReContrast keeps the trainable encoder's BatchNorm in eval mode on these classes (recontrast_mvtec.py).
-MVTEC_BN_EVAL = frozenset({"toothbrush", "leather", "grid", "tile", "wood", "screw"})
 
 MVTEC_LAYOUT = (
     "<data root>/mvtec/<class>/train/good/*.png, test/good/*.png, test/<defect>/*.png, "
@@ -46,7 +45,6 @@ def mvtec_task(variant: str = "") -> Task:
         protocol=Protocol("official", "train/good", "test/* with pixel masks", has_masks=True),
         image_size=256,
         crop_size=None,
-        hparams=Hyperparameters(iters=2000, batch_size=16, encoder_bn_train=cls not in MVTEC_BN_EVAL),
         list_items=load_mvtec,
         folder=f"mvtec/{cls}",
         layout=MVTEC_LAYOUT,
@@ -60,8 +58,6 @@ FAMILIES = (
         listed=("mvtec", "mvtec:<class>"),
         examples=lambda: [("mvtec | mvtec:<class>", mvtec_task("bottle"))],
         members=lambda: [f"mvtec:{c}" for c in MVTEC_CLASSES],
-        row_notes={"enc. BN": "train*"},
-        footnote=f"* encoder BatchNorm in eval mode for MVTec {', '.join(sorted(MVTEC_BN_EVAL))}.",
     ),
     unified_family("mvtec", mvtec_task, MVTEC_CLASSES, "MVTec AD"),
 )

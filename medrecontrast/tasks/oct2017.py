@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
+from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 OCT_LAYOUT = (
@@ -30,7 +30,6 @@ def oct_task(variant: str = "") -> Task:
         protocol=Protocol("paper", "train/NORMAL", "the whole official test/ folder", has_masks=False),
         image_size=256,
         crop_size=None,
-        hparams=Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False),
         list_items=load_oct2017,
         folder="oct2017",
         layout=OCT_LAYOUT,

@@ -84,6 +84,12 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> list[Task]:
     return tasks
 
 
+def family_classes(name: str) -> int | None:
+    """How many member tasks a bare family name stands for (``mvtec``: 15), None for a task that is no such family."""
+    family = families().get(name)
+    return len(family.members()) if family is not None and family.members is not None else None
+
+
 def task_names() -> list[str]:
     """Every name `get_task`/`expand_tasks` understands, as `medrecontrast tasks` lists them."""
     return [name for family in families().values() for name in family.listed]
@@ -104,16 +110,12 @@ def footnotes() -> list[str]:
 
 
 def _row(label: str, task: Task) -> dict:
-    h = task.hparams
     return {
         "task": label,
         "modality": task.modality,
         "train | test": f"{task.protocol.train} | {task.protocol.test}",
         "masks": {True: "yes", False: "no", None: "optional"}[task.protocol.has_masks],
         "size": f"{task.image_size}" + (f"/{task.crop_size}" if task.crop_size else ""),
-        "iters x batch": f"{h.iters}x{h.batch_size}",
-        "enc. BN": "train" if h.encoder_bn_train else "eval",
-        "score": "top 1 %" if h.image_score == "top1" else h.image_score,
     }
 
 

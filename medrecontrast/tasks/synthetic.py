@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import cache_dir
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
+from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 GENERATOR_VERSION = 2  # bump when a generator changes, so stale caches are not reused
@@ -267,18 +267,15 @@ def load_synthetic(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
 
 
 SYNTHETIC_DEFAULTS = {"size": 128, "n_train": 64, "n_test_normal": 24, "n_test_abnormal": 24, "seed": 0}
-SYNTHETIC_SETTINGS = {  # the modality each stands for, and the real task's ReContrast settings
-    "synth-fundus": ("fundus", Hyperparameters(iters=1000, batch_size=32)),
-    "synth-oct": ("OCT", Hyperparameters(iters=1000, batch_size=32, encoder_bn_train=False)),
-    "synth-skin": ("dermoscopy", Hyperparameters(iters=2000, batch_size=32, image_score="mean")),
-}
+# the modality each stands for (and, in each method's own settings, the real task it mimics)
+SYNTHETIC_MODALITY = {"synth-fundus": "fundus", "synth-oct": "OCT", "synth-skin": "dermoscopy"}
 
 
 def synthetic_task(name: str, variant: str = "", **options) -> Task:
     """A built-in task, generated on first use; ``options`` change its size, counts and seed."""
     if variant:
         raise UserInputError(f"task '{name}' has no variants (got '{name}:{variant}')")
-    modality, hparams = SYNTHETIC_SETTINGS[name]
+    modality = SYNTHETIC_MODALITY[name]
     unknown = set(options) - set(SYNTHETIC_DEFAULTS)
     if unknown:
         raise UserInputError(f"unknown option(s) {sorted(unknown)} for task '{name}'; known: {sorted(SYNTHETIC_DEFAULTS)}")
@@ -291,7 +288,6 @@ def synthetic_task(name: str, variant: str = "", **options) -> Task:
         ),
         image_size=opts["size"],
         crop_size=None,
-        hparams=hparams,
         list_items=load_synthetic,
         layout="generated automatically in the cache folder",
         locate=lambda task, _: synthetic_folder(task),

@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks.base import Hyperparameters, Protocol, Task, TaskFamily
-
-UNIFIED_HPARAMS = Hyperparameters(iters=5000, batch_size=16, encoder_bn_train=False, image_score="top1", unified=True)  # *_multiclass.py
+from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 
 
 def unified_task(name: str, members: list[Task], what: str) -> Task:
@@ -37,7 +35,6 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         ),
         image_size=first.image_size,
         crop_size=first.crop_size,
-        hparams=UNIFIED_HPARAMS,
         list_items=None,
         layout=first.layout,
         fundus_crop=first.fundus_crop,

@@ -13,7 +13,6 @@ from medrecontrast.errors import DataLayoutError
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
-    Hyperparameters,
     Protocol,
     Task,
     TaskFamily,
@@ -37,7 +36,6 @@ VISA_CLASSES = (
     "pcb4",
     "pipe_fryum",
 )
-VISA_BN_EVAL = frozenset({"cashew", "pcb1"})  # encoder BatchNorm in eval mode (recontrast_visa.py)
 
 VISA_LAYOUT = "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... (the VisA archive unpacked as is)"
 
@@ -70,7 +68,6 @@ def visa_task(variant: str = "") -> Task:
         protocol=Protocol("1cls", "split=train", "split=test, masks binarised", has_masks=True),
         image_size=256,
         crop_size=None,
-        hparams=Hyperparameters(iters=3000, batch_size=16, encoder_bn_train=cls not in VISA_BN_EVAL),
         list_items=load_visa,
         folder="visa",
         layout=VISA_LAYOUT,
@@ -85,8 +82,6 @@ FAMILIES = (
         listed=("visa", "visa:<class>"),
         examples=lambda: [("visa | visa:<class>", visa_task("candle"))],
         members=lambda: [f"visa:{c}" for c in VISA_CLASSES],
-        row_notes={"enc. BN": "train*"},
-        footnote=f"* encoder BatchNorm in eval mode for VisA {', '.join(sorted(VISA_BN_EVAL))}.",
     ),
     unified_family("visa", visa_task, VISA_CLASSES, "VisA"),
 )

@@ -1,0 +1,144 @@
+"""Where and how a detector computes, for every method (the training engine is :mod:`medrecontrast.engine`).
+
+Device, mixed precision, memory format, data loading, one seeding rule, and the atomic, versioned
+save and load of the suite's state files. A method that never trains (PatchCore) and prediction
+need these and nothing of the training loop, so they live here and ``engine`` imports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from monai.utils import set_determinism
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.paths import atomic_path
+
+
+@contextlib.contextmanager
+def own_random_streams(seed: int) -> Iterator[None]:
+    """Draw from Python's, NumPy's and torch's generators seeded with ``seed`` inside the block, and
+    give every global stream (CUDA's included) back as it was: building a detector fixes its initial
+    weights by its own seed without moving the caller's random streams. cuDNN flags are untouched.
+
+    Written here because ``torch.random.fork_rng`` covers torch only, not ``random`` and NumPy."""
+    python, numpy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for Python, NumPy and torch (MONAI's ``set_determinism``)."""
+    set_determinism(seed=seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, amp: bool | str = True) -> torch.autocast:
+    """Mixed precision as the ``amp`` option asks: ``True`` bf16 on CUDA only (on most CPUs bf16 is
+    slower than fp32), ``"bf16"`` bf16 on any device, ``False`` fp32. Losses and anomaly maps are
+    computed in fp32 from the bf16 features (see ``losses`` and ``anomaly_map``)."""
+    if amp not in (True, False, "bf16"):
+        raise UserInputError(f"amp must be true, false or 'bf16', got {amp!r}")
+    enabled = amp == "bf16" or (amp is True and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def uses_channels_last(device: torch.device, amp: bool | str, channels_last: bool | None, inference: bool = False) -> bool:
+    """``channels_last`` if set, else NHWC where bf16 runs on CUDA's tensor cores, and for inference
+    on the CPU: oneDNN's NHWC convolutions scored a batch of 16 at 256 px 27 % faster for a resnet18
+    encoder and 17 % for RD4AD (benchmarks/README.md, "Test pass on real images"), while a CPU
+    training step (backward included) was slower in NHWC."""
+    if channels_last is not None:
+        return channels_last
+    return (device.type == "cuda" and amp in (True, "bf16")) or (inference and device.type == "cpu")
+
+
+def to_channels_last(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Put ``model`` (a no-op once it is) and the batch ``images`` in NHWC memory format; returns the batch."""
+    model.to(memory_format=torch.channels_last)
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def batch_to_device(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A batch of pixels (float16 from the datasets) on ``device`` as float32, copied asynchronously
+    from pinned memory; the model normalises them (:class:`~medrecontrast.models.backbones.ResNetEncoder`)."""
+    return images.to(device, non_blocking=True).float()
+
+
+def loader_options(device: torch.device, num_workers: int | None = None) -> dict:
+    """DataLoader settings that keep an accelerator fed: page-locked batches for asynchronous copies,
+    workers that live across epochs and prefetch four batches each.
+
+    ``num_workers=None`` chooses: none on the CPU (a worker would take cores from the model), and
+    on a GPU up to 8 (one reads, converts and normalises ~260 cached 256-px images/s, measured in
+    benchmarks/data_pipeline.py; a bf16 WRN50 step on an H100 wants well over a thousand)."""
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    options = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    if num_workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=4)
+    return options
+
+
+def fused_optimizer_options(device: torch.device) -> dict:
+    """``fused=True`` where torch has fused Adam/AdamW kernels (CPU and CUDA): one kernel for all
+    parameters instead of one per tensor; measured 8 % of a demo ReContrast step on 2 CPU cores."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {}
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` through the suite's one atomic writer (:func:`~medrecontrast.paths.atomic_path`)."""
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:
+    """A dict saved by this suite, read without unpickling code (``weights_only``), of the expected format."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserInputError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}).") from exc
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found != expected_format:
+        raise UserInputError(f"{path} is not a medrecontrast {what} of format {expected_format} (found {found}).")
+    return state
+
+
+def check_engineering_options(config) -> None:
+    """The values of ``amp``, ``device`` and ``num_workers`` of any method's configuration, checked
+    when it is built (so a sweep refuses them when it is planned, not when a run starts); their
+    types are :func:`~medrecontrast.errors.check_field_types`' job, which runs first."""
+    if config.amp not in (True, False, "bf16"):
+        raise UserInputError(f"amp must be true, false or 'bf16', got {config.amp!r}")
+    check_placement(config)
+
+
+def check_placement(config) -> None:
+    """The values of ``device`` and ``num_workers`` (of a detector's configuration or a run's Runtime)."""
+    if config.device != "auto":
+        try:
+            kind = torch.device(config.device).type
+        except (RuntimeError, ValueError):
+            kind = None
+        if kind not in ("cpu", "cuda", "mps"):
+            raise UserInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {config.device!r}")
+    if config.num_workers is not None and config.num_workers < 0:
+        raise UserInputError(f"num_workers must be a non-negative integer or null, got {config.num_workers!r}")

@@ -1,0 +1,131 @@
+"""What a run writes besides its configuration: scores, metrics, examples and pixel statistics.
+
+``scores.csv`` (per test image), ``holdout_scores.csv``, ``metrics.json`` (every metric and the
+timings), ``examples.npz`` (a few images with their maps, for the qualitative figure) and
+``pixel_stats.npz`` (what the report needs for intervals of the pixel metrics).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_image_values, evaluate
+from medrecontrast.paths import atomic_path, write_csv
+from medrecontrast.resources import peak_memory
+from medrecontrast.stats import pixel_statistics
+
+EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
+DATA_RECORD = "data.json"  # fingerprint of the task's files the run last trained or evaluated on
+EVALUATIONS = "evaluations.json"  # every re-evaluation: when, on which data, where the previous results went
+PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for intervals of the pixel metrics
+RESULT_FILES = ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD)
+
+
+def evaluate_detector(detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None) -> dict:
+    """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
+
+    ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
+    ``groups`` (a unified task's member of each test image) gives metrics per member under
+    ``per_class`` and their mean at the top level, as the unified scripts report the class mean.
+    """
+    with peak_memory(detector.device) as memory:
+        began = time.perf_counter()
+        predictions = detector.predict(test)
+        seconds = time.perf_counter() - began
+    frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}
+    if groups is not None:
+        frame["group"] = groups
+    if predictions.categories is not None:
+        frame["category"] = predictions.categories  # the subtype (e.g. CNV, MEL) for per-subtype AUROC
+    write_csv(out / "scores.csv", pd.DataFrame(frame))
+    _save_pixel_statistics(predictions, out / PIXEL_STATISTICS)
+    held_scores = None
+    if holdout is not None:
+        held_scores = detector.predict(holdout).scores
+        write_csv(out / "holdout_scores.csv", pd.DataFrame({"score": held_scores}))
+    metrics = evaluate(predictions, held_scores, quantile, groups)
+    _save_examples(test, predictions, out / "examples.npz")
+    metrics["timings"] = {
+        "inference_s": seconds,
+        "images_per_s": len(predictions.ids) / seconds if seconds else None,
+        "inference_peak_memory_mb": memory["peak_memory_mb"],
+    }
+    return metrics
+
+
+def _save_pixel_statistics(predictions, path: Path) -> None:
+    """Per-image sufficient statistics of the pixel metrics (``stats.pixel_statistics``), so that the
+    report can resample test images for pixel AUROC and AUPRO intervals without the full maps; the
+    per-image AUPRO of each abnormal image rides along. Nothing is written for a task without masks."""
+    if predictions.masks is None or not np.asarray(predictions.masks).any():
+        return
+    known = np.ones(len(predictions.ids), bool) if predictions.mask_known is None else np.asarray(predictions.mask_known, bool)
+    statistics = pixel_statistics(predictions.masks, predictions.maps)
+    for key in ("normal_above", "abnormal_above", "region_overlap", "normal_pixels", "abnormal_pixels", "regions"):
+        statistics[key][~known] = 0  # an image without its mask takes no part in the pixel metrics
+    per_image = np.full(len(known), np.nan)
+    counted = known & (np.asarray(predictions.labels) == 1)
+    per_image[counted] = aupro_image_values(predictions.masks[counted], predictions.maps[counted])
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
+        np.savez_compressed(handle, ids=np.array(predictions.ids), aupro_per_image=per_image, **statistics)
+
+
+def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAMPLES) -> list[int]:
+    """One normal test image, then abnormal ones taking each abnormality class in turn.
+
+    A pure function of the test set, so every method and seed of a task shows the same images.
+    """
+    normal = [int(i) for i in np.flatnonzero(labels == 0)[:1]]
+    by_class: dict[str, list[int]] = {}
+    for i in np.flatnonzero(labels == 1):
+        by_class.setdefault(categories[i], []).append(int(i))
+    abnormal: list[int] = []
+    while len(abnormal) < count - len(normal) and any(by_class.values()):
+        for queue in by_class.values():
+            if queue and len(abnormal) < count - len(normal):
+                abnormal.append(queue.pop(0))
+    return normal + sorted(abnormal)
+
+
+def _save_examples(test, predictions, path: Path) -> None:
+    """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
+    chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
+    images = np.stack([display_image(test[i]["image"]) for i in chosen])
+    masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
+    with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
+        np.savez_compressed(
+            handle,
+            ids=np.array([predictions.ids[i] for i in chosen]),
+            labels=predictions.labels[chosen],
+            images=images,
+            masks=masks,
+            maps=predictions.maps[chosen].astype(np.float16),
+            scores=predictions.scores[chosen],
+        )
+
+
+def display_image(image) -> np.ndarray:
+    """A dataset's (3, H, W) image (pixels in [0, 1]) as (H, W, 3) uint8 for display."""
+    array = np.asarray(image, dtype=np.float32)
+    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def data_record(data, data_root) -> dict:
+    """What ``data.json`` (and each entry of ``evaluations.json``) says about the files a run read."""
+    return {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+
+
+def keep_previous_results(run: Path) -> Path:
+    """Copy a run's results into ``previous/<UTC time>/`` before a re-evaluation replaces them."""
+    folder = run / "previous" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    folder.mkdir(parents=True)
+    for name in RESULT_FILES:
+        if (run / name).is_file():
+            shutil.copy2(run / name, folder / name)
+    return folder

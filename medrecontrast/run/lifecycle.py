@@ -1,0 +1,213 @@
+"""A run's life in its folder: claim, train, evaluate, finish or fail; re-evaluate later.
+
+A run folder holds everything needed to trust and reproduce a number: ``config.json`` (the resolved
+:class:`~medrecontrast.run.RunConfig`), ``environment.json`` (package versions, device, git
+revision), ``checkpoint.pt`` (training state, for ``resume``), ``model.pt`` (the fitted detector),
+``loss.csv``, the results of :mod:`.artefacts` and ``status.json``. A finished run is never
+overwritten unless asked (``force``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.paths import remove_stale_partials, write_csv, write_json
+from medrecontrast.resources import peak_memory
+from medrecontrast.run.artefacts import DATA_RECORD, EVALUATIONS, data_record, evaluate_detector, keep_previous_results
+from medrecontrast.run.config import RunConfig, read_run_config, resolve_run_config
+from medrecontrast.run.environment import environment
+from medrecontrast.run.split import groups_of_test_images, run_datasets
+
+
+def train_run(
+    task,
+    method: str,
+    out: str | os.PathLike,
+    seed: int = 0,
+    profile: str = "demo",
+    overrides: dict | None = None,
+    resume: bool = False,
+    force: bool = False,
+    data_root: str | os.PathLike | None = None,
+    weights: str | None = None,
+    progress: bool | int = True,
+    variant: str | None = None,
+) -> dict:
+    """Train ``method`` on ``task`` with ``seed`` into ``out`` and evaluate it; returns the metrics.
+
+    ``overrides`` are one layer of settings above the built-in ones (:func:`resolve_run_config`);
+    the run itself is :func:`run_training` of the resolved configuration.
+    """
+    config = resolve_run_config(task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant)
+    return run_training(config, out, resume=resume, force=force, data_root=data_root, progress=progress, task=None if isinstance(task, str) else task)
+
+
+def run_training(
+    config: RunConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    data_root: str | os.PathLike | None = None,
+    progress: bool | int = True,
+    task=None,
+) -> dict:
+    """Train and evaluate the run ``config`` into the folder ``out``; returns the metrics.
+
+    ``task`` is the task object when the caller has it (else it is rebuilt from the config). An
+    exception marks the run ``failed`` (with its error) in ``status.json`` and is re-raised; an
+    interrupted process leaves it ``running``, which a later ``resume=True`` continues.
+    """
+    from medrecontrast.tasks import get_task
+
+    task = task if task is not None else get_task(config.task, **config.task_options)
+    out = Path(out)
+    _claim_folder(out, config, resume, force)
+    remove_stale_partials(out)  # temporaries of a killed process (a full disk keeps them otherwise)
+    write_json(out / "config.json", config.to_json())
+    write_json(out / "environment.json", environment())
+    write_json(out / "status.json", {"status": "running", "started": _now()})
+    try:
+        metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
+    except Exception as exc:
+        _record_failure(out, exc)
+        raise
+    write_json(out / "status.json", {"status": "finished", "finished": _now()})
+    return metrics
+
+
+def _record_failure(out: Path, exc: BaseException) -> None:
+    """Mark the run ``failed`` even on a full disk: the atomic write needs room for a second copy, so
+    after freeing this run's temporaries a plain in-place write of the small status is tried."""
+    status = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()}
+    try:
+        write_json(out / "status.json", status)
+    except OSError:
+        remove_stale_partials(out, including_own=True)
+        try:
+            (out / "status.json").write_text(json.dumps({k: v for k, v in status.items() if k != "traceback"}))
+        except OSError:
+            pass  # nothing can be written: the report counts the run as unknown (status "running", no live claim)
+
+
+def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_root, progress) -> dict:
+    data = task.load(data_root)
+    write_json(out / DATA_RECORD, data_record(data, data_root))
+    train, test, holdout = run_datasets(data, config)
+    detector = config.build_detector()
+    with peak_memory(detector.device) as memory:
+        began = time.perf_counter()
+        detector.fit(train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress)
+        train_seconds = detector.train_seconds_ if detector.train_seconds_ is not None else time.perf_counter() - began
+    if detector.losses_ is not None:
+        losses = detector.losses_
+        write_csv(out / "loss.csv", pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
+    images_seen, iterations = detector.images_seen_, detector.iters_
+    detector.save(out / "model.pt")
+    metrics = evaluate_detector(detector, test, holdout, out, config.threshold_quantile, groups_of_test_images(data))
+    metrics["timings"].update(
+        train_s=train_seconds,
+        train_images_per_s=images_seen / train_seconds if train_seconds else None,
+        train_iterations=iterations,
+        train_peak_memory_mb=memory["peak_memory_mb"],
+        peak_memory_kind=memory["peak_memory_kind"],
+    )
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = None, force: bool = False) -> dict:
+    """Re-score a finished run's saved detector on its test set, without retraining.
+
+    Refused (unless ``force``) when the run's recorded settings no longer resolve to the same
+    identity with this version of the suite, e.g. after a default changed: its numbers would mean
+    something else. Refused too (unless ``force``) when the run already holds results: they are then
+    kept under ``previous/`` and the re-evaluation is recorded in ``evaluations.json``.
+    """
+    from medrecontrast.models.base import Detector
+    from medrecontrast.tasks import get_task
+
+    run = Path(run)
+    model_path = run / "model.pt"
+    if not (run / "config.json").is_file() or not model_path.is_file():
+        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
+    config = read_run_config(run)
+    task = get_task(config.task, **config.task_options)
+    current = resolve_run_config(
+        task, config.method, config.seed, config.profile, layers=[("recorded", config.user_settings())], weights=config.detector.get("weights"), variant=config.variant
+    )
+    if current.identity() != config.identity() and not force:
+        raise UserInputError(
+            f"{run} was trained with settings that no longer resolve to the same values ({', '.join(current.differences(config))} differ); "
+            "re-evaluate it anyway with force=True."
+        )
+    detector = Detector.load(model_path, backbone=config.detector["backbone"])
+    if detector.name != config.method:
+        raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config.method}'.")
+    data = task.load(data_root)
+    fingerprint = data_record(data, data_root)
+    recorded = json.loads((run / DATA_RECORD).read_text()) if (run / DATA_RECORD).is_file() else None
+    has_results = (run / "metrics.json").is_file()
+    if has_results and not force:
+        same = recorded is not None and recorded.get("sha256") == fingerprint["sha256"]
+        raise UserInputError(
+            f"{run} already holds results; re-evaluating replaces its scores.csv and metrics.json, which a sweep's report reads"
+            + ("" if same else " (and the task's files differ from those it was trained on)")
+            + ". Re-evaluate with force=True: the previous results are kept under previous/ and the re-evaluation is recorded in evaluations.json."
+        )
+    previous = json.loads((run / "metrics.json").read_text()) if has_results else {}
+    kept_in = keep_previous_results(run) if has_results else None
+    _, test, holdout = run_datasets(data, config)
+    metrics = evaluate_detector(detector, test, holdout, run, config.threshold_quantile, groups_of_test_images(data))
+    kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
+    metrics["timings"].update(kept)
+    write_json(run / "metrics.json", metrics)
+    write_json(run / DATA_RECORD, fingerprint)
+    history = json.loads((run / EVALUATIONS).read_text()) if (run / EVALUATIONS).is_file() else []
+    history.append(
+        {
+            "when": _now(),
+            "data": fingerprint,
+            "trained_on": recorded,
+            "same_data_as_training": recorded is not None and recorded.get("sha256") == fingerprint["sha256"],
+            "previous_results": None if kept_in is None else str(kept_in.relative_to(run)),
+            "forced": force,
+        }
+    )
+    write_json(run / EVALUATIONS, history)
+    return metrics
+
+
+def _claim_folder(out: Path, config: RunConfig, resume: bool, force: bool) -> None:
+    status_file = out / "status.json"
+    if out.exists() and any(out.iterdir()):
+        if not status_file.is_file():
+            raise UserInputError(f"{out} is not empty and is not a run folder; choose an empty or new out=DIR.")
+        status = json.loads(status_file.read_text()).get("status")
+        if force:
+            shutil.rmtree(out)
+        elif status == "finished":
+            raise UserInputError(f"{out} already holds a finished run; pass force=True to overwrite it or choose another out=DIR.")
+        elif not resume:
+            raise UserInputError(f"{out} holds an unfinished run; pass resume=True to continue it or force=True to start again.")
+        elif (out / "config.json").is_file():
+            previous = read_run_config(out)
+            if previous.identity() != config.identity():
+                raise UserInputError(
+                    f"{out} holds a run whose recorded options differ from what this call resolves to ({', '.join(previous.differences(config))} differ; "
+                    "a default may have changed); resume=True needs the same task, method, seed, profile and settings. Pass force=True to start it again."
+                )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,47 @@
+"""The images of a run: the task's training normals minus a fixed hold-out, and its test set."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from medrecontrast.data.dataset import task_datasets
+from medrecontrast.data.items import TaskData
+from medrecontrast.errors import UserInputError
+
+HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
+
+
+def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    """``(train, holdout)``: a fixed random ``fraction`` of the normal training items is held out.
+
+    The draw depends only on the items' ids (``HOLDOUT_SEED``), so every method and seed of a task
+    trains on the same images and calibrates on the same held-out ones.
+    """
+    if fraction <= 0:
+        return list(items), []
+    count = max(1, round(len(items) * fraction))
+    if count >= len(items):
+        raise UserInputError(f"holdout {fraction} would leave no training images out of {len(items)}")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(items))
+    held = set(order[:count].tolist())
+    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
+
+
+def groups_of_test_images(data: TaskData) -> list[str] | None:
+    """The member task of each test image of a unified task (None for other tasks)."""
+    return [it["group"] for it in data.test] if data.task.members else None
+
+
+def run_datasets(data: TaskData, config) -> tuple[Dataset, Dataset, Dataset | None]:
+    """``(train, test, holdout)`` datasets of a run (a :class:`~medrecontrast.run.RunConfig`): the training normals minus the held-out ones,
+    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes."""
+    fit_items, holdout_items = split_holdout(data.train, config.holdout)
+
+    def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
+        return task_datasets(dataclasses.replace(data, train=train_items), image_size=config.image_size, crop_size=config.crop_size)
+
+    train, test = datasets(fit_items)
+    return train, test, datasets(holdout_items)[0] if holdout_items else None

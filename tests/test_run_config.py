@@ -1,0 +1,131 @@
+"""Issue 19: one typed run configuration, resolved once; a run is its identity, not where it computed
+or how a value was spelled."""
+
+import json
+from pathlib import Path
+
+import pytest
+from test_bench import mini_config
+from typer.testing import CliRunner
+
+from medrecontrast.bench import SweepConfig, load_sweep_config, run_sweep
+from medrecontrast.bench.sweep import plan_sweep
+from medrecontrast.cli import app
+from medrecontrast.errors import UserInputError
+from medrecontrast.run import RunConfig, Runtime, read_run_config, resolve_run_config
+
+
+def one_task(out: Path, **changes) -> SweepConfig:
+    return mini_config(out, tasks=["synth-oct"], **changes)
+
+
+def model_stamps(out: Path) -> dict:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in sorted(out.glob("*/*/seed-*/model.pt"))}
+
+
+def test_a_finished_sweep_is_extended_on_another_device_with_restated_defaults(tmp_path):
+    """Re-planned with the device set, every default restated (identity and Runtime ones) and a new seed:
+    nothing is retrained or refused, the new seed runs."""
+    out = tmp_path / "runs"
+    first = run_sweep(one_task(out, seeds=[0]), progress=False)
+    assert sorted(o.status for o in first) == ["finished"] * 2
+    stamps = model_stamps(out)
+    restated = one_task(
+        out,
+        seeds=[0, 1],
+        options={"image_size": 32, "holdout": 0.25, "threshold_quantile": 0.95, "num_workers": 0, "checkpoint_every": 50},
+        method={"rd4ad": {"iters": 3, "batch_size": 4, "optimizer": "adam", "lr_decoder": 0.005}, "patchcore": {"embed_dim": 32, "coreset_ratio": 0.1}},
+        flags={"device": "cpu"},
+    )
+    second = run_sweep(restated, progress=False)
+    status = {(o.method, o.seed): o.status for o in second}
+    assert status == {("rd4ad", 0): "skipped", ("patchcore", 0): "skipped", ("rd4ad", 1): "finished", ("patchcore", 1): "finished"}
+    assert {k: v for k, v in model_stamps(out).items() if k in stamps} == stamps  # nothing retrained
+    # the finished runs keep the record of where they ran; the new one records its own runtime
+    assert read_run_config(out / "synth-oct/rd4ad/seed-0").runtime == Runtime()
+    new = read_run_config(out / "synth-oct/rd4ad/seed-1")
+    assert new.runtime.device == "cpu" and new.runtime.num_workers == 0 and new.sources["device"] == "flags"
+    # the command line's --device is one more layer too
+    result = CliRunner().invoke(app, ["bench", "--config", str(_as_toml(restated, tmp_path / "sweep.toml")), "--device", "cpu", "--no-report", "-q"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_changed_identity_field_is_still_refused_with_its_key(tmp_path):
+    out = tmp_path / "runs"
+    run_sweep(one_task(out, seeds=[0], methods=["patchcore"]), progress=False)
+    changed = one_task(out, seeds=[0], methods=["patchcore"], method={"patchcore": {"embed_dim": 32, "coreset_ratio": 0.5}})
+    with pytest.raises(UserInputError, match=r"holds another run \(detector\.coreset_ratio differ\).*force=True"):
+        plan_sweep(changed)
+
+
+def test_old_run_folders_of_format_3_are_read(tmp_path):
+    """A format-3 config.json (every option in "detector", the spelled values in "overrides") is read
+    into a RunConfig of the same identity: the old sweep is extended, not refused."""
+    out = tmp_path / "runs"
+    run_sweep(one_task(out, seeds=[0], methods=["rd4ad"]), progress=False)
+    path = out / "synth-oct/rd4ad/seed-0/config.json"
+    current = json.loads(path.read_text())
+    old = {k: v for k, v in current.items() if k not in ("runtime", "sources")}
+    old.update(format=3, detector={**current["detector"], **RunConfig.from_json(current).runtime.options_for("rd4ad")}, overrides={"iters": 3})
+    path.write_text(json.dumps(old))
+    assert read_run_config(path.parent).identity() == RunConfig.from_json(current).identity()
+    plan_sweep(one_task(out, seeds=[0], methods=["rd4ad"], flags={"device": "cpu"}))  # not refused
+    path.write_text(json.dumps({**old, "format": 2}))
+    with pytest.raises(UserInputError, match="incompatible version.*format 2"):
+        plan_sweep(one_task(out, seeds=[0], methods=["rd4ad"]))
+
+
+def test_one_documented_precedence_with_provenance():
+    config = mini_config(Path("/tmp/unused"), task={"synth-oct": {"iters": 5, "method": {"rd4ad": {"iters": 7}}}}, flags={"holdout": 0.3})
+    layers = config.resolved().layers("synth-oct", "rd4ad")
+    assert [name for name, _ in layers] == ["[options]", "[method.rd4ad]", "[task.synth-oct]", "[task.synth-oct.method.rd4ad]", "flags"]
+    run = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=layers)
+    assert run.detector["iters"] == 7 and run.detector["epochs"] is None and run.holdout == 0.3  # the flag wins over [options]
+    assert run.sources["iters"] == "[task.synth-oct.method.rd4ad]" and run.sources["holdout"] == "flags"
+    assert run.sources["backbone"] == "(profile demo)"
+    # identity leaves out the runtime and the provenance; the spelling of a default is not part of it
+    restated = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=[*layers, ("again", {"lr_decoder": 0.005, "device": "cpu"})])
+    assert restated.identity() == run.identity() and restated != run
+
+
+def test_errors_name_the_key_the_layer_and_the_toml_line(tmp_path):
+    toml = tmp_path / "sweep.toml"
+    toml.write_text('tasks = ["synth-oct"]\nmethods = ["rd4ad"]\n\n[method.rd4ad]\nbatch_size = 4\n\n[task.synth-oct]\niters = 0\n')
+    with pytest.raises(UserInputError, match=r"iters must be a positive integer.*set in \[task.synth-oct\].*sweep.toml, line 8: iters"):
+        plan_sweep(load_sweep_config(toml, out=str(tmp_path / "runs"), report=str(tmp_path / "report")))
+    toml.write_text('tasks = ["synth-oct"]\n\n[method.rd4ad]\niter = 4\n')
+    with pytest.raises(UserInputError, match=r"line 4: unknown option 'iter' in \[method.rd4ad\]. Did you mean 'iters'\?"):
+        load_sweep_config(toml)
+    with pytest.raises(UserInputError, match=r"unknown option 'coreset' for method 'patchcore' \(set in x\). Did you mean 'coreset_ratio'\?"):
+        resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"coreset": 0.1})])
+    with pytest.raises(UserInputError, match="device must be"):
+        resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"device": "tpu"})])
+
+
+def test_the_cli_names_flags_where_the_api_names_arguments(tmp_path):
+    """Core messages speak the API (``force=True``); the command line says ``--force``."""
+    from medrecontrast.cli import in_flags
+
+    assert in_flags("pass force=True to overwrite it or choose another out=DIR.") == "pass --force to overwrite it or choose another --out DIR."
+    folder = tmp_path / "run"
+    arguments = ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(folder), "--profile", "demo", "-q"]
+    env = {"MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
+    assert CliRunner().invoke(app, arguments, env=env).exit_code == 0
+    again = CliRunner().invoke(app, arguments, env=env)
+    assert again.exit_code == 2 and "--force" in again.output and "force=True" not in again.output
+
+
+def _as_toml(config: SweepConfig, path: Path) -> Path:
+    """The sweep as a TOML file (tables of scalars only, as the mini sweeps use)."""
+
+    def value(v):
+        return json.dumps(v)
+
+    lines = [f"{k} = {value(getattr(config, k))}" for k in ("tasks", "methods", "seeds", "profile", "out", "report")]
+    lines += ["[options]", *(f"{k} = {value(v)}" for k, v in config.options.items())]
+    for method, body in config.method.items():
+        lines += [f"[method.{method}]", *(f"{k} = {value(v)}" for k, v in body.items())]
+    for task, body in config.task.items():
+        lines += [f'[task.{task}.data]', *(f"{k} = {value(v)}" for k, v in body.get("data", {}).items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
