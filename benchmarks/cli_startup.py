@@ -20,7 +20,10 @@ import time
 import pandas as pd
 
 COMMANDS = (["--help"], ["tasks"], ["bench", "--bogus"], ["train", "--help"], ["methods"])
-PEAK = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def main() -> None:
@@ -35,9 +38,21 @@ def main() -> None:
             began = time.perf_counter()
             subprocess.run([executable, *command], capture_output=True)
             seconds.append(time.perf_counter() - began)
-        peak_kb = int(subprocess.run([sys.executable, "-c", PEAK, executable, *command], capture_output=True, text=True).stdout.strip())
-        rows.append({"command": "medrecontrast " + " ".join(command), "median s": round(statistics.median(seconds), 2), "peak MB": round(peak_kb / 1024)})
-    importtime = subprocess.run([sys.executable, "-X", "importtime", "-c", "import medrecontrast.cli"], capture_output=True, text=True).stderr
+        peak_kb = int(
+            subprocess.run(
+                [sys.executable, "-c", PEAK, executable, *command], capture_output=True, text=True
+            ).stdout.strip()
+        )
+        rows.append(
+            {
+                "command": "medrecontrast " + " ".join(command),
+                "median s": round(statistics.median(seconds), 2),
+                "peak MB": round(peak_kb / 1024),
+            }
+        )
+    importtime = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import medrecontrast.cli"], capture_output=True, text=True
+    ).stderr
     total_us = int(importtime.strip().splitlines()[-1].split("|")[1])
     rows.append({"command": "import medrecontrast.cli", "median s": round(total_us / 1e6, 2), "peak MB": None})
     print(pd.DataFrame(rows).to_markdown(index=False))

@@ -46,7 +46,9 @@ def in_memory(dataset: Dataset) -> InMemory:
 
 def random_images(count: int, size: int, seed: int = 0) -> InMemory:
     """``count`` random images of pixels in [0, 1], every other one labelled abnormal."""
-    return InMemory(torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)), torch.arange(count) % 2)
+    return InMemory(
+        torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)), torch.arange(count) % 2
+    )
 
 
 def imagenet_normalised(images: torch.Tensor) -> torch.Tensor:
@@ -54,5 +56,7 @@ def imagenet_normalised(images: torch.Tensor) -> torch.Tensor:
     themselves (anomalib's torch models leave it to their pre-processor; the suite's encoder does it)."""
     from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
-    mean, std = (torch.tensor(values, device=images.device).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD))
+    mean, std = (
+        torch.tensor(values, device=images.device).view(1, 3, 1, 1) for values in (IMAGENET_MEAN, IMAGENET_STD)
+    )
     return (images - mean) / std

@@ -44,11 +44,33 @@ def main() -> None:
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as cache:
             disk = image_dataset(items, args.size, cache="disk", cache_root=cache)
-            rows.append({"cache": "disk", "workers": workers, "pass": "first (decode)", "images/s": images_per_second(disk, workers)})
-            rows.append({"cache": "disk", "workers": workers, "pass": "cached", "images/s": images_per_second(disk, workers)})
+            rows.append(
+                {
+                    "cache": "disk",
+                    "workers": workers,
+                    "pass": "first (decode)",
+                    "images/s": images_per_second(disk, workers),
+                }
+            )
+            rows.append(
+                {"cache": "disk", "workers": workers, "pass": "cached", "images/s": images_per_second(disk, workers)}
+            )
         uncached = image_dataset(items, args.size, cache="none")
-        rows.append({"cache": "none", "workers": workers, "pass": "every pass", "images/s": images_per_second(uncached, workers)})
-    table = pd.DataFrame(rows).assign(task=args.task, source_px=args.source_size, input_px=args.size, images=len(items), torch_threads=torch.get_num_threads())
+        rows.append(
+            {
+                "cache": "none",
+                "workers": workers,
+                "pass": "every pass",
+                "images/s": images_per_second(uncached, workers),
+            }
+        )
+    table = pd.DataFrame(rows).assign(
+        task=args.task,
+        source_px=args.source_size,
+        input_px=args.size,
+        images=len(items),
+        torch_threads=torch.get_num_threads(),
+    )
     publish(table.round(1), args.results, "data_pipeline")
 
 

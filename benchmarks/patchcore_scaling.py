@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--candidate-ratio", type=float, nargs="+", default=[1.0])
     parser.add_argument("--budget-gb", type=float, default=16.0, help="host memory budget")
     parser.add_argument("--gpu-budget-gb", type=float, default=None, help="GPU memory budget (default: what is free)")
-    parser.add_argument("--distinct", type=int, default=500, help="generated training images the larger sets are made from")
+    parser.add_argument(
+        "--distinct", type=int, default=500, help="generated training images the larger sets are made from"
+    )
     parser.add_argument("--test-images", type=int, default=60)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0)
@@ -69,7 +71,9 @@ def main() -> None:
 
     half = args.test_images // 2
     distinct = min(args.distinct, max(args.images))
-    data = get_task("synth-oct", size=args.size, n_train=distinct, n_test_normal=half, n_test_abnormal=args.test_images - half).load()
+    data = get_task(
+        "synth-oct", size=args.size, n_train=distinct, n_test_normal=half, n_test_abnormal=args.test_images - half
+    ).load()
     train, test = (in_memory(dataset) for dataset in task_datasets(data, image_size=args.size, cache="memory"))
     images = train.images
 

@@ -34,14 +34,18 @@ from medrecontrast.data.dataset import task_datasets
 def load_images(size: int, train_images: int, test_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training images, test images (pixels in [0, 1]) and test labels, in memory."""
     half = test_images // 2
-    data = get_task("synth-oct", size=size, n_train=train_images, n_test_normal=half, n_test_abnormal=test_images - half).load()
+    data = get_task(
+        "synth-oct", size=size, n_train=train_images, n_test_normal=half, n_test_abnormal=test_images - half
+    ).load()
     train, test = (in_memory(dataset) for dataset in task_datasets(data, image_size=size, cache="memory"))
     return train.images, test.images, test.labels
 
 
 def copy_encoder(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
     """Give anomalib's timm feature extractor the suite's encoder weights (same ResNet, other names)."""
-    source = {name.replace("stem.0.", "conv1.").replace("stem.1.", "bn1."): value for name, value in ours.state_dict().items()}
+    source = {
+        name.replace("stem.0.", "conv1.").replace("stem.1.", "bn1."): value for name, value in ours.state_dict().items()
+    }
     target = theirs.state_dict()
     missing = [name for name in target if name.split("feature_extractor.", 1)[-1] not in source]
     if missing:
@@ -57,7 +61,9 @@ def batches(images: torch.Tensor, size: int):
 def patchcore(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor, device: torch.device) -> list[dict]:
     from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
-    theirs = PatchcoreModel(layers=["layer2", "layer3"], backbone=args.backbone, pre_trained=False, num_neighbors=9).to(device)
+    theirs = PatchcoreModel(layers=["layer2", "layer3"], backbone=args.backbone, pre_trained=False, num_neighbors=9).to(
+        device
+    )
     embed_dim = args.embed_dim or sum(theirs.feature_extractor.out_dims)  # anomalib keeps all layer2 + layer3 channels
     ours = build_detector(
         "patchcore",
@@ -67,7 +73,8 @@ def patchcore(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tenso
         batch_size=args.batch,
         embed_dim=embed_dim,
         device=str(device),
-        reweight=True,  # anomalib re-weights the image score over 9 neighbours; the released code (our default) does not
+        # anomalib re-weights the image score over 9 neighbours; the released code (our default) does not
+        reweight=True,
     )
     copy_encoder(ours.model, theirs.feature_extractor)
 
@@ -88,16 +95,39 @@ def patchcore(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tenso
     began = time.perf_counter()
     theirs.eval()
     with torch.no_grad():
-        their_scores = torch.cat([theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
+        their_scores = torch.cat(
+            [
+                theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu()
+                for images in batches(test, args.batch)
+            ]
+        ).numpy()
     their_predict = time.perf_counter() - began
 
-    common = {"workload": f"PatchCore fit {len(train)} + predict {len(test)} images at {args.size} px, coreset {args.coreset}, {embed_dim} dims"}
+    common = {
+        "workload": f"PatchCore fit {len(train)} + predict {len(test)} images at {args.size} px, coreset "
+        f"{args.coreset}, {embed_dim} dims"
+    }
     return [
         {**common, "measure": "fit s", "ours": our_fit, "anomalib": their_fit},
-        {**common, "measure": "predict ms/image", "ours": 1000 * our_predict / len(test), "anomalib": 1000 * their_predict / len(test)},
+        {
+            **common,
+            "measure": "predict ms/image",
+            "ours": 1000 * our_predict / len(test),
+            "anomalib": 1000 * their_predict / len(test),
+        },
         {**common, "measure": "fit + predict s", "ours": our_fit + our_predict, "anomalib": their_fit + their_predict},
-        {**common, "measure": "image AUROC %", "ours": 100 * roc_auc_score(labels, our_scores), "anomalib": 100 * roc_auc_score(labels, their_scores)},
-        {**common, "measure": "memory bank", "ours": ours.memory_bank_.shape[0], "anomalib": theirs.memory_bank.shape[0]},
+        {
+            **common,
+            "measure": "image AUROC %",
+            "ours": 100 * roc_auc_score(labels, our_scores),
+            "anomalib": 100 * roc_auc_score(labels, their_scores),
+        },
+        {
+            **common,
+            "measure": "memory bank",
+            "ours": ours.memory_bank_.shape[0],
+            "anomalib": theirs.memory_bank.shape[0],
+        },
     ]
 
 
@@ -107,15 +137,27 @@ def rd4ad(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor, d
         ReverseDistillationModel,
     )
 
-    ours = build_detector("rd4ad", backbone=args.backbone, pretrained=False, iters=args.rd_iters, batch_size=args.batch, amp=False, device=str(device))
+    ours = build_detector(
+        "rd4ad",
+        backbone=args.backbone,
+        pretrained=False,
+        iters=args.rd_iters,
+        batch_size=args.batch,
+        amp=False,
+        device=str(device),
+    )
     ours.fit(InMemory(train), progress=False)  # first, so the BatchNorm statistics it estimates reach anomalib too
     our_step = statistics.median(ours.training_.iteration_seconds[args.warmup :])
     our_scores = ours.predict(InMemory(test, labels), batch_size=args.batch).scores
 
-    theirs = ReverseDistillationModel(args.backbone, (args.rd_size, args.rd_size), ("layer1", "layer2", "layer3"), "add", pre_trained=False).to(device)
+    theirs = ReverseDistillationModel(
+        args.backbone, (args.rd_size, args.rd_size), ("layer1", "layer2", "layer3"), "add", pre_trained=False
+    ).to(device)
     copy_encoder(ours.model.encoder, theirs.encoder)
     loss_fn = ReverseDistillationLoss()
-    optimizer = torch.optim.Adam([*theirs.decoder.parameters(), *theirs.bottleneck.parameters()], lr=0.005, betas=(0.5, 0.99))
+    optimizer = torch.optim.Adam(
+        [*theirs.decoder.parameters(), *theirs.bottleneck.parameters()], lr=0.005, betas=(0.5, 0.99)
+    )
     order = torch.Generator().manual_seed(0)
     seconds = []
     theirs.train()
@@ -131,12 +173,22 @@ def rd4ad(args, train: torch.Tensor, test: torch.Tensor, labels: torch.Tensor, d
     their_step = statistics.median(seconds[args.warmup :])
     theirs.eval()
     with torch.no_grad():
-        their_scores = torch.cat([theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu() for images in batches(test, args.batch)]).numpy()
+        their_scores = torch.cat(
+            [
+                theirs(imagenet_normalised(images).to(device)).pred_score.flatten().cpu()
+                for images in batches(test, args.batch)
+            ]
+        ).numpy()
 
     common = {"workload": f"RD4AD training, batch {args.batch} at {args.rd_size} px, {args.rd_iters} iterations"}
     return [
         {**common, "measure": "train s/step", "ours": our_step, "anomalib": their_step},
-        {**common, "measure": "image AUROC %", "ours": 100 * roc_auc_score(labels, our_scores), "anomalib": 100 * roc_auc_score(labels, their_scores)},
+        {
+            **common,
+            "measure": "image AUROC %",
+            "ours": 100 * roc_auc_score(labels, our_scores),
+            "anomalib": 100 * roc_auc_score(labels, their_scores),
+        },
     ]
 
 
@@ -147,7 +199,12 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=200)
     parser.add_argument("--test-images", type=int, default=60)
     parser.add_argument("--coreset", type=float, default=0.1)
-    parser.add_argument("--embed-dim", type=int, default=None, help="our PatchCore's vector size; default anomalib's (all layer2 + layer3 channels)")
+    parser.add_argument(
+        "--embed-dim",
+        type=int,
+        default=None,
+        help="our PatchCore's vector size; default anomalib's (all layer2 + layer3 channels)",
+    )
     parser.add_argument("--rd-size", type=int, default=128, help="RD4AD image side")
     parser.add_argument("--rd-iters", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=3, help="RD4AD iterations left out of the median step time")
@@ -168,7 +225,9 @@ def main() -> None:
         rows += rd4ad(args, *load_images(args.rd_size, args.train_images, args.test_images), device)
     table = pd.DataFrame(rows)
     table.insert(0, "device", device_name(device))
-    table["anomalib / ours"] = (table["anomalib"] / table["ours"]).where(table["measure"].str.endswith(("s", "s/step", "ms/image")))
+    table["anomalib / ours"] = (table["anomalib"] / table["ours"]).where(
+        table["measure"].str.endswith(("s", "s/step", "ms/image"))
+    )
     table["ours"], table["anomalib"] = table["ours"].round(2), table["anomalib"].round(2)
     table["anomalib / ours"] = table["anomalib / ours"].round(2)
     table["versions"] = f"anomalib {anomalib.__version__}, torch {torch.__version__}"

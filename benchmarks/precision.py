@@ -42,7 +42,13 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     half = args.test_images // 2
-    data = get_task("synth-oct", size=args.size, n_train=args.train_images, n_test_normal=half, n_test_abnormal=args.test_images - half).load()
+    data = get_task(
+        "synth-oct",
+        size=args.size,
+        n_train=args.train_images,
+        n_test_normal=half,
+        n_test_abnormal=args.test_images - half,
+    ).load()
     train, test = task_datasets(data, image_size=args.size, cache="memory")
     train, test_images = in_memory(train), in_memory(test)
     masks = np.stack([np.asarray(test[i]["mask"]).reshape(args.size, args.size) for i in range(len(test))]) > 0
@@ -51,9 +57,13 @@ def main() -> None:
     rows = []
     for method in args.methods:
         pretrained = args.weights is not None
-        options = dict(backbone=args.backbone, pretrained=pretrained, weights=args.weights, device=str(device), amp=False, seed=0)
+        options = dict(
+            backbone=args.backbone, pretrained=pretrained, weights=args.weights, device=str(device), amp=False, seed=0
+        )
         if method != "patchcore":
-            options.update(channels_last=False, iters=args.iters, batch_size=args.batch, calibrate_random_encoder=not pretrained)
+            options.update(
+                channels_last=False, iters=args.iters, batch_size=args.batch, calibrate_random_encoder=not pretrained
+            )
         detector = build_detector(method, **options).fit(train, progress=False)
         predictions = {}
         for precision, amp, channels_last in (("fp32", False, False), ("bf16", "bf16", None)):
@@ -64,7 +74,13 @@ def main() -> None:
         p32, p16 = predictions["fp32"], predictions["bf16"]
         span = float(p32.maps.max() - p32.maps.min()) or 1.0
         scale = np.maximum(np.abs(p32.scores), 1e-12)
-        row = {"device": device_name(device), "method": method, "backbone": args.backbone, "size": args.size, "test images": len(labels)}
+        row = {
+            "device": device_name(device),
+            "method": method,
+            "backbone": args.backbone,
+            "size": args.size,
+            "test images": len(labels),
+        }
         row["score max rel. diff"] = float(np.max(np.abs(p16.scores - p32.scores) / scale))
         row["map max diff / range"] = float(np.max(np.abs(p16.maps - p32.maps)) / span)
         for precision, p in predictions.items():

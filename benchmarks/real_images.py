@@ -57,19 +57,25 @@ def make_layout(root: Path, test_images: int, train_images: int) -> tuple[Path, 
     photos = sorted((SHARED / "eyepacs_fundus").glob("*.jpeg"))
     truth = SHARED / "isic2018" / "ISIC2018_Task3_Test_GroundTruth.csv"
     if not photos or not truth.is_file():
-        raise SystemExit(f"needs the real samples in {SHARED} (eyepacs_fundus/*.jpeg, isic2018/ISIC2018_Task3_Test_GroundTruth.csv)")
+        raise SystemExit(
+            f"needs the real samples in {SHARED} (eyepacs_fundus/*.jpeg, isic2018/ISIC2018_Task3_Test_GroundTruth.csv)"
+        )
     sources = [Image.open(p).convert("RGB") for p in photos]
     rng = np.random.default_rng(0)
     isic = root / "isic2018"
     test = pd.read_csv(truth).head(test_images)
-    train = pd.DataFrame({"image": [f"ISIC_9{i:06d}" for i in range(train_images)], **{c: 0.0 for c in test.columns[1:]}})
+    train = pd.DataFrame(
+        {"image": [f"ISIC_9{i:06d}" for i in range(train_images)], **{c: 0.0 for c in test.columns[1:]}}
+    )
     train["NV"] = 1.0
     theirs = root / "anomalib"
     for subset, frame in (("Training", train), ("Test", test)):
         folder = isic / f"ISIC2018_Task3_{subset}_Input"
         folder.mkdir(parents=True)
         (isic / f"ISIC2018_Task3_{subset}_GroundTruth").mkdir()
-        frame.to_csv(isic / f"ISIC2018_Task3_{subset}_GroundTruth" / f"ISIC2018_Task3_{subset}_GroundTruth.csv", index=False)
+        frame.to_csv(
+            isic / f"ISIC2018_Task3_{subset}_GroundTruth" / f"ISIC2018_Task3_{subset}_GroundTruth.csv", index=False
+        )
         for image_id, normal in zip(frame["image"], frame["NV"] == 1):
             source = sources[rng.integers(len(sources))]
             width, height = source.size
@@ -77,7 +83,9 @@ def make_layout(root: Path, test_images: int, train_images: int) -> tuple[Path, 
             crop_h = crop_w * JPEG_SIZE[1] // JPEG_SIZE[0]
             left, top = int(rng.integers(0, width - crop_w)), int(rng.integers(0, height - crop_h))
             path = folder / f"{image_id}.jpg"
-            source.crop((left, top, left + crop_w, top + crop_h)).resize(JPEG_SIZE, Image.BILINEAR).save(path, quality=90)
+            source.crop((left, top, left + crop_w, top + crop_h)).resize(JPEG_SIZE, Image.BILINEAR).save(
+                path, quality=90
+            )
             link = theirs / ("train" if subset == "Training" else "test") / ("good" if normal else "bad") / path.name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(path)
@@ -86,7 +94,9 @@ def make_layout(root: Path, test_images: int, train_images: int) -> tuple[Path, 
 
 def copy_encoder(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
     """anomalib's timm feature extractor gets the suite's encoder weights (same ResNet, other names)."""
-    source = {name.replace("stem.0.", "conv1.").replace("stem.1.", "bn1."): value for name, value in ours.state_dict().items()}
+    source = {
+        name.replace("stem.0.", "conv1.").replace("stem.1.", "bn1."): value for name, value in ours.state_dict().items()
+    }
     target = theirs.state_dict()
     theirs.load_state_dict({name: source[name.split("feature_extractor.", 1)[-1]] for name in target})
 
@@ -111,11 +121,21 @@ def ours(args, root: Path, cache: Path) -> tuple[list[dict], dict]:
             options = dict(embed_dim=384, coreset_ratio=0.01, num_neighbors=1, reweight=True, reweight_neighbors=9)
         else:
             options = dict(iters=1)
-        detectors[method] = detector = build_detector(method, backbone="resnet18", pretrained=False, batch_size=16, device="cpu", **options)
+        detectors[method] = detector = build_detector(
+            method, backbone="resnet18", pretrained=False, batch_size=16, device="cpu", **options
+        )
         detector.fit(train, progress=False)
         for cache_pass in ("cold", "warm"):
             seconds, _ = timed(lambda: detector.predict(test, batch_size=16))
-            rows.append({"method": method, "pass": cache_pass, "library": "medrecontrast", "images": len(test), "seconds": seconds})
+            rows.append(
+                {
+                    "method": method,
+                    "pass": cache_pass,
+                    "library": "medrecontrast",
+                    "images": len(test),
+                    "seconds": seconds,
+                }
+            )
     return rows, detectors
 
 
@@ -127,7 +147,14 @@ def anomalib_rows(args, theirs_root: Path, detectors: dict) -> list[dict]:
     from torch.utils.data import DataLoader
 
     def dataset(split: str):
-        return FolderDataset(name="real", root=theirs_root, normal_dir="train/good", normal_test_dir="test/good", abnormal_dir="test/bad", split=split)
+        return FolderDataset(
+            name="real",
+            root=theirs_root,
+            normal_dir="train/good",
+            normal_test_dir="test/good",
+            abnormal_dir="test/bad",
+            split=split,
+        )
 
     transform = Patchcore.configure_pre_processor(image_size=(args.size, args.size)).transform
 
@@ -148,14 +175,32 @@ def anomalib_rows(args, theirs_root: Path, detectors: dict) -> list[dict]:
             model.eval()
             for cache_pass in ("cold", "warm"):
                 seconds, _ = timed(lambda: [model(images).pred_score for images in batches("test")])
-                rows.append({"method": "patchcore", "pass": cache_pass, "library": "anomalib", "images": len(dataset("test")), "seconds": seconds})
+                rows.append(
+                    {
+                        "method": "patchcore",
+                        "pass": cache_pass,
+                        "library": "anomalib",
+                        "images": len(dataset("test")),
+                        "seconds": seconds,
+                    }
+                )
         if "rd4ad" in detectors:
-            model = ReverseDistillationModel("resnet18", (args.size, args.size), ("layer1", "layer2", "layer3"), "add", pre_trained=False)
+            model = ReverseDistillationModel(
+                "resnet18", (args.size, args.size), ("layer1", "layer2", "layer3"), "add", pre_trained=False
+            )
             copy_encoder(detectors["rd4ad"].model.encoder, model.encoder)
             model.eval()
             for cache_pass in ("cold", "warm"):
                 seconds, _ = timed(lambda: [model(images).pred_score for images in batches("test")])
-                rows.append({"method": "rd4ad", "pass": cache_pass, "library": "anomalib", "images": len(dataset("test")), "seconds": seconds})
+                rows.append(
+                    {
+                        "method": "rd4ad",
+                        "pass": cache_pass,
+                        "library": "anomalib",
+                        "images": len(dataset("test")),
+                        "seconds": seconds,
+                    }
+                )
     return rows
 
 
@@ -177,7 +222,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--methods", nargs="+", default=["patchcore", "rd4ad"], choices=["patchcore", "rd4ad"])
-    parser.add_argument("--profile", type=int, default=0, help="profile the suite's PatchCore predict on this many images")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="profile the suite's PatchCore predict on this many images"
+    )
     parser.add_argument("--no-anomalib", action="store_true", help="only the suite (anomalib not installed)")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
     args = parser.parse_args()

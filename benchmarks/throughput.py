@@ -52,7 +52,9 @@ def measured_peak_tflops(device: torch.device, dtype: torch.dtype, size: int, re
 
 
 def training_step_flops(method: str, backbone: str, size: int, batch: int, device: torch.device) -> float:
-    detector = build_detector(method, backbone=backbone, pretrained=False, device=str(device), amp=False, iters=1)  # FLOPs of one step
+    detector = build_detector(
+        method, backbone=backbone, pretrained=False, device=str(device), amp=False, iters=1
+    )  # FLOPs of one step
     images = torch.randn(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
         detector.training_loss(detector.model, images, 0).backward()
@@ -104,13 +106,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["recontrast", "rd4ad", "patchcore"])
     parser.add_argument("--backbones", nargs="+", default=["wide_resnet50_2"])
-    parser.add_argument("--size", type=int, default=256, help="image side (the paper's 256; PatchCore's 224 crop is close)")
+    parser.add_argument(
+        "--size", type=int, default=256, help="image side (the paper's 256; PatchCore's 224 crop is close)"
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8, help="timed training iterations")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--fit-images", type=int, default=64, help="PatchCore training images")
     parser.add_argument("--test-images", type=int, default=64)
-    parser.add_argument("--variants", nargs="+", default=None, help=f"of {', '.join(VARIANTS)}; default fp32 (+ bf16 on CUDA)")
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help=f"of {', '.join(VARIANTS)}; default fp32 (+ bf16 on CUDA)"
+    )
     parser.add_argument("--compile", action="store_true", help="also the bf16+compile variant")
     parser.add_argument("--peak-size", type=int, default=None, help="matrix side for the peak measurement")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results", help="folder for the CSV")
@@ -123,15 +129,30 @@ def main() -> None:
     if args.compile:
         variants.append("bf16+compile")
     peak_size = args.peak_size or (8192 if cuda else 2048)
-    peaks = {dtype: measured_peak_tflops(device, getattr(torch, dtype), peak_size, 20 if cuda else 3) for dtype in ("bfloat16", "float32")}
-    print(f"{name}: measured matmul peak bf16 {peaks['bfloat16']:.3g} TFLOP/s, fp32 {peaks['float32']:.3g} TFLOP/s", flush=True)
+    peaks = {
+        dtype: measured_peak_tflops(device, getattr(torch, dtype), peak_size, 20 if cuda else 3)
+        for dtype in ("bfloat16", "float32")
+    }
+    print(
+        f"{name}: measured matmul peak bf16 {peaks['bfloat16']:.3g} TFLOP/s, fp32 {peaks['float32']:.3g} TFLOP/s",
+        flush=True,
+    )
 
     rows = []
     for method in args.methods:
         for backbone in args.backbones:
-            flops = None if method == "patchcore" else training_step_flops(method, backbone, args.size, args.batch, device)
+            flops = (
+                None if method == "patchcore" else training_step_flops(method, backbone, args.size, args.batch, device)
+            )
             for variant in variants:
-                row = {"device": name, "method": method, "backbone": backbone, "size": args.size, "batch": args.batch, "variant": variant}
+                row = {
+                    "device": name,
+                    "method": method,
+                    "backbone": backbone,
+                    "size": args.size,
+                    "batch": args.batch,
+                    "variant": variant,
+                }
                 row.update(measure(method, backbone, variant, args, device))
                 if flops is not None:
                     achieved = flops / (args.batch / row["train images/s"]) / 1e12

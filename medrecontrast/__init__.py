@@ -6,7 +6,11 @@ command line's ``--help`` do not pay for torch, MONAI and scikit-learn.
 
 __version__ = "0.1.0"
 
-_LAZY = {"build_detector": "medrecontrast.models", "expand_tasks": "medrecontrast.tasks", "get_task": "medrecontrast.tasks"}
+_LAZY = {
+    "build_detector": "medrecontrast.models",
+    "expand_tasks": "medrecontrast.tasks",
+    "get_task": "medrecontrast.tasks",
+}
 
 __all__ = ["__version__", "build_detector", "expand_tasks", "get_task"]
 

@@ -52,10 +52,17 @@ VARIADIC_OPTIONS = ("--tasks", "--methods", "--seeds")
 
 DataRoot = Annotated[
     Optional[Path],
-    typer.Option("--data-root", help=f"Folder holding one sub-folder per dataset (default: ${DATA_ROOT_ENV}).", show_default=False),
+    typer.Option(
+        "--data-root",
+        help=f"Folder holding one sub-folder per dataset (default: ${DATA_ROOT_ENV}).",
+        show_default=False,
+    ),
 ]
 SweepFolder = Annotated[Path, typer.Argument(help="A sweep folder written by `bench`, e.g. runs/demo.")]
-ReportFolder = Annotated[Optional[Path], typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False)]
+ReportFolder = Annotated[
+    Optional[Path],
+    typer.Option("--report", help="Where to write (default: the sweep's report folder).", show_default=False),
+]
 HOLDOUT_HELP = (
     "Fraction of the training normals held out to fix a decision threshold without test labels (e.g. 0.05). "
     "Default: 0 in the paper profile (every normal trains, as the authors do), 0.15 in the demo profile."
@@ -105,21 +112,34 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version.")] = False):
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+):
     pass
 
 
+METHOD_SETTINGS_NOTE = (
+    "Each method's own per-task settings (e.g. ReContrast's iterations, batch size, encoder BatchNorm and "
+    "score) are listed under task_settings by `medrecontrast methods --json`."
+)
+
+
 @app.command("tasks")
-def tasks_command(as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False):
-    """List every task: modality, protocol, sizes and ReContrast settings.
+def tasks_command(
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
+):
+    """List every task: modality, protocol, masks and sizes (each method's own settings: `methods --json`).
 
     Example: medrecontrast tasks
     """
     from medrecontrast.tasks import footnotes, registry_rows
 
     rows = registry_rows()
+    notes = [*footnotes(), METHOD_SETTINGS_NOTE]
     if as_json:
-        print(json.dumps({"tasks": rows, "notes": footnotes()}))
+        print(json.dumps({"tasks": rows, "notes": notes}))
         return
     table = Table(title="medrecontrast tasks", show_lines=False)
     for column in rows[0]:
@@ -127,13 +147,17 @@ def tasks_command(as_json: Annotated[bool, typer.Option("--json", metavar="", he
     for row in rows:
         table.add_row(*row.values())
     console.print(table)
-    for note in footnotes():
+    for note in notes:
         console.print(note)
-    console.print(f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Pointing it at real data'.")
+    console.print(
+        f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Pointing it at real data'."
+    )
 
 
 @app.command("methods")
-def methods_command(as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False):
+def methods_command(
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
+):
     """List every registered method with each of its options and their defaults.
 
     Example: medrecontrast methods
@@ -141,23 +165,42 @@ def methods_command(as_json: Annotated[bool, typer.Option("--json", metavar="", 
     import dataclasses
 
     from medrecontrast.models import DETECTORS, registered_methods
+    from medrecontrast.tasks.registry import families
 
+    examples = [(label, task) for family in families().values() for label, task in family.examples()]
     methods = {}
     for name in registered_methods():
         cls = DETECTORS[name]
-        options = {f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cls.Config)}
-        methods[name] = {"display_name": cls.display_name, "trains": cls.trains, "size_multiple": cls.size_multiple, "options": options}
+        options = {
+            f.name: (f.default if f.default is not dataclasses.MISSING else None)
+            for f in dataclasses.fields(cls.Config)
+        }
+        methods[name] = {
+            "display_name": cls.display_name,
+            "trains": cls.trains,
+            "size_multiple": cls.size_multiple,
+            "options": options,
+        }
+        # the method's own per-task settings (e.g. ReContrast's TASK_SETTINGS), for the tasks `medrecontrast tasks`
+        # lists
+        methods[name]["task_settings"] = {
+            label: cls.task_options(task) for label, task in examples if cls.task_options(task)
+        }
     if as_json:
         print(json.dumps(methods, default=str))
         return
     for name, method in methods.items():
-        table = Table(title=f"{name} ({method['display_name']}; {'trains' if method['trains'] else 'no training iterations'})")
+        table = Table(
+            title=f"{name} ({method['display_name']}; {'trains' if method['trains'] else 'no training iterations'})"
+        )
         table.add_column("option")
         table.add_column("default")
         for option, default in method["options"].items():
             table.add_row(option, json.dumps(default, default=str))
         console.print(table)
-    console.print("Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README.")
+    console.print(
+        "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README."
+    )
 
 
 @data_app.command("check")
@@ -203,14 +246,19 @@ def _print_check(summary: dict) -> None:
     console.print(table)
     console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
     if summary.get("masks_missing"):
-        err_console.print(f"[yellow]warning:[/] {summary['masks_missing']} abnormal test image(s) have no mask: pixel AUROC and AUPRO will use the others only")
+        err_console.print(
+            f"[yellow]warning:[/] {summary['masks_missing']} abnormal test image(s) have no mask: pixel AUROC and "
+            "AUPRO will use the others only"
+        )
     if summary["fundus_crop"]:
         console.print(f"fundus border crop: {summary['fundus_crop']}")
     for problem in summary["problems"][:20]:
         err_console.print(f"[red]problem:[/] {problem['file']}: {problem['problem']}", highlight=False, soft_wrap=True)
     if len(summary["problems"]) > 20:
         err_console.print(f"... and {len(summary['problems']) - 20} more problems (use --json for all)")
-    console.print("[green]OK[/]" if summary["ok"] else "[red]FAILED[/]: fix or remove the files above, then check again")
+    console.print(
+        "[green]OK[/]" if summary["ok"] else "[red]FAILED[/]: fix or remove the files above, then check again"
+    )
 
 
 @data_app.command("prepare")
@@ -231,60 +279,114 @@ def data_prepare(
     from medrecontrast.tasks.aptos import prepare_aptos
 
     result = prepare_aptos(data_root)
-    console.print(f"wrote {result['written']} cropped images to {result['folder']} ({result['already_present']} were already there)")
+    console.print(
+        f"wrote {result['written']} cropped images to {result['folder']} ({result['already_present']} were already "
+        "there)"
+    )
 
 
 @app.command("bench")
 @user_errors
 def bench(
     tasks: Annotated[
-        Optional[list[str]], typer.Option("--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False)
+        Optional[list[str]],
+        typer.Option(
+            "--tasks", help="Tasks to run (default: the built-in synthetic tasks, demo profile).", show_default=False
+        ),
     ] = None,
     methods: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--methods", help="Methods or a config's variants (default: every registered method; `medrecontrast methods` lists them).", show_default=False
+            "--methods",
+            help="Methods or a config's variants (default: every registered method; `medrecontrast methods` lists "
+            "them).",
+            show_default=False,
         ),
     ] = None,
-    seeds: Annotated[Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)] = None,
+    seeds: Annotated[
+        Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)
+    ] = None,
     profile: Annotated[
         Optional[ProfileChoice],
         typer.Option(
             "--profile",
-            help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). Default: demo for the built-in tasks, else paper.",
+            help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). "
+            "Default: demo for the built-in tasks, else paper.",
             show_default=False,
         ),
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="TOML file with any of these settings plus per-task/per-method overrides.", show_default=False)
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="TOML file with any of these settings plus per-task/per-method overrides.",
+            show_default=False,
+        ),
     ] = None,
     data_root: DataRoot = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder (default: runs/<name>).", show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Report folder (default: reports/<name>).", show_default=False)] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Sweep folder (default: runs/<name>).", show_default=False)
+    ] = None,
+    report: Annotated[
+        Optional[Path], typer.Option("--report", help="Report folder (default: reports/<name>).", show_default=False)
+    ] = None,
     executor: Annotated[
         Optional[ExecutorChoice],
-        typer.Option("--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False),
+        typer.Option(
+            "--executor", help="local (one run after the other) or ray (one Ray task per run).", show_default=False
+        ),
     ] = None,
     address: Annotated[
-        Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False)
+        Optional[str],
+        typer.Option(
+            "--address", help="Ray cluster to join (e.g. auto); default: a local Ray instance.", show_default=False
+        ),
     ] = None,
     weights: Annotated[
-        Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
+        Optional[Path],
+        typer.Option(
+            "--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False
+        ),
     ] = None,
     device: Annotated[
-        Optional[str], typer.Option("--device", help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.", show_default=False)
+        Optional[str],
+        typer.Option(
+            "--device",
+            help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.",
+            show_default=False,
+        ),
     ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue interrupted runs from their checkpoints and retry failed ones.")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", metavar="", help="Only run; make tables and figures later with `tables`/`figures`.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", metavar="", help="Continue interrupted runs from their checkpoints and retry failed ones."
+        ),
+    ] = False,
+    no_report: Annotated[
+        bool,
+        typer.Option(
+            "--no-report", metavar="", help="Only run; make tables and figures later with `tables`/`figures`."
+        ),
+    ] = False,
     force: Annotated[
         bool,
         typer.Option(
-            "--force", metavar="", help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old results are deleted."
+            "--force",
+            metavar="",
+            help="Redo every planned run from scratch (e.g. after changing settings of failed runs); their old "
+            "results are deleted.",
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Print failures only (bench.log in the sweep folder keeps every line).")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", metavar="", help="Print failures only (bench.log in the sweep folder keeps every line)."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")
+    ] = False,
 ):
     """Train and evaluate every task x method x seed, then write tables, figures and a report.
 
@@ -316,7 +418,11 @@ def bench(
         address=address,
         weights=_str(weights),
     )
-    sweep = load_sweep_config(config, **flags) if config else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
+    sweep = (
+        load_sweep_config(config, **flags)
+        if config
+        else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
+    )
     # the command line's settings: one more layer, over every section of the file
     sweep.flags = {**sweep.flags, **{k: v for k, v in {"holdout": holdout, "device": device}.items() if v is not None}}
     sweep = sweep.resolved()
@@ -326,24 +432,38 @@ def bench(
     if not quiet:
         tasks_planned = len(expand_tasks(sweep.tasks))
         console.print(
-            f"sweep [bold]{sweep.name}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x {len(sweep.seeds)} seed(s) "
-            f"= {tasks_planned * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor {sweep.executor} -> {sweep.out} "
+            f"sweep [bold]{sweep.name}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x "
+            f"{len(sweep.seeds)} seed(s) "
+            f"= {tasks_planned * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor "
+            f"{sweep.executor} -> {sweep.out} "
             "(an ETA follows each finished run)"
         )
     began = time.perf_counter()
     try:
-        outcomes = run_sweep(sweep, resume=resume, command=" ".join(["medrecontrast", *sys.argv[1:]]), force=force, progress=progress, quiet=quiet)
+        outcomes = run_sweep(
+            sweep,
+            resume=resume,
+            command=" ".join(["medrecontrast", *sys.argv[1:]]),
+            force=force,
+            progress=progress,
+            quiet=quiet,
+        )
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue.")
+        err_console.print(
+            "[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue."
+        )
         raise typer.Exit(130) from None
     counts = Counter(outcome.status for outcome in outcomes)
-    console.print(f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min")
+    console.print(
+        f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min"
+    )
     if not no_report:
         readme = build_report(sweep.out, sweep.report)
         console.print(f"report: {readme}")
     if counts.get("failed"):
         err_console.print(
-            f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. Rerun with --resume to retry them."
+            f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. "
+            "Rerun with --resume to retry them."
         )
         raise typer.Exit(1)
 
@@ -410,29 +530,49 @@ def _str(path) -> str | None:
 @user_errors
 def train(
     task: Annotated[str, typer.Option("--task", help="Task name, e.g. synth-oct, aptos, mvtec:bottle.")],
-    method: Annotated[str, typer.Option("--method", help="A registered method (`medrecontrast methods` lists them).")] = "recontrast",
+    method: Annotated[
+        str, typer.Option("--method", help="A registered method (`medrecontrast methods` lists them).")
+    ] = "recontrast",
     seed: Annotated[int, typer.Option("--seed", help="Seed for Python, NumPy, torch and the data order.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False)] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Run folder (default: runs/<task>-<method>-s<seed>).", show_default=False),
+    ] = None,
     profile: Annotated[
         Optional[ProfileChoice],
         typer.Option(
             "--profile",
-            help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px. Default: demo for a built-in task, else paper.",
+            help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px. Default: demo "
+            "for a built-in task, else paper.",
             show_default=False,
         ),
     ] = None,
-    iters: Annotated[Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)] = None,
+    iters: Annotated[
+        Optional[int], typer.Option("--iters", help="Override the number of training iterations.", show_default=False)
+    ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue an interrupted run from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", metavar="", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite a finished run in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No training progress.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar="", help="A plain progress line for every training iteration.")
+    ] = False,
     weights: Annotated[
-        Optional[Path], typer.Option("--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False)
+        Optional[Path],
+        typer.Option(
+            "--weights", help="Local file with the backbone's ImageNet weights (no download).", show_default=False
+        ),
     ] = None,
     data_root: DataRoot = None,
     device: Annotated[
-        Optional[str], typer.Option("--device", help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.", show_default=False)
+        Optional[str],
+        typer.Option(
+            "--device",
+            help="Where every run computes: auto (a GPU if there is one), cpu, cuda or cuda:<index>.",
+            show_default=False,
+        ),
     ] = None,
 ):
     """Train one method on one task with one seed, then evaluate it; everything lands in the run folder.
@@ -446,13 +586,23 @@ def train(
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
     flags = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
     the_task = get_task(task)
-    config = resolve_run_config(the_task, method, seed, profile, layers=[("flags", flags)], weights=str(weights) if weights else None)
+    config = resolve_run_config(
+        the_task, method, seed, profile, layers=[("flags", flags)], weights=str(weights) if weights else None
+    )
     try:
         metrics = run_training(
-            config, folder, resume=resume, force=force, data_root=data_root, progress=False if quiet else 1 if verbose else True, task=the_task
+            config,
+            folder,
+            resume=resume,
+            force=force,
+            data_root=data_root,
+            progress=False if quiet else 1 if verbose else True,
+            task=the_task,
         )
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume.")
+        err_console.print(
+            f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume."
+        )
         raise typer.Exit(130) from None
     _print_metrics(folder, metrics)
 
@@ -467,7 +617,8 @@ def evaluate(
         typer.Option(
             "--force",
             metavar="",
-            help="Replace the run's results (kept under previous/, recorded in evaluations.json), also if its recorded options no longer resolve to the same values.",
+            help="Replace the run's results (kept under previous/, recorded in evaluations.json), also if its "
+            "recorded options no longer resolve to the same values.",
         ),
     ] = False,
 ):
@@ -484,9 +635,16 @@ def evaluate(
 @user_errors
 def predict(
     run: Annotated[Path, typer.Option("--run", help="A finished run folder (written by `train` or `bench`).")],
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively), any format the suite reads.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files or folders (searched recursively), any format the suite reads.")
+    ],
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Where to write (default: <run>/predictions/<UTC time>); must be new or empty.", show_default=False)
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Where to write (default: <run>/predictions/<UTC time>); must be new or empty.",
+            show_default=False,
+        ),
     ] = None,
 ):
     """Score new images with a run's saved model, without retraining: scores.csv (and a label at the

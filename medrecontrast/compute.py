@@ -28,7 +28,9 @@ def own_random_streams(seed: int) -> Iterator[None]:
 
     Written here because ``torch.random.fork_rng`` covers torch only, not ``random`` and NumPy."""
     python, numpy = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    devices = (
+        list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    )
     with torch.random.fork_rng(devices=devices):
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -55,17 +57,17 @@ def autocast(device: torch.device, amp: bool | str = True) -> torch.autocast:
     """Mixed precision as the ``amp`` option asks: ``True`` bf16 on CUDA only (on most CPUs bf16 is
     slower than fp32), ``"bf16"`` bf16 on any device, ``False`` fp32. Losses and anomaly maps are
     computed in fp32 from the bf16 features (see ``losses`` and ``anomaly_map``)."""
-    if amp not in (True, False, "bf16"):
-        raise UserInputError(f"amp must be true, false or 'bf16', got {amp!r}")
+    check_amp(amp)
     enabled = amp == "bf16" or (amp is True and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def uses_channels_last(device: torch.device, amp: bool | str, channels_last: bool | None, inference: bool = False) -> bool:
+def uses_channels_last(
+    device: torch.device, amp: bool | str, channels_last: bool | None, inference: bool = False
+) -> bool:
     """``channels_last`` if set, else NHWC where bf16 runs on CUDA's tensor cores, and for inference
-    on the CPU: oneDNN's NHWC convolutions scored a batch of 16 at 256 px 27 % faster for a resnet18
-    encoder and 17 % for RD4AD (benchmarks/README.md, "Test pass on real images"), while a CPU
-    training step (backward included) was slower in NHWC."""
+    on the CPU, where oneDNN's NHWC convolutions score faster while a CPU training step (backward
+    included) is slower in NHWC (measured: benchmarks/README.md, "Decisions measured in the code")."""
     if channels_last is not None:
         return channels_last
     return (device.type == "cuda" and amp in (True, "bf16")) or (inference and device.type == "cpu")
@@ -88,8 +90,8 @@ def loader_options(device: torch.device, num_workers: int | None = None) -> dict
     workers that live across epochs and prefetch four batches each.
 
     ``num_workers=None`` chooses: none on the CPU (a worker would take cores from the model), and
-    on a GPU up to 8 (one reads, converts and normalises ~260 cached 256-px images/s, measured in
-    benchmarks/data_pipeline.py; a bf16 WRN50 step on an H100 wants well over a thousand)."""
+    on a GPU up to 8: one worker feeds far fewer images per second than a bf16 WRN50 step consumes
+    (benchmarks/README.md, "Decisions measured in the code")."""
     if num_workers is None:
         num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     options = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
@@ -100,7 +102,7 @@ def loader_options(device: torch.device, num_workers: int | None = None) -> dict
 
 def fused_optimizer_options(device: torch.device) -> dict:
     """``fused=True`` where torch has fused Adam/AdamW kernels (CPU and CUDA): one kernel for all
-    parameters instead of one per tensor; measured 8 % of a demo ReContrast step on 2 CPU cores."""
+    parameters instead of one per tensor (benchmarks/README.md, "Decisions measured in the code")."""
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
@@ -126,9 +128,14 @@ def check_engineering_options(config) -> None:
     """The values of ``amp``, ``device`` and ``num_workers`` of any method's configuration, checked
     when it is built (so a sweep refuses them when it is planned, not when a run starts); their
     types are :func:`~medrecontrast.errors.check_field_types`' job, which runs first."""
-    if config.amp not in (True, False, "bf16"):
-        raise UserInputError(f"amp must be true, false or 'bf16', got {config.amp!r}")
+    check_amp(config.amp)
     check_placement(config)
+
+
+def check_amp(amp) -> None:
+    """The one rule for the ``amp`` option (a configuration's check and ``autocast`` both apply it)."""
+    if amp not in (True, False, "bf16"):
+        raise UserInputError(f"amp must be true, false or 'bf16', got {amp!r}")
 
 
 def check_placement(config) -> None:

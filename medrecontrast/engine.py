@@ -83,7 +83,9 @@ class TrainingConfig:
     def __post_init__(self):
         check_field_types(self)
         if (self.iters is None) == (self.epochs is None):
-            raise UserInputError(f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})")
+            raise UserInputError(
+                f"give exactly one of iters and epochs (got iters={self.iters!r}, epochs={self.epochs!r})"
+            )
         require_positive_ints(self, "iters" if self.epochs is None else "epochs", "batch_size", "checkpoint_every")
         if self.lr_milestone is not None and not 0 < self.lr_milestone < 1:
             raise UserInputError(f"lr_milestone must be a fraction in (0, 1) or null, got {self.lr_milestone!r}")
@@ -94,7 +96,9 @@ class TrainingConfig:
             import importlib.util
 
             if importlib.util.find_spec("tensorboard") is None:
-                raise UserInputError("tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'")
+                raise UserInputError(
+                    "tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'"
+                )
 
 
 def apply_schedule(options: dict, given: dict) -> dict:
@@ -135,7 +139,9 @@ def batches_per_epoch(dataset_size: int, batch_size: int, drop_last: bool = Fals
     return dataset_size // batch if drop_last else -(-dataset_size // batch)
 
 
-def batch_indices(dataset_size: int, batch_size: int, seed: int, start_iteration: int, drop_last: bool = False) -> Iterator[list[int]]:
+def batch_indices(
+    dataset_size: int, batch_size: int, seed: int, start_iteration: int, drop_last: bool = False
+) -> Iterator[list[int]]:
     """Batches of a shuffled, endless pass over the data, starting at ``start_iteration``.
 
     Epoch ``e`` is ``randperm`` seeded with ``(seed, e)``. Its last incomplete batch is kept
@@ -205,7 +211,10 @@ def train_loop(
     else:
         seed_everything(config.seed)
     if device.type == "cuda" and config.cudnn_benchmark:
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False  # after MONAI's set_determinism
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = (
+            True,
+            False,
+        )  # after MONAI's set_determinism
 
     model.train()
     batches = batch_indices(len(dataset), config.batch_size, config.seed, start, config.drop_last)
@@ -213,13 +222,21 @@ def train_loop(
     for optimizer in optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
-    loader = DataLoader(dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers))
+    loader = DataLoader(
+        dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers)
+    )
     began = last = time.perf_counter()
     console = Console(stderr=True)
-    every = progress if not isinstance(progress, bool) else (max(1, iters // 10) if progress and not console.is_terminal else 0)
+    every = (
+        progress
+        if not isinstance(progress, bool)
+        else (max(1, iters // 10) if progress and not console.is_terminal else 0)
+    )
     board = _tensorboard(path) if config.tensorboard else None
     with _progress(bool(progress) and not every) as bar:
-        task = bar.add_task("training", total=iters, completed=start, loss=result.losses[-1] if result.losses else float("nan"))
+        task = bar.add_task(
+            "training", total=iters, completed=start, loss=result.losses[-1] if result.losses else float("nan")
+        )
         for iteration, batch in enumerate(loader, start=start):
             images = batch_to_device(batch["image"], device)
             if channels_last:
@@ -238,7 +255,8 @@ def train_loop(
                 raise NonFiniteLossError(
                     f"the loss became {value} at iteration {iteration}; nothing was written for this run"
                     + (f" after the checkpoint {path}" if path and path.is_file() else "")
-                    + ". Try a lower learning rate, encoder BatchNorm in eval mode (encoder_bn_train = false), or gradient clipping (grad_clip_norm)."
+                    + ". Try a lower learning rate, encoder BatchNorm in eval mode (encoder_bn_train = false), or "
+                    "gradient clipping (grad_clip_norm)."
                 )
             loss.backward()
             if config.grad_clip_norm:
@@ -255,7 +273,10 @@ def train_loop(
             if every and (done % every == 0 or done == iters):
                 elapsed = now - began
                 remaining = elapsed / max(done - start, 1) * (iters - done)
-                console.print(f"  iteration {done}/{iters}  loss {value:.4f}  {elapsed:.0f} s elapsed, ETA {remaining:.0f} s", highlight=False)
+                console.print(
+                    f"  iteration {done}/{iters}  loss {value:.4f}  {elapsed:.0f} s elapsed, ETA {remaining:.0f} s",
+                    highlight=False,
+                )
             if board is not None:
                 board.add_scalar("loss", value, iteration)
                 for name, optimizer in optimizers.items():
@@ -263,7 +284,10 @@ def train_loop(
                         board.add_scalar(f"lr/{name}/{index}", group["lr"], iteration)
             if path is not None and (done % config.checkpoint_every == 0 or done == iters):
                 save_checkpoint(path, model, optimizers, done, result.losses, identity, previous_seconds + now - began)
-                write_csv(path.with_name("loss.csv"), pd.DataFrame({"iteration": range(len(result.losses)), "loss": result.losses}))
+                write_csv(
+                    path.with_name("loss.csv"),
+                    pd.DataFrame({"iteration": range(len(result.losses)), "loss": result.losses}),
+                )
     if board is not None:
         board.close()
     result.seconds = time.perf_counter() - began
@@ -289,7 +313,10 @@ class _Sampler:
 def _tensorboard(checkpoint: Path | None):
     """A TensorBoard writer into ``<run>/tensorboard`` (the checkpoint's folder)."""
     if checkpoint is None:
-        raise UserInputError("tensorboard = true writes into the run folder; train through a run (train, bench) or pass a checkpoint path to fit")
+        raise UserInputError(
+            "tensorboard = true writes into the run folder; train through a run (train, bench) or pass a checkpoint "
+            "path to fit"
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(checkpoint.parent / "tensorboard"))
@@ -313,7 +340,9 @@ def _progress(enabled: bool) -> Progress:
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, model, optimizers: dict, iteration: int, losses: list[float], identity: dict, seconds: float = 0.0) -> None:
+def save_checkpoint(
+    path: Path, model, optimizers: dict, iteration: int, losses: list[float], identity: dict, seconds: float = 0.0
+) -> None:
     """Write the whole training state atomically (temporary file, fsync, rename)."""
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -335,7 +364,9 @@ def load_checkpoint(path: Path, identity: dict) -> dict:
     different = {k: (stored.get(k), v) for k, v in identity.items() if stored.get(k) != v}
     if different:
         details = ", ".join(f"{k}: checkpoint has {a!r}, this run {b!r}" for k, (a, b) in different.items())
-        raise UserInputError(f"checkpoint {path} belongs to another run ({details}); use another output folder or force=True.")
+        raise UserInputError(
+            f"checkpoint {path} belongs to another run ({details}); use another output folder or force=True."
+        )
     return state
 
 

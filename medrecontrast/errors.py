@@ -50,12 +50,20 @@ def require_format(found, expected: int, what: str, where, fix: str = "") -> Non
     """The one check of a stored file's ``format`` number: a user error naming the file and both versions."""
     if found != expected:
         raise UserInputError(
-            f"{where} holds {what} of an incompatible version (written by an incompatible medrecontrast version: format {found}, "
+            f"{where} holds {what} of an incompatible version (written by an incompatible medrecontrast version: "
+            f"format {found}, "
             f"expected {expected}).{' ' + fix if fix else ''}"
         )
 
 
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "None": "null", "tuple": "a list of numbers"}
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "None": "null",
+    "tuple": "a list of numbers",
+}
 
 
 def check_field_types(config) -> None:
@@ -85,5 +93,7 @@ def _is_of(value, kind: str) -> bool:
     if kind == "str":
         return isinstance(value, str)
     if kind.startswith("tuple"):
-        return isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return isinstance(value, (tuple, list)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
     return True  # an annotation this check does not know: left to the option's own check

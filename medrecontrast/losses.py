@@ -58,7 +58,9 @@ def scale_easy_points(target: torch.Tensor, output: torch.Tensor, alpha: float, 
     return easy
 
 
-def hard_mining_alpha(iteration: int, total_iters: int, start: float = -3.0, end: float = 1.0, warmup: float = 0.1) -> float:
+def hard_mining_alpha(
+    iteration: int, total_iters: int, start: float = -3.0, end: float = 1.0, warmup: float = 0.1
+) -> float:
     """ReContrast's α: linear from ``start`` to ``end`` over the first ``warmup`` of training, then ``end``."""
     ramp = max(total_iters * warmup, 1e-12)
     return min(start + (end - start) * iteration / ramp, end)

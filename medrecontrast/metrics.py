@@ -72,7 +72,9 @@ PER_CLASS = "per_class"  # unified tasks: the same metrics for each member task
 MASKS_MISSING = "masks_missing"  # abnormal test images without a mask, left out of the pixel metrics
 
 
-def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: float = THRESHOLD_QUANTILE, groups=None) -> dict:
+def evaluate(
+    predictions, holdout_scores: np.ndarray | None = None, quantile: float = THRESHOLD_QUANTILE, groups=None
+) -> dict:
     """Every metric of a test set's ``predictions`` (``labels``, ``scores`` and, with pixel masks,
     ``masks`` and ``maps``), as one dict keyed by :data:`METRICS` and :data:`THRESHOLDS`.
 
@@ -88,35 +90,53 @@ def evaluate(predictions, holdout_scores: np.ndarray | None = None, quantile: fl
     known = np.ones(len(labels), bool) if known is None else np.asarray(known, bool)
     missing = int((~known).sum()) if masks is not None else 0
     if missing:
-        warnings.warn(f"{missing} abnormal test image(s) have no mask: pixel AUROC and AUPRO use the other {int(known.sum())} images", stacklevel=2)
+        warnings.warn(
+            f"{missing} abnormal test image(s) have no mask: pixel AUROC and AUPRO use the other {int(known.sum())} "
+            "images",
+            stacklevel=2,
+        )
     if groups is None:
         metrics = _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, np.ones(len(labels), bool), known)
         return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
     groups = np.asarray(groups)
-    per_class = {str(g): _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, groups == g, known) for g in dict.fromkeys(groups.tolist())}
+    per_class = {
+        str(g): _metrics_of(labels, scores, masks, maps, holdout_scores, quantile, groups == g, known)
+        for g in dict.fromkeys(groups.tolist())
+    }
     shared = [k for k in METRICS if all(k in m for m in per_class.values())]
     metrics = {**{k: float(np.mean([m[k] for m in per_class.values()])) for k in shared}, PER_CLASS: per_class}
     return check_metric_keys({**metrics, MASKS_MISSING: missing} if missing else metrics)
 
 
 def check_metric_keys(metrics: dict, where: str = "metrics") -> dict:
-    """``metrics`` unchanged if every key is a known metric (or threshold, ``per_class``, ``timings``); else an error."""
+    """``metrics`` unchanged if every key is a known metric (or threshold, ``per_class``, ``timings``); else an
+    error."""
     unknown = sorted(set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, MASKS_MISSING, "timings"})
     if unknown:
-        raise ValueError(f"{where}: unknown metric(s) {', '.join(unknown)}; the metrics are {', '.join(METRICS)} (medrecontrast.metrics.METRICS)")
+        raise ValueError(
+            f"{where}: unknown metric(s) {', '.join(unknown)}; the metrics are {', '.join(METRICS)} "
+            "(medrecontrast.metrics.METRICS)"
+        )
     return metrics
 
 
-def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray, known: np.ndarray) -> dict:
+def _metrics_of(
+    labels, scores, masks, maps, holdout_scores, quantile: float, rows: np.ndarray, known: np.ndarray
+) -> dict:
     """Every metric of the test images selected by the boolean ``rows``; the pixel metrics use those
     of them whose mask is ``known``."""
     chosen, chosen_scores = labels[rows], scores[rows]
     metrics = image_metrics(chosen, chosen_scores)
     oracle = oracle_threshold(chosen, chosen_scores)
-    metrics.update({f"{k}_oracle": v for k, v in threshold_metrics(chosen, chosen_scores, oracle).items()}, threshold_oracle=oracle)
+    metrics.update(
+        {f"{k}_oracle": v for k, v in threshold_metrics(chosen, chosen_scores, oracle).items()}, threshold_oracle=oracle
+    )
     if holdout_scores is not None:
         fixed = holdout_threshold(holdout_scores, quantile)
-        metrics.update({f"{k}_holdout": v for k, v in threshold_metrics(chosen, chosen_scores, fixed).items()}, threshold_holdout=fixed)
+        metrics.update(
+            {f"{k}_holdout": v for k, v in threshold_metrics(chosen, chosen_scores, fixed).items()},
+            threshold_holdout=fixed,
+        )
     if masks is not None:
         pixel_rows = rows & known
         masks, maps, pixel_labels = masks[pixel_rows], maps[pixel_rows], labels[pixel_rows]
@@ -129,7 +149,10 @@ def _metrics_of(labels, scores, masks, maps, holdout_scores, quantile: float, ro
 def image_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Image-level AUROC and average precision."""
     labels = _binary_labels(labels)
-    return {"image_auroc": float(roc_auc_score(labels, scores)), "image_ap": float(average_precision_score(labels, scores))}
+    return {
+        "image_auroc": float(roc_auc_score(labels, scores)),
+        "image_ap": float(average_precision_score(labels, scores)),
+    }
 
 
 def oracle_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -194,7 +217,9 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT) -> 
     return _area_up_to(fprs, pros, fpr_limit) / fpr_limit
 
 
-def aupro_per_image(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT, num_thresholds: int = 200) -> float:
+def aupro_per_image(
+    masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT, num_thresholds: int = 200
+) -> float:
     """AUPRO computed on each image with a mask separately and averaged, as the RD4AD/ReContrast code does.
 
     Per image: ``num_thresholds`` thresholds evenly spaced from the map's minimum (inclusive) to its
@@ -208,12 +233,17 @@ def aupro_per_image(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_
     return float(np.nanmean(values))
 
 
-def aupro_image_values(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT, num_thresholds: int = 200) -> np.ndarray:
+def aupro_image_values(
+    masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT, num_thresholds: int = 200
+) -> np.ndarray:
     """Each image's AUPRO as :func:`aupro_per_image` averages them; NaN for an image whose mask is
     all normal or all anomalous (no curve)."""
     masks, maps = np.asarray(masks).astype(bool), np.asarray(maps, dtype=np.float64)
     return np.array(
-        [_aupro_one_image(mask, amap, fpr_limit, num_thresholds) if mask.any() and not mask.all() else np.nan for mask, amap in zip(masks, maps)],
+        [
+            _aupro_one_image(mask, amap, fpr_limit, num_thresholds) if mask.any() and not mask.all() else np.nan
+            for mask, amap in zip(masks, maps)
+        ],
         dtype=np.float64,
     )
 

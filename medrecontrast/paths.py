@@ -119,5 +119,8 @@ def claim_report_folder(folder: str | os.PathLike, write: bool = True) -> Path:
     if write:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / REPORT_MARKER).is_file():
-            write_json(folder / REPORT_MARKER, {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite"})
+            write_json(
+                folder / REPORT_MARKER,
+                {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite"},
+            )
     return folder

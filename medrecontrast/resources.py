@@ -29,11 +29,16 @@ def peak_memory(device: torch.device | str):
         yield result
     finally:
         if device.type == "cuda":
-            result.update(peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20, peak_memory_kind="gpu allocated")
+            result.update(
+                peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20, peak_memory_kind="gpu allocated"
+            )
         elif resettable:
             result.update(peak_memory_mb=_host_peak_kb() / 1024, peak_memory_kind="host rss (this stage)")
         else:
-            result.update(peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_memory_kind="host rss (process lifetime)")
+            result.update(
+                peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                peak_memory_kind="host rss (process lifetime)",
+            )
 
 
 def _reset_host_peak() -> bool:

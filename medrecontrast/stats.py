@@ -83,7 +83,9 @@ def curve_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | 
     return out
 
 
-def fixed_threshold_metrics(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def fixed_threshold_metrics(
+    labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Sensitivity, specificity, F1 and accuracy at one threshold per row of ``weights`` (``thresholds (B,)``)."""
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=np.float64)
     weights = np.ones((len(thresholds), len(scores))) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -99,7 +101,8 @@ def fixed_threshold_metrics(labels: np.ndarray, scores: np.ndarray, thresholds: 
 
 
 def weighted_quantile_rows(values: np.ndarray, weights: np.ndarray, quantile: float) -> np.ndarray:
-    """``np.quantile(values repeated by weights, quantile)`` (linear interpolation) for each row of integer ``weights``."""
+    """``np.quantile(values repeated by weights, quantile)`` (linear interpolation) for each row of integer
+    ``weights``."""
     order = np.argsort(values, kind="stable")
     ordered, w = np.asarray(values, dtype=np.float64)[order], np.asarray(weights)[:, order]
     totals = w.sum(1)
@@ -146,7 +149,9 @@ def pixel_statistics(masks: np.ndarray, maps: np.ndarray, levels: int = 256) -> 
     eight = np.ones((3, 3), dtype=bool)
     for i, (mask, amap) in enumerate(zip(masks, maps)):
         values = amap.ravel()
-        level = np.searchsorted(-thresholds, -values, side="left")  # first threshold <= value: values >= thresholds[level:]
+        level = np.searchsorted(
+            -thresholds, -values, side="left"
+        )  # first threshold <= value: values >= thresholds[level:]
         normal, abnormal = ~mask.ravel(), mask.ravel()
         out["normal_above"][i] = np.cumsum(np.bincount(level[normal], minlength=len(thresholds) + 1)[:-1])
         out["abnormal_above"][i] = np.cumsum(np.bincount(level[abnormal], minlength=len(thresholds) + 1)[:-1])
@@ -157,7 +162,9 @@ def pixel_statistics(masks: np.ndarray, maps: np.ndarray, levels: int = 256) -> 
             sizes = np.bincount(flat, minlength=count + 1)[1:]
             for region in range(1, count + 1):
                 inside = flat == region
-                out["region_overlap"][i] += np.cumsum(np.bincount(level[inside], minlength=len(thresholds) + 1)[:-1]) / sizes[region - 1]
+                out["region_overlap"][i] += (
+                    np.cumsum(np.bincount(level[inside], minlength=len(thresholds) + 1)[:-1]) / sizes[region - 1]
+                )
             out["regions"][i] = count
     return out
 

@@ -41,7 +41,11 @@ def isic_csv(path: Path, classes: list[str]) -> Path:
 
 def isic2018(root: Path) -> Path:
     folder = root / "isic2018"
-    for subset, classes in (("Training", ["NV", "NV", "NV", "MEL", "BKL"]), ("Validation", ["NV", "MEL", "DF"]), ("Test", ["NV", "NV", "VASC", "BCC"])):
+    for subset, classes in (
+        ("Training", ["NV", "NV", "NV", "MEL", "BKL"]),
+        ("Validation", ["NV", "MEL", "DF"]),
+        ("Test", ["NV", "NV", "VASC", "BCC"]),
+    ):
         name = f"ISIC2018_Task3_{subset}_GroundTruth"
         isic_csv(folder / name / f"{name}.csv", classes)
         for i in range(len(classes)):
@@ -72,9 +76,13 @@ def visa(root: Path, objects=("candle", "pcb1"), size=(10, 12)) -> Path:
         rows.append(f"{obj},test,normal,{obj}/Data/Images/Normal/0100.JPG,")
         write_jpeg(folder / obj / "Data" / "Images" / "Normal" / "0100.JPG", rgb(*size))
         for i in range(2):
-            rows.append(f"{obj},test,anomaly,{obj}/Data/Images/Anomaly/{i:03d}.JPG,{obj}/Data/Masks/Anomaly/{i:03d}.png")
+            rows.append(
+                f"{obj},test,anomaly,{obj}/Data/Images/Anomaly/{i:03d}.JPG,{obj}/Data/Masks/Anomaly/{i:03d}.png"
+            )
             write_jpeg(folder / obj / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG", rgb(*size, seed=5 + i))
-            write_png(folder / obj / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", (mask(*size) > 0).astype(np.uint8) * 7)
+            write_png(
+                folder / obj / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", (mask(*size) > 0).astype(np.uint8) * 7
+            )
     (folder / "split_csv").mkdir(parents=True)
     (folder / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
     return folder

@@ -15,7 +15,10 @@ from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import DETECTORS, NotFittedError, build_detector, display_name, registered_methods
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medrecontrast"
-MODULES = sorted(".".join(("medrecontrast", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__") for path in PACKAGE.rglob("*.py"))
+MODULES = sorted(
+    ".".join(("medrecontrast", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py")
+)
 
 
 def test_every_module_imports_alone():
@@ -42,7 +45,10 @@ def test_no_import_cycles_between_modules():
         edges = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("medrecontrast"):
-                edges |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names}
+                edges |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                    for a in node.names
+                }
             elif isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name.startswith("medrecontrast")}
         graph[name] = sorted(edges & set(MODULES) - {name})
@@ -100,7 +106,10 @@ def test_a_new_method_is_one_file_and_one_import(tmp_path, toy_method):
     for figure in ("roc", "auroc", "scores", "loss", "examples_synth-oct"):
         assert (tmp_path / "report" / f"{figure}.png").is_file(), figure
     run = out / "synth-oct" / toy_method / "seed-0"
-    assert not (run / "loss.csv").exists() and json.loads((run / "config.json").read_text())["detector"]["backbone"] == "resnet18"
+    assert (
+        not (run / "loss.csv").exists()
+        and json.loads((run / "config.json").read_text())["detector"]["backbone"] == "resnet18"
+    )
 
 
 def test_a_new_dataset_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):

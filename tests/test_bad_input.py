@@ -22,7 +22,11 @@ def check(*args):
 
 
 def tree_digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_missing_data_root():
@@ -46,7 +50,10 @@ def test_missing_csv(tmp_path):
 def test_csv_without_expected_columns(tmp_path):
     folder = layouts.aptos(tmp_path, [0, 1])
     (folder / "train.csv").write_text("image,level\nimg0000,0\n")
-    with pytest.raises(DataLayoutError, match=r"train\.csv lacks column\(s\) id_code, diagnosis; expected id_code, diagnosis, found image, level"):
+    with pytest.raises(
+        DataLayoutError,
+        match=r"train\.csv lacks column\(s\) id_code, diagnosis; expected id_code, diagnosis, found image, level",
+    ):
         get_task("aptos").load(tmp_path)
 
 
@@ -85,7 +92,9 @@ def test_truncated_image_and_missing_file_are_found_by_check(tmp_path):
     broken.write_bytes(broken.read_bytes()[:400])  # the header survives, the pixels do not
     (folder / "train" / "good" / "001.png").write_bytes(b"not a png at all")
     shallow = json.loads(check("mvtec:bottle", "--data-root", tmp_path, "--json").stdout)
-    assert not shallow["ok"] and [p["file"] for p in shallow["problems"]] == [str(folder / "train" / "good" / "001.png")]
+    assert not shallow["ok"] and [p["file"] for p in shallow["problems"]] == [
+        str(folder / "train" / "good" / "001.png")
+    ]
     result = check("mvtec:bottle", "--data-root", tmp_path, "--json", "--deep")
     report = json.loads(result.stdout)
     assert result.exit_code == 1
@@ -102,7 +111,20 @@ def test_a_truncated_image_stops_bench_before_training_and_skip_unreadable_is_go
     broken = folder / "test" / "crack" / "000.png"
     broken.write_bytes(broken.read_bytes()[:400])  # the header survives, the pixels do not
     assert check_task_data(get_task("mvtec:bottle").load(tmp_path), progress=False).ok  # headers alone pass
-    result = CliRunner().invoke(app, ["bench", "--tasks", "mvtec:bottle", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs"), "--profile", "demo"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--tasks",
+            "mvtec:bottle",
+            "--data-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--profile",
+            "demo",
+        ],
+    )
     assert result.exit_code == 2 and "000.png" in result.output and "--deep" in result.output, result.output
     assert not (tmp_path / "runs").exists()
     result = check("mvtec:bottle", "--data-root", tmp_path, "--skip-unreadable")
@@ -135,7 +157,12 @@ def test_csv_listing_a_missing_image(tmp_path):
     (folder / "candle" / "Data" / "Images" / "Anomaly" / "001.JPG").unlink()
     report = json.loads(check("visa:candle", "--data-root", tmp_path, "--json").stdout)
     assert report["problems"] == [
-        {"split": "test", "id": "candle/Data/Images/Anomaly/001", "file": str(folder / "candle/Data/Images/Anomaly/001.JPG"), "problem": "file does not exist"}
+        {
+            "split": "test",
+            "id": "candle/Data/Images/Anomaly/001",
+            "file": str(folder / "candle/Data/Images/Anomaly/001.JPG"),
+            "problem": "file does not exist",
+        }
     ]
 
 

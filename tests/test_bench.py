@@ -82,7 +82,14 @@ def test_every_run_finishes_into_its_own_folder(mini_sweep):
     ):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / "metrics.json").read_text())
-    for key in ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb"):
+    for key in (
+        "train_s",
+        "train_images_per_s",
+        "train_peak_memory_mb",
+        "inference_s",
+        "images_per_s",
+        "inference_peak_memory_mb",
+    ):
         assert metrics["timings"][key] > 0, key
     environment = json.loads((folder / "environment.json").read_text())
     assert environment["device"] and environment["packages"]["torch"]
@@ -111,9 +118,13 @@ def test_tables_equal_what_the_per_image_scores_give(mini_sweep):
     expected = pd.DataFrame(recomputed).groupby(["task", "method"], sort=False).agg(["mean", "std"]) * 100
     summary = summary_frame(results)
     for column in expected.columns:
-        np.testing.assert_allclose(summary[column].to_numpy(), expected[column].to_numpy(), rtol=1e-9, err_msg=str(column))
+        np.testing.assert_allclose(
+            summary[column].to_numpy(), expected[column].to_numpy(), rtol=1e-9, err_msg=str(column)
+        )
     stored = pd.read_csv(root / "report" / "table.csv", header=[0, 1], index_col=[0, 1])
-    np.testing.assert_allclose(stored[("image_auroc", "mean")].to_numpy(), expected[("image_auroc", "mean")].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        stored[("image_auroc", "mean")].to_numpy(), expected[("image_auroc", "mean")].to_numpy(), rtol=1e-9
+    )
     first = expected.iloc[0]
     markdown = (root / "report" / "table.md").read_text()
     assert f"{first[('image_auroc', 'mean')]:.2f} ± {first[('image_auroc', 'std')]:.2f}" in markdown
@@ -129,7 +140,15 @@ def test_report_has_tables_and_non_empty_figures(mini_sweep):
             path = report / f"{figure}.{suffix}"
             assert path.is_file() and path.stat().st_size > 5000, path
         assert f"({figure}.png)" in text
-    for table in ("table.md", "table.tex", "table.csv", "results.csv", "results.parquet", "paper_comparison.md", "cost.md"):
+    for table in (
+        "table.md",
+        "table.tex",
+        "table.csv",
+        "results.csv",
+        "results.parquet",
+        "paper_comparison.md",
+        "cost.md",
+    ):
         assert (report / table).stat().st_size > 0, table
     assert pd.read_parquet(report / "results.parquet").shape[0] == 8
     assert "\\textbf{" in (report / "table.tex").read_text() and "I-AUROC" in text and "seeds | 0, 1" in text
@@ -162,7 +181,9 @@ def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_pa
         run_sweep(mini_config(out), progress=False)
     assert json.loads((victim / "status.json").read_text())["status"] == "running"
     assert not list((out / ".claims").iterdir()), "the interrupted process must release its claim"
-    assert "synth-oct" not in set(collect_results(out).query("status == 'finished' and method == 'rd4ad' and seed == 1")["task"])
+    assert "synth-oct" not in set(
+        collect_results(out).query("status == 'finished' and method == 'rd4ad' and seed == 1")["task"]
+    )
     monkeypatch.setattr(rd4ad.RD4AD, "fit", real_fit)
     with pytest.raises(UserInputError, match="pass resume=True"):
         run_sweep(mini_config(out), progress=False)
@@ -211,7 +232,9 @@ def test_a_run_held_by_another_process_is_skipped_not_duplicated(mini_sweep, tmp
     out = copy_sweep(mini_sweep, tmp_path)
     shutil.rmtree(out / "synth-fundus" / "patchcore" / "seed-0")
     (out / ".claims").mkdir(exist_ok=True)
-    (out / ".claims" / "synth-fundus__patchcore__seed-0").write_text(json.dumps({"host": os.uname().nodename, "pid": os.getppid()}))
+    (out / ".claims" / "synth-fundus__patchcore__seed-0").write_text(
+        json.dumps({"host": os.uname().nodename, "pid": os.getppid()})
+    )
     outcomes = run_sweep(mini_config(out), progress=False)
     busy = [o for o in outcomes if o.status == "busy"]
     assert [o.key for o in busy] == ["synth-fundus__patchcore__seed-0"]
@@ -253,11 +276,14 @@ def test_changed_configuration_in_the_same_folder_is_refused(mini_sweep, tmp_pat
 def test_toml_config_with_overrides_and_line_numbers(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(
-        'tasks = ["synth-oct"]\nseeds = [3]\n[options]\nholdout = 0.2\n[method.rd4ad]\niters = 7\n[task.synth-oct]\niters = 9\n'
+        'tasks = ["synth-oct"]\nseeds = [3]\n[options]\nholdout = 0.2\n[method.rd4ad]\niters = '
+        "7\n[task.synth-oct]\niters = 9\n"
         "[task.synth-oct.method.rd4ad]\nbatch_size = 2\n[task.synth-oct.data]\nsize = 32\n"
     )
     config = load_sweep_config(path, seeds=[0, 1]).resolved()
-    assert config.seeds == [0, 1] and config.profile == "demo" and config.tasks == ["synth-oct"]  # built-in task: demo (issue 11 item 16)
+    assert (
+        config.seeds == [0, 1] and config.profile == "demo" and config.tasks == ["synth-oct"]
+    )  # built-in task: demo (issue 11 item 16)
     assert config.overrides("synth-oct", "rd4ad") == {"holdout": 0.2, "iters": 9, "batch_size": 2}
     assert config.overrides("synth-oct", "patchcore") == {"holdout": 0.2}  # iters is not a PatchCore option
     assert config.task_options("synth-oct") == {"size": 32}
@@ -278,7 +304,11 @@ def test_toml_config_with_overrides_and_line_numbers(tmp_path):
 def test_defaults_run_the_built_in_tasks_with_the_demo_profile(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = SweepConfig().resolved()
-    assert config.tasks == ["synth-fundus", "synth-oct", "synth-skin"] and config.profile == "demo" and config.seeds == [0, 1]
+    assert (
+        config.tasks == ["synth-fundus", "synth-oct", "synth-skin"]
+        and config.profile == "demo"
+        and config.seeds == [0, 1]
+    )
     assert config.out == str(tmp_path / "runs" / "demo") and config.report == str(tmp_path / "reports" / "demo")
     assert SweepConfig(tasks=["aptos"]).resolved().profile == "paper"
     # issue 11 item 16: the default profile follows the tasks; a mix must name one
@@ -302,7 +332,10 @@ def test_ray_executor_writes_the_same_run_folders(tmp_path):
 def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserInputError, match=r"pip install 'medrecontrast\[ray\]'"):
-        run_sweep(mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"], seeds=[0], executor="ray"), progress=False)
+        run_sweep(
+            mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"], seeds=[0], executor="ray"),
+            progress=False,
+        )
 
 
 def test_paper_comparison_averages_classes_and_subtracts_the_reference():
@@ -330,7 +363,11 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     rows.append({**rows[-1], "task": "mvtec-unified", "image_auroc": 0.97})
     table = paper_comparison(pd.DataFrame(rows))
     mvtec = table[table["task"].str.startswith("mvtec (")].iloc[0]
-    assert mvtec["task"] == "mvtec (mean of 2/15 classes)" and mvtec["ours"] == "98.50 ± 0.71" and mvtec["difference"] == "-0.95"
+    assert (
+        mvtec["task"] == "mvtec (mean of 2/15 classes)"
+        and mvtec["ours"] == "98.50 ± 0.71"
+        and mvtec["difference"] == "-0.95"
+    )
     assert table[table["task"] == "oct"].iloc[0]["difference"] == "-0.60"
     # the paper's AUPRO is the per-image average (the authors' logs), never the dataset-level one
     aupro = table[(table["task"].str.startswith("mvtec (")) & (table["metric"].str.startswith("AUPRO"))].iloc[0]
@@ -382,13 +419,22 @@ def test_toml_sections_resolve_aliases_and_families_and_typos_are_refused(tmp_pa
         methods=["rd4ad"],
         profile="demo",
         out=str(tmp_path / "o"),
-        task={"oct2017": {"iters": 5}, "mvtec": {"iters": 7, "method": {"rd4ad": {"batch_size": 2}}}, "mvtec:grid": {"iters": 9}},
+        task={
+            "oct2017": {"iters": 5},
+            "mvtec": {"iters": 7, "method": {"rd4ad": {"batch_size": 2}}},
+            "mvtec:grid": {"iters": 9},
+        },
     ).resolved()
     assert config.overrides("oct", "rd4ad")["iters"] == 5
     assert config.overrides("mvtec:bottle", "rd4ad") == {"iters": 7, "batch_size": 2}
-    assert config.overrides("mvtec:grid", "rd4ad") == {"iters": 9, "batch_size": 2}  # the class's own section wins over its family's
+    assert config.overrides("mvtec:grid", "rd4ad") == {
+        "iters": 9,
+        "batch_size": 2,
+    }  # the class's own section wins over its family's
     assert SweepConfig(tasks=["oct"], task={"OCT": {"iters": 3}}).resolved().overrides("oct", "rd4ad")["iters"] == 3
-    with pytest.raises(UserInputError, match=r"\[task.synth-fundsu\] names no task.*Did you mean \[task.synth-fundus\]"):
+    with pytest.raises(
+        UserInputError, match=r"\[task.synth-fundsu\] names no task.*Did you mean \[task.synth-fundus\]"
+    ):
         SweepConfig(tasks=["synth-fundus"], task={"synth-fundsu": {"iters": 3}}).resolved()
     with pytest.raises(UserInputError, match=r"\[method.rd4da\].*Did you mean 'rd4ad'"):
         SweepConfig(tasks=["synth-fundus"], methods=["rd4ad"], method={"rd4da": {"iters": 3}}).resolved()
@@ -415,7 +461,10 @@ def test_many_processes_released_at_once_never_both_hold_a_claim(tmp_path):
     processes, trials = 6, 15
     for trial in range(trials):
         start, done, winners = context.Barrier(processes), context.Barrier(processes), context.Value("i", 0)
-        workers = [context.Process(target=_contend, args=(tmp_path / str(trial), start, done, winners)) for _ in range(processes)]
+        workers = [
+            context.Process(target=_contend, args=(tmp_path / str(trial), start, done, winners))
+            for _ in range(processes)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -460,7 +509,9 @@ def test_every_option_is_checked_when_the_sweep_is_planned_with_its_toml_line(tm
     """Values out of range once gave a run marked finished with an untrained model, or failed only when
     the run started; now planning refuses them, naming the key and its line in the file."""
     toml = tmp_path / "sweep.toml"
-    toml.write_text(f'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nprofile = "demo"\nseeds = [0]\n{section}\n')
+    toml.write_text(
+        f'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nprofile = "demo"\nseeds = [0]\n{section}\n'
+    )
     number = toml.read_text().splitlines().index(line) + 1
     with pytest.raises(UserInputError, match=message) as error:
         plan_sweep(load_sweep_config(toml, out=str(tmp_path / "runs")))
@@ -476,7 +527,9 @@ def test_a_run_held_by_a_live_process_needs_no_resume(mini_sweep, tmp_path):
     folder = out / "synth-oct" / "rd4ad" / "seed-1"
     (folder / "status.json").write_text(json.dumps({"status": "running"}))
     (out / ".claims").mkdir(exist_ok=True)
-    (out / ".claims" / "synth-oct__rd4ad__seed-1").write_text(json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()}))
+    (out / ".claims" / "synth-oct__rd4ad__seed-1").write_text(
+        json.dumps({"host": "node-7", "pid": 1, "heartbeat": time.time()})
+    )
     specs = plan_sweep(mini_config(out))  # no --resume needed: that run is someone else's, and is skipped
     assert len(specs) == 8
 
@@ -495,11 +548,20 @@ def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
     config = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0])
     assert [o.status for o in run_sweep(config, progress=False)] == ["failed"]
     monkeypatch.setattr(rd4ad.RD4AD, "fit", real)
-    fixed = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0], method={"rd4ad": {"iters": 3, "batch_size": 4, "lr_decoder": 0.001}})
+    fixed = mini_config(
+        out,
+        tasks=["synth-oct"],
+        methods=["rd4ad"],
+        seeds=[0],
+        method={"rd4ad": {"iters": 3, "batch_size": 4, "lr_decoder": 0.001}},
+    )
     with pytest.raises(UserInputError, match="force=True"):
         run_sweep(fixed, resume=True, progress=False)
     assert [o.status for o in run_sweep(fixed, force=True, progress=False)] == ["finished"]
-    assert json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"] == 0.001
+    assert (
+        json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"]
+        == 0.001
+    )
 
 
 def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep, tmp_path):
@@ -522,13 +584,30 @@ def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep,
             subset = scores[(scores["label"] == 0) | (scores["category"] == row.subtype)]
             expected.append(roc_auc_score(subset["label"], subset["score"]))
         assert row.auroc == pytest.approx(np.mean(expected)) and row.low <= row.auroc <= row.high
-    means = statistics.intervals[(statistics.intervals["seed"] == MEAN) & (statistics.intervals["interval"] == "bootstrap")]
-    assert {"image_auroc", "pixel_auroc", "aupro", "sens_at_spec95_oracle", "sens_at_spec95_holdout", "threshold_gap"} <= set(means["metric"])
+    means = statistics.intervals[
+        (statistics.intervals["seed"] == MEAN) & (statistics.intervals["interval"] == "bootstrap")
+    ]
+    assert {
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "sens_at_spec95_oracle",
+        "sens_at_spec95_holdout",
+        "threshold_gap",
+    } <= set(means["metric"])
     assert (means["low"] <= means["high"]).all()
     report = root / "report"
     text = readme.read_text()
-    assert "Clinical operating points" in text and "Per-subtype image AUROC" in text and "(forest_synth-oct.png)" in text and "(pr.png)" in text
-    assert " [" in (report / "table.md").read_text() and "n (normal/abnormal/hold-out)" in (report / "table.md").read_text()
+    assert (
+        "Clinical operating points" in text
+        and "Per-subtype image AUROC" in text
+        and "(forest_synth-oct.png)" in text
+        and "(pr.png)" in text
+    )
+    assert (
+        " [" in (report / "table.md").read_text()
+        and "n (normal/abnormal/hold-out)" in (report / "table.md").read_text()
+    )
     assert ("image_auroc", "low") in pd.read_csv(report / "table.csv", header=[0, 1], index_col=[0, 1]).columns
     old = copy_sweep(mini_sweep, tmp_path)
     for folder in old.glob("*/*/seed-*"):
@@ -552,9 +631,18 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
     root, _, _ = mini_sweep
     done = finished(collect_results(root / "runs"))
     statistics = sweep_statistics(done, resamples=50)
-    drawn = [figures.roc_figure(done), figures.pr_figure(done), figures.auroc_figure(done), figures.score_figure(done), figures.loss_figure(done)]
+    drawn = [
+        figures.roc_figure(done),
+        figures.pr_figure(done),
+        figures.auroc_figure(done),
+        figures.score_figure(done),
+        figures.loss_figure(done),
+    ]
     drawn += [figures.examples_figure(done, task) for task in done["task"].unique()]
-    drawn += [figures.forest_figure(statistics.subtypes[statistics.subtypes["task"] == t], t) for t in statistics.subtypes["task"].unique()]
+    drawn += [
+        figures.forest_figure(statistics.subtypes[statistics.subtypes["task"] == t], t)
+        for t in statistics.subtypes["task"].unique()
+    ]
     with plt.rc_context(figures.STYLE):
         for figure in drawn:
             assert figure.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-6, figure.get_size_inches()
@@ -564,7 +652,8 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
 
 
 def test_a_table_never_mixes_runs_of_different_data(mini_sweep, tmp_path):
-    """Issue 11 item 2: each run records a fingerprint of its task's files; runs of one task on different files are refused together."""
+    """Issue 11 item 2: each run records a fingerprint of its task's files; runs of one task on different files are
+    refused together."""
     runs = copy_sweep(mini_sweep, tmp_path)
     records = sorted(runs.glob("synth-oct/*/seed-*/data.json"))
     assert records and all(json.loads(r.read_text())["files"] > 0 for r in records)
@@ -599,13 +688,26 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
     monkeypatch.setattr(runs_module, "write_json", write_json)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space left"):
-        train_run(get_task("synth-oct", **TINY_DATA), "patchcore", out, overrides={"image_size": 32, "embed_dim": 16}, progress=False)
+        train_run(
+            get_task("synth-oct", **TINY_DATA),
+            "patchcore",
+            out,
+            overrides={"image_size": 32, "embed_dim": 16},
+            progress=False,
+        )
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "failed" and "No space left" in status["error"]
     monkeypatch.undo()
     stale = out / ".checkpoint.pt.999999999.partial"  # a process that died mid-write
     stale.write_bytes(b"x" * 1000)
-    train_run(get_task("synth-oct", **TINY_DATA), "patchcore", out, overrides={"image_size": 32, "embed_dim": 16}, resume=True, progress=False)
+    train_run(
+        get_task("synth-oct", **TINY_DATA),
+        "patchcore",
+        out,
+        overrides={"image_size": 32, "embed_dim": 16},
+        resume=True,
+        progress=False,
+    )
     assert not stale.exists()
 
     runs = copy_sweep(mini_sweep, tmp_path)
@@ -622,13 +724,24 @@ def test_missing_weights_are_one_error_before_the_first_run(tmp_path, monkeypatc
     """Issue 11 item 16: a paper-profile sweep whose ImageNet weights cannot be had fails at planning,
     once, naming --weights; no run folder is written."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    monkeypatch.setattr("torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    monkeypatch.setattr(
+        "torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable"))
+    )
     options = {"image_size": 32, "crop_size": 32, "holdout": 0.25}
-    config = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", seeds=[0, 1, 2], options=options)
+    config = mini_config(
+        tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", seeds=[0, 1, 2], options=options
+    )
     with pytest.raises(UserInputError, match="cannot load ImageNet weights for wide_resnet50_2.*weights=PATH"):
         run_sweep(config, progress=False)
     assert not list((tmp_path / "runs").glob("*/*/seed-*"))
-    with_file = mini_config(tmp_path / "runs", tasks=["synth-oct"], methods=["patchcore"], profile="paper", weights=str(tmp_path / "w.pt"), options=options)
+    with_file = mini_config(
+        tmp_path / "runs",
+        tasks=["synth-oct"],
+        methods=["patchcore"],
+        profile="paper",
+        weights=str(tmp_path / "w.pt"),
+        options=options,
+    )
     with pytest.raises(UserInputError, match="weights file .* does not exist"):
         run_sweep(with_file, progress=False)
 

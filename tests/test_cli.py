@@ -16,7 +16,20 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["tasks"], ["data"], ["data", "check"], ["data", "prepare"], ["bench"], ["tables"], ["figures"], ["report"], ["train"], ["evaluate"]]
+    "command",
+    [
+        [],
+        ["tasks"],
+        ["data"],
+        ["data", "check"],
+        ["data", "prepare"],
+        ["bench"],
+        ["tables"],
+        ["figures"],
+        ["report"],
+        ["train"],
+        ["evaluate"],
+    ],
 )
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
@@ -27,7 +40,17 @@ def test_every_command_has_help_with_an_example(command):
 def test_tasks_table():
     result = runner.invoke(app, ["tasks"])
     assert result.exit_code == 0
-    for name in ("aptos", "oct2017", "isic:test", "mvtec:<class>", "visa:<class>", "folder:<path>", "synth-fundus", "synth-oct", "synth-skin"):
+    for name in (
+        "aptos",
+        "oct2017",
+        "isic:test",
+        "mvtec:<class>",
+        "visa:<class>",
+        "folder:<path>",
+        "synth-fundus",
+        "synth-oct",
+        "synth-skin",
+    ):
         assert name in result.output
 
 
@@ -36,7 +59,9 @@ def test_data_check_json_counts(tmp_path):
     result = runner.invoke(app, ["data", "check", "oct", "--data-root", str(tmp_path), "--json"])
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert report["task"] == "oct" and report["train"] == {"normal": 5} and report["test"] == {"normal": 2, "abnormal": 6}
+    assert (
+        report["task"] == "oct" and report["train"] == {"normal": 5} and report["test"] == {"normal": 2, "abnormal": 6}
+    )
     assert report["categories"]["test"]["CNV"] == 2 and report["ok"] and report["problems"] == []
 
 
@@ -64,7 +89,13 @@ def test_expand_variadic():
         "--data-root",
         "x",
     ]
-    assert expand_variadic(["bench", "--tasks", "a", "--tasks", "b"], ("--tasks",)) == ["bench", "--tasks", "a", "--tasks", "b"]
+    assert expand_variadic(["bench", "--tasks", "a", "--tasks", "b"], ("--tasks",)) == [
+        "bench",
+        "--tasks",
+        "a",
+        "--tasks",
+        "b",
+    ]
 
 
 TINY_TOML = """
@@ -105,7 +136,9 @@ def test_bench_on_a_real_layout_writes_runs_and_report(tmp_path):
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "report" / "README.md").is_file() and (tmp_path / "report" / "examples_mvtec-bottle.png").is_file()
+    assert (tmp_path / "report" / "README.md").is_file() and (
+        tmp_path / "report" / "examples_mvtec-bottle.png"
+    ).is_file()
     assert "1 finished" in result.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "1 skipped" in again.output
@@ -118,7 +151,9 @@ def test_bench_on_a_real_layout_writes_runs_and_report(tmp_path):
 def test_bench_refuses_broken_files_before_training(tmp_path):
     folder = layouts.mvtec(tmp_path)
     (folder / "train" / "good" / "001.png").write_bytes(b"junk")
-    result = runner.invoke(app, ["bench", "--tasks", "mvtec:bottle", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")])
+    result = runner.invoke(
+        app, ["bench", "--tasks", "mvtec:bottle", "--data-root", str(tmp_path), "--out", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 2 and "001.png" in result.output and "data check" in result.output
     assert not (tmp_path / "runs").exists()
 
@@ -139,11 +174,31 @@ def test_console_script_bench_with_several_values_per_flag(tmp_path):
     env = {**os.environ, "MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
     exe = os.path.join(os.path.dirname(sys.executable), "medrecontrast")
     (tmp_path / "sweep.toml").write_text(TINY_TOML)
-    command = [exe, "bench", "--tasks", "synth-oct", "synth-skin", "--seeds", "0", "1", "--config", "sweep.toml", "--out", "runs/mini", "--holdout", "0"]
+    command = [
+        exe,
+        "bench",
+        "--tasks",
+        "synth-oct",
+        "synth-skin",
+        "--seeds",
+        "0",
+        "1",
+        "--config",
+        "sweep.toml",
+        "--out",
+        "runs/mini",
+        "--holdout",
+        "0",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = pd.read_csv(tmp_path / "reports" / "mini" / "results.csv")
-    assert sorted(zip(results["task"], results["seed"])) == [("synth-oct", 0), ("synth-oct", 1), ("synth-skin", 0), ("synth-skin", 1)]
+    assert sorted(zip(results["task"], results["seed"])) == [
+        ("synth-oct", 0),
+        ("synth-oct", 1),
+        ("synth-skin", 0),
+        ("synth-skin", 1),
+    ]
     assert set(results["holdout"]) == {0}  # --holdout wins over the demo profile's 0.15
     assert "all training normals train" in (tmp_path / "reports" / "mini" / "README.md").read_text()
     result = subprocess.run([exe, "data", "check", "nope"], capture_output=True, text=True, env=env)
@@ -166,14 +221,25 @@ def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_
     """Issue 11 item 18: --profile and --executor showed <str>; method typos got no hint; no --device."""
     help_text = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
     assert "paper|demo" in help_text and "local|ray" in help_text and "--device" in help_text
-    flag_lines = [line for line in help_text.splitlines() if any(line.lstrip("│ ").startswith(f"--{flag} ") for flag in ("resume", "force", "no-report"))]
+    flag_lines = [
+        line
+        for line in help_text.splitlines()
+        if any(line.lstrip("│ ").startswith(f"--{flag} ") for flag in ("resume", "force", "no-report"))
+    ]
     assert len(flag_lines) == 3 and not any("<bool>" in line for line in flag_lines)  # flags take no value
     typo = runner.invoke(app, ["bench", "--methods", "rd4da", "--tasks", "synth-oct", "--out", str(tmp_path / "o")])
     assert typo.exit_code == 2 and "Did you mean 'rd4ad'" in typo.output
-    result = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "cpu", "--out", str(tmp_path / "run")])
+    result = runner.invoke(
+        app,
+        ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "cpu", "--out", str(tmp_path / "run")],
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["detector"]["device"] == "cpu"
-    bad = runner.invoke(app, ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "tpu", "--out", str(tmp_path / "bad")])
+    # issue 19: the device is where a run computes (its runtime), not part of what it is (its detector options)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["device"] == "cpu"
+    bad = runner.invoke(
+        app,
+        ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "tpu", "--out", str(tmp_path / "bad")],
+    )
     assert bad.exit_code == 2 and "device must be" in bad.output
 
 
@@ -182,7 +248,9 @@ def test_python_dash_m_runs_the_same_command_line():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "medrecontrast", "methods"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "medrecontrast", "methods"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "recontrast" in result.stdout.lower() and "patchcore" in result.stdout.lower()
 
@@ -195,7 +263,9 @@ def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owne
     import sys
 
     heavy = ("torch", "monai", "sklearn", "matplotlib", "torchvision", "pandas")
-    probe = f"import sys, medrecontrast.cli, medrecontrast.tasks; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    probe = (
+        f"import sys, medrecontrast.cli, medrecontrast.tasks; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
@@ -204,7 +274,11 @@ def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owne
     from medrecontrast.run import PROFILES
     from medrecontrast.tasks import DATA_ROOT_ENV
 
-    assert set(cli.PROFILE_NAMES) == set(PROFILES) and set(cli.EXECUTOR_NAMES) == set(EXECUTORS) and cli.DATA_ROOT_ENV == DATA_ROOT_ENV
+    assert (
+        set(cli.PROFILE_NAMES) == set(PROFILES)
+        and set(cli.EXECUTOR_NAMES) == set(EXECUTORS)
+        and cli.DATA_ROOT_ENV == DATA_ROOT_ENV
+    )
 
 
 def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path):
@@ -223,10 +297,16 @@ def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path)
     assert "iteration 5/10  loss" in result.output and "iteration 10/10" in result.output
     assert "ETA ~" in result.output  # the second run's line estimates the rest of the sweep
     log = (out / "bench.log").read_text()
-    assert "sweep runs: 2 run(s) planned (2 to do)" in log and "[2/2] synth-oct · rd4ad · seed 1" in log and "finished synth-oct__rd4ad__seed-1" in log
+    assert (
+        "sweep runs: 2 run(s) planned (2 to do)" in log
+        and "[2/2] synth-oct · rd4ad · seed 1" in log
+        and "finished synth-oct__rd4ad__seed-1" in log
+    )
     run = out / "synth-oct" / "rd4ad" / "seed-0"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    quiet = runner.invoke(app, ["bench", "--config", str(config), "--out", str(tmp_path / "quiet"), "--no-report", "--quiet"])
+    quiet = runner.invoke(
+        app, ["bench", "--config", str(config), "--out", str(tmp_path / "quiet"), "--no-report", "--quiet"]
+    )
     assert quiet.exit_code == 0 and "iteration" not in quiet.output and "[1/2]" not in quiet.output
     assert "[1/2]" in (tmp_path / "quiet" / "bench.log").read_text()
 
@@ -248,5 +328,14 @@ def test_loss_is_on_disk_while_training(tmp_path):
     data = [{"image": torch.rand(3, 8, 8)} for _ in range(8)]
     config = TrainingConfig(iters=10, batch_size=4, checkpoint_every=5, amp=False, device="cpu")
     with pytest.raises(RuntimeError, match="node lost"):
-        train_loop(model, {"adam": torch.optim.Adam(model.parameters())}, loss_fn, data, config, {"method": "toy"}, tmp_path / "checkpoint.pt", progress=False)
+        train_loop(
+            model,
+            {"adam": torch.optim.Adam(model.parameters())},
+            loss_fn,
+            data,
+            config,
+            {"method": "toy"},
+            tmp_path / "checkpoint.pt",
+            progress=False,
+        )
     assert len(pd.read_csv(tmp_path / "loss.csv")) == 5

@@ -20,7 +20,16 @@ import toy_detector  # noqa: E402,F401  (a contributor's method, as tests/test_a
 METHODS = registered_methods()
 _ADDED = {name: DETECTORS.pop(name) for name in set(DETECTORS) - _BUILT_IN}  # other tests see the built-in methods only
 # small, CPU-only settings for whichever of these options a method has (no method is named)
-SMALL = {"backbone": "resnet18", "pretrained": False, "device": "cpu", "amp": False, "iters": 2, "epochs": None, "batch_size": 4, "embed_dim": 16}
+SMALL = {
+    "backbone": "resnet18",
+    "pretrained": False,
+    "device": "cpu",
+    "amp": False,
+    "iters": 2,
+    "epochs": None,
+    "batch_size": 4,
+    "embed_dim": 16,
+}
 
 
 @pytest.fixture
@@ -40,11 +49,19 @@ def small_options(name: str, seed: int = 0) -> dict:
 
 def images(count: int, seed: int) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(3, 32, 32, generator=generator), "label": i % 2, "id": f"img{i}"} for i in range(count)]
+    return [
+        {"image": torch.rand(3, 32, 32, generator=generator), "label": i % 2, "id": f"img{i}"} for i in range(count)
+    ]
 
 
 def streams() -> tuple:
-    return random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    return (
+        random.getstate(),
+        np.random.get_state()[1].tolist(),
+        torch.get_rng_state(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
 
 
 @pytest.mark.parametrize("method", METHODS, indirect=True)
@@ -56,7 +73,10 @@ def test_every_method_keeps_the_contract(method, tmp_path):
     # options as typed keyword-only parameters (help() and an IDE show them)
     parameters = inspect.signature(cls).parameters
     assert set(parameters) == {f.name for f in dataclasses.fields(cls.Config)}
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.annotation is not inspect.Parameter.empty for p in parameters.values())
+    assert all(
+        p.kind is inspect.Parameter.KEYWORD_ONLY and p.annotation is not inspect.Parameter.empty
+        for p in parameters.values()
+    )
     # building (and later loading) leaves the caller's random streams and cuDNN's flags alone
     random.seed(7), np.random.seed(7), torch.manual_seed(7)
     before = streams()

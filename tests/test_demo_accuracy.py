@@ -19,7 +19,11 @@ from medrecontrast.tasks import get_task
 FLOOR = 0.65
 LONGER = {("synth-skin", "recontrast"): {"iters": 200, "batch_size": 16}}
 FLOORS = {("synth-skin", "recontrast"): 0.60}
-CASES = [(task, method) for task in ("synth-fundus", "synth-oct", "synth-skin") for method in ("recontrast", "rd4ad", "patchcore")]
+CASES = [
+    (task, method)
+    for task in ("synth-fundus", "synth-oct", "synth-skin")
+    for method in ("recontrast", "rd4ad", "patchcore")
+]
 
 
 @pytest.mark.slow

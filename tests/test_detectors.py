@@ -17,7 +17,11 @@ from medrecontrast.models.recontrast import ReContrast
 from medrecontrast.tasks import get_task
 
 SMALL = dict(backbone="resnet18", pretrained=False)
-FAST = {"recontrast": dict(iters=3, batch_size=4), "rd4ad": dict(iters=3, batch_size=4), "patchcore": dict(embed_dim=32)}
+FAST = {
+    "recontrast": dict(iters=3, batch_size=4),
+    "rd4ad": dict(iters=3, batch_size=4),
+    "patchcore": dict(embed_dim=32),
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,10 @@ def test_trainable_detectors_expose_their_module():
     assert list(optimisers) == ["decoder"] and isinstance(optimisers["decoder"], torch.optim.Adam)
     assert optimisers["decoder"].defaults["lr"] == 0.005 and optimisers["decoder"].defaults["betas"] == (0.5, 0.999)
     rc = detector.make_optimizers()
-    assert {k: (type(v).__name__, v.defaults["lr"]) for k, v in rc.items()} == {"decoder": ("AdamW", 2e-3), "encoder": ("AdamW", 1e-5)}
+    assert {k: (type(v).__name__, v.defaults["lr"]) for k, v in rc.items()} == {
+        "decoder": ("AdamW", 2e-3),
+        "encoder": ("AdamW", 1e-5),
+    }
 
 
 def test_foreign_files_are_refused(tiny_task, tmp_path):
@@ -79,7 +86,9 @@ def test_unknown_method_and_option():
 
 def test_missing_pretrained_weights_fail_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    monkeypatch.setattr("torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable")))
+    monkeypatch.setattr(
+        "torch.hub.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("network unreachable"))
+    )
     with pytest.raises(WeightsUnavailableError) as error:
         build_detector("patchcore", backbone="resnet18", pretrained=True)
     message = str(error.value)

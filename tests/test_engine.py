@@ -67,14 +67,18 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_train, tmp_path
 def test_resume_refuses_a_checkpoint_of_another_kind(tiny_train, tmp_path):
     rc(iters=2).fit(tiny_train, checkpoint=tmp_path / "c.pt", progress=False)
     rd = build_detector("rd4ad", backbone="resnet18", pretrained=False, iters=4, batch_size=4)
-    with pytest.raises(UserInputError, match="belongs to another run .*method: checkpoint has 'recontrast', this run 'rd4ad'"):
+    with pytest.raises(
+        UserInputError, match="belongs to another run .*method: checkpoint has 'recontrast', this run 'rd4ad'"
+    ):
         rd.fit(tiny_train, checkpoint=tmp_path / "c.pt", resume=True, progress=False)
 
 
 def test_nan_loss_stops_the_run_with_the_documented_error(tiny_train, tmp_path):
     detector = rc()
     original = detector.training_loss
-    detector.training_loss = lambda model, images, iteration: original(model, images, iteration) * (float("nan") if iteration == 3 else 1.0)
+    detector.training_loss = lambda model, images, iteration: (
+        original(model, images, iteration) * (float("nan") if iteration == 3 else 1.0)
+    )
     with pytest.raises(NonFiniteLossError, match="the loss became nan at iteration 3"):
         detector.fit(tiny_train, checkpoint=tmp_path / "n.pt", progress=False)
     assert load_checkpoint(tmp_path / "n.pt", {})["iteration"] == 2  # the last good checkpoint survives

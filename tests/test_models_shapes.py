@@ -32,10 +32,13 @@ def test_every_feature_and_reconstruction(backbone, size):
 
 
 def test_one_view_network_has_no_output_heads():
-    """RD4AD's de_resnet returns its layers' raw outputs: no 1x1 head set (de_resnet.py:260 returns [feature_c, feature_b, feature_a]; README "Paper fidelity")."""
+    """RD4AD's de_resnet returns its layers' raw outputs: no 1x1 head set (de_resnet.py:260 returns [feature_c,
+    feature_b, feature_a]; README "Paper fidelity")."""
     net = ReverseDistillationNet("resnet18", pretrained=False, two_views=False, train_encoder=False)
     assert net.frozen_encoder is None and len(net.decoder.heads) == 0
-    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.bias is not None for m in net.decoder.modules())
+    assert not any(
+        isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.bias is not None for m in net.decoder.modules()
+    )
     targets, outputs = net(torch.randn(2, 3, 64, 64))
     assert len(targets) == len(outputs) == 3
     assert all(not p.requires_grad for p in net.encoder.parameters())

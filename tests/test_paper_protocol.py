@@ -27,16 +27,26 @@ TINY_DATA = {"size": 32, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}
 
 
 def test_rd4ad_paper_schedule_is_200_epochs_of_batch_16():
-    """main.py: epochs = 200, batch_size = 16, DataLoader(shuffle=True) keeping the last batch; Adam 0.005, (0.5, 0.999)."""
+    """main.py: epochs = 200, batch_size = 16, DataLoader(shuffle=True) keeping the last batch; Adam 0.005, (0.5,
+    0.999)."""
     config = run_config(get_task("mvtec:bottle"), "rd4ad", 0, "paper")["detector"]
     assert (config["epochs"], config["iters"], config["batch_size"], config["drop_last"]) == (200, None, 16, False)
-    assert (config["optimizer"], config["lr_decoder"], config["betas"], config["grad_clip_norm"]) == ("adam", 0.005, [0.5, 0.999], None)
+    assert (config["optimizer"], config["lr_decoder"], config["betas"], config["grad_clip_norm"]) == (
+        "adam",
+        0.005,
+        [0.5, 0.999],
+        None,
+    )
     detector = build_detector("rd4ad", backbone="resnet18", pretrained=False, device="cpu", epochs=2)
     train, _ = task_datasets(get_task("synth-oct", **TINY_DATA).load(), image_size=32)
     detector.fit(train, progress=False)
     assert detector.iters_ == 2 * math.ceil(len(train) / 16) == len(detector.training_.losses)
     # an explicit iteration count replaces the epochs (never both)
-    assert run_config(get_task("mvtec:bottle"), "rd4ad", 0, "paper", {"iters": 50})["detector"] | {} == {**config, "iters": 50, "epochs": None}
+    assert run_config(get_task("mvtec:bottle"), "rd4ad", 0, "paper", {"iters": 50})["detector"] | {} == {
+        **config,
+        "iters": 50,
+        "epochs": None,
+    }
 
 
 def test_paper_profile_trains_on_every_normal_and_demo_holds_out():
@@ -48,7 +58,17 @@ def test_paper_profile_trains_on_every_normal_and_demo_holds_out():
 def test_a_run_records_every_resolved_option(tmp_path):
     """config.json holds every detector option (e.g. grad_clip_norm) and the task protocol, not only what differs."""
     config = run_config(get_task("aptos"), "recontrast", 0, "paper")
-    for key in ("grad_clip_norm", "drop_last", "lr_decoder", "lr_encoder", "weight_decay", "hard_mining_factor", "sigma", "map_reduction", "amp"):
+    for key in (
+        "grad_clip_norm",
+        "drop_last",
+        "lr_decoder",
+        "lr_encoder",
+        "weight_decay",
+        "hard_mining_factor",
+        "sigma",
+        "map_reduction",
+        "amp",
+    ):
         assert key in config["detector"], key
     assert config["task_protocol"]["options"] == {"n_train": 1000, "split_seed": 1}
 
@@ -66,7 +86,8 @@ def test_evaluate_refuses_a_run_whose_options_no_longer_resolve_alike(tmp_path, 
 
 def test_unified_recontrast_settings_are_the_multiclass_scripts():
     """recontrast_mvtec_multiclass.py: one AdamW with param groups (2e-3 / encoder 1e-5), wd 1e-5, eps 1e-10,
-    amsgrad, MultiStepLR x0.2 at 80 %, GELU decoder, encoder BN eval, drop_last, mean of 6 maps, 5x5 kernel σ 4, top 1 %."""
+    amsgrad, MultiStepLR x0.2 at 80 %, GELU decoder, encoder BN eval, drop_last, mean of 6 maps, 5x5 kernel σ 4, top
+    1 %."""
     config = run_config(get_task("mvtec-unified"), "recontrast", 0, "paper")["detector"]
     expected = {
         "iters": 5000,
@@ -88,19 +109,32 @@ def test_unified_recontrast_settings_are_the_multiclass_scripts():
     }
     assert {k: config[k] for k in expected} == expected
     detector = build_detector(
-        "recontrast", backbone="resnet18", pretrained=False, device="cpu", **{k: config[k] for k in expected if k not in ("iters", "batch_size")}
+        "recontrast",
+        backbone="resnet18",
+        pretrained=False,
+        device="cpu",
+        **{k: config[k] for k in expected if k not in ("iters", "batch_size")},
     )
     optimizers = detector.make_optimizers()
     assert list(optimizers) == ["decoder"]
     groups = optimizers["decoder"].param_groups
     assert [g["lr"] for g in groups] == [2e-3, 1e-5] and groups[0]["eps"] == 1e-10 and groups[0]["amsgrad"] is True
     assert any(isinstance(m, torch.nn.GELU) for m in detector.model.decoder.modules())
-    assert not any(isinstance(m, torch.nn.GELU) for m in detector.model.bottleneck.modules())  # replace_layers(decoder, ...) only
+    assert not any(
+        isinstance(m, torch.nn.GELU) for m in detector.model.bottleneck.modules()
+    )  # replace_layers(decoder, ...) only
 
 
 def test_lr_drops_by_gamma_at_the_milestone():
     detector = build_detector(
-        "recontrast", backbone="resnet18", pretrained=False, device="cpu", iters=5, batch_size=4, lr_milestone=0.8, optimizer="adamw_groups"
+        "recontrast",
+        backbone="resnet18",
+        pretrained=False,
+        device="cpu",
+        iters=5,
+        batch_size=4,
+        lr_milestone=0.8,
+        optimizer="adamw_groups",
     )
     seen = []
     original = detector.training_loss
@@ -115,11 +149,14 @@ def test_lr_drops_by_gamma_at_the_milestone():
     detector.training_loss = spy
     train, _ = task_datasets(get_task("synth-oct", **TINY_DATA).load(), image_size=32)
     detector.fit(train, progress=False)
-    assert [round(lrs[0], 6) for lrs in seen] == [0.002] * 4 + [0.0004]  # MultiStepLR(milestones=[int(5 * 0.8)], gamma=0.2)
+    assert [round(lrs[0], 6) for lrs in seen] == [0.002] * 4 + [
+        0.0004
+    ]  # MultiStepLR(milestones=[int(5 * 0.8)], gamma=0.2)
 
 
 def test_unified_maps_and_scores_by_hand():
-    """cal_anomaly_maps: the MEAN of the pair maps; get_gaussian_kernel(5, 4) with zero padding; top 1 % = int(0.01 N) largest."""
+    """cal_anomaly_maps: the MEAN of the pair maps; get_gaussian_kernel(5, 4) with zero padding; top 1 % = int(0.01 N)
+    largest."""
     a = torch.tensor([[[[1.0, 0.0]]]]).repeat(1, 1, 2, 2).permute(0, 3, 1, 2)  # unit vectors along channel 0 -> 1 - cos
     b = torch.tensor([[[[0.0, 1.0]]]]).repeat(1, 1, 2, 2).permute(0, 3, 1, 2)
     mean = anomaly_map([a, a], [a, b], (2, 2), reduction="mean")
@@ -173,7 +210,12 @@ def test_mini_unified_sweep_end_to_end(tmp_path, monkeypatch):
 def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     sweep = load_sweep_config(
-        REPO / "configs" / "ablation.toml", tasks=["synth-oct"], profile="demo", seeds=[0], out=str(tmp_path / "runs"), report=str(tmp_path / "report")
+        REPO / "configs" / "ablation.toml",
+        tasks=["synth-oct"],
+        profile="demo",
+        seeds=[0],
+        out=str(tmp_path / "runs"),
+        report=str(tmp_path / "report"),
     )
     sweep.options = {"image_size": 32, "holdout": 0.25, "iters": 2, "batch_size": 4}
     outcomes = run_sweep(sweep, progress=False)
@@ -182,8 +224,14 @@ def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
     assert list(results["method"]) == sweep.methods  # the ablation reads top to bottom in the sweep's order
     configs = {r.method: json.loads((Path(r.folder) / "config.json").read_text()) for r in results.itertuples()}
     assert configs["abl-1-frozen"]["method"] == "recontrast" and configs["abl-1-frozen"]["variant"] == "abl-1-frozen"
-    assert configs["abl-1-frozen"]["detector"]["train_encoder"] is False and configs["abl-3-global"]["detector"]["loss"] == "global"
-    assert configs["abl-5-two-views"]["detector"]["hard_mining_factor"] == 1.0 and configs["recontrast"]["detector"]["hard_mining_factor"] == 0.0
+    assert (
+        configs["abl-1-frozen"]["detector"]["train_encoder"] is False
+        and configs["abl-3-global"]["detector"]["loss"] == "global"
+    )
+    assert (
+        configs["abl-5-two-views"]["detector"]["hard_mining_factor"] == 1.0
+        and configs["recontrast"]["detector"]["hard_mining_factor"] == 0.0
+    )
     build_report(tmp_path / "runs", tmp_path / "report")
     table = (tmp_path / "report" / "table.md").read_text()
     assert all(name in table for name in sweep.methods)
@@ -203,7 +251,9 @@ def test_variants_are_checked_when_the_sweep_is_planned(tmp_path):
 
 def test_holdout_flag_on_train(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
-    result = CliRunner().invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--holdout", "0", "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--holdout", "0", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["holdout"] == 0
     assert not (tmp_path / "run" / "holdout_scores.csv").exists()

@@ -62,8 +62,13 @@ def test_patch_features_equal_the_released_aggregation(embed_dim):
     # ... and that is not what a plain 3x3 mean per channel then a channel pooling gives
     mean2, mean3 = (torch.nn.functional.avg_pool2d(f, 3, stride=1, padding=1) for f in (f2, f3))
     mean3 = torch.nn.functional.interpolate(mean3, size=mean2.shape[-2:], mode="bilinear", align_corners=False)
-    pooled = [torch.nn.functional.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), embed_dim) for f in (mean2, mean3)]
-    plain = torch.nn.functional.adaptive_avg_pool1d(torch.cat(pooled, dim=1).reshape(-1, 1, 2 * embed_dim), embed_dim).reshape(2, h * w, embed_dim)
+    pooled = [
+        torch.nn.functional.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, f.shape[1]), embed_dim)
+        for f in (mean2, mean3)
+    ]
+    plain = torch.nn.functional.adaptive_avg_pool1d(
+        torch.cat(pooled, dim=1).reshape(-1, 1, 2 * embed_dim), embed_dim
+    ).reshape(2, h * w, embed_dim)
     assert not torch.allclose(features, plain, atol=1e-3)
 
 
@@ -72,7 +77,9 @@ def test_mean_mapper_on_a_small_tensor_by_hand():
     (torch's floor/ceil rule), i.e. output 1 mixes channel 0's last offsets with none of channel 1,
     output 2 takes channel 1's first five offsets."""
     x = torch.arange(18, dtype=torch.float32)[None]
-    expected = torch.tensor([[sum(range(0, 5)) / 5, sum(range(4, 9)) / 5, sum(range(9, 14)) / 5, sum(range(13, 18)) / 5]])
+    expected = torch.tensor(
+        [[sum(range(0, 5)) / 5, sum(range(4, 9)) / 5, sum(range(9, 14)) / 5, sum(range(13, 18)) / 5]]
+    )
     torch.testing.assert_close(x @ adaptive_pool_matrix(18, 4), expected)
 
 
@@ -174,7 +181,9 @@ def test_memory_bank_subsamples_per_image_to_fit_the_budget():
 
 def test_candidate_ratio_draws_that_fraction_of_each_image():
     batches = [torch.randn(4, 100, 8) for _ in range(5)]
-    bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.01, projection_dim=4, candidate_ratio=0.1)
+    bank, stats = build_memory_bank(
+        iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.01, projection_dim=4, candidate_ratio=0.1
+    )
     assert stats["candidates_per_image"] == 10 and stats["candidates"] == 200 and bank.shape == (20, 8)
 
 
@@ -232,7 +241,9 @@ def test_peak_memory_stays_under_budget_on_a_large_feature_stream():
                 yield torch.randn(batch, patches, dim, generator=g)
         warm = next(stream()); del warm
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        bank, stats = build_memory_bank(stream(), images, budget_bytes=200 * 2**20, coreset_ratio=0.001, projection_dim=64)
+        bank, stats = build_memory_bank(
+            stream(), images, budget_bytes=200 * 2**20, coreset_ratio=0.001, projection_dim=64
+        )
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(after - before, stats["candidates_per_image"], bank.shape[0])
     """)
@@ -240,5 +251,7 @@ def test_peak_memory_stays_under_budget_on_a_large_feature_stream():
     grown, per_image, bank_size = map(int, result.stdout.split())
     total_features = 2000 * 784 * 256 * 4
     assert per_image < 784 and bank_size == math.ceil(0.001 * 2000 * 784)
-    assert grown < 200 * 2**20 + 8 * 784 * 256 * 4 * 2, f"peak grew by {grown / 2**20:.0f} MB"  # budget + two batches in flight
+    assert grown < 200 * 2**20 + 8 * 784 * 256 * 4 * 2, (
+        f"peak grew by {grown / 2**20:.0f} MB"
+    )  # budget + two batches in flight
     assert grown < total_features / 5

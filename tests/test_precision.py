@@ -35,7 +35,12 @@ def test_amp_modes():
         autocast(cpu, "fp8")
     assert loader_options(cpu, 0) == {"num_workers": 0, "pin_memory": False} == loader_options(cpu)
     assert 1 <= loader_options(cuda)["num_workers"] <= 8
-    assert loader_options(cuda, 2) == {"num_workers": 2, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}
+    assert loader_options(cuda, 2) == {
+        "num_workers": 2,
+        "pin_memory": True,
+        "persistent_workers": True,
+        "prefetch_factor": 4,
+    }
 
 
 def _relative_error(fast: np.ndarray, reference: np.ndarray) -> float:
@@ -100,7 +105,11 @@ def test_the_model_normalises_pixels_of_any_float_dtype():
     encoder normalises them, so float32 pixels of the same picture give the same predictions."""
     data = get_task("synth-oct", size=64, n_train=8, n_test_normal=3, n_test_abnormal=3).load()
     train, test = task_datasets(data, image_size=64, cache="memory")
-    assert train[1]["image"].dtype == torch.float16 and 0 <= float(train[1]["image"].min()) and float(train[1]["image"].max()) <= 1
+    assert (
+        train[1]["image"].dtype == torch.float16
+        and 0 <= float(train[1]["image"].min())
+        and float(train[1]["image"].max()) <= 1
+    )
 
     class AsFloat32(torch.utils.data.Dataset):
         def __init__(self, inner):

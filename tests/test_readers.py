@@ -129,7 +129,9 @@ def test_jpeg_exif_orientation_is_applied_so_masks_line_up(tmp_path):
     header = read_header(tmp_path / "photo.jpg")
     assert pixels.shape == (3, 96, 64) and (header.height, header.width) == (96, 64)
     assert pixels[:, :16].mean() > 0.9 and pixels[:, 20:].mean() < 0.1  # the band on top, as displayed
-    sample = image_dataset([item(tmp_path / "photo.jpg", 1, "DEFECT", tmp_path / "photo_mask.png")], 32, cache="none")[0]
+    sample = image_dataset([item(tmp_path / "photo.jpg", 1, "DEFECT", tmp_path / "photo_mask.png")], 32, cache="none")[
+        0
+    ]
     band = sample["image"].float().mean(0) > 0.5
     assert (band == sample["mask"][0].bool()).float().mean() > 0.95  # image and mask line up
 

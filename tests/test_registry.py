@@ -1,4 +1,5 @@
-"""Task names, aliases, expansion and the per-task settings of the released recontrast_<task>.py scripts (README "Paper fidelity")."""
+"""Task names, aliases, expansion and the per-task settings of the released recontrast_<task>.py scripts (README "Paper
+fidelity")."""
 
 import pytest
 
@@ -38,7 +39,14 @@ def test_hyperparameters_follow_the_paper(name, iters, batch, size, crop, bn, sc
 
     task = get_task(name)
     h = ReContrast.task_options(task)  # issue 19: a method's per-task settings live in its module
-    assert (h["iters"], h["batch_size"], task.image_size, task.crop_size, h["encoder_bn_train"], h["image_score"]) == (iters, batch, size, crop, bn, score)
+    assert (h["iters"], h["batch_size"], task.image_size, task.crop_size, h["encoder_bn_train"], h["image_score"]) == (
+        iters,
+        batch,
+        size,
+        crop,
+        bn,
+        score,
+    )
 
 
 def test_masks_by_protocol():
@@ -73,12 +81,15 @@ def test_unknown_options():
 
 def test_registry_rows_cover_every_name():
     rows = registry_rows()
-    assert len(rows) == 13 and {"task", "modality", "size", "masks"} <= set(rows[0])  # issue 19: method settings are listed by `methods`
+    assert len(rows) == 13 and {"task", "modality", "size", "masks"} <= set(
+        rows[0]
+    )  # issue 19: method settings are listed by `methods`
     assert all(n.split(":")[0].split(" ")[0] in " ".join(r["task"] for r in rows) for n in task_names())
 
 
 def test_unified_tasks():
-    """One model for all classes (recontrast_{mvtec,visa}_multiclass.py): 5000 x 16, encoder BN in eval, top-1 % score."""
+    """One model for all classes (recontrast_{mvtec,visa}_multiclass.py): 5000 x 16, encoder BN in eval, top-1 %
+    score."""
     mvtec = get_task("mvtec-unified")
     from medrecontrast.models.recontrast import ReContrast
 

@@ -33,28 +33,47 @@ def test_a_finished_sweep_is_extended_on_another_device_with_restated_defaults(t
     restated = one_task(
         out,
         seeds=[0, 1],
-        options={"image_size": 32, "holdout": 0.25, "threshold_quantile": 0.95, "num_workers": 0, "checkpoint_every": 50},
-        method={"rd4ad": {"iters": 3, "batch_size": 4, "optimizer": "adam", "lr_decoder": 0.005}, "patchcore": {"embed_dim": 32, "coreset_ratio": 0.1}},
+        options={
+            "image_size": 32,
+            "holdout": 0.25,
+            "threshold_quantile": 0.95,
+            "num_workers": 0,
+            "checkpoint_every": 50,
+        },
+        method={
+            "rd4ad": {"iters": 3, "batch_size": 4, "optimizer": "adam", "lr_decoder": 0.005},
+            "patchcore": {"embed_dim": 32, "coreset_ratio": 0.1},
+        },
         flags={"device": "cpu"},
     )
     second = run_sweep(restated, progress=False)
     status = {(o.method, o.seed): o.status for o in second}
-    assert status == {("rd4ad", 0): "skipped", ("patchcore", 0): "skipped", ("rd4ad", 1): "finished", ("patchcore", 1): "finished"}
+    assert status == {
+        ("rd4ad", 0): "skipped",
+        ("patchcore", 0): "skipped",
+        ("rd4ad", 1): "finished",
+        ("patchcore", 1): "finished",
+    }
     assert {k: v for k, v in model_stamps(out).items() if k in stamps} == stamps  # nothing retrained
     # the finished runs keep the record of where they ran; the new one records its own runtime
     assert read_run_config(out / "synth-oct/rd4ad/seed-0").runtime == Runtime()
     new = read_run_config(out / "synth-oct/rd4ad/seed-1")
     assert new.runtime.device == "cpu" and new.runtime.num_workers == 0 and new.sources["device"] == "flags"
     # the command line's --device is one more layer too
-    result = CliRunner().invoke(app, ["bench", "--config", str(_as_toml(restated, tmp_path / "sweep.toml")), "--device", "cpu", "--no-report", "-q"])
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--config", str(_as_toml(restated, tmp_path / "sweep.toml")), "--device", "cpu", "--no-report", "-q"],
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_a_changed_identity_field_is_still_refused_with_its_key(tmp_path):
     out = tmp_path / "runs"
     run_sweep(one_task(out, seeds=[0], methods=["patchcore"]), progress=False)
-    changed = one_task(out, seeds=[0], methods=["patchcore"], method={"patchcore": {"embed_dim": 32, "coreset_ratio": 0.5}})
-    with pytest.raises(UserInputError, match=r"holds another run \(detector\.coreset_ratio differ\).*force=True"):
+    changed = one_task(
+        out, seeds=[0], methods=["patchcore"], method={"patchcore": {"embed_dim": 32, "coreset_ratio": 0.5}}
+    )
+    with pytest.raises(UserInputError, match=r"another configuration \(detector\.coreset_ratio differ\).*force=True"):
         plan_sweep(changed)
 
 
@@ -66,7 +85,11 @@ def test_old_run_folders_of_format_3_are_read(tmp_path):
     path = out / "synth-oct/rd4ad/seed-0/config.json"
     current = json.loads(path.read_text())
     old = {k: v for k, v in current.items() if k not in ("runtime", "sources")}
-    old.update(format=3, detector={**current["detector"], **RunConfig.from_json(current).runtime.options_for("rd4ad")}, overrides={"iters": 3})
+    old.update(
+        format=3,
+        detector={**current["detector"], **RunConfig.from_json(current).runtime.options_for("rd4ad")},
+        overrides={"iters": 3},
+    )
     path.write_text(json.dumps(old))
     assert read_run_config(path.parent).identity() == RunConfig.from_json(current).identity()
     plan_sweep(one_task(out, seeds=[0], methods=["rd4ad"], flags={"device": "cpu"}))  # not refused
@@ -76,27 +99,48 @@ def test_old_run_folders_of_format_3_are_read(tmp_path):
 
 
 def test_one_documented_precedence_with_provenance():
-    config = mini_config(Path("/tmp/unused"), task={"synth-oct": {"iters": 5, "method": {"rd4ad": {"iters": 7}}}}, flags={"holdout": 0.3})
+    config = mini_config(
+        Path("/tmp/unused"), task={"synth-oct": {"iters": 5, "method": {"rd4ad": {"iters": 7}}}}, flags={"holdout": 0.3}
+    )
     layers = config.resolved().layers("synth-oct", "rd4ad")
-    assert [name for name, _ in layers] == ["[options]", "[method.rd4ad]", "[task.synth-oct]", "[task.synth-oct.method.rd4ad]", "flags"]
+    assert [name for name, _ in layers] == [
+        "[options]",
+        "[method.rd4ad]",
+        "[task.synth-oct]",
+        "[task.synth-oct.method.rd4ad]",
+        "flags",
+    ]
     run = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=layers)
-    assert run.detector["iters"] == 7 and run.detector["epochs"] is None and run.holdout == 0.3  # the flag wins over [options]
+    assert (
+        run.detector["iters"] == 7 and run.detector["epochs"] is None and run.holdout == 0.3
+    )  # the flag wins over [options]
     assert run.sources["iters"] == "[task.synth-oct.method.rd4ad]" and run.sources["holdout"] == "flags"
     assert run.sources["backbone"] == "(profile demo)"
     # identity leaves out the runtime and the provenance; the spelling of a default is not part of it
-    restated = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=[*layers, ("again", {"lr_decoder": 0.005, "device": "cpu"})])
+    restated = resolve_run_config(
+        "synth-oct", "rd4ad", 0, "demo", layers=[*layers, ("again", {"lr_decoder": 0.005, "device": "cpu"})]
+    )
     assert restated.identity() == run.identity() and restated != run
 
 
 def test_errors_name_the_key_the_layer_and_the_toml_line(tmp_path):
     toml = tmp_path / "sweep.toml"
-    toml.write_text('tasks = ["synth-oct"]\nmethods = ["rd4ad"]\n\n[method.rd4ad]\nbatch_size = 4\n\n[task.synth-oct]\niters = 0\n')
-    with pytest.raises(UserInputError, match=r"iters must be a positive integer.*set in \[task.synth-oct\].*sweep.toml, line 8: iters"):
+    toml.write_text(
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\n\n[method.rd4ad]\nbatch_size = 4\n\n[task.synth-oct]\niters = 0\n'
+    )
+    with pytest.raises(
+        UserInputError, match=r"iters must be a positive integer.*set in \[task.synth-oct\].*sweep.toml, line 8: iters"
+    ):
         plan_sweep(load_sweep_config(toml, out=str(tmp_path / "runs"), report=str(tmp_path / "report")))
     toml.write_text('tasks = ["synth-oct"]\n\n[method.rd4ad]\niter = 4\n')
-    with pytest.raises(UserInputError, match=r"line 4: unknown option 'iter' in \[method.rd4ad\]. Did you mean 'iters'\?"):
+    with pytest.raises(
+        UserInputError, match=r"line 4: unknown option 'iter' in \[method.rd4ad\]. Did you mean 'iters'\?"
+    ):
         load_sweep_config(toml)
-    with pytest.raises(UserInputError, match=r"unknown option 'coreset' for method 'patchcore' \(set in x\). Did you mean 'coreset_ratio'\?"):
+    with pytest.raises(
+        UserInputError,
+        match=r"unknown option 'coreset' for method 'patchcore' \(set in x\). Did you mean 'coreset_ratio'\?",
+    ):
         resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"coreset": 0.1})])
     with pytest.raises(UserInputError, match="device must be"):
         resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"device": "tpu"})])
@@ -106,9 +150,23 @@ def test_the_cli_names_flags_where_the_api_names_arguments(tmp_path):
     """Core messages speak the API (``force=True``); the command line says ``--force``."""
     from medrecontrast.cli import in_flags
 
-    assert in_flags("pass force=True to overwrite it or choose another out=DIR.") == "pass --force to overwrite it or choose another --out DIR."
+    assert (
+        in_flags("pass force=True to overwrite it or choose another out=DIR.")
+        == "pass --force to overwrite it or choose another --out DIR."
+    )
     folder = tmp_path / "run"
-    arguments = ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(folder), "--profile", "demo", "-q"]
+    arguments = [
+        "train",
+        "--task",
+        "synth-oct",
+        "--method",
+        "patchcore",
+        "--out",
+        str(folder),
+        "--profile",
+        "demo",
+        "-q",
+    ]
     env = {"MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
     assert CliRunner().invoke(app, arguments, env=env).exit_code == 0
     again = CliRunner().invoke(app, arguments, env=env)
@@ -126,6 +184,32 @@ def _as_toml(config: SweepConfig, path: Path) -> Path:
     for method, body in config.method.items():
         lines += [f"[method.{method}]", *(f"{k} = {value(v)}" for k, v in body.items())]
     for task, body in config.task.items():
-        lines += [f'[task.{task}.data]', *(f"{k} = {value(v)}" for k, v in body.get("data", {}).items())]
+        lines += [f"[task.{task}.data]", *(f"{k} = {value(v)}" for k, v in body.get("data", {}).items())]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_importing_the_bench_keeps_the_users_matplotlib_backend():
+    """Importing medrecontrast.bench used to force Agg, which broke a notebook's inline plots."""
+    import subprocess
+    import sys
+
+    script = "import matplotlib; matplotlib.use('svg'); import medrecontrast.bench; print(matplotlib.get_backend())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "svg", result.stderr[-2000:]
+
+
+def test_a_method_that_never_trains_does_not_import_the_training_engine():
+    """PatchCore, the detector base and prediction import the compute helpers, not the engine."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "medrecontrast"
+    for module in ("models/patchcore.py", "models/base.py", "run/prediction.py", "run/artefacts.py", "data/dataset.py"):
+        tree = ast.parse((package / module).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "medrecontrast.engine" not in imported, module
+    data_modules = [p for p in (package / "data").glob("*.py")]
+    for path in data_modules:  # data never imports tasks (the item vocabulary lives in data/items.py)
+        tree = ast.parse(path.read_text())
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not any(m.startswith("medrecontrast.tasks") for m in imported), path

@@ -30,7 +30,16 @@ def tiny_task():
 def test_run_folder_holds_everything(tmp_path):
     metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, overrides={"iters": 2}, progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.json", "environment.json", "checkpoint.pt", "model.pt", "loss.csv", "scores.csv", "metrics.json", "status.json"} <= files
+    assert {
+        "config.json",
+        "environment.json",
+        "checkpoint.pt",
+        "model.pt",
+        "loss.csv",
+        "scores.csv",
+        "metrics.json",
+        "status.json",
+    } <= files
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["method"] == "rd4ad" and config["seed"] == 1 and config["detector"]["iters"] == 2
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
@@ -114,10 +123,14 @@ def test_profiles():
 
 def test_cli_train_and_evaluate(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
-    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
+    result = runner.invoke(
+        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 0, result.output
     assert "image_auroc" in result.output and "pixel_auroc" in result.output
-    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")])
+    result = runner.invoke(
+        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2 and "--force" in result.output
     result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--force" in result.output  # a run with results is not re-scored silently
@@ -201,7 +214,9 @@ def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_run(tiny_task(), "rd4ad", tmp_path / "run", overrides={"iters": 2}, progress=False)
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "running"
-    result = runner.invoke(app, ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "2", "--out", str(tmp_path / "cli")])
+    result = runner.invoke(
+        app, ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "2", "--out", str(tmp_path / "cli")]
+    )
     assert result.exit_code == 130 and "--resume" in result.output
 
 
@@ -210,7 +225,15 @@ def test_environment_records_the_cpu_its_instruction_set_and_threads():
     from medrecontrast.run import environment
 
     recorded = environment()
-    assert recorded["cpu"] and recorded["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", "NO AVX", "VSX")
+    assert recorded["cpu"] and recorded["cpu_capability"] in (
+        "DEFAULT",
+        "AVX2",
+        "AVX512",
+        "ZVECTOR",
+        "SVE256",
+        "NO AVX",
+        "VSX",
+    )
     assert isinstance(recorded["torch_threads"], int) and recorded["cpu_cores"] >= 1
 
 
@@ -224,7 +247,14 @@ def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(t
     result = runner.invoke(app, ["data", "check", "mvtec:bottle", "--data-root", str(tmp_path)])
     assert result.exit_code == 0 and "1 abnormal test image(s) have no mask" in result.output
     with pytest.warns(UserWarning, match="1 abnormal test image"):
-        metrics = train_run("mvtec:bottle", "patchcore", tmp_path / "run", overrides={"embed_dim": 16}, data_root=tmp_path, progress=False)
+        metrics = train_run(
+            "mvtec:bottle",
+            "patchcore",
+            tmp_path / "run",
+            overrides={"embed_dim": 16},
+            data_root=tmp_path,
+            progress=False,
+        )
     assert metrics["masks_missing"] == 1 and 0 <= metrics["pixel_auroc"] <= 1 and "aupro" in metrics
 
 
@@ -258,14 +288,27 @@ def test_predict_scores_new_images_without_retraining(tmp_path):
     for name in ("a.png", "sub/b.png"):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "new" / name)
     Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(tmp_path / "c.jpg")
-    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "new"), str(tmp_path / "c.jpg"), "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--run",
+            str(tmp_path / "pc"),
+            str(tmp_path / "new"),
+            str(tmp_path / "c.jpg"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
     threshold = json.loads((tmp_path / "pc" / "metrics.json").read_text())["threshold_holdout"]
     assert sorted(scores["id"]) == ["a", "b", "c"] and np.isfinite(scores["score"]).all()
     assert (scores["label"] == np.where(scores["score"] >= threshold, "abnormal", "normal")).all()
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["a.png", "b.png", "c.png"]
-    again = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "c.jpg"), "--out", str(tmp_path / "out")])
+    again = runner.invoke(
+        app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "c.jpg"), "--out", str(tmp_path / "out")]
+    )
     assert again.exit_code == 2 and "not empty" in again.output
     (tmp_path / "notes.txt").write_text("x")
     bad = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "notes.txt")])
@@ -275,6 +318,11 @@ def test_predict_scores_new_images_without_retraining(tmp_path):
 def test_a_crop_larger_than_the_image_says_where_the_crop_came_from():
     """Seen preparing the GPU run: `image_size = 64` under the paper profile was refused with
     "224 > 64" and no word that 224 is PatchCore's paper crop."""
-    with pytest.raises(UserInputError, match="224 \\(from patchcore's paper profile\\) > 64 \\(set in overrides\\); set crop_size too"):
+    with pytest.raises(
+        UserInputError, match="224 \\(from patchcore's paper profile\\) > 64 \\(set in overrides\\); set crop_size too"
+    ):
         run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64})
-    assert run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64, "crop_size": 64})["crop_size"] == 64
+    assert (
+        run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64, "crop_size": 64})["crop_size"]
+        == 64
+    )

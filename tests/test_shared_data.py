@@ -118,7 +118,9 @@ def test_real_photos_through_the_pipeline(relative, crop):
     assert sample["image"].shape == (3, 64, 64) and torch.isfinite(sample["image"]).all()
     if crop:  # after the border crop, the fundus fills the square: bright centre, dark corners
         brightness = sample["image"].mean(0)
-        assert brightness[24:40, 24:40].mean() > brightness[:4, :4].mean() + 0.1  # pixels in [0, 1] (was 0.5 in ImageNet-normalised units)
+        assert (
+            brightness[24:40, 24:40].mean() > brightness[:4, :4].mean() + 0.1
+        )  # pixels in [0, 1] (was 0.5 in ImageNet-normalised units)
 
 
 def test_eyepacs_fundus_crop_fills_the_frame():

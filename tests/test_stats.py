@@ -28,7 +28,9 @@ def test_bootstrap_interval_covers_the_true_auroc_at_about_the_nominal_rate():
         covered_bootstrap += low <= 0.8 <= high
         _, low, high = stats.delong_interval(labels, scores)
         covered_delong += low <= 0.8 <= high
-    assert 0.88 <= covered_bootstrap / trials <= 0.99  # nominal 0.95; the percentile bootstrap runs a little narrow on 100 images
+    assert (
+        0.88 <= covered_bootstrap / trials <= 0.99
+    )  # nominal 0.95; the percentile bootstrap runs a little narrow on 100 images
     assert 0.90 <= covered_delong / trials <= 0.99
 
 
@@ -71,10 +73,16 @@ def test_paired_tests_give_one_for_identical_scores_and_a_small_p_for_different_
     _, weak = _simulated(0.6, 80, 80, rng)
     assert stats.delong_test(labels, good, good) == 1.0
     weights = stats.bootstrap_counts(labels, 500, seed=0)
-    same = stats.curve_metrics(labels, good, weights)["image_auroc"] - stats.curve_metrics(labels, good, weights)["image_auroc"]
+    same = (
+        stats.curve_metrics(labels, good, weights)["image_auroc"]
+        - stats.curve_metrics(labels, good, weights)["image_auroc"]
+    )
     assert stats.paired_p_value(same) == 1.0
     assert stats.delong_test(labels, good, weak) < 1e-4
-    differs = stats.curve_metrics(labels, good, weights)["image_auroc"] - stats.curve_metrics(labels, weak, weights)["image_auroc"]
+    differs = (
+        stats.curve_metrics(labels, good, weights)["image_auroc"]
+        - stats.curve_metrics(labels, weak, weights)["image_auroc"]
+    )
     assert stats.paired_p_value(differs) < 0.01
 
 
@@ -105,7 +113,9 @@ def test_curve_metrics_equal_scikit_learn_and_the_suite_metrics_at_unit_weights(
     assert result["image_auroc"][0] == pytest.approx(roc_auc_score(labels, scores))
     assert result["image_ap"][0] == pytest.approx(average_precision_score(labels, scores))
     oracle = metrics.threshold_metrics(labels, scores, metrics.oracle_threshold(labels, scores))
-    assert result["f1_oracle"][0] == pytest.approx(oracle["f1"]) and result["acc_oracle"][0] == pytest.approx(oracle["acc"])
+    assert result["f1_oracle"][0] == pytest.approx(oracle["f1"]) and result["acc_oracle"][0] == pytest.approx(
+        oracle["acc"]
+    )
 
 
 def test_pixel_statistics_give_the_exact_pixel_metrics_within_half_a_point():
@@ -128,4 +138,7 @@ def test_weighted_quantile_equals_numpy_on_the_expanded_sample():
 
 
 def test_chance_levels():
-    assert metrics.chance_level("f1_oracle", 0.5) == pytest.approx(2 / 3) and metrics.chance_level("image_auroc", 0.2) == 0.5
+    assert (
+        metrics.chance_level("f1_oracle", 0.5) == pytest.approx(2 / 3)
+        and metrics.chance_level("image_auroc", 0.2) == 0.5
+    )

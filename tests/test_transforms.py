@@ -29,7 +29,9 @@ def test_the_encoder_normalises_with_imagenet_statistics():
     features as normalising first and feeding an encoder without the step."""
     encoder = ResNetEncoder("resnet18", pretrained=False).eval()
     pixels = torch.rand(2, 3, 32, 32).half()
-    normalised = (pixels.float() - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    normalised = (pixels.float() - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+        1, 3, 1, 1
+    )
     with torch.no_grad():
         ours = encoder(pixels)
         by_hand = encoder.layer3(encoder.layer2(encoder.layer1(encoder.stem(normalised))))

@@ -46,7 +46,12 @@ class PooledKNN(Detector):
 
     @torch.no_grad()
     def fit(self, train, *, checkpoint=None, resume=False, progress=True) -> "PooledKNN":
-        features = torch.cat([self.encoder(batch_to_device(b["image"], self.device))[2] for b in DataLoader(train, batch_size=self.config.batch_size)])
+        features = torch.cat(
+            [
+                self.encoder(batch_to_device(b["image"], self.device))[2]
+                for b in DataLoader(train, batch_size=self.config.batch_size)
+            ]
+        )
         self.bank_, self.mean_map_ = features.mean(dim=(2, 3)), features.mean(dim=0, keepdim=True)
         self.images_seen_, self.fitted_ = len(train), True
         return self

@@ -33,7 +33,13 @@ def mask(height: int, width: int, box=(0, 0, 2, 2)) -> np.ndarray:
 
 
 def write_dicom(
-    path: Path, pixels: np.ndarray, *, slope: float = 1.0, intercept: float = 0.0, photometric: str = "MONOCHROME2", with_pixels: bool = True
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    photometric: str = "MONOCHROME2",
+    with_pixels: bool = True,
 ) -> Path:
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import (

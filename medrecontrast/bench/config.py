@@ -71,7 +71,9 @@ class SweepConfig:
     method: dict = field(default_factory=dict)  # method -> options
     task: dict = field(default_factory=dict)  # task -> options (+ "method" -> method -> options, + "data")
     variant: dict = field(default_factory=dict)  # variant name -> {"method": base method, **options}
-    flags: dict = field(default_factory=dict)  # the command line's settings (--device, --holdout): the last layer, over every section
+    flags: dict = field(
+        default_factory=dict
+    )  # the command line's settings (--device, --holdout): the last layer, over every section
     source: str | None = None  # the TOML file the settings came from (for error messages with its lines)
 
     def resolved(self) -> "SweepConfig":
@@ -89,13 +91,18 @@ class SweepConfig:
                 raise UserInputError(f"variant '{name}' needs method = \"<one of {', '.join(sorted(DETECTORS))}>\"")
             detector_class(body["method"])
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-                raise UserInputError(f"variant name '{name}' must be letters, digits, '-', '_' or '.' (it names a folder)")
+                raise UserInputError(
+                    f"variant name '{name}' must be letters, digits, '-', '_' or '.' (it names a folder)"
+                )
         for method in c.methods:
             if method not in c.variant:
                 detector_class(method)
         unused = sorted(set(c.variant) - set(c.methods))
         if unused:
-            raise UserInputError(f"variant(s) {', '.join(unused)} defined but not in methods ({', '.join(c.methods)}); add them to methods or remove them")
+            raise UserInputError(
+                f"variant(s) {', '.join(unused)} defined but not in methods ({', '.join(c.methods)}); add them to "
+                "methods or remove them"
+            )
         if c.executor not in EXECUTORS:
             raise UserInputError(f"unknown executor '{c.executor}'; choose one of {', '.join(EXECUTORS)}")
         if not c.tasks or not c.methods or not c.seeds:
@@ -176,7 +183,10 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
         except UserInputError:
             close = difflib.get_close_matches(key.lower(), planned, n=1, cutoff=0.6)
             hint = f" Did you mean [task.{close[0]}]?" if close else ""
-            raise UserInputError(f"[task.{key}] names no task (this sweep runs {', '.join(planned)}), so its settings would be ignored.{hint}") from None
+            raise UserInputError(
+                f"[task.{key}] names no task (this sweep runs {', '.join(planned)}), so its settings would be "
+                f"ignored.{hint}"
+            ) from None
         reached[key] = [n for n in names if n in planned]
     for key in sorted(sections, key=lambda k: -len(reached[k])):  # families first, so each task's own section wins
         for name in reached[key]:
@@ -185,7 +195,11 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
                 if option in ("method", "data") and isinstance(value, dict):
                     inner = merged.setdefault(option, {})
                     for sub, sub_value in value.items():
-                        inner[sub] = {**inner.get(sub, {}), **sub_value} if option == "method" and isinstance(sub_value, dict) else sub_value
+                        inner[sub] = (
+                            {**inner.get(sub, {}), **sub_value}
+                            if option == "method" and isinstance(sub_value, dict)
+                            else sub_value
+                        )
                 else:
                     merged[option] = value
     return resolved
@@ -194,13 +208,16 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
 def _check_method_sections(c: "SweepConfig") -> None:
     """``[method.M]`` and ``[task.T.method.M]`` must name a method or variant of the sweep, or a
     registered method (one a shared file configures although ``--methods`` left it out)."""
-    named = [(f"method.{m}", m) for m in c.method] + [(f"task.{t}.method.{m}", m) for t, body in c.task.items() for m in body.get("method", {})]
+    named = [(f"method.{m}", m) for m in c.method] + [
+        (f"task.{t}.method.{m}", m) for t, body in c.task.items() for m in body.get("method", {})
+    ]
     for section, method in named:
         if method not in c.methods and method not in DETECTORS:
             close = difflib.get_close_matches(method, c.methods, n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise UserInputError(
-                f"[{section}] names '{method}', which is not a method of this sweep ({', '.join(c.methods)}), so its settings would be ignored.{hint}"
+                f"[{section}] names '{method}', which is not a method of this sweep ({', '.join(c.methods)}), so its "
+                f"settings would be ignored.{hint}"
             )
 
 
@@ -217,12 +234,16 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
     known = {f.name: f for f in dataclasses.fields(SweepConfig)}
     for key, value in raw.items():
         if key not in known:
-            raise UserInputError(f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}")
+            raise UserInputError(
+                f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}"
+            )
         _check_type(path, text, key, value)
     for section in ("method", "task", "variant"):
         for name, body in raw.get(section, {}).items():
             if not isinstance(body, dict):
-                raise UserInputError(f"{path}, line {_line_of(text, name)}: [{section}.{name}] must be a table of options")
+                raise UserInputError(
+                    f"{path}, line {_line_of(text, name)}: [{section}.{name}] must be a table of options"
+                )
     for task, body in raw.get("task", {}).items():
         for inner in ("method", "data"):
             if inner in body and not isinstance(body[inner], dict):
@@ -245,21 +266,26 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
     for name, body in variants.items():
         if body.get("method") not in DETECTORS:
             raise UserInputError(
-                f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of {', '.join(sorted(DETECTORS))}, got {body.get('method')!r}"
+                f"{path}, line {_line_of(text, name)}: [variant.{name}] needs method = one of "
+                f"{', '.join(sorted(DETECTORS))}, got {body.get('method')!r}"
             )
     sections = [("options", raw.get("options", {}), any_method)]
     sections += [(f"method.{m}", body, allowed(m)) for m, body in raw.get("method", {}).items()]
     for task, body in raw.get("task", {}).items():
         sections.append((f"task.{task}", {k: v for k, v in body.items() if k not in ("method", "data")}, any_method))
         sections += [(f"task.{task}.method.{m}", b, allowed(m)) for m, b in body.get("method", {}).items()]
-    sections += [(f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, allowed(name)) for name, body in variants.items()]
+    sections += [
+        (f"variant.{name}", {k: v for k, v in body.items() if k != "method"}, allowed(name))
+        for name, body in variants.items()
+    ]
     for section, body, known in sections:
         for key in body:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 raise UserInputError(
-                    f"{path}, line {_line_of(text, key, section)}: unknown option '{key}' in [{section}].{hint} Known: {', '.join(sorted(known))}"
+                    f"{path}, line {_line_of(text, key, section)}: unknown option '{key}' in [{section}].{hint} "
+                    f"Known: {', '.join(sorted(known))}"
                 )
 
 
@@ -292,7 +318,9 @@ def _check_type(path: Path, text: str, key: str, value) -> None:
         or (key == "seeds" and not all(isinstance(s, int) for s in value))
         or (key in ("tasks", "methods") and not all(isinstance(s, str) for s in value))
     ):
-        wanted = {"seeds": "a list of integers", "tasks": "a list of names", "methods": "a list of names"}.get(key, getattr(expected, "__name__", "a number"))
+        wanted = {"seeds": "a list of integers", "tasks": "a list of names", "methods": "a list of names"}.get(
+            key, getattr(expected, "__name__", "a number")
+        )
         raise UserInputError(f"{path}, line {_line_of(text, key)}: '{key}' must be {wanted}, got {value!r}")
 
 

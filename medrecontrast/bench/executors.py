@@ -60,7 +60,12 @@ def execute_run(spec: RunSpec, progress: bool | int = True) -> Outcome:
         began = time.perf_counter()
         try:
             outcome.metrics = run_training(
-                spec.config, spec.folder, resume=status != "absent" and not spec.force, force=spec.force, data_root=spec.data_root, progress=progress
+                spec.config,
+                spec.folder,
+                resume=status != "absent" and not spec.force,
+                force=spec.force,
+                data_root=spec.data_root,
+                progress=progress,
             )
             outcome.status = "finished"
         except Exception as exc:  # recorded in the run's status.json by train_run; the sweep goes on
@@ -74,7 +79,9 @@ def _read_metrics(folder: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def run_local(specs: list[RunSpec], progress: bool | int = True, log: Path | None = None, quiet: bool = False) -> Iterator[Outcome]:
+def run_local(
+    specs: list[RunSpec], progress: bool | int = True, log: Path | None = None, quiet: bool = False
+) -> Iterator[Outcome]:
     """Run each spec in this process, printing one line per run with the sweep's elapsed time and
     ETA (each remaining run estimated by the mean duration of its method's finished runs, or of all
     runs), and its training progress; every line also goes to ``log`` (``bench.log``). ``quiet``
@@ -109,7 +116,12 @@ def say(text: str, log: Path | None, quiet: bool = False) -> None:
 
 
 def run_ray(
-    specs: list[RunSpec], address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: int = 1, log: Path | None = None, quiet: bool = False
+    specs: list[RunSpec],
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    cpus_per_run: int = 1,
+    log: Path | None = None,
+    quiet: bool = False,
 ) -> Iterator[Outcome]:
     """Submit every spec as a Ray task (one GPU each where the cluster has GPUs) and yield outcomes as they finish.
 
@@ -124,7 +136,13 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         options = {"num_cpus": os.cpu_count()} if address is None else {"address": address}
-        ray.init(**options, runtime_env={"env_vars": env} if env else None, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(
+            **options,
+            runtime_env={"env_vars": env} if env else None,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
     try:
         if gpus_per_run is None:
             gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -137,7 +155,14 @@ def run_ray(
             try:
                 outcome = ray.get(done[0])
             except Exception as exc:  # the worker itself died (out of memory, node lost)
-                outcome = Outcome(spec.key, spec.task, spec.method, spec.seed, status="failed", error=f"Ray worker failed: {type(exc).__name__}: {exc}")
+                outcome = Outcome(
+                    spec.key,
+                    spec.task,
+                    spec.method,
+                    spec.seed,
+                    status="failed",
+                    error=f"Ray worker failed: {type(exc).__name__}: {exc}",
+                )
             _report(outcome, log, quiet)
             yield outcome
     finally:
@@ -152,7 +177,12 @@ def _execute_quietly(spec: RunSpec) -> Outcome:
 def _report(outcome: Outcome, log: Path | None = None, quiet: bool = False) -> None:
     if outcome.status == "finished":
         auroc = outcome.metrics.get("image_auroc")
-        say(f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""), log, quiet)
+        say(
+            f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s"
+            + (f", image AUROC {auroc:.3f}" if auroc is not None else ""),
+            log,
+            quiet,
+        )
     elif outcome.status == "skipped":
         say(f"  [dim]already finished[/] {outcome.key}", log, quiet)
     elif outcome.status == "busy":

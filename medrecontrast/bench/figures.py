@@ -82,7 +82,9 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
     if statistics is not None:
         figures["critical_difference"] = critical_difference_figure(done)
         for task in statistics.subtypes["task"].unique():
-            figures[f"forest_{task_slug(task)}"] = forest_figure(statistics.subtypes[statistics.subtypes["task"] == task], task)
+            figures[f"forest_{task_slug(task)}"] = forest_figure(
+                statistics.subtypes[statistics.subtypes["task"] == task], task
+            )
     for task in done["task"].unique():
         figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
     written = {}
@@ -107,10 +109,21 @@ def roc_figure(done: pd.DataFrame):
                 for index, run in enumerate(runs.itertuples()):
                     scores = pd.read_csv(Path(run.folder) / "scores.csv")
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
-                    label = f"{display_name(method)} {runs['image_auroc'].mean():.3f}" + (f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else "")
-                    ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None)
+                    label = f"{display_name(method)} {runs['image_auroc'].mean():.3f}" + (
+                        f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else ""
+                    )
+                    ax.plot(
+                        fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None
+                    )
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8, label="chance")
-            ax.set(title=task, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
+            ax.set(
+                title=task,
+                xlabel="false positive rate",
+                ylabel="true positive rate",
+                xlim=(0, 1),
+                ylim=(0, 1.01),
+                aspect="equal",
+            )
             ax.legend(title="image AUROC", loc="lower right", frameon=False)
         figure.tight_layout()
     return figure
@@ -123,10 +136,28 @@ def auroc_figure(done: pd.DataFrame):
         methods = ordered_methods(done["method"])
         palette = {m: METHOD_COLORS[m] for m in methods}
         sns.barplot(
-            done, x="task", y="image_auroc", hue="method", hue_order=methods, palette=palette, errorbar="sd", capsize=0.1, err_kws={"linewidth": 1}, ax=ax
+            done,
+            x="task",
+            y="image_auroc",
+            hue="method",
+            hue_order=methods,
+            palette=palette,
+            errorbar="sd",
+            capsize=0.1,
+            err_kws={"linewidth": 1},
+            ax=ax,
         )
         sns.stripplot(
-            done, x="task", y="image_auroc", hue="method", hue_order=methods, dodge=True, palette={m: "0.15" for m in methods}, size=3, legend=False, ax=ax
+            done,
+            x="task",
+            y="image_auroc",
+            hue="method",
+            hue_order=methods,
+            dodge=True,
+            palette={m: "0.15" for m in methods},
+            size=3,
+            legend=False,
+            ax=ax,
         )
         ax.axhline(0.5, ls=":", color="grey", lw=0.8, label="chance")
         ax.set(ylabel="image AUROC", xlabel="", ylim=(min(0.45, max(0.0, done["image_auroc"].min() - 0.1)), 1.0))
@@ -146,7 +177,9 @@ def score_figure(done: pd.DataFrame):
     """Normal vs abnormal image-score distributions, one panel per task and method (first seed)."""
     tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
     with matplotlib.rc_context(STYLE):
-        figure, axes = _subplots(len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False)
+        figure, axes = _subplots(
+            len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False
+        )
         for row, task in enumerate(tasks):
             for col, method in enumerate(methods):
                 ax = axes[row, col]
@@ -171,12 +204,24 @@ def score_figure(done: pd.DataFrame):
                 )
                 metrics_file = Path(runs.iloc[0]["folder"]) / "metrics.json"
                 thresholds = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-                for key, style, label in (("threshold_oracle", "--", "oracle threshold"), ("threshold_holdout", ":", "hold-out threshold")):
+                for key, style, label in (
+                    ("threshold_oracle", "--", "oracle threshold"),
+                    ("threshold_holdout", ":", "hold-out threshold"),
+                ):
                     if thresholds.get(key) is not None:
                         ax.axvline(thresholds[key], color="black", ls=style, lw=0.9, label=label)
                 if row == 0 and col == len(methods) - 1:
-                    ax.legend([line for line in ax.get_lines()], [line.get_label() for line in ax.get_lines()], frameon=False, loc="upper right")
-                ax.set(title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density" if col == 0 else "")
+                    ax.legend(
+                        [line for line in ax.get_lines()],
+                        [line.get_label() for line in ax.get_lines()],
+                        frameon=False,
+                        loc="upper right",
+                    )
+                ax.set(
+                    title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})",
+                    xlabel="image score",
+                    ylabel="density" if col == 0 else "",
+                )
     figure.tight_layout()
     return figure
 
@@ -197,10 +242,18 @@ def loss_figure(done: pd.DataFrame):
                 runs = trained[(trained["method"] == method) & (trained["task"] == task)]
                 if runs.empty:
                     continue
-                curves = pd.concat([pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i) for i, f in enumerate(runs["folder"])], axis=1)
+                curves = pd.concat(
+                    [
+                        pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i)
+                        for i, f in enumerate(runs["folder"])
+                    ],
+                    axis=1,
+                )
                 smooth = curves.rolling(max(1, len(curves) // 30), min_periods=1).mean()
                 ax.plot(smooth.index, smooth.mean(axis=1), color=colours[task], label=task, lw=1.2)
-                ax.fill_between(smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=colours[task], alpha=0.2, lw=0)
+                ax.fill_between(
+                    smooth.index, smooth.min(axis=1), smooth.max(axis=1), color=colours[task], alpha=0.2, lw=0
+                )
             ax.set(title=f"{display_name(method)} objective", xlabel="iteration", ylabel="training loss")
             ax.legend(frameon=False)
         figure.tight_layout()
@@ -220,7 +273,15 @@ def pr_figure(done: pd.DataFrame):
                     precision, recall, _ = precision_recall_curve(scores["label"], scores["score"])
                     prevalence = float(scores["label"].mean())
                     label = f"{display_name(method)} {runs['image_ap'].mean():.3f}" if index == 0 else None
-                    ax.plot(recall, precision, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label, drawstyle="steps-post")
+                    ax.plot(
+                        recall,
+                        precision,
+                        color=METHOD_COLORS[method],
+                        alpha=0.8,
+                        lw=1.2,
+                        label=label,
+                        drawstyle="steps-post",
+                    )
             if prevalence is not None:
                 ax.axhline(prevalence, ls=":", color="grey", lw=0.8, label="chance")
             ax.set(title=task, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
@@ -243,12 +304,23 @@ def forest_figure(subtypes: pd.DataFrame, task: str):
                     continue
                 y = k + (m - (len(methods) - 1) / 2) * step
                 ax.plot([rows.at[kind, "low"], rows.at[kind, "high"]], [y, y], color=METHOD_COLORS[method], lw=1.4)
-                ax.plot(rows.at[kind, "auroc"], y, "o", color=METHOD_COLORS[method], ms=3.5, label=display_name(method) if k == 0 else None)
+                ax.plot(
+                    rows.at[kind, "auroc"],
+                    y,
+                    "o",
+                    color=METHOD_COLORS[method],
+                    ms=3.5,
+                    label=display_name(method) if k == 0 else None,
+                )
         ax.axvline(0.5, ls=":", color="grey", lw=0.8)
         counts = subtypes.drop_duplicates("subtype").set_index("subtype")["abnormal"]
         ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
         ax.invert_yaxis()
-        ax.set(xlabel="image AUROC against all test normals", title=f"{task}: per subtype", xlim=(min(0.4, subtypes["low"].min() - 0.02), 1.0))
+        ax.set(
+            xlabel="image AUROC against all test normals",
+            title=f"{task}: per subtype",
+            xlim=(min(0.4, subtypes["low"].min() - 0.02), 1.0),
+        )
         ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=min(3, len(methods)))
     return figure
 
@@ -276,7 +348,15 @@ def critical_difference_figure(done: pd.DataFrame):
         for i, (method, rank) in enumerate(order.items()):
             y = -0.25 * (i + 1)
             ax.plot([rank, rank], [0, y], color=METHOD_COLORS[method], lw=1)
-            ax.text(rank, y - 0.02, f"{display_name(method)} ({rank:.2f})", ha="center", va="top", fontsize=7, color=METHOD_COLORS[method])
+            ax.text(
+                rank,
+                y - 0.02,
+                f"{display_name(method)} ({rank:.2f})",
+                ha="center",
+                va="top",
+                fontsize=7,
+                color=METHOD_COLORS[method],
+            )
         # groups of methods whose average ranks lie within one critical difference
         values, previous_end, bars = order.to_numpy(), -1, 0
         for start in range(len(values)):
@@ -287,7 +367,9 @@ def critical_difference_figure(done: pd.DataFrame):
         ax.hlines(0.38, 1, 1 + cd, color="grey", lw=1.2)
         ax.text(1 + cd / 2, 0.41, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=7, color="grey")
         ax.set_axis_off()
-        title = f"Average rank over {len(table)} tasks (image AUROC)" + (f"; Friedman p = {friedman:.3g}" if np.isfinite(friedman) else "")
+        title = f"Average rank over {len(table)} tasks (image AUROC)" + (
+            f"; Friedman p = {friedman:.3g}" if np.isfinite(friedman) else ""
+        )
         ax.set_title(title, fontsize=8, pad=12)
     return figure
 
@@ -303,10 +385,14 @@ def examples_figure(done: pd.DataFrame, task: str):
     images, masks, labels, ids = first["images"], first["masks"], first["labels"], first["ids"]
     has_masks = bool(masks.any())
     columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
-    scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}  # one colour scale per method across rows
+    scales = {
+        m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()
+    }  # one colour scale per method across rows
     with matplotlib.rc_context(STYLE):
         side = min(1.6, MAX_WIDTH / (len(columns) + 0.4))
-        figure, axes = _subplots(len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False)
+        figure, axes = _subplots(
+            len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False
+        )
         for row, image in enumerate(images):
             panels = [("image", image, None)]
             if has_masks:

@@ -18,7 +18,14 @@ from medrecontrast.models import registered_methods
 
 UNKNOWN = "unknown"  # a planned run with no config.json: never started, or killed before it wrote one
 
-TIMINGS = ("train_s", "train_images_per_s", "train_peak_memory_mb", "inference_s", "images_per_s", "inference_peak_memory_mb")
+TIMINGS = (
+    "train_s",
+    "train_images_per_s",
+    "train_peak_memory_mb",
+    "inference_s",
+    "images_per_s",
+    "inference_peak_memory_mb",
+)
 
 
 def collect_results(out: str | Path) -> pd.DataFrame:
@@ -26,12 +33,21 @@ def collect_results(out: str | Path) -> pd.DataFrame:
     out = Path(out)
     marker = read_sweep_marker(out)
     if marker is None:
-        raise UserInputError(f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first.")
+        raise UserInputError(
+            f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first."
+        )
     rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
     present = {Path(row["folder"]).resolve() for row in rows}
     # planned runs that left no config.json (killed before it, or a full disk) are counted, not lost
     rows += [
-        {"task": p["task"], "method": p["method"], "base_method": p["method"], "seed": p["seed"], "status": UNKNOWN, "folder": str(out / p["folder"])}
+        {
+            "task": p["task"],
+            "method": p["method"],
+            "base_method": p["method"],
+            "seed": p["seed"],
+            "status": UNKNOWN,
+            "folder": str(out / p["folder"]),
+        }
         for p in marker.get("planned", [])
         if (out / p["folder"]).resolve() not in present
     ]
@@ -40,7 +56,11 @@ def collect_results(out: str | Path) -> pd.DataFrame:
     # methods and variants in the order the sweep lists them (an ablation reads top to bottom), then any others
     listed = marker.get("config", {}).get("methods") or registered_methods()
     order = {m: i for i, m in enumerate(dict.fromkeys([*listed, *registered_methods()]))}
-    frame = frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c, kind="stable")
+    frame = frame.sort_values(
+        ["task", "method", "seed"],
+        key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c,
+        kind="stable",
+    )
     return frame.reset_index(drop=True)
 
 
@@ -49,11 +69,15 @@ def _refuse_mixed_data(frame: pd.DataFrame) -> None:
     known = frame[frame["status"].eq("finished") & frame["data_fingerprint"].notna()]
     for task, runs in known.groupby("task"):
         if runs["data_fingerprint"].nunique() > 1:
-            groups = runs.groupby("data_fingerprint")["folder"].apply(lambda f: ", ".join(Path(x).relative_to(Path(x).parents[2]).as_posix() for x in f))
+            groups = runs.groupby("data_fingerprint")["folder"].apply(
+                lambda f: ", ".join(Path(x).relative_to(Path(x).parents[2]).as_posix() for x in f)
+            )
             listing = "; ".join(f"data {digest[:10]}: {folders}" for digest, folders in groups.items())
             raise UserInputError(
-                f"task {task}: its runs were trained or evaluated on different files ({listing}); a table would mix them. "
-                "Re-evaluate the odd runs on the same data (`medrecontrast evaluate --run DIR --force`) or rerun them (`bench --force`)."
+                f"task {task}: its runs were trained or evaluated on different files ({listing}); a table would mix "
+                "them. "
+                "Re-evaluate the odd runs on the same data (`medrecontrast evaluate --run DIR --force`) or rerun them "
+                "(`bench --force`)."
             )
 
 
@@ -113,7 +137,9 @@ def _row(folder: Path) -> dict:
         "batch_size": config["detector"].get("batch_size"),
         "device": environment.get("device"),
         "error": status.get("error"),
-        "data_fingerprint": json.loads((folder / "data.json").read_text()).get("sha256") if (folder / "data.json").is_file() else None,
+        "data_fingerprint": json.loads((folder / "data.json").read_text()).get("sha256")
+        if (folder / "data.json").is_file()
+        else None,
         "folder": str(folder),
     }
     row.update({name: metrics.get(name) for name in METRICS})

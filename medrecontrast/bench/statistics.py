@@ -33,6 +33,8 @@ def reference_methods() -> list[str]:
     """The methods that declare themselves the suite's reference (``Detector.reference``): each is also
     compared against every other method, not only against the best."""
     return [m for m in registered_methods() if DETECTORS[m].reference]
+
+
 MEAN = "mean"  # the ``seed`` of a seed-mean row
 
 
@@ -40,7 +42,9 @@ MEAN = "mean"  # the ``seed`` of a seed-mean row
 class SweepStatistics:
     """Every statistic of a sweep, as tidy frames (metric values are fractions, not percent)."""
 
-    intervals: pd.DataFrame  # task, method, seed (int or "mean"), metric, value, low, high, interval ("bootstrap" | "DeLong")
+    intervals: (
+        pd.DataFrame
+    )  # task, method, seed (int or "mean"), metric, value, low, high, interval ("bootstrap" | "DeLong")
     comparisons: pd.DataFrame  # task, metric, method, against, difference, p, p_holm, test, significant
     operating_points: pd.DataFrame  # task, method, seed, every OPERATING_POINTS key
     subtypes: pd.DataFrame  # task, subtype, method, abnormal, normal, auroc, auroc_std, low, high
@@ -49,9 +53,17 @@ class SweepStatistics:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    def interval(self, task: str, method: str, metric: str, seed="mean", kind: str = "bootstrap") -> tuple[float, float] | None:
+    def interval(
+        self, task: str, method: str, metric: str, seed="mean", kind: str = "bootstrap"
+    ) -> tuple[float, float] | None:
         rows = self.intervals
-        rows = rows[(rows["task"] == task) & (rows["method"] == method) & (rows["metric"] == metric) & (rows["seed"] == seed) & (rows["interval"] == kind)]
+        rows = rows[
+            (rows["task"] == task)
+            & (rows["method"] == method)
+            & (rows["metric"] == metric)
+            & (rows["seed"] == seed)
+            & (rows["interval"] == kind)
+        ]
         return None if rows.empty else (float(rows["low"].iloc[0]), float(rows["high"].iloc[0]))
 
 
@@ -69,7 +81,9 @@ class _Run:
     stored: dict  # the run's stored metrics (exact point values)
 
 
-def sweep_statistics(results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, seed: int = 0, level: float = stats.LEVEL) -> SweepStatistics:
+def sweep_statistics(
+    results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, seed: int = 0, level: float = stats.LEVEL
+) -> SweepStatistics:
     """Intervals, paired comparisons, operating points, per-subtype AUROC and test-set sizes of every task."""
     began = time.perf_counter()
     done = finished(results)
@@ -77,12 +91,21 @@ def sweep_statistics(results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, 
     for task in done["task"].unique():
         runs = [_load(row) for row in done[done["task"] == task].itertuples()]
         reference = runs[0]
-        same = [r for r in runs if len(r.labels) == len(reference.labels) and np.array_equal(r.labels, reference.labels)]
+        same = [
+            r for r in runs if len(r.labels) == len(reference.labels) and np.array_equal(r.labels, reference.labels)
+        ]
         if len(same) < len(runs):
-            notes.append(f"{task}: {len(runs) - len(same)} run(s) scored a different test set and were left out of its statistics")
+            notes.append(
+                f"{task}: {len(runs) - len(same)} run(s) scored a different test set and were left out of its "
+                "statistics"
+            )
         runs = same
         task_seed = seed + zlib.crc32(task.encode())
-        strata = reference.labels if reference.groups is None else np.char.add(reference.groups.astype(str), reference.labels.astype(str))
+        strata = (
+            reference.labels
+            if reference.groups is None
+            else np.char.add(reference.groups.astype(str), reference.labels.astype(str))
+        )
         weights = stats.bootstrap_counts(strata, resamples, task_seed)
         holdout_weights = None
         if reference.holdout is not None:
@@ -99,38 +122,101 @@ def sweep_statistics(results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, 
         samples: dict[str, dict[str, list[np.ndarray]]] = {}  # method -> metric -> per-seed samples (B,)
         values: dict[str, dict[str, list[float]]] = {}  # method -> metric -> per-seed point values
         for run in runs:
-            point = _run_metrics(run, np.ones((1, len(run.labels)), np.int32), None if run.holdout is None else np.ones((1, len(run.holdout)), np.int32))
+            point = _run_metrics(
+                run,
+                np.ones((1, len(run.labels)), np.int32),
+                None if run.holdout is None else np.ones((1, len(run.holdout)), np.int32),
+            )
             sampled = _run_metrics(run, weights, holdout_weights)
             for metric, resampled in sampled.items():
                 # the table's point value is the stored, exact metric where the run has it
                 value = run.stored.get(metric, float(point[metric][0]))
                 low, high = stats.percentile_interval(resampled, level)
-                intervals.append(dict(task=task, method=run.method, seed=run.seed, metric=metric, value=value, low=low, high=high, interval="bootstrap"))
+                intervals.append(
+                    dict(
+                        task=task,
+                        method=run.method,
+                        seed=run.seed,
+                        metric=metric,
+                        value=value,
+                        low=low,
+                        high=high,
+                        interval="bootstrap",
+                    )
+                )
                 samples.setdefault(run.method, {}).setdefault(metric, []).append(resampled)
                 values.setdefault(run.method, {}).setdefault(metric, []).append(value)
             auroc, low, high = stats.delong_interval(run.labels, run.scores, level)
-            intervals.append(dict(task=task, method=run.method, seed=run.seed, metric="image_auroc", value=auroc, low=low, high=high, interval="DeLong"))
-            points.append({"task": task, "method": run.method, "seed": run.seed, **{k: float(point[k][0]) for k in OPERATING_POINTS if k in point}})
+            intervals.append(
+                dict(
+                    task=task,
+                    method=run.method,
+                    seed=run.seed,
+                    metric="image_auroc",
+                    value=auroc,
+                    low=low,
+                    high=high,
+                    interval="DeLong",
+                )
+            )
+            points.append(
+                {
+                    "task": task,
+                    "method": run.method,
+                    "seed": run.seed,
+                    **{k: float(point[k][0]) for k in OPERATING_POINTS if k in point},
+                }
+            )
         by_method = {m: [r for r in runs if r.method == m] for m in dict.fromkeys(r.method for r in runs)}
         for method, method_runs in by_method.items():
             for metric, per_seed in samples[method].items():
                 low, high = stats.percentile_interval(np.mean(per_seed, axis=0), level)
                 value = float(np.mean(values[method][metric]))
-                intervals.append(dict(task=task, method=method, seed=MEAN, metric=metric, value=value, low=low, high=high, interval="bootstrap"))
+                intervals.append(
+                    dict(
+                        task=task,
+                        method=method,
+                        seed=MEAN,
+                        metric=metric,
+                        value=value,
+                        low=low,
+                        high=high,
+                        interval="bootstrap",
+                    )
+                )
             auroc, low, high = stats.delong_interval(reference.labels, [r.scores for r in method_runs], level)
-            intervals.append(dict(task=task, method=method, seed=MEAN, metric="image_auroc", value=auroc, low=low, high=high, interval="DeLong"))
+            intervals.append(
+                dict(
+                    task=task,
+                    method=method,
+                    seed=MEAN,
+                    metric="image_auroc",
+                    value=auroc,
+                    low=low,
+                    high=high,
+                    interval="DeLong",
+                )
+            )
         comparisons += _compare(task, by_method, samples, values, reference.labels)
         subtypes += _subtypes(task, by_method, level)
-    comparisons_frame = pd.DataFrame(comparisons, columns=["task", "metric", "method", "against", "difference", "p", "test", "p_holm", "significant"])
+    comparisons_frame = pd.DataFrame(
+        comparisons, columns=["task", "metric", "method", "against", "difference", "p", "test", "p_holm", "significant"]
+    )
     if len(comparisons_frame):
-        for (metric, test), rows in comparisons_frame.groupby(["metric", "test"]):  # one family per metric column and test
+        for (metric, test), rows in comparisons_frame.groupby(
+            ["metric", "test"]
+        ):  # one family per metric column and test
             comparisons_frame.loc[rows.index, "p_holm"] = stats.holm(rows["p"].to_numpy())
         comparisons_frame["significant"] = comparisons_frame["p_holm"] < ALPHA
     return SweepStatistics(
-        intervals=pd.DataFrame(intervals, columns=["task", "method", "seed", "metric", "value", "low", "high", "interval"]),
+        intervals=pd.DataFrame(
+            intervals, columns=["task", "method", "seed", "metric", "value", "low", "high", "interval"]
+        ),
         comparisons=comparisons_frame,
         operating_points=pd.DataFrame(points, columns=["task", "method", "seed", *OPERATING_POINTS]),
-        subtypes=pd.DataFrame(subtypes, columns=["task", "subtype", "method", "abnormal", "normal", "auroc", "auroc_std", "low", "high"]),
+        subtypes=pd.DataFrame(
+            subtypes, columns=["task", "subtype", "method", "abnormal", "normal", "auroc", "auroc_std", "low", "high"]
+        ),
         counts=pd.DataFrame(counts, columns=["task", "normal", "abnormal", "holdout", "prevalence"]),
         resamples=resamples,
         seconds=time.perf_counter() - began,
@@ -176,7 +262,9 @@ def _run_metrics(run: _Run, weights: np.ndarray, holdout_weights: np.ndarray | N
     return {k: np.mean([p[k] for p in parts], axis=0) for k in parts[0] if all(k in p for p in parts)}
 
 
-def _metrics_of(run: _Run, rows: np.ndarray, weights: np.ndarray, holdout_weights: np.ndarray | None) -> dict[str, np.ndarray]:
+def _metrics_of(
+    run: _Run, rows: np.ndarray, weights: np.ndarray, holdout_weights: np.ndarray | None
+) -> dict[str, np.ndarray]:
     labels, scores, w = run.labels[rows], run.scores[rows], weights[:, rows]
     out = stats.curve_metrics(labels, scores, w)
     if run.holdout is not None:
@@ -186,7 +274,9 @@ def _metrics_of(run: _Run, rows: np.ndarray, weights: np.ndarray, holdout_weight
         out["threshold_gap"] = out["f1_oracle"] - out["f1_holdout"]
         for specificity in stats.SPECIFICITIES:
             at = stats.weighted_quantile_rows(run.holdout, holdout_weights, specificity)
-            out[f"sens_at_spec{round(specificity * 100)}_holdout"] = stats.fixed_threshold_metrics(labels, scores, at, w)["sensitivity"]
+            out[f"sens_at_spec{round(specificity * 100)}_holdout"] = stats.fixed_threshold_metrics(
+                labels, scores, at, w
+            )["sensitivity"]
     if run.pixels is not None:
         pixels = {k: (v[rows] if k != "thresholds" else v) for k, v in run.pixels.items()}
         if pixels["abnormal_pixels"].sum() > 0:
@@ -214,10 +304,16 @@ def _compare(task: str, by_method: dict, samples: dict, values: dict, labels: np
         best = max(present, key=lambda m: means[m])
         pairs = [(m, best) for m in present if m != best]
         for reference in (m for m in reference_methods() if m in present):
-            pairs += [(reference, m) for m in present if m != reference and (reference, m) not in pairs and (m, reference) not in pairs]
+            pairs += [
+                (reference, m)
+                for m in present
+                if m != reference and (reference, m) not in pairs and (m, reference) not in pairs
+            ]
         for method, against in pairs:
             difference = np.mean(samples[method][metric], axis=0) - np.mean(samples[against][metric], axis=0)
-            base = dict(task=task, metric=metric, method=method, against=against, difference=means[method] - means[against])
+            base = dict(
+                task=task, metric=metric, method=method, against=against, difference=means[method] - means[against]
+            )
             rows.append({**base, "p": stats.paired_p_value(difference), "test": "paired bootstrap"})
             if metric == "image_auroc":
                 first, second = [r.scores for r in by_method[method]], [r.scores for r in by_method[against]]

@@ -165,7 +165,8 @@ class Claim:
         """Who holds the claim and how to clear it, for a user who believes it is left over."""
         holder = self.holder()
         return (
-            f"claimed by pid {holder.get('pid')} on {holder.get('host')}, heartbeat {holder.get('heartbeat', '?')}; if no such process "
+            f"claimed by pid {holder.get('pid')} on {holder.get('host')}, heartbeat {holder.get('heartbeat', '?')}; "
+            "if no such process "
             f"runs it, delete {self.path} (claims also expire {ttl():.0f} s after their last heartbeat)"
         )
 

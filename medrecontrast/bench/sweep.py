@@ -57,29 +57,51 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
             for seed in config.seeds:
                 try:
                     planned = resolve_run_config(
-                        task, base, seed, config.profile, layers=layers, weights=config.weights, variant=method if base != method else None
+                        task,
+                        base,
+                        seed,
+                        config.profile,
+                        layers=layers,
+                        weights=config.weights,
+                        variant=method if base != method else None,
                     )
-                except UserInputError as exc:  # a bad option: say which run and where it was set, before anything trains
+                except (
+                    UserInputError
+                ) as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 folder = run_folder(config.out, name, method, seed)
                 detector = planned.detector
-                if (detector.get("pretrained") or detector.get("weights")) and (force or run_status(folder)["status"] != "finished"):
+                if (detector.get("pretrained") or detector.get("weights")) and (
+                    force or run_status(folder)["status"] != "finished"
+                ):
                     needed.add((detector["backbone"], detector.get("weights")))
                 if not force:
                     _check_existing(folder, planned)
-                specs.append(RunSpec(config=planned, folder=str(folder), claims=str(Path(config.out) / ".claims"), data_root=config.data_root, force=force))
+                specs.append(
+                    RunSpec(
+                        config=planned,
+                        folder=str(folder),
+                        claims=str(Path(config.out) / ".claims"),
+                        data_root=config.data_root,
+                        force=force,
+                    )
+                )
     _check_weights(needed)
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
-    live = [s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()]  # another bench runs them now: they are skipped, not resumed
+    live = [
+        s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()
+    ]  # another bench runs them now: they are skipped, not resumed
     unfinished = [s for s in unfinished if s not in live]
     if live:
         console.print(
-            f"{len(live)} run(s) are running in another process and will be skipped: {', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
+            f"{len(live)} run(s) are running in another process and will be skipped: "
+            f"{', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
         )
     if unfinished and not resume and not force:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
         raise UserInputError(
-            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass resume=True to continue them, "
+            f"{len(unfinished)} run(s) in {config.out} are unfinished or failed ({listed}); pass resume=True to "
+            "continue them, "
             "force=True to redo them from scratch (e.g. with changed settings), or choose another out=DIR."
         )
     return specs
@@ -121,13 +143,19 @@ def _check_existing(folder: Path, planned: RunConfig) -> None:
     existing = read_run_config(folder)
     if existing.identity() != planned.identity():
         raise UserInputError(
-            f"{folder} holds another run ({', '.join(existing.differences(planned))} differ); redo the planned runs with these settings "
+            f"{folder} holds a run with another configuration ({', '.join(existing.differences(planned))} differ); "
+            "redo the planned runs with these settings "
             "with force=True (their old results are deleted), or choose another out=DIR for a different sweep."
         )
 
 
 def run_sweep(
-    config: SweepConfig, resume: bool = False, progress: bool | int = True, command: str | None = None, force: bool = False, quiet: bool = False
+    config: SweepConfig,
+    resume: bool = False,
+    progress: bool | int = True,
+    command: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
 ) -> list[Outcome]:
     """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
 
@@ -137,19 +165,37 @@ def run_sweep(
     config = config.resolved()
     specs = plan_sweep(config, resume=resume, force=force)
     out = Path(config.out)
-    planned = [{"task": s.task, "method": s.method, "seed": s.seed, "folder": Path(s.folder).relative_to(out).as_posix()} for s in specs]
+    planned = [
+        {"task": s.task, "method": s.method, "seed": s.seed, "folder": Path(s.folder).relative_to(out).as_posix()}
+        for s in specs
+    ]
     open_sweep_folder(
         out,
-        {"config": config.__dict__, "command": command, "environment": environment(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "planned": planned},
+        {
+            "config": config.__dict__,
+            "command": command,
+            "environment": environment(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "planned": planned,
+        },
     )
     log = out / "bench.log"
     todo = sum(run_status(s.folder)["status"] != "finished" or s.force for s in specs)
     say(
-        f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor {config.executor}"
-        + (f"; command: {command}" if command else ""),
+        f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor "
+        f"{config.executor}" + (f"; command: {command}" if command else ""),
         log,
         quiet=True,
     )
     if config.executor == "ray":
-        return list(run_ray(specs, address=config.address, gpus_per_run=config.gpus_per_run, cpus_per_run=config.cpus_per_run, log=log, quiet=quiet))
+        return list(
+            run_ray(
+                specs,
+                address=config.address,
+                gpus_per_run=config.gpus_per_run,
+                cpus_per_run=config.cpus_per_run,
+                log=log,
+                quiet=quiet,
+            )
+        )
     return list(run_local(specs, progress=progress, log=log, quiet=quiet))

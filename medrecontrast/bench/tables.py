@@ -45,7 +45,9 @@ def summary_frame(results: pd.DataFrame, statistics: SweepStatistics | None = No
     return summary
 
 
-def paper_table(results: pd.DataFrame, fmt: str = "markdown", statistics: SweepStatistics | None = None) -> pd.DataFrame:
+def paper_table(
+    results: pd.DataFrame, fmt: str = "markdown", statistics: SweepStatistics | None = None
+) -> pd.DataFrame:
     """Task × method rows, one ``mean ± std`` column per metric, the best mean per task in bold.
 
     With ``statistics``: each cell adds the 95 % bootstrap interval of the seed mean ``[lo, hi]``;
@@ -81,7 +83,10 @@ SIZES = "n (normal/abnormal/hold-out)"
 def _sizes(statistics: SweepStatistics, tasks: list[str]) -> list[str]:
     """The test normals, test abnormals and hold-out normals of each task, as the tables print them."""
     sizes = statistics.counts.set_index("task")
-    return [f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–" for t in tasks]
+    return [
+        f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–"
+        for t in tasks
+    ]
 
 
 def _interval(low: float, high: float, fmt: str = "markdown") -> str:
@@ -91,19 +96,30 @@ def _interval(low: float, high: float, fmt: str = "markdown") -> str:
 
 
 def _marks(statistics: SweepStatistics, task: str, method: str, metric: str, fmt: str, best: str | None) -> str:
-    """`` [lo, hi]`` of the seed mean, ``†`` where not significantly worse than the best, ``°`` where the interval includes chance."""
+    """`` [lo, hi]`` of the seed mean, ``†`` where not significantly worse than the best, ``°`` where the interval
+    includes chance."""
     bounds = statistics.interval(task, method, metric)
     text = ""
     if bounds is not None and not np.isnan(bounds[0]):
         text = _interval(*bounds, fmt)
-        prevalence = statistics.counts.set_index("task").at[task, "prevalence"] if task in set(statistics.counts["task"]) else 0.5
+        prevalence = (
+            statistics.counts.set_index("task").at[task, "prevalence"]
+            if task in set(statistics.counts["task"])
+            else 0.5
+        )
         chance = chance_level(metric, prevalence)
         if chance is not None and bounds[0] <= chance:
             text += "$^\\circ$" if fmt == "latex" else "°"
     if best is not None:
         rows = statistics.comparisons
         test = "DeLong" if metric == "image_auroc" else "paired bootstrap"
-        rows = rows[(rows["task"] == task) & (rows["metric"] == metric) & (rows["method"] == method) & (rows["against"] == best) & (rows["test"] == test)]
+        rows = rows[
+            (rows["task"] == task)
+            & (rows["metric"] == metric)
+            & (rows["method"] == method)
+            & (rows["against"] == best)
+            & (rows["test"] == test)
+        ]
         if len(rows) and not bool(rows["significant"].iloc[0]):
             text += "$^\\dagger$" if fmt == "latex" else "†"
     return text
@@ -140,7 +156,9 @@ def comparison_table(statistics: SweepStatistics) -> pd.DataFrame:
         p_holm=rows["p_holm"].map(lambda p: f"{p:.3g}"),
         significant=rows["significant"].map({True: "yes", False: "no"}),
     )
-    return out.rename(columns={"difference": "difference (points)", "p_holm": "p (Holm)", "significant": "p (Holm) < 0.05"})
+    return out.rename(
+        columns={"difference": "difference (points)", "p_holm": "p (Holm)", "significant": "p (Holm) < 0.05"}
+    )
 
 
 def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
@@ -149,11 +167,16 @@ def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     cells = [
-        f"{100 * r.auroc:.2f}" + (f" ± {100 * r.auroc_std:.2f}" if not np.isnan(r.auroc_std) else "") + _interval(r.low, r.high) + ("°" if r.low <= 0.5 else "")
+        f"{100 * r.auroc:.2f}"
+        + (f" ± {100 * r.auroc_std:.2f}" if not np.isnan(r.auroc_std) else "")
+        + _interval(r.low, r.high)
+        + ("°" if r.low <= 0.5 else "")
         for r in rows.itertuples()
     ]
     out = rows[["task", "subtype", "abnormal", "normal"]].assign(method=rows["method"], auroc=cells)
-    table = out.pivot_table(index=["task", "subtype", "abnormal", "normal"], columns="method", values="auroc", aggfunc="first", sort=False)
+    table = out.pivot_table(
+        index=["task", "subtype", "abnormal", "normal"], columns="method", values="auroc", aggfunc="first", sort=False
+    )
     table.columns = [str(c) for c in table.columns]
     return table.reset_index().rename(columns={"abnormal": "n abnormal", "normal": "n normal"})
 
@@ -168,7 +191,9 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for method in registered_methods():
         rows += _paper_rows(finished(results), method, DETECTORS[method].paper_results)
-    return pd.DataFrame(rows, columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"])
+    return pd.DataFrame(
+        rows, columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"]
+    )
 
 
 def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
@@ -183,7 +208,10 @@ def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
             continue
         classes = part["task"].nunique()
         label = family if classes_in_family is None else f"{family} (mean of {classes}/{classes_in_family} classes)"
-        per_seed = part.reindex(columns=["seed", *reference]).astype({m: float for m in reference}).groupby("seed").mean() * 100
+        per_seed = (
+            part.reindex(columns=["seed", *reference]).astype({m: float for m in reference}).groupby("seed").mean()
+            * 100
+        )
         for metric, paper in reference.items():
             values = per_seed[metric].dropna()
             if values.empty:
@@ -211,7 +239,13 @@ def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
         path = Path(run.folder) / "metrics.json"
         per_class = json.loads(path.read_text()).get("per_class", {}) if path.is_file() else {}
         rows += [
-            {"task": run.task, "class": name, "method": run.method, "seed": run.seed, **{m: values.get(m) for m in METRICS}}
+            {
+                "task": run.task,
+                "class": name,
+                "method": run.method,
+                "seed": run.seed,
+                **{m: values.get(m) for m in METRICS},
+            }
             for name, values in per_class.items()
         ]
     if not rows:
@@ -241,7 +275,9 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     return cost.round(1).reset_index()
 
 
-def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: SweepStatistics | None = None) -> dict[str, Path]:
+def write_tables(
+    results: pd.DataFrame, folder: str | os.PathLike, statistics: SweepStatistics | None = None
+) -> dict[str, Path]:
     """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``;
     the statistics (intervals, tests, operating points, subtypes) are computed here unless given."""
     folder = claim_report_folder(folder)
@@ -257,10 +293,17 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: S
     if parquet_available():
         save("results.parquet", lambda p: results.to_parquet(p, index=False))
     else:
-        warnings.warn(f"results.parquet not written: Parquet needs pyarrow (pip install 'medrecontrast[parquet]'); {PARQUET_NOTE}", stacklevel=2)
+        warnings.warn(
+            "results.parquet not written: Parquet needs pyarrow (pip install 'medrecontrast[parquet]'); "
+            f"{PARQUET_NOTE}",
+            stacklevel=2,
+        )
     markdown = paper_table(results, "markdown", statistics)
     save("table.md", lambda p: p.write_text(markdown.to_markdown(index=False) + "\n"))
-    save("table.tex", lambda p: p.write_text(paper_table(results, "latex", statistics).to_latex(index=False, escape=False) + "\n"))
+    save(
+        "table.tex",
+        lambda p: p.write_text(paper_table(results, "latex", statistics).to_latex(index=False, escape=False) + "\n"),
+    )
     save("table.csv", lambda p: summary_frame(results, statistics).to_csv(p))
     save("intervals.csv", lambda p: statistics.intervals.to_csv(p, index=False))
     for name, frame in (
@@ -272,7 +315,12 @@ def write_tables(results: pd.DataFrame, folder: str | os.PathLike, statistics: S
             save(f"{name}.md", lambda p, f=frame: p.write_text(f.to_markdown(index=False) + "\n"))
             save(f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     comparison = paper_comparison(results)
-    save("paper_comparison.md", lambda p: p.write_text(comparison.to_markdown(index=False) + "\n" if len(comparison) else no_reference() + "\n"))
+    save(
+        "paper_comparison.md",
+        lambda p: p.write_text(
+            comparison.to_markdown(index=False) + "\n" if len(comparison) else no_reference() + "\n"
+        ),
+    )
     save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
     per_class = per_class_table(results)
     if len(per_class):
@@ -295,8 +343,12 @@ def parquet_available() -> bool:
 
 def no_reference() -> str:
     """What the paper comparison says when no run of the sweep has a published number."""
-    published = "; ".join(f"{display_name(m)}: {', '.join(DETECTORS[m].paper_results)}" for m in registered_methods() if DETECTORS[m].paper_results)
-    return f"No task of this sweep has a published reference number ({published})."
+    published = "; ".join(
+        f"{display_name(m)}: {', '.join(DETECTORS[m].paper_results)}"
+        for m in registered_methods()
+        if DETECTORS[m].paper_results
+    )
+    return f"No task of this sweep has a reference number in a method's paper ({published})."
 
 
 def _cell(mean: float, std: float, bold: bool, fmt: str) -> str:

@@ -31,7 +31,9 @@ class CheckReport:
             ok=self.ok,
             checked="decoded" if self.deep else "headers",
             problems=self.problems,
-            fundus_crop="on the fly (run `medrecontrast data prepare aptos` to do it once)" if self.data.fundus_crop else None,
+            fundus_crop="on the fly (run `medrecontrast data prepare aptos` to do it once)"
+            if self.data.fundus_crop
+            else None,
         )
         return summary
 
@@ -45,7 +47,9 @@ def check_task_data(data: TaskData, deep: bool = False, progress: bool = True) -
     problems: list[dict] = []
     console = Console(stderr=True)
     splits = [("train", it) for it in data.train] + [("test", it) for it in data.test]
-    for split, record in track(splits, description=f"checking {data.task.name}", console=console, disable=not progress, transient=True):
+    for split, record in track(
+        splits, description=f"checking {data.task.name}", console=console, disable=not progress, transient=True
+    ):
         for problem in _item_problems(record, deep):
             problems.append({"split": split, "id": record["id"], **problem})
     return CheckReport(data, problems, deep)

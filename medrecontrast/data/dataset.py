@@ -15,7 +15,8 @@ from medrecontrast.errors import user_error_cause
 from medrecontrast.paths import cache_dir
 
 CACHE_MODES = ("disk", "memory", "none")
-PIPELINE_VERSION = 3  # part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known)
+# part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known)
+PIPELINE_VERSION = 3
 
 
 class ImageDataset(Dataset):
@@ -40,7 +41,10 @@ def item_key(signature: str):
     """
 
     def hash_item(item: dict) -> bytes:
-        stats = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) if p and os.path.exists(p) else None for p in (item.get("image"), item.get("mask"))]
+        stats = [
+            (os.stat(p).st_size, os.stat(p).st_mtime_ns) if p and os.path.exists(p) else None
+            for p in (item.get("image"), item.get("mask"))
+        ]
         payload = json.dumps([signature, item, stats], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest().encode()
 
@@ -58,7 +62,8 @@ def image_dataset(
     cache_root: str | os.PathLike | None = None,
     num_workers: int = 0,
 ) -> Dataset:
-    """A MONAI dataset yielding ``{"image": (3, S, S) float16 pixels in [0, 1], "mask": (1, S, S), "label", "id", ...}``.
+    """A MONAI dataset yielding ``{"image": (3, S, S) float16 pixels in [0, 1], "mask": (1, S, S), "label",
+    "id", ...}``.
 
     ``cache="disk"`` (default) keeps decoded, resized images as float16 tensors under
     ``cache_root`` (default: ``<cache folder>/decoded``), so neither a second epoch nor a second run
@@ -79,7 +84,9 @@ def image_dataset(
     return ImageDataset(decoded, transform=network_input(masks))
 
 
-def task_datasets(data: TaskData, image_size: int | None = None, crop_size: int | None = None, **kwargs) -> tuple[Dataset, Dataset]:
+def task_datasets(
+    data: TaskData, image_size: int | None = None, crop_size: int | None = None, **kwargs
+) -> tuple[Dataset, Dataset]:
     """Train and test datasets of a loaded task at its own sizes unless overridden."""
     task = data.task
     size = image_size or task.image_size

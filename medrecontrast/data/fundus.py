@@ -12,7 +12,9 @@ FUNDUS_MARGIN = 5
 FUNDUS_SIZE = 512
 
 
-def fundus_box(image: np.ndarray, threshold: float = FUNDUS_THRESHOLD, margin: int = FUNDUS_MARGIN) -> tuple[int, int, int] | None:
+def fundus_box(
+    image: np.ndarray, threshold: float = FUNDUS_THRESHOLD, margin: int = FUNDUS_MARGIN
+) -> tuple[int, int, int] | None:
     """``(top, left, side)`` of the square around the fundus, or None for an all-dark image.
 
     The fundus is the largest connected region whose channel sum exceeds ``threshold``; the square
@@ -42,6 +44,8 @@ def crop_fundus(image: np.ndarray, size: int = FUNDUS_SIZE) -> np.ndarray:
         square = np.zeros((image.shape[0], side, side), dtype=image.dtype)
         src_top, src_left = max(top, 0), max(left, 0)
         src_bottom, src_right = min(top + side, image.shape[1]), min(left + side, image.shape[2])
-        square[:, src_top - top : src_bottom - top, src_left - left : src_right - left] = image[:, src_top:src_bottom, src_left:src_right]
+        square[:, src_top - top : src_bottom - top, src_left - left : src_right - left] = image[
+            :, src_top:src_bottom, src_left:src_right
+        ]
         image = square
     return resize_square(image, size).numpy()

@@ -67,7 +67,8 @@ class TaskData:
             labels = Counter("abnormal" if it["label"] == ABNORMAL else "normal" for it in items)
             summary[split] = {k: labels[k] for k in ("normal", "abnormal") if labels[k]}
         summary["categories"] = {
-            split: dict(sorted(Counter(it.get("category", "") for it in items).items())) for split, items in (("train", self.train), ("test", self.test))
+            split: dict(sorted(Counter(it.get("category", "") for it in items).items()))
+            for split, items in (("train", self.train), ("test", self.test))
         }
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)

@@ -172,7 +172,9 @@ def _read_dicom(path, frame: int | None) -> np.ndarray:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", str(syntax))
         raise UnreadableImageError(
-            path, f"cannot decode DICOM pixel data in transfer syntax {name} ({exc}); compressed DICOM needs the decoders of pip install 'medrecontrast[dicom]'"
+            path,
+            f"cannot decode DICOM pixel data in transfer syntax {name} ({exc}); compressed DICOM needs the decoders "
+            "of pip install 'medrecontrast[dicom]'",
         ) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:

@@ -3,7 +3,8 @@
 Two chains, because caching pays only for the expensive part:
 
 ``preprocessing`` (deterministic, cached on disk or in memory): read the file (PNG/JPEG, DICOM,
-NIfTI; check mask sizes) -> [crop the fundus border] -> empty masks for normals -> resize (anti-aliased bilinear; masks nearest) -> [centre crop]; stored as float16 in
+NIfTI; check mask sizes) -> [crop the fundus border] -> empty masks for normals -> resize
+(anti-aliased bilinear; masks nearest) -> [centre crop]; stored as float16 in
 the source's channels (1 for grey, so a cached OCT scan costs a third of an RGB one).
 
 ``network_input`` (cheap, every epoch): grey -> 3 channels. Images stay the cached float16
@@ -120,7 +121,9 @@ class ResizeSquared(MapTransform):
         return d
 
 
-def preprocessing(image_size: int, crop_size: int | None = None, *, masks: bool = True, fundus_crop: bool = False) -> Compose:
+def preprocessing(
+    image_size: int, crop_size: int | None = None, *, masks: bool = True, fundus_crop: bool = False
+) -> Compose:
     """Decode and resize one item; deterministic, so its output can be cached."""
     keys = ("image", "mask") if masks else ("image",)
     steps = [ReadImaged(keys=keys)]
@@ -132,13 +135,18 @@ def preprocessing(image_size: int, crop_size: int | None = None, *, masks: bool 
         steps.append(CenterSpatialCropd(keys=keys, roi_size=(crop_size, crop_size)))
     if masks:
         steps.append(AsDiscreted(keys="mask", threshold=0.5))
-    steps.append(EnsureTyped(keys=keys, data_type="tensor", dtype=(torch.float16, torch.uint8)[: len(keys)], track_meta=False))
+    steps.append(
+        EnsureTyped(keys=keys, data_type="tensor", dtype=(torch.float16, torch.uint8)[: len(keys)], track_meta=False)
+    )
     return Compose(steps)
 
 
 def network_input(masks: bool = True) -> Compose:
     """Cached tensors -> what a detector takes: float16 RGB pixels in [0, 1] and a float32 mask."""
-    steps = [EnsureTyped(keys="image", data_type="tensor", dtype=torch.float16, track_meta=False), ToThreeChannelsd(keys="image")]
+    steps = [
+        EnsureTyped(keys="image", data_type="tensor", dtype=torch.float16, track_meta=False),
+        ToThreeChannelsd(keys="image"),
+    ]
     if masks:
         steps.insert(1, EnsureTyped(keys="mask", data_type="tensor", dtype=torch.float32, track_meta=False))
     return Compose(steps)

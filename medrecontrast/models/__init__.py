@@ -12,4 +12,12 @@ from medrecontrast.models.base import (
     registered_methods,
 )
 
-__all__ = ["DETECTORS", "Detector", "NotFittedError", "Predictions", "build_detector", "display_name", "registered_methods"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "NotFittedError",
+    "Predictions",
+    "build_detector",
+    "display_name",
+    "registered_methods",
+]

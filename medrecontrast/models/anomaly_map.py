@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def anomaly_map(targets: list[torch.Tensor], outputs: list[torch.Tensor], size: tuple[int, int], reduction: str = "sum") -> torch.Tensor:
+def anomaly_map(
+    targets: list[torch.Tensor], outputs: list[torch.Tensor], size: tuple[int, int], reduction: str = "sum"
+) -> torch.Tensor:
     """Sum (``cal_anomaly_map``, per-task scripts) or mean (``cal_anomaly_maps``, unified scripts) over
     feature pairs of 1 - cos (over channels), each upsampled bilinearly to ``size``: ``(B, 1, H, W)``."""
     if reduction not in ("sum", "mean"):

@@ -41,7 +41,9 @@ class ResNetEncoder(nn.Module):
     so datasets stay in pixel units and the arithmetic runs wherever the model runs.
     """
 
-    def __init__(self, backbone: str = "wide_resnet50_2", pretrained: bool = True, weights: str | os.PathLike | None = None):
+    def __init__(
+        self, backbone: str = "wide_resnet50_2", pretrained: bool = True, weights: str | os.PathLike | None = None
+    ):
         super().__init__()
         if backbone not in BACKBONES:
             raise UserInputError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
@@ -129,7 +131,8 @@ def _load_torchvision_weights(net: nn.Module, backbone: str) -> None:
 def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. {Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name})."
+            f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. "
+            f"{Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name})."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -139,7 +142,11 @@ def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
     try:
         missing, _ = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
-        raise WeightsUnavailableError(f"weights file {path} does not fit {backbone}: {str(exc).splitlines()[-1].strip()}") from exc
+        raise WeightsUnavailableError(
+            f"weights file {path} does not fit {backbone}: {str(exc).splitlines()[-1].strip()}"
+        ) from exc
     used = [k for k in missing if not k.startswith(("layer4.", "fc."))]
     if used:
-        raise WeightsUnavailableError(f"weights file {path} does not fit {backbone}: missing {len(used)} tensors, e.g. {used[0]}.")
+        raise WeightsUnavailableError(
+            f"weights file {path} does not fit {backbone}: missing {len(used)} tensors, e.g. {used[0]}."
+        )

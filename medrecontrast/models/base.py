@@ -44,7 +44,10 @@ def register_detector(name: str):
 
     def decorate(cls):
         if name in DETECTORS and DETECTORS[name] is not cls:
-            raise ValueError(f"a detector named '{name}' is already registered ({DETECTORS[name].__module__}.{DETECTORS[name].__qualname__})")
+            raise ValueError(
+                f"a detector named '{name}' is already registered "
+                f"({DETECTORS[name].__module__}.{DETECTORS[name].__qualname__})"
+            )
         cls.name = name
         options = inspect.signature(cls.Config).parameters.values()
         cls.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in options])
@@ -59,7 +62,10 @@ def detector_class(name: str) -> type["Detector"]:
     if name not in DETECTORS:
         close = difflib.get_close_matches(str(name).lower(), list(DETECTORS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UserInputError(f"unknown method '{name}'.{hint} Known methods: {', '.join(registered_methods())} (run `medrecontrast methods`).")
+        raise UserInputError(
+            f"unknown method '{name}'.{hint} Known methods: {', '.join(registered_methods())} (run `medrecontrast "
+            "methods`)."
+        )
     return DETECTORS[name]
 
 
@@ -154,7 +160,10 @@ class Detector:
         if unknown:
             close = {k: difflib.get_close_matches(k, fields, n=1) for k in unknown}
             hints = "".join(f" Did you mean '{c[0]}' for '{k}'?" for k, c in close.items() if c)
-            raise UserInputError(f"unknown option(s) {', '.join(unknown)} for method '{self.name}'.{hints} Known: {', '.join(sorted(fields))}")
+            raise UserInputError(
+                f"unknown option(s) {', '.join(unknown)} for method '{self.name}'.{hints} Known: "
+                f"{', '.join(sorted(fields))}"
+            )
         self.config = self.Config(**config)
         self.device = resolve_device(self.config.device)
         self.fitted_ = False
@@ -164,7 +173,14 @@ class Detector:
         self.train_seconds_: float | None = None  # training wall time over resumed segments (None: what fit took)
 
     # --- to implement ---------------------------------------------------------------------------
-    def fit(self, train: Dataset, *, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "Detector":
+    def fit(
+        self,
+        train: Dataset,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> "Detector":
         """Learn from the normal images of ``train``. ``checkpoint``/``resume``: where a method that
         trains over iterations keeps its state and whether to continue from it (others refit)."""
         raise NotImplementedError
@@ -184,7 +200,9 @@ class Detector:
     def predict(self, test: Dataset, batch_size: int = 16, num_workers: int | None = None) -> Predictions:
         """Scores and maps of every image of ``test``; a detector must be fitted (or loaded) first."""
         if not self.fitted_:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before predict.")
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before predict."
+            )
         ids, labels, scores, maps, masks, categories, known = [], [], [], [], [], [], []
         for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
             batch_scores, batch_maps = self.score_batch(batch_to_device(batch["image"], self.device))
@@ -194,7 +212,11 @@ class Detector:
             labels.append(torch.as_tensor(batch["label"]) if "label" in batch else torch.full((len(batch_scores),), -1))
             if "mask" in batch:
                 masks.append(batch["mask"][:, 0].to(torch.uint8))
-                known.append(torch.as_tensor(batch["mask_known"]).bool() if "mask_known" in batch else torch.ones(len(batch_scores), dtype=torch.bool))
+                known.append(
+                    torch.as_tensor(batch["mask_known"]).bool()
+                    if "mask_known" in batch
+                    else torch.ones(len(batch_scores), dtype=torch.bool)
+                )
             categories.extend(batch.get("category", []))
         return Predictions(
             ids=list(ids),
@@ -209,7 +231,12 @@ class Detector:
     def save(self, path: str | os.PathLike) -> None:
         """Write configuration and learned state to one file (atomically)."""
         atomic_torch_save(
-            {"format": DETECTOR_FORMAT, "method": self.name, "config": dataclasses.asdict(self.config), "state": self.state_dict()},
+            {
+                "format": DETECTOR_FORMAT,
+                "method": self.name,
+                "config": dataclasses.asdict(self.config),
+                "state": self.state_dict(),
+            },
             path,
         )
 

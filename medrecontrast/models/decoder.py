@@ -38,7 +38,15 @@ class DeBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64, activation: str = "relu"):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        upsample: nn.Module | None = None,
+        base_width: int = 64,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.conv1 = deconv2x2(inplanes, planes, stride) if stride == 2 else conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -59,7 +67,15 @@ class DeBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None, base_width: int = 64, activation: str = "relu"):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        upsample: nn.Module | None = None,
+        base_width: int = 64,
+        activation: str = "relu",
+    ):
         super().__init__()
         width = int(planes * (base_width / 64.0))
         self.conv1 = conv1x1(inplanes, width)
@@ -118,7 +134,12 @@ class ReverseResNet(nn.Module):
     """
 
     def __init__(
-        self, block: type[DeBasicBlock] | type[DeBottleneck], layers: tuple[int, int, int], base_width: int = 64, num_heads: int = 0, activation: str = "relu"
+        self,
+        block: type[DeBasicBlock] | type[DeBottleneck],
+        layers: tuple[int, int, int],
+        base_width: int = 64,
+        num_heads: int = 0,
+        activation: str = "relu",
     ):
         super().__init__()
         self.base_width, self.activation = base_width, activation
@@ -127,14 +148,21 @@ class ReverseResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, layers[1])
         self.layer3 = self._make_layer(block, 64, layers[2])
         channels = (64 * block.expansion, 128 * block.expansion, 256 * block.expansion)
-        self.heads = nn.ModuleList(nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels) for _ in range(num_heads))
+        self.heads = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels) for _ in range(num_heads)
+        )
         _init_weights(self)
 
     def _make_layer(self, block, planes: int, blocks: int) -> nn.Sequential:
-        upsample = nn.Sequential(deconv2x2(self.inplanes, planes * block.expansion), nn.BatchNorm2d(planes * block.expansion))
+        upsample = nn.Sequential(
+            deconv2x2(self.inplanes, planes * block.expansion), nn.BatchNorm2d(planes * block.expansion)
+        )
         layers = [block(self.inplanes, planes, 2, upsample, base_width=self.base_width, activation=self.activation)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, base_width=self.base_width, activation=self.activation) for _ in range(1, blocks)]
+        layers += [
+            block(self.inplanes, planes, base_width=self.base_width, activation=self.activation)
+            for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, head: int | None = 0) -> list[torch.Tensor]:
@@ -172,5 +200,7 @@ def bottleneck_and_decoder(backbone: str, num_heads: int, activation: str = "rel
     if backbone == "resnet18":
         return OCBE(BasicBlock, 2), ReverseResNet(DeBasicBlock, (2, 2, 2), num_heads=num_heads, activation=activation)
     if backbone == "wide_resnet50_2":
-        return OCBE(Bottleneck, 3, base_width=128), ReverseResNet(DeBottleneck, (3, 4, 6), base_width=128, num_heads=num_heads, activation=activation)
+        return OCBE(Bottleneck, 3, base_width=128), ReverseResNet(
+            DeBottleneck, (3, 4, 6), base_width=128, num_heads=num_heads, activation=activation
+        )
     raise ValueError(f"no reverse decoder for backbone '{backbone}'")

@@ -90,10 +90,21 @@ class PatchCoreConfig:
             raise UserInputError(f"candidate_ratio must be in (0, 1], got {self.candidate_ratio}")
         if not 0 < self.coreset_ratio <= 1:
             raise UserInputError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
-        require_positive_ints(self, "patch_size", "embed_dim", "projection_dim", "num_starting_points", "num_neighbors", "reweight_neighbors", "batch_size")
+        require_positive_ints(
+            self,
+            "patch_size",
+            "embed_dim",
+            "projection_dim",
+            "num_starting_points",
+            "num_neighbors",
+            "reweight_neighbors",
+            "batch_size",
+        )
         check_engineering_options(self)
         if self.patch_size % 2 == 0:
-            raise UserInputError(f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {self.patch_size}")
+            raise UserInputError(
+                f"patch_size must be odd (the released PatchMaker pads (p - 1) / 2), got {self.patch_size}"
+            )
 
 
 @register_detector("patchcore")
@@ -107,7 +118,12 @@ class PatchCore(Detector):
     def __init__(self, **config):
         super().__init__(**config)
         c = self.config
-        self.model = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).requires_grad_(False).eval().to(self.device)
+        self.model = (
+            ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights)
+            .requires_grad_(False)
+            .eval()
+            .to(self.device)
+        )
         self.memory_bank_: torch.Tensor | None = None
         self._index: NearestNeighbourIndex | None = None
         self._projections_cache: dict = {}
@@ -141,14 +157,14 @@ class PatchCore(Detector):
         stacked and pooled again to ``embed_dim`` (``Aggregator``). All poolings are linear, so each
         layer's share is one matrix ``P`` with ``x2 @ P2 + x3 @ P3`` equal to them; each column of ``P``
         averages a short window of rows, so it is applied as a sparse product (:class:`SparsePooling`)
-        rather than a dense one (measured: the dense product cost more than the encoder at 384
-        dimensions, and ``adaptive_avg_pool1d`` a third of a CPU batch)."""
+        rather than a dense one or ``adaptive_avg_pool1d`` (benchmarks/README.md, "Decisions measured in the code")."""
         key = (channels2, channels3, device)
         if key not in self._projections_cache:
             dim, area = self.config.embed_dim, self.config.patch_size**2
             merge = adaptive_pool_matrix(2 * dim, dim)
             self._projections_cache[key] = tuple(
-                SparsePooling.of(adaptive_pool_matrix(c * area, dim) @ m, device) for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
+                SparsePooling.of(adaptive_pool_matrix(c * area, dim) @ m, device)
+                for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
             )
         return self._projections_cache[key]
 
@@ -163,14 +179,14 @@ class PatchCore(Detector):
         self.memory_bank_, self.stats_ = build_memory_bank(
             batches,
             len(train),
-            int(c.memory_budget_gb * 2**30),
-            c.coreset_ratio,
-            c.projection_dim,
-            c.num_starting_points,
-            c.seed,
-            self.device,
-            c.candidate_ratio,
-            self.device_budget_bytes(),
+            budget_bytes=int(c.memory_budget_gb * 2**30),
+            coreset_ratio=c.coreset_ratio,
+            projection_dim=c.projection_dim,
+            num_starting_points=c.num_starting_points,
+            seed=c.seed,
+            device=self.device,
+            candidate_ratio=c.candidate_ratio,
+            device_budget_bytes=self.device_budget_bytes(),
         )
         self.images_seen_ = len(train)
         self.fitted_ = True
@@ -196,7 +212,9 @@ class PatchCore(Detector):
         k = min(self.config.num_neighbors, self.memory_bank_.shape[0])
         squared, nearest = self._index.search(features.reshape(-1, features.shape[-1]), k=k)
         patch_scores = squared.mean(dim=1).reshape(batch, h * w)
-        maps = F.interpolate(patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        maps = F.interpolate(
+            patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
         maps = gaussian_blur(maps, self.config.sigma)
         return self.image_scores(features, patch_scores, nearest[:, 0].reshape(batch, h * w)), maps[:, 0]
 
@@ -237,8 +255,8 @@ def adaptive_pool_matrix(in_features: int, out_features: int) -> torch.Tensor:
 class SparsePooling:
     """``x @ P`` over dim 1 of ``(B, K, L)`` tensors for a pooling matrix ``P`` (``K x D``) that is
     almost all zeros (each column averages a short window of rows), as one sparse (CSR) product per
-    image over ``P``'s non-zero columns: measured 6x faster than gathering the windows and 20x
-    faster than the dense product on the CPU (benchmarks/README.md, "Test pass on real images")."""
+    image over ``P``'s non-zero columns, faster on the CPU than gathering the windows or the dense
+    product (benchmarks/README.md, "Decisions measured in the code")."""
 
     def __init__(self, transposed: torch.Tensor):
         self.transposed = transposed  # (non-zero columns, K), sparse CSR
@@ -279,7 +297,11 @@ def candidates_per_image(
     bank = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
     search = FLOAT_BYTES * (projection_dim + 2)
     host_per_candidate = FLOAT_BYTES * dim + (search if device_budget is None else 0)
-    limits = [patches, math.ceil(candidate_ratio * patches), (int(host_budget * BUDGET_USABLE) - bank) // (host_per_candidate * num_images)]
+    limits = [
+        patches,
+        math.ceil(candidate_ratio * patches),
+        (int(host_budget * BUDGET_USABLE) - bank) // (host_per_candidate * num_images),
+    ]
     if device_budget is not None:
         limits.append((int(device_budget * BUDGET_USABLE) - bank) // (search * num_images))
     keep = min(limits)
@@ -287,7 +309,8 @@ def candidates_per_image(
         where = "memory_budget_gb" if limits[2] < 1 else "gpu_memory_budget_gb"
         raise UserInputError(
             f"the memory budget cannot hold one patch per image for {num_images} images of {patches} patches "
-            f"({host_per_candidate * num_images / 2**30:.2f} GiB per patch and image, {bank / 2**30:.2f} GiB for the bank); raise {where}."
+            f"({host_per_candidate * num_images / 2**30:.2f} GiB per patch and image, {bank / 2**30:.2f} GiB for the "
+            f"bank); raise {where}."
         )
     return keep
 
@@ -295,6 +318,7 @@ def candidates_per_image(
 def build_memory_bank(
     batches: Iterable[torch.Tensor],
     num_images: int,
+    *,
     budget_bytes: int,
     coreset_ratio: float = 0.1,
     projection_dim: int = 128,
@@ -333,7 +357,11 @@ def build_memory_bank(
             # two (a 13.6 GB array takes 16 GB), which broke the host budget on an H100 (benchmarks/README.md).
             candidates = torch.empty((num_images * keep, dim), dtype=torch.float32)
         for image in features:
-            chosen = image if keep == patches else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
+            chosen = (
+                image
+                if keep == patches
+                else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
+            )
             candidates[stored : stored + keep].copy_(chosen)
             stored += keep
     if candidates is None:
@@ -358,7 +386,9 @@ def _project(points: torch.Tensor, projection: torch.Tensor, chunk: int = 65536)
     return out
 
 
-def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0, chunk_rows: int = 2**20) -> torch.Tensor:
+def greedy_coreset(
+    points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0, chunk_rows: int = 2**20
+) -> torch.Tensor:
     """Indices of ``count`` points chosen by approximate greedy k-center selection.
 
     Each step takes the point farthest from everything chosen so far; the distances start as the
@@ -386,7 +416,9 @@ def greedy_coreset(points: torch.Tensor, count: int, num_starting_points: int = 
             distance.add_(offset).clamp_min_(0).sqrt_()
             torch.minimum(nearest[rows], distance, out=nearest[rows])
 
-    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].to(points.device)
+    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].to(
+        points.device
+    )
     nearest = torch.zeros(n, dtype=points.dtype, device=points.device)
     for index in starts.split(1):
         distances = torch.full_like(nearest, math.inf)

@@ -53,9 +53,8 @@ OPTIMIZERS = ("adamw", "adamw_groups", "adam")
 
 @dataclass(kw_only=True)
 class ReContrastConfig(TrainingConfig):
-    """ReContrast's options; the schedule and engineering options (iters or epochs, batch_size,
-    drop_last, seed, device, amp, channels_last, compile, cudnn_benchmark, num_workers,
-    checkpoint_every, grad_clip_norm, lr_milestone, lr_gamma) are the engine's :class:`TrainingConfig`."""
+    """ReContrast's options (``help(ReContrast)`` and ``medrecontrast methods`` list every one, typed);
+    the schedule and engineering options are inherited from the engine's :class:`TrainingConfig`."""
 
     backbone: str = "wide_resnet50_2"
     pretrained: bool = True
@@ -154,8 +153,10 @@ class ReContrast(Detector):
     reference = True
     random_weights_caveat = (
         "**ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
-        "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); without "
-        "ImageNet weights there are no features worth adapting, so its numbers here say nothing about the method. Run the "
+        "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); "
+        "without "
+        "ImageNet weights there are no features worth adapting, so its numbers here say nothing about the method. Run "
+        "the "
         "paper profile (ImageNet weights) to compare methods."
     )
     # ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
@@ -179,7 +180,11 @@ class ReContrast(Detector):
         if task.members:
             return {**UNIFIED, **UNIFIED_SCHEDULE}
         family, _, member = task.name.partition(":")
-        settings = {"encoder_bn_train": True, "image_score": "max", **TASK_SETTINGS.get(task.name, TASK_SETTINGS.get(family, FALLBACK_SETTINGS))}
+        settings = {
+            "encoder_bn_train": True,
+            "image_score": "max",
+            **TASK_SETTINGS.get(task.name, TASK_SETTINGS.get(family, FALLBACK_SETTINGS)),
+        }
         if member in BN_EVAL_CLASSES.get(family, ()):
             settings["encoder_bn_train"] = False
         return settings
@@ -203,7 +208,13 @@ class ReContrast(Detector):
         """The optimiser(s) ``config.optimizer`` names, over the decoder side and, where it learns, the encoder."""
         c = self.config
         groups = self.model.trainable_groups()
-        options = dict(betas=c.betas, weight_decay=c.weight_decay, eps=c.adam_eps, amsgrad=c.amsgrad, **fused_optimizer_options(self.device))
+        options = dict(
+            betas=c.betas,
+            weight_decay=c.weight_decay,
+            eps=c.adam_eps,
+            amsgrad=c.amsgrad,
+            **fused_optimizer_options(self.device),
+        )
         param_groups = [{"params": groups["decoder"], "lr": c.lr_decoder}]
         if "encoder" in groups:
             param_groups.append({"params": groups["encoder"], "lr": c.lr_encoder})
@@ -211,7 +222,10 @@ class ReContrast(Detector):
             return {"decoder": torch.optim.Adam(param_groups, lr=c.lr_decoder, **options)}
         if c.optimizer == "adamw_groups":
             return {"decoder": torch.optim.AdamW(param_groups, lr=c.lr_decoder, **options)}
-        return {name: torch.optim.AdamW(group["params"], lr=group["lr"], **options) for name, group in zip(("decoder", "encoder"), param_groups)}
+        return {
+            name: torch.optim.AdamW(group["params"], lr=group["lr"], **options)
+            for name, group in zip(("decoder", "encoder"), param_groups)
+        }
 
     def training_loss(self, model: ReverseDistillationNet, images: torch.Tensor, iteration: int) -> torch.Tensor:
         c = self.config
@@ -223,14 +237,25 @@ class ReContrast(Detector):
         if not c.two_views:
             return cosine_loss(targets, outputs, **options)
         # frozen features reconstructed from the trainable view, and trainable ones from the frozen view
-        return cosine_loss(targets[:3], outputs[:3], **options) / 2 + cosine_loss(targets[3:], outputs[3:], **options) / 2
+        return (
+            cosine_loss(targets[:3], outputs[:3], **options) / 2 + cosine_loss(targets[3:], outputs[3:], **options) / 2
+        )
 
-    def fit(self, train: Dataset, *, checkpoint: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> "ReContrast":
+    def fit(
+        self,
+        train: Dataset,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> "ReContrast":
         """Train on normal images; with ``checkpoint`` the state is saved there and ``resume`` continues it."""
         c = self.config
         self.iters_ = resolve_iterations(c, len(train))
         if c.calibrate_random_encoder and not (c.pretrained or c.weights):
-            encoders = [self.model.encoder] + ([self.model.frozen_encoder] if self.model.frozen_encoder is not None else [])
+            encoders = [self.model.encoder] + (
+                [self.model.frozen_encoder] if self.model.frozen_encoder is not None else []
+            )
             estimate_batchnorm_statistics(encoders, train, c.batch_size, self.device)
         optimizers = self.make_optimizers()
         self.training_ = train_loop(
@@ -239,7 +264,12 @@ class ReContrast(Detector):
             self.training_loss,
             train,
             c,
-            identity={"method": self.name, "backbone": c.backbone, "two_views": c.two_views, "train_encoder": c.train_encoder},
+            identity={
+                "method": self.name,
+                "backbone": c.backbone,
+                "two_views": c.two_views,
+                "train_encoder": c.train_encoder,
+            },
             checkpoint=checkpoint,
             resume=resume,
             progress=progress,
@@ -259,7 +289,11 @@ class ReContrast(Detector):
             targets, outputs = self.model(images)
         c = self.config
         maps = anomaly_map(targets, outputs, tuple(images.shape[-2:]), reduction=c.map_reduction)
-        maps = gaussian_blur(maps, c.sigma) if c.blur_kernel is None else gaussian_blur_kernel(maps, c.sigma, c.blur_kernel)
+        maps = (
+            gaussian_blur(maps, c.sigma)
+            if c.blur_kernel is None
+            else gaussian_blur_kernel(maps, c.sigma, c.blur_kernel)
+        )
         return image_scores(maps, self.config.image_score), maps[:, 0]
 
     def state_dict(self) -> dict:

@@ -47,7 +47,9 @@ class ReverseDistillationNet(nn.Module):
         self.frozen_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if two_views else None
         if not train_encoder:
             self.encoder.requires_grad_(False)
-        self.bottleneck, self.decoder = bottleneck_and_decoder(backbone, num_heads=2 if two_views else 0, activation=decoder_activation)
+        self.bottleneck, self.decoder = bottleneck_and_decoder(
+            backbone, num_heads=2 if two_views else 0, activation=decoder_activation
+        )
 
     def train(self, mode: bool = True) -> "ReverseDistillationNet":
         """Train mode for the bottleneck and decoder; encoders keep BatchNorm in eval where they must."""
@@ -68,7 +70,10 @@ class ReverseDistillationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if x.shape[-1] % SIZE_MULTIPLE or x.shape[-2] % SIZE_MULTIPLE:
             # The bottleneck halves layer3's grid once more; the decoder's doublings must land back on it.
-            raise UserInputError(f"reverse distillation needs image sides that are multiples of {SIZE_MULTIPLE}, got {tuple(x.shape[-2:])}")
+            raise UserInputError(
+                f"reverse distillation needs image sides that are multiples of {SIZE_MULTIPLE}, got "
+                f"{tuple(x.shape[-2:])}"
+            )
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             features = self.encoder(x)
         if not self.two_views:

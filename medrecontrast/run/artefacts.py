@@ -27,7 +27,9 @@ PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for i
 RESULT_FILES = ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD)
 
 
-def evaluate_detector(detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None) -> dict:
+def evaluate_detector(
+    detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None
+) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
     ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
@@ -65,7 +67,11 @@ def _save_pixel_statistics(predictions, path: Path) -> None:
     per-image AUPRO of each abnormal image rides along. Nothing is written for a task without masks."""
     if predictions.masks is None or not np.asarray(predictions.masks).any():
         return
-    known = np.ones(len(predictions.ids), bool) if predictions.mask_known is None else np.asarray(predictions.mask_known, bool)
+    known = (
+        np.ones(len(predictions.ids), bool)
+        if predictions.mask_known is None
+        else np.asarray(predictions.mask_known, bool)
+    )
     statistics = pixel_statistics(predictions.masks, predictions.maps)
     for key in ("normal_above", "abnormal_above", "region_overlap", "normal_pixels", "abnormal_pixels", "regions"):
         statistics[key][~known] = 0  # an image without its mask takes no part in the pixel metrics
@@ -97,7 +103,11 @@ def _save_examples(test, predictions, path: Path) -> None:
     """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
     chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
     images = np.stack([display_image(test[i]["image"]) for i in chosen])
-    masks = predictions.masks[chosen] if predictions.masks is not None else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
+    masks = (
+        predictions.masks[chosen]
+        if predictions.masks is not None
+        else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
+    )
     with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
         np.savez_compressed(
             handle,

@@ -46,7 +46,9 @@ PROFILES = {
     "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "holdout": 0.15},
 }
 
-RUN_FORMAT = 4  # 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
+RUN_FORMAT = (
+    4  # 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
+)
 READABLE_FORMATS = (3, 4)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # settings of the run, not of the detector
 
@@ -77,7 +79,9 @@ class Runtime:
             require_positive_ints(self, "threads")
         check_placement(self)
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise UserInputError("tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'")
+            raise UserInputError(
+                "tensorboard = true needs the tensorboard package: pip install 'medrecontrast[tensorboard]'"
+            )
 
     def options_for(self, method: str) -> dict:
         """The fields that ``method``'s detector takes as options of the same name."""
@@ -159,14 +163,19 @@ class RunConfig:
         found = payload.get("format")
         if found not in READABLE_FORMATS:
             raise UserInputError(
-                f"{where} holds a run of an incompatible version (format {found}; this version reads formats {', '.join(map(str, READABLE_FORMATS))}). "
+                f"{where} holds a run of an incompatible version (format {found}; this version reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}). "
                 "Rerun it with this version into a new folder (or with force=True into the same one)."
             )
         data = {k: v for k, v in payload.items() if k not in ("format", "overrides")}
         if found == 3:
             detector = dict(data["detector"])
             runtime = {k: detector.pop(k) for k in RUNTIME_FIELDS if k in detector}
-            data.update(detector=detector, runtime=runtime, sources={k: "recorded overrides" for k in payload.get("overrides") or {}})
+            data.update(
+                detector=detector,
+                runtime=runtime,
+                sources={k: "recorded overrides" for k in payload.get("overrides") or {}},
+            )
         runtime = Runtime(**data.pop("runtime", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -192,8 +201,9 @@ def detector_options(method: str) -> tuple[str, ...]:
 
 
 def accepted_keys(method: str) -> set[str]:
-    """Every key a layer may set for a run of ``method``: run keys, the method's options, ``threads``."""
-    return set(RUN_KEYS) | set(detector_options(method)) | {"threads"}
+    """Every key a layer may set for a run of ``method``: run keys, the method's options but ``seed`` (a
+    run's own argument), and ``threads``."""
+    return (set(RUN_KEYS) | set(detector_options(method)) | {"threads"}) - {"seed"}
 
 
 def default_profile(tasks) -> str:
@@ -208,7 +218,8 @@ def default_profile(tasks) -> str:
     if not any(built_in):
         return "paper"
     raise UserInputError(
-        f"tasks {', '.join(map(str, tasks))} mix built-in tasks (demo profile by default) and real data (paper profile by default); "
+        f"tasks {', '.join(map(str, tasks))} mix built-in tasks (demo profile by default) and real data (paper "
+        "profile by default); "
         "name one as profile='demo' or profile='paper'."
     )
 
@@ -245,24 +256,47 @@ def resolve_run_config(
 
     def apply(layer: str, given: Mapping[str, Any]) -> None:
         if "seed" in given:
-            raise UserInputError(f"seed: a run's seed is its own argument (a sweep's seeds), not an option (set in {layer}).")
+            raise UserInputError(
+                f"seed is a run's own argument (a sweep's seeds), not an option (set in {layer})."
+            )
         unknown = sorted(set(given) - accepted_keys(method))
         if unknown:
             key = unknown[0]
             close = difflib.get_close_matches(key, sorted(accepted_keys(method)), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UserInputError(f"unknown option '{key}' for method '{method}' (set in {layer}).{hint} Known: {', '.join(sorted(accepted_keys(method)))}")
+            raise UserInputError(
+                f"unknown option '{key}' for method '{method}' (set in {layer}).{hint} Known: "
+                f"{', '.join(sorted(accepted_keys(method)))}"
+            )
         before = dict(values)
         values.update(apply_schedule(values, dict(given)) if schedule else given)
-        cleared = {k for k in ("iters", "epochs") if schedule and values.get(k) != before.get(k)}  # the other schedule kind, cleared
+        cleared = {
+            k for k in ("iters", "epochs") if schedule and values.get(k) != before.get(k)
+        }  # the other schedule kind, cleared
         for key in set(given) | cleared:
             sources[key] = layer
 
     p = PROFILES[profile]
-    apply(f"(profile {profile})", {k: v for k, v in p.items() if k in ("backbone", "pretrained", "holdout", "image_size") and k in accepted_keys(method)})
-    apply(f"(task {task.name})", {"crop_size": None if "image_size" in p else task.crop_size, **({} if "image_size" in p else {"image_size": task.image_size})})
+    apply(
+        f"(profile {profile})",
+        {
+            k: v
+            for k, v in p.items()
+            if k in ("backbone", "pretrained", "holdout", "image_size") and k in accepted_keys(method)
+        },
+    )
+    apply(
+        f"(task {task.name})",
+        {
+            "crop_size": None if "image_size" in p else task.crop_size,
+            **({} if "image_size" in p else {"image_size": task.image_size}),
+        },
+    )
     apply(f"({method}'s settings for {task.name})", cls.task_options(task))
-    apply(f"({method}'s {profile} profile)", {**cls.profile_options.get(profile, {}), **cls.profile_sizes.get(profile, {})})
+    apply(
+        f"({method}'s {profile} profile)",
+        {**cls.profile_options.get(profile, {}), **cls.profile_sizes.get(profile, {})},
+    )
     for name, given in layers:
         apply(name, given or {})
 
@@ -277,26 +311,36 @@ def resolve_run_config(
         raise UserInputError(f"holdout must be a fraction in [0, 1), got {holdout!r}{where('holdout')}")
     for key in ("image_size", "crop_size"):
         value = run[key]
-        if (value is not None or key == "image_size") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if (value is not None or key == "image_size") and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise UserInputError(f"{key} must be a positive integer (pixels), got {value!r}{where(key)}")
     if run["crop_size"] is not None and run["crop_size"] > run["image_size"]:
         raise UserInputError(
-            f"crop_size must not exceed image_size, got {run['crop_size']}{where('crop_size')} > {run['image_size']}{where('image_size')}; "
+            f"crop_size must not exceed image_size, got {run['crop_size']}{where('crop_size')} > "
+            f"{run['image_size']}{where('image_size')}; "
             "set crop_size too (or null for no crop)"
         )
     quantile = run["threshold_quantile"]
     if not isinstance(quantile, (int, float)) or isinstance(quantile, bool) or not 0 < quantile <= 1:
-        raise UserInputError(f"threshold_quantile must be a fraction in (0, 1], got {quantile!r}{where('threshold_quantile')}")
+        raise UserInputError(
+            f"threshold_quantile must be a fraction in (0, 1], got {quantile!r}{where('threshold_quantile')}"
+        )
     side = run["crop_size"] or run["image_size"]
     if side % cls.size_multiple:
         size_key = "crop_size" if run["crop_size"] else "image_size"
-        raise UserInputError(f"{size_key}: {method} needs an input size that is a multiple of {cls.size_multiple}, got {side}{where(size_key)}")
+        raise UserInputError(
+            f"{size_key}: {method} needs an input size that is a multiple of {cls.size_multiple}, got "
+            f"{side}{where(size_key)}"
+        )
 
     runtime_values = {k: values[k] for k in RUNTIME_FIELDS if k in values}
     try:
         runtime = Runtime(**runtime_values)
         detector = {k: v for k, v in values.items() if k in options and k not in RUNTIME_FIELDS}
-        checked = cls.Config(**detector, **runtime.options_for(method))  # the method checks its own options (types, ranges, choices)
+        checked = cls.Config(
+            **detector, **runtime.options_for(method)
+        )  # the method checks its own options (types, ranges, choices)
     except UserInputError as exc:
         key = str(exc).split(" ", 1)[0].rstrip(":")
         raise UserInputError(f"{exc}{where(key)}") from None
@@ -321,13 +365,29 @@ def resolve_run_config(
 def task_protocol(task) -> dict:
     """What fixes the task's split: its protocol's name and resolved options (e.g. APTOS n_train,
     split_seed), its sizes and whether it is unified (not the protocol's wording, which may be edited)."""
-    return {"name": task.protocol.name, "options": task.options, "image_size": task.image_size, "crop_size": task.crop_size, "unified": bool(task.members)}
+    return {
+        "name": task.protocol.name,
+        "options": task.options,
+        "image_size": task.image_size,
+        "crop_size": task.crop_size,
+        "unified": bool(task.members),
+    }
 
 
-def run_config(task, method: str, seed: int, profile: str = "demo", overrides: dict | None = None, weights: str | None = None, variant: str | None = None) -> dict:
+def run_config(
+    task,
+    method: str,
+    seed: int,
+    profile: str = "demo",
+    overrides: dict | None = None,
+    weights: str | None = None,
+    variant: str | None = None,
+) -> dict:
     """``config.json`` of a run whose settings beyond the built-in layers are ``overrides``: the
     JSON form of :func:`resolve_run_config` with one user layer."""
-    return resolve_run_config(task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant).to_json()
+    return resolve_run_config(
+        task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant
+    ).to_json()
 
 
 def read_run_config(folder) -> RunConfig:

@@ -20,7 +20,10 @@ def environment() -> dict:
     """Exact versions, device, CPU (model, instruction set torch uses, threads) and code revision a
     result was produced with: CPU results depend on the instruction set oneDNN picks and on the
     thread count (README "Reproducibility")."""
-    packages = {name: _version(name) for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")}
+    packages = {
+        name: _version(name)
+        for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")
+    }
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
         "python": sys.version.split()[0],
@@ -62,10 +65,14 @@ def _git_revision() -> str | None:
     """The package's commit, with ``+changes`` when its files differ from it (None outside a checkout)."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip()
 
     try:
         revision = git("rev-parse", "HEAD")
-        return (revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")) or None
+        return (
+            revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")
+        ) or None
     except (OSError, subprocess.SubprocessError):
         return None

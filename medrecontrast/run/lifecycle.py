@@ -47,8 +47,18 @@ def train_run(
     ``overrides`` are one layer of settings above the built-in ones (:func:`resolve_run_config`);
     the run itself is :func:`run_training` of the resolved configuration.
     """
-    config = resolve_run_config(task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant)
-    return run_training(config, out, resume=resume, force=force, data_root=data_root, progress=progress, task=None if isinstance(task, str) else task)
+    config = resolve_run_config(
+        task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant
+    )
+    return run_training(
+        config,
+        out,
+        resume=resume,
+        force=force,
+        data_root=data_root,
+        progress=progress,
+        task=None if isinstance(task, str) else task,
+    )
 
 
 def run_training(
@@ -88,7 +98,12 @@ def run_training(
 def _record_failure(out: Path, exc: BaseException) -> None:
     """Mark the run ``failed`` even on a full disk: the atomic write needs room for a second copy, so
     after freeing this run's temporaries a plain in-place write of the small status is tried."""
-    status = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(), "finished": _now()}
+    status = {
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(),
+        "finished": _now(),
+    }
     try:
         write_json(out / "status.json", status)
     except OSError:
@@ -106,7 +121,9 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
     detector = config.build_detector()
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
-        detector.fit(train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress)
+        detector.fit(
+            train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress
+        )
         train_seconds = detector.train_seconds_ if detector.train_seconds_ is not None else time.perf_counter() - began
     if detector.losses_ is not None:
         losses = detector.losses_
@@ -143,11 +160,18 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     config = read_run_config(run)
     task = get_task(config.task, **config.task_options)
     current = resolve_run_config(
-        task, config.method, config.seed, config.profile, layers=[("recorded", config.user_settings())], weights=config.detector.get("weights"), variant=config.variant
+        task,
+        config.method,
+        config.seed,
+        config.profile,
+        layers=[("recorded", config.user_settings())],
+        weights=config.detector.get("weights"),
+        variant=config.variant,
     )
     if current.identity() != config.identity() and not force:
         raise UserInputError(
-            f"{run} was trained with settings that no longer resolve to the same values ({', '.join(current.differences(config))} differ); "
+            f"{run} was trained with settings that no longer resolve to the same values "
+            f"({', '.join(current.differences(config))} differ); "
             "re-evaluate it anyway with force=True."
         )
     detector = Detector.load(model_path, backbone=config.detector["backbone"])
@@ -160,9 +184,11 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     if has_results and not force:
         same = recorded is not None and recorded.get("sha256") == fingerprint["sha256"]
         raise UserInputError(
-            f"{run} already holds results; re-evaluating replaces its scores.csv and metrics.json, which a sweep's report reads"
+            f"{run} already holds results; re-evaluating replaces its scores.csv and metrics.json, which a sweep's "
+            "report reads"
             + ("" if same else " (and the task's files differ from those it was trained on)")
-            + ". Re-evaluate with force=True: the previous results are kept under previous/ and the re-evaluation is recorded in evaluations.json."
+            + ". Re-evaluate with force=True: the previous results are kept under previous/ and the re-evaluation is "
+            "recorded in evaluations.json."
         )
     previous = json.loads((run / "metrics.json").read_text()) if has_results else {}
     kept_in = keep_previous_results(run) if has_results else None
@@ -196,15 +222,21 @@ def _claim_folder(out: Path, config: RunConfig, resume: bool, force: bool) -> No
         if force:
             shutil.rmtree(out)
         elif status == "finished":
-            raise UserInputError(f"{out} already holds a finished run; pass force=True to overwrite it or choose another out=DIR.")
+            raise UserInputError(
+                f"{out} already holds a finished run; pass force=True to overwrite it or choose another out=DIR."
+            )
         elif not resume:
-            raise UserInputError(f"{out} holds an unfinished run; pass resume=True to continue it or force=True to start again.")
+            raise UserInputError(
+                f"{out} holds an unfinished run; pass resume=True to continue it or force=True to start again."
+            )
         elif (out / "config.json").is_file():
             previous = read_run_config(out)
             if previous.identity() != config.identity():
                 raise UserInputError(
-                    f"{out} holds a run whose recorded options differ from what this call resolves to ({', '.join(previous.differences(config))} differ; "
-                    "a default may have changed); resume=True needs the same task, method, seed, profile and settings. Pass force=True to start it again."
+                    f"{out} holds a run whose recorded options differ from what this call resolves to "
+                    f"({', '.join(previous.differences(config))} differ; "
+                    "a default may have changed); resume=True needs the same task, method, seed, profile and "
+                    "settings. Pass force=True to start it again."
                 )
     out.mkdir(parents=True, exist_ok=True)
 

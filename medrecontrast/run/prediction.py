@@ -16,7 +16,9 @@ from medrecontrast.run.artefacts import display_image
 from medrecontrast.run.config import read_run_config
 
 
-def predict_images(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike | None = None, batch_size: int = 16) -> Path:
+def predict_images(
+    run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike | None = None, batch_size: int = 16
+) -> Path:
     """Score new images with a finished run's saved detector, without retraining.
 
     ``inputs`` are image files or folders (searched recursively for every format the suite reads).

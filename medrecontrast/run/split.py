@@ -36,12 +36,15 @@ def groups_of_test_images(data: TaskData) -> list[str] | None:
 
 
 def run_datasets(data: TaskData, config) -> tuple[Dataset, Dataset, Dataset | None]:
-    """``(train, test, holdout)`` datasets of a run (a :class:`~medrecontrast.run.RunConfig`): the training normals minus the held-out ones,
-    the test set, and the held-out normals (None with ``holdout = 0``), at the run's sizes."""
+    """``(train, test, holdout)`` datasets of a run (a :class:`~medrecontrast.run.RunConfig`): the training
+    normals minus the held-out ones, the test set, and the held-out normals (None with ``holdout = 0``),
+    at the run's sizes."""
     fit_items, holdout_items = split_holdout(data.train, config.holdout)
 
     def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
-        return task_datasets(dataclasses.replace(data, train=train_items), image_size=config.image_size, crop_size=config.crop_size)
+        return task_datasets(
+            dataclasses.replace(data, train=train_items), image_size=config.image_size, crop_size=config.crop_size
+        )
 
     train, test = datasets(fit_items)
     return train, test, datasets(holdout_items)[0] if holdout_items else None

@@ -38,7 +38,8 @@ APTOS_SPLIT_SEED = 1  # prepare_aptos.py: random.seed(1)
 APTOS_PREPARED_DIR = "prepared_512"  # written by `medrecontrast data prepare aptos`
 
 APTOS_LAYOUT = (
-    "<data root>/aptos/train.csv (columns id_code, diagnosis) and <data root>/aptos/train_images/<id_code>.png (the Kaggle 'train' files unpacked as is)"
+    "<data root>/aptos/train.csv (columns id_code, diagnosis) and <data root>/aptos/train_images/<id_code>.png "
+    "(the Kaggle 'train' files unpacked as is)"
 )
 
 
@@ -49,7 +50,12 @@ def aptos_task(variant: str = "", n_train: int = APTOS_TRAIN_NORMALS, split_seed
     return Task(
         name="aptos",
         modality="fundus",
-        protocol=Protocol("paper", "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))", "remaining grade-0 + all grades 1-4", has_masks=False),
+        protocol=Protocol(
+            "paper",
+            "1000 grade-0 images drawn as prepare_aptos.py (random.seed(1))",
+            "remaining grade-0 + all grades 1-4",
+            has_masks=False,
+        ),
         image_size=256,
         crop_size=None,
         list_items=load_aptos,
@@ -60,7 +66,9 @@ def aptos_task(variant: str = "", n_train: int = APTOS_TRAIN_NORMALS, split_seed
     )
 
 
-def split_aptos(id_codes, diagnoses, n_train: int = APTOS_TRAIN_NORMALS, seed: int = APTOS_SPLIT_SEED) -> tuple[list[int], list[int]]:
+def split_aptos(
+    id_codes, diagnoses, n_train: int = APTOS_TRAIN_NORMALS, seed: int = APTOS_SPLIT_SEED
+) -> tuple[list[int], list[int]]:
     """Row indices of the training normals (in the shuffled order the authors' script takes them)
     and of the test images (in CSV order).
 
@@ -70,7 +78,9 @@ def split_aptos(id_codes, diagnoses, n_train: int = APTOS_TRAIN_NORMALS, seed: i
     diagnoses = np.asarray(diagnoses)
     normal_rows = np.flatnonzero(diagnoses == 0).tolist()
     if len(normal_rows) < n_train:
-        raise DataLayoutError(f"APTOS protocol needs {n_train} normal images (diagnosis 0); the CSV has {len(normal_rows)}.")
+        raise DataLayoutError(
+            f"APTOS protocol needs {n_train} normal images (diagnosis 0); the CSV has {len(normal_rows)}."
+        )
     shuffled = list(normal_rows)
     random.Random(seed).shuffle(shuffled)  # a private generator: same draws as random.seed(seed); random.shuffle
     train_rows = shuffled[:n_train]
@@ -85,17 +95,28 @@ def load_aptos(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     bad = ~diagnosis.isin([0, 1, 2, 3, 4])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataLayoutError(f"task '{task.name}': {root / 'train.csv'} row {row + 2}: diagnosis {diagnosis.iloc[row]} is not a grade 0-4.")
+        raise DataLayoutError(
+            f"task '{task.name}': {root / 'train.csv'} row {row + 2}: "
+            f"diagnosis {diagnosis.iloc[row]} is not a grade 0-4."
+        )
     ids = frame["id_code"].astype(str).tolist()
     prepared_dir = root / APTOS_PREPARED_DIR
     prepared = prepared_dir.is_dir() and all((prepared_dir / f"{i}.png").is_file() for i in ids)
     image_dir = prepared_dir if prepared else root / "train_images"
     if not prepared and not image_dir.is_dir():
-        raise DataLayoutError(f"task '{task.name}': missing folder {image_dir} (the Kaggle train images). Expected layout: {task.layout}")
+        raise DataLayoutError(
+            f"task '{task.name}': missing folder {image_dir} (the Kaggle train images). Expected layout: {task.layout}"
+        )
 
     def record(row: int) -> dict:
         grade = int(diagnosis.iloc[row])
-        return item(image_dir / f"{ids[row]}.png", NORMAL if grade == 0 else ABNORMAL, f"grade{grade}", id=ids[row], prepared=prepared)
+        return item(
+            image_dir / f"{ids[row]}.png",
+            NORMAL if grade == 0 else ABNORMAL,
+            f"grade{grade}",
+            id=ids[row],
+            prepared=prepared,
+        )
 
     train_rows, test_rows = split_aptos(ids, diagnosis.to_numpy(), task.options["n_train"], task.options["split_seed"])
     return [record(r) for r in train_rows], [record(r) for r in test_rows]
@@ -108,7 +129,10 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
     interrupted run resumes where it stopped); afterwards the ``aptos`` task reads these files and
     skips the crop. Returns counts of written and already present files.
     """
-    from medrecontrast.data.fundus import FUNDUS_SIZE, crop_fundus  # torch behind it: imported when cropping, not with the task list
+    from medrecontrast.data.fundus import (
+        FUNDUS_SIZE,
+        crop_fundus,
+    )  # torch behind it: imported when cropping, not with the task list
 
     task = aptos_task()
     root = resolve_data_root(data_root, task) / task.folder
@@ -119,9 +143,13 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
     ids = frame["id_code"].astype(str).tolist()
     missing = [i for i in ids if not (source / f"{i}.png").is_file()]
     if missing:
-        raise DataLayoutError(f"{len(missing)} image(s) listed in {root / 'train.csv'} are missing from {source}, e.g. {missing[0]}.png")
+        raise DataLayoutError(
+            f"{len(missing)} image(s) listed in {root / 'train.csv'} are missing from {source}, e.g. {missing[0]}.png"
+        )
     written = 0
-    for image_id in track(ids, description="cropping APTOS fundus photos", console=Console(stderr=True), disable=not progress):
+    for image_id in track(
+        ids, description="cropping APTOS fundus photos", console=Console(stderr=True), disable=not progress
+    ):
         target = out / f"{image_id}.png"
         if target.is_file():
             continue

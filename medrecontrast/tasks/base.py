@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrecontrast.data.items import ABNORMAL, NORMAL, TaskData  # noqa: F401  (the item vocabulary; TaskData re-exported)
+# the item vocabulary, and TaskData re-exported
+from medrecontrast.data.items import ABNORMAL, NORMAL, TaskData  # noqa: F401
 from medrecontrast.errors import DataLayoutError, UserInputError
 
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
@@ -69,18 +70,24 @@ class Task:
             raise DataLayoutError(f"task '{self.name}': folder {root} does not exist. {self.layout_hint()}")
         train, test = self.list_items(self, root)
         if not any(it["label"] == NORMAL for it in train):
-            raise DataLayoutError(f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}")
+            raise DataLayoutError(
+                f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}"
+            )
         if not test:
             raise DataLayoutError(f"task '{self.name}': no test images found under {root}. {self.layout_hint()}")
         _require_unique_ids(self, train)
         _require_unique_ids(self, test)
-        return TaskData(task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test))
+        return TaskData(
+            task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test)
+        )
 
     def _load_members(self, data_root) -> TaskData:
         """Every member's items, tagged with the member's name (``group``) and ids made unique by it."""
         parts = [member.load(data_root) for member in self.members]
         if len({part.fundus_crop for part in parts}) > 1:
-            raise DataLayoutError(f"task '{self.name}': some members need the fundus crop and others do not; prepare them alike.")
+            raise DataLayoutError(
+                f"task '{self.name}': some members need the fundus crop and others do not; prepare them alike."
+            )
 
         def tagged(part: TaskData, items: list[dict]) -> list[dict]:
             return [{**it, "group": part.task.name, "id": f"{part.task.name}/{it['id']}"} for it in items]
@@ -110,15 +117,22 @@ class TaskFamily:
     listed: tuple[str, ...]  # how `medrecontrast tasks` and error messages list its names
     examples: Callable[[], list[tuple[str, "Task"]]] = field(repr=False)  # rows of `medrecontrast tasks`
     aliases: tuple[str, ...] = ()  # other names of the family ("oct2017")
-    members: Callable[[], list[str]] | None = field(default=None, repr=False)  # a bare family name stands for these tasks
-    row_notes: dict = field(default_factory=dict)  # cells of its `medrecontrast tasks` rows to replace (with a footnote mark)
+    members: Callable[[], list[str]] | None = field(
+        default=None, repr=False
+    )  # a bare family name stands for these tasks
+    row_notes: dict = field(
+        default_factory=dict
+    )  # cells of its `medrecontrast tasks` rows to replace (with a footnote mark)
     footnote: str = ""  # printed under the tasks table
 
 
 def require_class(cls: str, classes: tuple[str, ...], dataset: str, family: str) -> str:
     """``cls`` if it is one of ``classes``; else a user error listing them."""
     if not cls:
-        raise UserInputError(f"task '{family}' needs a class, e.g. {family}:{classes[0]} ('{family}' alone, in a sweep, stands for all {len(classes)} classes)")
+        raise UserInputError(
+            f"task '{family}' needs a class, e.g. {family}:{classes[0]} ('{family}' alone, in a sweep, stands for all "
+            f"{len(classes)} classes)"
+        )
     if cls in classes:
         return cls
     raise UserInputError(f"'{cls}' is not a {dataset} class; known classes: {', '.join(classes)}")
@@ -137,9 +151,13 @@ def _require_unique_ids(task: "Task", items: list[dict]) -> None:
         key = f"{it['id']}#{it.get('slice', '')}"
         if key in first:
             if first[key] == it["image"]:
-                raise DataLayoutError(f"task '{task.name}': {it['image']} is listed twice (image '{it['id']}'); remove the repeated entry.")
+                raise DataLayoutError(
+                    f"task '{task.name}': {it['image']} is listed twice (image '{it['id']}'); remove the repeated "
+                    "entry."
+                )
             raise DataLayoutError(
-                f"task '{task.name}': {first[key]} and {it['image']} would both be image '{it['id']}' (the same name without its "
+                f"task '{task.name}': {first[key]} and {it['image']} would both be image '{it['id']}' (the same name "
+                "without its "
                 f"extension); rename or remove one of them."
             )
         first[key] = it["image"]
@@ -153,15 +171,21 @@ def resolve_data_root(data_root: str | os.PathLike | None, task: Task | None = N
     """``--data-root`` if given, else ``$MEDRECONTRAST_DATA``; an error that says both otherwise."""
     value = data_root or os.environ.get(DATA_ROOT_ENV)
     if not value:
-        needed = f" Task '{task.name}' expects its files in <data root>/{task.folder}/. {task.layout_hint()}" if task else ""
+        needed = (
+            f" Task '{task.name}' expects its files in <data root>/{task.folder}/. {task.layout_hint()}" if task else ""
+        )
         raise DataLayoutError(f"no data root: pass data_root=DIR or set {DATA_ROOT_ENV}=DIR.{needed}")
     root = Path(value).expanduser()
     if not root.is_dir():
-        raise DataLayoutError(f"data root {root} does not exist (from {'data_root=DIR' if data_root else DATA_ROOT_ENV}).")
+        raise DataLayoutError(
+            f"data root {root} does not exist (from {'data_root=DIR' if data_root else DATA_ROOT_ENV})."
+        )
     return root
 
 
-def item(image: Path | str, label: int, category: str, mask: Path | str | None = None, id: str | None = None, **extra) -> dict:
+def item(
+    image: Path | str, label: int, category: str, mask: Path | str | None = None, id: str | None = None, **extra
+) -> dict:
     """One MONAI-style record; ``id`` defaults to the file stem."""
     record = {
         "image": str(image),
@@ -198,6 +222,7 @@ def read_label_csv(path: Path, columns: tuple[str, ...], task: Task):
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataLayoutError(
-            f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}, found {', '.join(map(str, frame.columns))}."
+            f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}, found "
+            f"{', '.join(map(str, frame.columns))}."
         )
     return frame

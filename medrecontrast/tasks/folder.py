@@ -64,11 +64,16 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
     slice_axis = int(task.options.get("slice_axis", 2))
     train_dir = find_subdir(root / "train", normal)
     if train_dir is None:
-        raise DataLayoutError(f"task '{task.name}': missing folder {root / 'train' / normal} (normal training images). {task.layout_hint()}")
+        raise DataLayoutError(
+            f"task '{task.name}': missing folder {root / 'train' / normal} (normal training images). "
+            f"{task.layout_hint()}"
+        )
     test_root = require_dir(root / "test", "test images, one sub-folder per class", task)
 
     train = [
-        record for path in list_image_files(train_dir) for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
+        record
+        for path in list_image_files(train_dir)
+        for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
     ]
     test = []
     for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -77,7 +82,11 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
         for path in list_image_files(class_dir):
             mask = masks.get(strip_image_suffix(path.name))
             label = NORMAL if is_normal else ABNORMAL
-            test.extend(_records(path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis))
+            test.extend(
+                _records(
+                    path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis
+                )
+            )
     return train, test
 
 
@@ -93,8 +102,13 @@ def _records(path: Path, label: int, category: str, mask: Path | None, id: str, 
         return [item(path, label, category, mask, id=id)]
     slice_labels = [label] * header.num_slices
     if mask is not None and label == ABNORMAL:
-        slice_labels = [ABNORMAL if _slice_has_lesion(mask, k, slice_axis) else NORMAL for k in range(header.num_slices)]
-    return [item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis) for k, slice_label in enumerate(slice_labels)]
+        slice_labels = [
+            ABNORMAL if _slice_has_lesion(mask, k, slice_axis) else NORMAL for k in range(header.num_slices)
+        ]
+    return [
+        item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis)
+        for k, slice_label in enumerate(slice_labels)
+    ]
 
 
 def _slice_has_lesion(mask: Path, index: int, axis: int) -> bool:
@@ -130,4 +144,8 @@ def folder_task(path: str, slice_axis: int = 2) -> Task:
     )
 
 
-FAMILIES = (TaskFamily("folder", folder_task, listed=("folder:<path>",), examples=lambda: [("folder:<path>", folder_task("<path>"))]),)
+FAMILIES = (
+    TaskFamily(
+        "folder", folder_task, listed=("folder:<path>",), examples=lambda: [("folder:<path>", folder_task("<path>"))]
+    ),
+)

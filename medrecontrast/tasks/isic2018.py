@@ -46,34 +46,49 @@ def subset_items(task: Task, root: Path, subset: str, normals_only: bool) -> lis
     one_hot = frame[list(ISIC_CLASSES)].to_numpy(dtype=float)
     bad_rows = np.flatnonzero(one_hot.sum(axis=1) != 1)
     if len(bad_rows):
-        raise DataLayoutError(f"task '{task.name}': {csv} row {bad_rows[0] + 2} is not one-hot over {', '.join(ISIC_CLASSES)}.")
+        raise DataLayoutError(
+            f"task '{task.name}': {csv} row {bad_rows[0] + 2} is not one-hot over {', '.join(ISIC_CLASSES)}."
+        )
     input_dir = root / f"ISIC2018_Task3_{subset}_Input"
     if not input_dir.is_dir():
-        raise DataLayoutError(f"task '{task.name}': missing folder {input_dir} (the {subset} images). Expected layout: {task.layout}")
+        raise DataLayoutError(
+            f"task '{task.name}': missing folder {input_dir} (the {subset} images). Expected layout: {task.layout}"
+        )
     records = []
     for image_id, row in zip(frame["image"].astype(str), one_hot):
         category = ISIC_CLASSES[int(row.argmax())]
         if normals_only and category != ISIC_NORMAL:
             continue
-        records.append(item(input_dir / f"{image_id}.jpg", NORMAL if category == ISIC_NORMAL else ABNORMAL, category, id=image_id))
+        records.append(
+            item(input_dir / f"{image_id}.jpg", NORMAL if category == ISIC_NORMAL else ABNORMAL, category, id=image_id)
+        )
     return records
 
 
 def load_isic2018(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     test_subset = ISIC_PROTOCOLS[task.options.get("protocol", "val")]
-    return subset_items(task, root, "Training", normals_only=True), subset_items(task, root, test_subset, normals_only=False)
+    return subset_items(task, root, "Training", normals_only=True), subset_items(
+        task, root, test_subset, normals_only=False
+    )
 
 
 def isic_task(variant: str = "") -> Task:
     """``isic`` (the paper's Validation protocol) or ``isic:test`` (MedIAnomaly's Test protocol)."""
     protocol = variant or "val"
     if protocol not in ISIC_PROTOCOLS:
-        raise UserInputError(f"unknown ISIC2018 protocol '{protocol}'; use 'isic' (paper: Validation set) or 'isic:test' (Test set).")
+        raise UserInputError(
+            f"unknown ISIC2018 protocol '{protocol}'; use 'isic' (paper: Validation set) or 'isic:test' (Test set)."
+        )
     test_set = ISIC_PROTOCOLS[protocol]
     return Task(
         name="isic" if protocol == "val" else f"isic:{protocol}",
         modality="dermoscopy",
-        protocol=Protocol("paper" if protocol == "val" else "medianomaly", "NV images of the Training set", f"the whole {test_set} set", has_masks=False),
+        protocol=Protocol(
+            "paper" if protocol == "val" else "medianomaly",
+            "NV images of the Training set",
+            f"the whole {test_set} set",
+            has_masks=False,
+        ),
         image_size=256,
         crop_size=224,
         list_items=load_isic2018,

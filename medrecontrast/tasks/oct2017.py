@@ -13,7 +13,8 @@ from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
 OCT_LAYOUT = (
-    "<data root>/oct2017/train/NORMAL/*.jpeg and <data root>/oct2017/test/{NORMAL,CNV,DME,DRUSEN}/*.jpeg (the train/ and test/ folders of the OCT2017 download)"
+    "<data root>/oct2017/train/NORMAL/*.jpeg and <data root>/oct2017/test/{NORMAL,CNV,DME,DRUSEN}/*.jpeg "
+    "(the train/ and test/ folders of the OCT2017 download)"
 )
 
 
@@ -36,4 +37,8 @@ def oct_task(variant: str = "") -> Task:
     )
 
 
-FAMILIES = (TaskFamily("oct", oct_task, listed=("oct",), aliases=("oct2017",), examples=lambda: [("oct (oct2017)", oct_task())]),)
+FAMILIES = (
+    TaskFamily(
+        "oct", oct_task, listed=("oct",), aliases=("oct2017",), examples=lambda: [("oct (oct2017)", oct_task())]
+    ),
+)

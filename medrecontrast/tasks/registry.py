@@ -40,7 +40,8 @@ UNIFIED = TaskFamily(
         "modality": "as members",
         "masks": "as members",
         "size": "members'",
-        "train | test": "the normals of all listed tasks together | each task's test set; metrics per task and their mean",
+        "train | test": "the normals of all listed tasks together | each task's test set; metrics per task and their "
+        "mean",
     },
 )
 

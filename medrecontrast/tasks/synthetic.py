@@ -56,7 +56,9 @@ def _irregular_blob(rng, size, cy, cx, radius, irregularity, harmonics=(2, 7)) -
     theta = np.arctan2(yy - cy, xx - cx)
     wobble = np.ones_like(theta)
     for k in range(harmonics[0], harmonics[1] + 1):
-        wobble += irregularity * rng.uniform(0, 1) / (k - harmonics[0] + 1) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+        wobble += (
+            irregularity * rng.uniform(0, 1) / (k - harmonics[0] + 1) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+        )
     return np.hypot(yy - cy, xx - cx) <= radius * wobble
 
 
@@ -125,7 +127,14 @@ def fundus_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sa
                 mask |= blob
             else:  # exudate: a cluster of small bright-yellow spots
                 for _ in range(rng.integers(4, 9)):
-                    spot = _irregular_blob(rng, size, by + rng.normal(0, 0.04 * size), bx + rng.normal(0, 0.04 * size), rng.uniform(0.015, 0.03) * size, 0.3)
+                    spot = _irregular_blob(
+                        rng,
+                        size,
+                        by + rng.normal(0, 0.04 * size),
+                        bx + rng.normal(0, 0.04 * size),
+                        rng.uniform(0.015, 0.03) * size,
+                        0.3,
+                    )
                     _paint(image, spot, (0.98, 0.9, 0.35), softness=0.5)
                     mask |= spot
         mask &= inside
@@ -153,7 +162,11 @@ def oct_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Sampl
     bumps = np.zeros(size, dtype=np.float32)
     if anomaly == "drusen":
         for _ in range(rng.integers(1, 4)):
-            bumps += rng.uniform(0.05, 0.09) * size * np.exp(-0.5 * ((cols - rng.uniform(0.15, 0.85) * size) / (rng.uniform(0.035, 0.06) * size)) ** 2)
+            bumps += (
+                rng.uniform(0.05, 0.09)
+                * size
+                * np.exp(-0.5 * ((cols - rng.uniform(0.15, 0.85) * size) / (rng.uniform(0.035, 0.06) * size)) ** 2)
+            )
 
     image = np.full((size, size), 0.04, dtype=np.float32)
     fractions = np.array([t for t, _ in _OCT_LAYERS]) * rng.uniform(0.85, 1.15, len(_OCT_LAYERS))
@@ -206,7 +219,17 @@ def skin_image(rng: np.random.Generator, size: int, anomaly: str | None) -> Samp
         _paint(image, lesion, brown * rng.uniform(0.8, 1.1), softness=0.8)
         palette = ((0.15, 0.09, 0.07), (0.42, 0.45, 0.56), (0.72, 0.3, 0.3), (0.3, 0.18, 0.12))
         for colour in rng.permutation(len(palette))[: rng.integers(2, 4)]:
-            patch = _irregular_blob(rng, size, cy + rng.normal(0, 0.05 * size), cx + rng.normal(0, 0.05 * size), rng.uniform(0.04, 0.09) * size, 0.6) & lesion
+            patch = (
+                _irregular_blob(
+                    rng,
+                    size,
+                    cy + rng.normal(0, 0.05 * size),
+                    cx + rng.normal(0, 0.05 * size),
+                    rng.uniform(0.04, 0.09) * size,
+                    0.6,
+                )
+                & lesion
+            )
             _paint(image, patch, palette[colour], softness=1.0)
         mask = lesion
     image += rng.normal(0, rng.uniform(0.005, 0.015), image.shape)
@@ -226,14 +249,25 @@ SYNTHETIC_GENERATORS: dict[str, tuple[Callable[..., Sample], tuple[str, str]]] =
 def synthetic_folder(task: Task) -> Path:
     """Where this task's images live; generated atomically on first use."""
     opts = task.options
-    key = f"{task.name}-v{GENERATOR_VERSION}-{opts['size']}px-{opts['n_train']}-{opts['n_test_normal']}-{opts['n_test_abnormal']}-seed{opts['seed']}"
+    counts = f"{opts['n_train']}-{opts['n_test_normal']}-{opts['n_test_abnormal']}"
+    key = f"{task.name}-v{GENERATOR_VERSION}-{opts['size']}px-{counts}-seed{opts['seed']}"
     folder = cache_dir() / "synthetic" / key
     if not folder.is_dir():
-        generate_synthetic(task.name, folder, opts["size"], opts["n_train"], opts["n_test_normal"], opts["n_test_abnormal"], opts["seed"])
+        generate_synthetic(
+            task.name,
+            folder,
+            opts["size"],
+            opts["n_train"],
+            opts["n_test_normal"],
+            opts["n_test_abnormal"],
+            opts["seed"],
+        )
     return folder
 
 
-def generate_synthetic(name: str, folder: Path, size: int, n_train: int, n_test_normal: int, n_test_abnormal: int, seed: int) -> Path:
+def generate_synthetic(
+    name: str, folder: Path, size: int, n_train: int, n_test_normal: int, n_test_abnormal: int, seed: int
+) -> Path:
     """Write a synthetic dataset in folder-task layout; a crash leaves no half-written folder."""
     generator, anomalies = SYNTHETIC_GENERATORS[name]
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +277,12 @@ def generate_synthetic(name: str, folder: Path, size: int, n_train: int, n_test_
         plan += [("test", "NORMAL", None, i) for i in range(n_test_normal)]
         plan += [("test", anomalies[i % 2].upper(), anomalies[i % 2], i) for i in range(n_test_abnormal)]
         for split, class_name, anomaly, index in plan:
-            stream = (seed, ("train", "test").index(split), 0 if anomaly is None else 1 + anomalies.index(anomaly), index)
+            stream = (
+                seed,
+                ("train", "test").index(split),
+                0 if anomaly is None else 1 + anomalies.index(anomaly),
+                index,
+            )
             image, mask = generator(np.random.default_rng(stream), size, anomaly)
             out = staging / split / class_name
             out.mkdir(parents=True, exist_ok=True)
@@ -278,13 +317,18 @@ def synthetic_task(name: str, variant: str = "", **options) -> Task:
     modality = SYNTHETIC_MODALITY[name]
     unknown = set(options) - set(SYNTHETIC_DEFAULTS)
     if unknown:
-        raise UserInputError(f"unknown option(s) {sorted(unknown)} for task '{name}'; known: {sorted(SYNTHETIC_DEFAULTS)}")
+        raise UserInputError(
+            f"unknown option(s) {sorted(unknown)} for task '{name}'; known: {sorted(SYNTHETIC_DEFAULTS)}"
+        )
     opts = {**SYNTHETIC_DEFAULTS, **options}
     return Task(
         name=name,
         modality=modality,
         protocol=Protocol(
-            "synthetic", f"{opts['n_train']} normals", f"{opts['n_test_normal']} normal + {opts['n_test_abnormal']} abnormal, with masks", has_masks=True
+            "synthetic",
+            f"{opts['n_train']} normals",
+            f"{opts['n_test_normal']} normal + {opts['n_test_abnormal']} abnormal, with masks",
+            has_masks=True,
         ),
         image_size=opts["size"],
         crop_size=None,

@@ -19,7 +19,10 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         raise UserInputError(f"task '{name}' lists a member twice")
     sizes = {(m.image_size, m.crop_size) for m in members}
     if len(sizes) > 1:
-        raise UserInputError(f"task '{name}': its members have different image sizes {sorted(sizes, key=str)}; a unified model needs one size")
+        raise UserInputError(
+            f"task '{name}': its members have different image sizes {sorted(sizes, key=str)}; a unified model needs "
+            "one size"
+        )
     nested = [m.name for m in members if m.members]
     if nested:
         raise UserInputError(f"task '{name}': a member cannot itself be unified ({', '.join(nested)})")

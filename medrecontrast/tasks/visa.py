@@ -37,7 +37,10 @@ VISA_CLASSES = (
     "pipe_fryum",
 )
 
-VISA_LAYOUT = "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... (the VisA archive unpacked as is)"
+VISA_LAYOUT = (
+    "<data root>/visa/split_csv/1cls.csv and <data root>/visa/<object>/Data/{Images,Masks}/... "
+    "(the VisA archive unpacked as is)"
+)
 
 
 def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
@@ -48,7 +51,9 @@ def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
         raise DataLayoutError(f"task '{task.name}': {csv} has no rows for object '{task.options['object']}'.")
     unknown = set(rows["label"]) - {"normal", "anomaly"}
     if unknown:
-        raise DataLayoutError(f"task '{task.name}': {csv} has labels {sorted(unknown)}; expected 'normal' or 'anomaly'.")
+        raise DataLayoutError(
+            f"task '{task.name}': {csv} has labels {sorted(unknown)}; expected 'normal' or 'anomaly'."
+        )
 
     def record(row) -> dict:
         label = NORMAL if row.label == "normal" else ABNORMAL
