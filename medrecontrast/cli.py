@@ -22,7 +22,7 @@ from medrecontrast.errors import UserInputError
 # scikit-learn and matplotlib are imported inside the commands that need them, never here. So the
 # few names that --help shows are spelled here instead of imported from the modules that own them
 # (run.PROFILES, bench.config.EXECUTORS, tasks.DATA_ROOT_ENV); tests/test_cli.py checks that they agree.
-PROFILE_NAMES = ("paper", "demo")
+PROFILE_NAMES = ("paper", "demo", "lite")
 EXECUTOR_NAMES = ("local", "ray")
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
 ProfileChoice = enum.Enum("ProfileChoice", {name: name for name in PROFILE_NAMES}, type=str)
@@ -134,12 +134,12 @@ def tasks_command(
 
     Example: medrecontrast tasks
     """
-    from medrecontrast.tasks import footnotes, registry_rows
+    from medrecontrast.tasks import footnotes, layouts, registry_rows
 
     rows = registry_rows()
     notes = [*footnotes(), METHOD_SETTINGS_NOTE]
     if as_json:
-        print(json.dumps({"tasks": rows, "notes": notes}))
+        print(json.dumps({"tasks": rows, "layouts": layouts(), "notes": notes}))
         return
     table = Table(title="medrecontrast tasks", show_lines=False)
     for column in rows[0]:
@@ -149,6 +149,9 @@ def tasks_command(
     console.print(table)
     for note in notes:
         console.print(note)
+    console.print("Files each task expects under the data root:")
+    for label, layout in layouts().items():
+        console.print(f"  {label}: {layout}", highlight=False, soft_wrap=True)
     console.print(
         f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Pointing it at real data'."
     )
@@ -181,8 +184,9 @@ def methods_command(
             "size_multiple": cls.size_multiple,
             "options": options,
         }
-        # the method's own per-task settings (e.g. ReContrast's TASK_SETTINGS), for the tasks `medrecontrast tasks`
-        # lists
+        # what differs from the authors' networks with a timm backbone (ReContrast, RD4AD: a generic decoder)
+        methods[name]["backbone_notes"] = cls.notes({"backbone": "timm:<name>"})
+        # the method's own per-task settings (e.g. ReContrast's TASK_SETTINGS), for the tasks `tasks` lists
         methods[name]["task_settings"] = {
             label: cls.task_options(task) for label, task in examples if cls.task_options(task)
         }
@@ -198,6 +202,8 @@ def methods_command(
         for option, default in method["options"].items():
             table.add_row(option, json.dumps(default, default=str))
         console.print(table)
+        for note in method["backbone_notes"]:
+            console.print(f"  {note}", highlight=False)
     console.print(
         "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README."
     )
@@ -304,14 +310,16 @@ def bench(
         ),
     ] = None,
     seeds: Annotated[
-        Optional[list[int]], typer.Option("--seeds", help="Seeds (default: demo 0 1, paper 0 1 2).", show_default=False)
+        Optional[list[int]],
+        typer.Option("--seeds", help="Seeds (default: demo 0 1, paper and lite 0 1 2).", show_default=False),
     ] = None,
     profile: Annotated[
         Optional[ProfileChoice],
         typer.Option(
             "--profile",
-            help="paper (WRN50-2, ImageNet weights, paper sizes) or demo (resnet18, 64 px, minutes on a CPU). "
-            "Default: demo for the built-in tasks, else paper.",
+            help="paper (WRN50-2, ImageNet weights, paper sizes), demo (resnet18, random weights, 64 px, minutes on a "
+            "CPU) or lite (EfficientNet-Lite0 with ImageNet weights that install offline, 224 px, minutes per run on a "
+            "CPU). Default: demo for the built-in tasks, else paper.",
             show_default=False,
         ),
     ] = None,
@@ -542,8 +550,8 @@ def train(
         Optional[ProfileChoice],
         typer.Option(
             "--profile",
-            help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px. Default: demo "
-            "for a built-in task, else paper.",
+            help="paper: WRN50-2, ImageNet weights, paper sizes; demo: resnet18, no download, 64 px; lite: "
+            "EfficientNet-Lite0 with offline ImageNet weights, 224 px. Default: demo for a built-in task, else paper.",
             show_default=False,
         ),
     ] = None,

@@ -47,7 +47,7 @@ from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
 EXECUTORS = ("local", "ray")
-DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2)}
+DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2), "lite": (0, 1, 2)}
 
 
 @dataclass

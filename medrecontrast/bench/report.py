@@ -173,6 +173,11 @@ def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
                 + ", ".join(f"{t} · {m} ({100 * v:.1f})" for (t, m), v in inverted.items())
                 + ": these maps are brighter on normal tissue than on the anomaly; their AUPRO means nothing."
             )
+    for method, backbone in dict.fromkeys(zip(done["base_method"], done["backbone"])):
+        lines += [
+            f"- **Not the authors' network:** {note}"
+            for note in (DETECTORS[method].notes({"backbone": backbone}) if method in DETECTORS else [])
+        ]
     random_weights = done[~done["pretrained"].astype(bool)]
     for method in dict.fromkeys(random_weights["base_method"]):
         caveat = DETECTORS[method].random_weights_caveat if method in DETECTORS else ""

@@ -127,6 +127,12 @@ class Detector:
     random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
 
     @classmethod
+    def notes(cls, options: dict) -> list[str]:
+        """What a report must say about a run of this method with these detector ``options`` (e.g. that a
+        backbone uses a network of this suite's own rather than the authors'); none by default."""
+        return []
+
+    @classmethod
     def task_options(cls, task) -> dict:
         """The method's options for ``task`` (e.g. ReContrast's per-task schedule); none by default."""
         return {}

@@ -195,8 +195,94 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.constant_(m.bias, 0)
 
 
-def bottleneck_and_decoder(backbone: str, num_heads: int, activation: str = "relu") -> tuple[OCBE, ReverseResNet]:
-    """The OCBE and reverse decoder that match an encoder from :mod:`medrecontrast.models.backbones`."""
+# --- the generic reverse decoder for any encoder (an extension of the suite, not the authors') ---------
+
+
+class FusionBottleneck(nn.Module):
+    """OCBE for any encoder whose three levels are at strides 8, 16 and 32 (a timm CNN): the two
+    shallower levels are brought to the deepest one's grid by strided 3x3 convolutions (two and one,
+    as OCBE does), concatenated with it and fused by ``num_blocks`` ResNet ``BasicBlock``s into
+    ``width`` channels. Unlike the authors' OCBE it does not halve the grid once more (a 224-px input's
+    1/32 grid, 7 x 7, cannot be halved), so the compression is in channels only."""
+
+    def __init__(self, channels: tuple[int, int, int], width: int, num_blocks: int = 2):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.down1 = nn.Sequential(
+            conv3x3(c1, c2, 2),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            conv3x3(c2, c3, 2),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(inplace=True),
+        )
+        self.down2 = nn.Sequential(conv3x3(c2, c3, 2), nn.BatchNorm2d(c3), nn.ReLU(inplace=True))
+        inplanes = 3 * c3
+        downsample = nn.Sequential(conv1x1(inplanes, width), nn.BatchNorm2d(width))
+        blocks = [BasicBlock(inplanes, width, 1, downsample)] + [BasicBlock(width, width) for _ in range(1, num_blocks)]
+        self.blocks = nn.Sequential(*blocks)
+        _init_weights(self)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        fused = torch.cat([self.down1(features[0]), self.down2(features[1]), features[2]], dim=1)
+        return self.blocks(fused).contiguous()
+
+
+class ReverseDecoder(nn.Module):
+    """The generic reverse decoder: from the bottleneck's grid (stride 32) back to the encoder's three
+    levels (strides 32, 16, 8, with their channels), ``num_blocks`` :class:`DeBasicBlock` per level,
+    the first of the two shallower levels upsampling by a 2x2 transposed convolution; then
+    ``num_heads`` sets of 1x1 heads per level, as :class:`ReverseResNet` (same ``forward``/``apply_head``)."""
+
+    def __init__(
+        self,
+        width: int,
+        channels: tuple[int, int, int],
+        num_blocks: int = 2,
+        num_heads: int = 0,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.layer1 = self._stage(width, c3, 1, num_blocks, activation)
+        self.layer2 = self._stage(c3, c2, 2, num_blocks, activation)
+        self.layer3 = self._stage(c2, c1, 2, num_blocks, activation)
+        self.heads = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels) for _ in range(num_heads)
+        )
+        _init_weights(self)
+
+    @staticmethod
+    def _stage(inplanes: int, planes: int, stride: int, blocks: int, activation: str) -> nn.Sequential:
+        resize = deconv2x2(inplanes, planes) if stride == 2 else conv1x1(inplanes, planes)
+        first = DeBasicBlock(
+            inplanes, planes, stride, nn.Sequential(resize, nn.BatchNorm2d(planes)), activation=activation
+        )
+        return nn.Sequential(first, *(DeBasicBlock(planes, planes, activation=activation) for _ in range(1, blocks)))
+
+    forward = ReverseResNet.forward
+    apply_head = ReverseResNet.apply_head
+
+
+GENERIC_DECODER = (
+    "generic reverse decoder (an extension of this suite: the authors built theirs for ResNets only; a fusion "
+    "bottleneck and upsampling residual blocks sized from the encoder's channels)"
+)
+
+
+def bottleneck_and_decoder(
+    backbone: str, num_heads: int, activation: str = "relu", channels: tuple[int, int, int] | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """The bottleneck and reverse decoder that match an encoder from :mod:`medrecontrast.models.backbones`:
+    the authors' OCBE and reverse ResNet for the two ResNets, else (a timm CNN, whose level ``channels``
+    are given) :class:`FusionBottleneck` and :class:`ReverseDecoder`, :data:`GENERIC_DECODER`."""
+    if backbone not in ("resnet18", "wide_resnet50_2"):
+        if channels is None:
+            raise ValueError(f"no reverse decoder for backbone '{backbone}' without its encoder's channels")
+        width = channels[2]
+        return FusionBottleneck(tuple(channels), width), ReverseDecoder(
+            width, tuple(channels), num_heads=num_heads, activation=activation
+        )
     if backbone == "resnet18":
         return OCBE(BasicBlock, 2), ReverseResNet(DeBasicBlock, (2, 2, 2), num_heads=num_heads, activation=activation)
     if backbone == "wide_resnet50_2":

@@ -50,9 +50,10 @@ from medrecontrast.compute import (
 )
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.models.anomaly_map import gaussian_blur
-from medrecontrast.models.backbones import ResNetEncoder
+from medrecontrast.models.backbones import build_encoder
 from medrecontrast.models.base import Detector, register_detector
 
+PATCH_REDUCTIONS = (8, 16)  # the released code's layer2 + layer3 of a ResNet
 PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
 FLOAT_BYTES = 4
 BUDGET_USABLE = 0.8  # of the memory budget, for the planned arrays; the rest is headroom for temporaries
@@ -112,14 +113,16 @@ class PatchCore(Detector):
     Config = PatchCoreConfig
     display_name = "PatchCore"
     order = 2
-    profile_options = {"demo": {"embed_dim": 256}}  # a smaller memory-bank vector for minutes on a CPU
+    # demo: a smaller memory-bank vector for minutes on a CPU; lite: the paper's 1 % coreset ("PatchCore-1%"),
+    # whose greedy search is a tenth of the 10 % one's on ~550 k patches of 700 images at 224 px
+    profile_options = {"demo": {"embed_dim": 256}, "lite": {"coreset_ratio": 0.01}}
     profile_sizes = {"paper": PAPER_SIZES}
 
     def __init__(self, **config):
         super().__init__(**config)
         c = self.config
         self.model = (
-            ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights)
+            build_encoder(c.backbone, pretrained=c.pretrained, weights=c.weights)
             .requires_grad_(False)
             .eval()
             .to(self.device)
@@ -135,7 +138,9 @@ class PatchCore(Detector):
         if uses_channels_last(images.device, self.config.amp, None, inference=True):
             images = to_channels_last(self.model, images)
         with autocast(images.device, self.config.amp):
-            _, f2, f3 = self.model(images)
+            levels = self.model(images)
+        # the levels at strides 8 and 16 (a ResNet's layer2 and layer3; a timm CNN's first two)
+        f2, f3 = (levels[self.model.reductions.index(r)] for r in PATCH_REDUCTIONS)
         f2, f3 = f2.float(), f3.float()
         batch, (h, w) = f2.shape[0], f2.shape[-2:]
         (columns2, band2), (columns3, band3) = self._projections(f2.shape[1], f3.shape[1], f2.device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrecontrast.models.base import register_detector
-from medrecontrast.models.recontrast import DEMO_SCHEDULE, ReContrast, ReContrastConfig
+from medrecontrast.models.recontrast import DEMO_SCHEDULE, LITE_SCHEDULE, ReContrast, ReContrastConfig
 
 RD4AD_EPOCHS = 200
 RD4AD_BATCH_SIZE = 16
@@ -41,7 +41,7 @@ class RD4AD(ReContrast):
     display_name = "RD4AD"
     order = 1
     # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
-    profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}}
+    profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}, "lite": {**LITE_SCHEDULE, "epochs": None}}
     reference = False
     paper_results = {}
     random_weights_caveat = ""

@@ -43,8 +43,9 @@ from medrecontrast.models.anomaly_map import (
     gaussian_blur_kernel,
     image_scores,
 )
-from medrecontrast.models.backbones import estimate_batchnorm_statistics
+from medrecontrast.models.backbones import estimate_batchnorm_statistics, is_timm
 from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.decoder import GENERIC_DECODER
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
 
 IMAGE_SCORES = ("max", "mean", "top1")
@@ -138,6 +139,10 @@ BN_EVAL_CLASSES = {
 }
 UNIFIED_SCHEDULE = {"iters": 5000, "batch_size": 16}  # recontrast_{mvtec,visa}_multiclass.py
 
+# The lite profile (EfficientNet-Lite0, ImageNet weights, 224 px; minutes per run on 2 CPU cores): a short
+# schedule of the per-task batch size.
+LITE_SCHEDULE = {"iters": 100, "batch_size": 16}
+
 # The demo profile (minutes on 2 CPU cores): a short schedule of small batches.
 DEMO_SCHEDULE = {"iters": 80, "batch_size": 8}
 
@@ -149,7 +154,7 @@ class ReContrast(Detector):
     order = 0
     trains = True
     size_multiple = SIZE_MULTIPLE
-    profile_options = {"demo": DEMO_SCHEDULE}
+    profile_options = {"demo": DEMO_SCHEDULE, "lite": LITE_SCHEDULE}
     reference = True
     random_weights_caveat = (
         "**ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
@@ -172,6 +177,12 @@ class ReContrast(Detector):
         "oct": {"image_auroc": 99.60, "f1_oracle": 98.53, "acc_oracle": 97.80},
         "isic": {"image_auroc": 90.15, "f1_oracle": 81.12, "acc_oracle": 86.01},
     }
+
+    @classmethod
+    def notes(cls, options: dict) -> list[str]:
+        """A timm backbone has no decoder of the authors': say that it runs the suite's generic one."""
+        backbone = str(options.get("backbone", ""))
+        return [f"{cls.display_name} with {backbone}: {GENERIC_DECODER}."] if is_timm(backbone) else []
 
     @classmethod
     def task_options(cls, task) -> dict:

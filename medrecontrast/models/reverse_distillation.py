@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.models.backbones import ResNetEncoder
+from medrecontrast.models.backbones import build_encoder
 from medrecontrast.models.decoder import bottleneck_and_decoder
 
 SIZE_MULTIPLE = 32
@@ -43,12 +43,12 @@ class ReverseDistillationNet(nn.Module):
     ):
         super().__init__()
         self.train_encoder, self.two_views, self.encoder_bn_train = train_encoder, two_views, encoder_bn_train
-        self.encoder = ResNetEncoder(backbone, pretrained=pretrained, weights=weights)
+        self.encoder = build_encoder(backbone, pretrained=pretrained, weights=weights)
         self.frozen_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if two_views else None
         if not train_encoder:
             self.encoder.requires_grad_(False)
         self.bottleneck, self.decoder = bottleneck_and_decoder(
-            backbone, num_heads=2 if two_views else 0, activation=decoder_activation
+            backbone, num_heads=2 if two_views else 0, activation=decoder_activation, channels=self.encoder.channels
         )
 
     def train(self, mode: bool = True) -> "ReverseDistillationNet":

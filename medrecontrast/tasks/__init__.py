@@ -14,6 +14,7 @@ from medrecontrast.tasks.registry import (
     family_classes,
     footnotes,
     get_task,
+    layouts,
     registry_rows,
     task_names,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "expand_tasks",
     "family_classes",
     "footnotes",
+    "layouts",
     "get_task",
     "registry_rows",
     "resolve_data_root",

@@ -14,11 +14,22 @@ import difflib
 from dataclasses import replace
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.tasks import aptos, folder, isic2018, mvtec, oct2017, synthetic, visa
+from medrecontrast.tasks import (
+    aptos,
+    brain_mri,
+    chest_xray,
+    folder,
+    isic2018,
+    medmnist,
+    mvtec,
+    oct2017,
+    synthetic,
+    visa,
+)
 from medrecontrast.tasks.base import Task, TaskFamily
 from medrecontrast.tasks.unified import unified_task
 
-MODULES = (aptos, oct2017, isic2018, mvtec, visa, folder, synthetic)
+MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, folder, synthetic)
 
 
 def _unified(variant: str) -> Task:
@@ -94,6 +105,12 @@ def family_classes(name: str) -> int | None:
 def task_names() -> list[str]:
     """Every name `get_task`/`expand_tasks` understands, as `medrecontrast tasks` lists them."""
     return [name for family in families().values() for name in family.listed]
+
+
+def layouts() -> dict[str, str]:
+    """The files each kind of task expects under the data root, by its label in the tasks table
+    (tasks that carry their own files, such as the built-in ones, have none)."""
+    return {label: task.layout for family in families().values() for label, task in family.examples() if task.folder}
 
 
 def registry_rows() -> list[dict]:
