@@ -187,9 +187,8 @@ def methods_command(
         # what differs from the authors' networks with a timm backbone (ReContrast, RD4AD: a generic decoder)
         methods[name]["backbone_notes"] = cls.notes({"backbone": "timm:<name>"})
         # the method's own per-task settings (e.g. ReContrast's TASK_SETTINGS), for the tasks `tasks` lists
-        methods[name]["task_settings"] = {
-            label: cls.task_options(task) for label, task in examples if cls.task_options(task)
-        }
+        settings = {label: cls.task_options(task) for label, task in examples}
+        methods[name]["task_settings"] = {label: options for label, options in settings.items() if options}
     if as_json:
         print(json.dumps(methods, default=str))
         return

@@ -16,6 +16,7 @@ reader, cache and checks as every other task's files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -42,6 +43,7 @@ MEDMNIST_INSTALL = "pip install 'medrecontrast[medmnist]'"
 WRITER_VERSION = 1  # part of the cache key of the PNG files
 
 
+@functools.cache  # read once per process: every get_task and every load of a medmnist task asks for it
 def medmnist_info() -> dict:
     """The ``medmnist`` package's ``INFO`` table, read from its ``info.py`` without importing the package
     (whose ``__init__`` creates ``~/.medmnist``)."""
