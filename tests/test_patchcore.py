@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,8 +16,9 @@ from medrecontrast.models.patchcore import (
     NearestNeighbourIndex,
     adaptive_pool_matrix,
     build_memory_bank,
-    candidates_per_image,
     greedy_coreset,
+    plan_memory_bank,
+    released_projection,
 )
 
 
@@ -142,7 +144,7 @@ def test_coreset_equals_the_textbook_greedy_k_center():
     """Every pick is the point farthest from those picked before (after the averaged start)."""
     points = torch.randn(400, 8, generator=torch.Generator().manual_seed(2))
     chosen = greedy_coreset(points, 30, num_starting_points=1, seed=0).tolist()
-    first = int(torch.randperm(400, generator=torch.Generator().manual_seed(0))[0])
+    first = int(np.random.RandomState(0).choice(400, 1, replace=False)[0])  # the released sampler's start
     nearest = torch.cdist(points.double(), points[first : first + 1].double())[:, 0]
     for index in chosen:
         assert nearest[index] == pytest.approx(float(nearest.max()), rel=1e-5)
@@ -166,37 +168,166 @@ def test_nearest_neighbours_equal_brute_force(backend, k):
 def test_memory_bank_keeps_ratio_of_all_patches_when_it_fits():
     batches = [torch.randn(4, 10, 8) for _ in range(5)]
     bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.1, projection_dim=4)
-    assert stats["candidates_per_image"] == 10 and bank.shape == (20, 8)
+    assert stats["candidates_per_image"] == 10 and bank.shape == (20, 8) and stats["passes"] == 1
     all_patches = torch.cat([b.reshape(-1, 8) for b in batches])
     assert all(any(torch.equal(row, p) for p in all_patches) for row in bank)  # bank rows are real patches
 
 
-def test_memory_bank_subsamples_per_image_to_fit_the_budget():
-    batches = [torch.randn(4, 100, 32) for _ in range(5)]
-    budget = int((4 * (32 + 16 + 2) * 20 * 25 + 4 * 32 * 200) / BUDGET_USABLE) + 1  # 25 candidates per image + the bank
-    bank, stats = build_memory_bank(iter(batches), 20, budget_bytes=budget, coreset_ratio=0.1, projection_dim=16)
-    assert stats["candidates_per_image"] == 25 and stats["candidates"] == 500
-    assert bank.shape == (200, 32)
+# The released sampler's picks (patchcore-inspection 8a7748c, src/patchcore/sampler.py
+# ApproximateGreedyCoresetSampler(percentage, cpu)._compute_greedy_coreset_indices(_reduce_features(x))
+# run right after fix_seeds(seed), on x = torch.randn(n, d, generator=torch.Generator().manual_seed(0))).
+RELEASED_PICKS = {
+    (300, 64, 0.05, 3): [81, 243, 281, 187, 299, 212, 6, 232, 14, 7, 192, 23, 214, 132, 240],
+    (500, 128, 0.02, 0): [484, 40, 3, 120, 228, 247, 407, 253, 255, 190],  # D == 128: no projection
+    (257, 200, 0.1, 7): [
+        25,
+        61,
+        188,
+        26,
+        184,
+        33,
+        136,
+        30,
+        99,
+        199,
+        76,
+        52,
+        174,
+        80,
+        192,
+        209,
+        4,
+        130,
+        115,
+        204,
+        158,
+        185,
+        202,
+        103,
+        37,
+    ],  # int(25.7) = 25 entries: the size is floored
+}
 
 
-def test_candidate_ratio_draws_that_fraction_of_each_image():
-    batches = [torch.randn(4, 100, 8) for _ in range(5)]
+@pytest.mark.parametrize("case", list(RELEASED_PICKS))
+def test_memory_bank_is_the_released_samplers_for_the_same_seed(case):
+    """Same features and seed, same bank as patchcore-inspection: its torch.nn.Linear projection (default
+    initialisation from the torch stream), its NumPy start points, its floored size. Failed before: the
+    projection was a Gaussian matrix, the start points a torch permutation, the size a ceiling."""
+    n, d, ratio, seed = case
+    features = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
     bank, stats = build_memory_bank(
-        iter(batches), 20, budget_bytes=10**8, coreset_ratio=0.01, projection_dim=4, candidate_ratio=0.1
+        iter([features[None]]), 1, budget_bytes=10**8, coreset_ratio=ratio, projection_dim=128, seed=seed
     )
-    assert stats["candidates_per_image"] == 10 and stats["candidates"] == 200 and bank.shape == (20, 8)
+    assert stats["memory_bank"] == len(RELEASED_PICKS[case])
+    assert torch.equal(bank, features[RELEASED_PICKS[case]])
 
 
-def test_accelerator_budget_bounds_the_search_not_the_host_candidates():
-    """With a device budget, host memory holds only the candidates; the device holds the search."""
+def test_released_projection_is_linears_default_initialisation():
+    torch.manual_seed(5)
+    expected = torch.nn.Linear(40, 16, bias=False).weight.detach()
+    state = torch.get_rng_state()
+    assert torch.equal(released_projection(40, 16, 5), expected)
+    assert torch.equal(torch.get_rng_state(), state)  # a private generator: the caller's stream is untouched
+    assert released_projection(16, 16, 5) is None
+
+
+def _stream(images: int, patches: int, dim: int, batch: int = 3):
+    """Deterministic per-image features, as an encoder gives them: the same image, the same features."""
+
+    def features(indices=None):
+        chosen = list(range(images)) if indices is None else list(indices)
+        for start in range(0, len(chosen), batch):
+            yield torch.stack(
+                [
+                    torch.randn(patches, dim, generator=torch.Generator().manual_seed(1000 + i))
+                    for i in chosen[start : start + batch]
+                ]
+            )
+
+    return features
+
+
+@pytest.mark.parametrize("candidate_ratio", [1.0, 0.3])
+def test_two_pass_bank_equals_the_one_pass_greedy_over_every_patch(candidate_ratio):
+    """Projections only, then the selected patches recomputed: exactly the bank of one pass."""
+    images, patches, dim = 20, 50, 64
+    args = dict(coreset_ratio=0.05, projection_dim=16, seed=2, candidate_ratio=candidate_ratio)
+    one, stats_one = build_memory_bank(_stream(images, patches, dim), images, budget_bytes=10**9, **args)
+    per_image = patches if candidate_ratio == 1 else math.ceil(candidate_ratio * patches)
+    # room for the projections and the bank, not for every embedding
+    budget = int(4 * ((16 + 2) * images * per_image + dim * 50) / BUDGET_USABLE) + 64
+    two, stats_two = build_memory_bank(_stream(images, patches, dim), images, budget_bytes=budget, **args)
+    assert (stats_one["passes"], stats_two["passes"]) == (1, 2)
+    assert stats_two["candidates"] == images * per_image and stats_two["memory_bank"] == 50
+    assert torch.equal(one, two)
+    if candidate_ratio == 1:  # the one-pass bank is the greedy coreset over all 1,000 patches
+        everything = torch.cat(list(_stream(images, patches, dim)(None))).reshape(-1, dim)
+        picks = greedy_coreset(everything @ released_projection(dim, 16, 2).T, 50, 10, 2)
+        assert torch.equal(one, everything[picks])
+
+
+def test_oct2017_sized_bank_comes_from_every_patch_within_the_default_budget():
+    """Regression: with the paper profile and the 16 GB budget, OCT2017 (26,315 images x 784 patches) kept 43
+    random patches per image, fewer candidates than a 1 % coreset's 206,309 entries: no greedy selection
+    ran at all. Now the greedy runs over all 20.6 M patches in two passes."""
+    plan = plan_memory_bank(26315, 784, 1024, 0.01, 128, 16 * 2**30)
+    assert plan.per_image == 784 and plan.candidates == 26315 * 784 and plan.passes == 2
+    assert plan.target == int(0.01 * 26315 * 784) < plan.candidates
+    assert plan.host_bytes == 4 * (130 * 26315 * 784 + 1024 * plan.target)  # ~10.5 GB: projections + the bank
+
+
+def test_small_oct_shaped_fit_never_selects_from_fewer_candidates_than_the_coreset():
+    """A budget that once subsampled every image to a few patches now runs the second pass instead."""
+    images, patches, dim = 30, 196, 96
+    budget = int(4 * (dim * 5 * images + 34 * images * patches + dim * 60) / BUDGET_USABLE)  # once: 5 per image
+    bank, stats = build_memory_bank(
+        _stream(images, patches, dim), images, budget_bytes=budget, coreset_ratio=0.01, projection_dim=32
+    )
+    assert stats["candidates"] == images * patches and stats["passes"] == 2
+    assert bank.shape == (int(0.01 * images * patches), dim)
+
+
+def test_a_bank_whose_projections_cannot_fit_is_refused_with_the_numbers():
+    with pytest.raises(UserInputError, match=r"needs .* GiB.*Raise memory_budget_gb or set candidate_ratio below"):
+        plan_memory_bank(26315, 784, 1024, 0.01, 128, 4 * 2**30)
+    assert plan_memory_bank(26315, 784, 1024, 0.01, 128, 4 * 2**30, candidate_ratio=0.1).per_image == 79
+
+
+def test_accelerator_budget_bounds_the_search_not_the_host():
+    """With a device budget, the host holds only the bank; the device holds the projections and the search."""
     args = dict(num_images=100, patches=784, dim=1024, coreset_ratio=0.01, projection_dim=128)
-    host_only = candidates_per_image(**args, host_budget=2**28)
-    host_part = candidates_per_image(**args, host_budget=2**28, device_budget=2**40)
-    assert host_part > host_only  # the search's vectors moved off the host
-    tight = candidates_per_image(**args, host_budget=2**40, device_budget=2**24)
-    assert 0 < tight < 784 and tight * 100 * 4 * 130 + 4 * 1024 * 784 <= 2**24 * BUDGET_USABLE
+    host_only = plan_memory_bank(**args, host_budget=2**28)
+    on_device = plan_memory_bank(**args, host_budget=2**28, device_budget=2**40)
+    assert on_device.host_bytes < host_only.host_bytes
     with pytest.raises(UserInputError, match="raise gpu_memory_budget_gb"):
-        candidates_per_image(**args, host_budget=2**40, device_budget=2**20)
+        plan_memory_bank(**args, host_budget=2**40, device_budget=2**20)
+
+
+def test_a_sweep_whose_patchcore_bank_cannot_fit_is_refused_at_planning(tmp_path):
+    from medrecontrast.bench import SweepConfig, plan_sweep
+
+    config = SweepConfig(
+        tasks=["synth-oct"],
+        methods=["patchcore"],
+        seeds=[0],
+        profile="demo",
+        out=str(tmp_path / "runs"),
+        report=str(tmp_path / "report"),
+        options={"image_size": 64, "holdout": 0.25},
+        method={"patchcore": {"memory_budget_gb": 1e-5}},
+        task={"synth-oct": {"data": {"size": 64, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}}},
+    )
+    with pytest.raises(UserInputError, match=r"coreset over all 384 patches of 6 images.*\[task synth-oct"):
+        plan_sweep(config)
+    assert not (tmp_path / "runs" / "synth-oct").exists()
+
+
+def test_a_subsampled_bank_is_named_in_the_report_notes():
+    from medrecontrast.models.patchcore import PatchCore
+
+    assert PatchCore.notes({"candidate_ratio": 1.0}) == []
+    assert "random 10% of each training image's patches" in PatchCore.notes({"candidate_ratio": 0.1})[0]
 
 
 def test_candidates_are_never_pinned_on_an_accelerator(monkeypatch):
@@ -223,35 +354,36 @@ def test_candidates_are_never_pinned_on_an_accelerator(monkeypatch):
 
 
 def test_memory_budget_too_small_is_a_clear_error():
-    with pytest.raises(UserInputError, match="raise memory_budget_gb"):
+    with pytest.raises(UserInputError, match="Raise memory_budget_gb"):
         build_memory_bank(iter([torch.randn(2, 10, 8)]), 1000, budget_bytes=1000)
 
 
 @pytest.mark.slow
 def test_peak_memory_stays_under_budget_on_a_large_feature_stream():
-    """~1.6 GB of patch features streamed through a 200 MB budget, measured as the process's peak RSS."""
+    """~0.96 GB of patch features streamed twice through a 350 MB budget (the projections fit, the
+    embeddings do not: two passes), measured as the process's peak RSS."""
     script = textwrap.dedent("""
         import resource, torch
         from medrecontrast.models.patchcore import build_memory_bank
         torch.set_num_threads(1)
-        images, patches, dim, batch = 2000, 784, 256, 8
-        def stream():
-            g = torch.Generator().manual_seed(0)
-            for _ in range(images // batch):
-                yield torch.randn(batch, patches, dim, generator=g)
+        images, patches, dim, batch = 1200, 784, 256, 8
+        def stream(indices=None):
+            chosen = list(range(images)) if indices is None else list(indices)
+            for start in range(0, len(chosen), batch):
+                g = torch.Generator().manual_seed(start)
+                yield torch.randn(len(chosen[start : start + batch]), patches, dim, generator=g)
         warm = next(stream()); del warm
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         bank, stats = build_memory_bank(
-            stream(), images, budget_bytes=200 * 2**20, coreset_ratio=0.001, projection_dim=64
+            stream, images, budget_bytes=350 * 2**20, coreset_ratio=0.001, projection_dim=64
         )
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(after - before, stats["candidates_per_image"], bank.shape[0])
+        print(after - before, stats["candidates"], stats["passes"], bank.shape[0])
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True)
-    grown, per_image, bank_size = map(int, result.stdout.split())
-    total_features = 2000 * 784 * 256 * 4
-    assert per_image < 784 and bank_size == math.ceil(0.001 * 2000 * 784)
-    assert grown < 200 * 2**20 + 8 * 784 * 256 * 4 * 2, (
-        f"peak grew by {grown / 2**20:.0f} MB"
-    )  # budget + two batches in flight
-    assert grown < total_features / 5
+    grown, candidates, passes, bank_size = map(int, result.stdout.split())
+    total_features = 1200 * 784 * 256 * 4
+    print(f"peak grew by {grown / 2**20:.0f} MB")
+    assert candidates == 1200 * 784 and passes == 2 and bank_size == int(0.001 * 1200 * 784)
+    assert grown < 350 * 2**20 + 8 * 784 * 256 * 4 * 2, f"peak grew by {grown / 2**20:.0f} MB"  # + two batches
+    assert grown < total_features / 3

@@ -22,9 +22,12 @@ from medrecontrast.bench.store import (
     run_status,
 )
 from medrecontrast.data.check import check_task_data
+from medrecontrast.data.items import TaskData
 from medrecontrast.errors import UserInputError
+from medrecontrast.models.base import detector_class
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
 from medrecontrast.run import RunConfig, environment, read_run_config, resolve_run_config
+from medrecontrast.run.split import training_image_count
 from medrecontrast.tasks import expand_tasks, get_task
 
 
@@ -48,7 +51,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     needed: set = set()  # (backbone, weights file) the runs to do need
     for name in names:
         task = get_task(name, **config.task_options(name))
-        _check_data(task, config.data_root)
+        data = _check_data(task, config.data_root)
         for method in config.methods:
             base = config.base_method(method)
             layers = config.layers(name, method)
@@ -69,6 +72,14 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     UserInputError
                 ) as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
+                try:  # what needs the training set's size (e.g. PatchCore's memory plan), before anything trains
+                    detector_class(base).check_plan(
+                        planned.method_config(),
+                        train_images=training_image_count(len(data.train), planned.holdout),
+                        input_size=planned.crop_size or planned.image_size,
+                    )
+                except UserInputError as exc:
+                    raise UserInputError(f"{exc} [task {name}, method {method}]") from None
                 folder = run_folder(config.out, name, method, seed)
                 detector = planned.detector
                 if (detector.get("pretrained") or detector.get("weights")) and (
@@ -115,16 +126,16 @@ def _check_weights(needed: set) -> None:
         require_weights(backbone, weights)
 
 
-def _check_data(task, data_root) -> None:
+def _check_data(task, data_root) -> TaskData:
     """Missing folders and broken files stop the sweep now, not at hour three: every image and mask
-    is decoded once (a truncated file passes a header check). A task whose files (paths, sizes,
+    is decoded once (a truncated file passes a header check); returns the loaded data. A task whose files (paths, sizes,
     modification times) were all decoded before is not decoded again: the fingerprint is remembered
     in the cache folder."""
     data = task.load(data_root)
     fingerprint = data.fingerprint()
     memo = cache_dir() / "checked" / f"{fingerprint['sha256']}.ok"
     if memo.is_file():
-        return
+        return data
     report = check_task_data(data, deep=True, progress=True)
     if not report.ok:
         first = report.problems[0]
@@ -133,6 +144,7 @@ def _check_data(task, data_root) -> None:
             f"Run `medrecontrast data check {task.name} --deep` to list them all, then fix or remove them."
         )
     write_json(memo, {"task": task.name, "files": fingerprint["files"], "decoded": True})
+    return data
 
 
 def _check_existing(folder: Path, planned: RunConfig) -> None:

@@ -133,6 +133,12 @@ class Detector:
         return []
 
     @classmethod
+    def check_plan(cls, config, *, train_images: int, input_size: int) -> None:
+        """Checks that need the run's training-set size, made when a sweep is planned (before anything
+        trains): raise :class:`UserInputError` saying what to change. ``config`` is the method's checked
+        Config; ``input_size`` the side of the network's input. None by default."""
+
+    @classmethod
     def task_options(cls, task) -> dict:
         """The method's options for ``task`` (e.g. ReContrast's per-task schedule); none by default."""
         return {}

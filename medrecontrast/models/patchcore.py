@@ -9,16 +9,19 @@ adaptively average-pooled to ``embed_dim`` (``MeanMapper``: the pooling windows 
 and neighbourhood offsets, so this is not a 3x3 mean followed by a channel pooling), and the two
 pooled again to ``embed_dim`` (``Aggregator``).
 
-Fitting within a memory budget (OCT2017 has 26,315 training images: ~21 M patch vectors at 224 px,
-~84 GB in float32): features are extracted batch by batch and each image contributes the same
-number of patches, drawn at random, as coreset candidates (stage 1): all of them while they fit
-``memory_budget_gb`` on the host (and the search's share of ``gpu_memory_budget_gb`` on a GPU), at
-most ``candidate_ratio`` of them. The approximate greedy k-center coreset (stage 2; distances on a
-random projection to ``projection_dim`` dimensions, started from the mean distance to
-``num_starting_points`` random points) runs on the model's device and keeps ``coreset_ratio`` x the
-number of ALL patches, as in the paper, or every candidate if stage 1 left fewer. Its cost is
-(bank size) x (candidates) x ``projection_dim``: ``candidate_ratio`` (e.g. 0.1 with a 1 % coreset)
-is the documented way to bound it at OCT2017's size on a CPU.
+The memory bank is the released one (``sampler.py`` ``ApproximateGreedyCoresetSampler``): the
+approximate greedy k-center coreset over EVERY patch of every training image, distances on a random
+projection to ``projection_dim`` dimensions (``torch.nn.Linear``'s default initialisation), started
+from the mean distance to ``num_starting_points`` points drawn by NumPy, ``int(N * coreset_ratio)``
+entries; for a seed the suite draws what ``fix_seeds(seed)`` followed by the sampler draws (tested
+against the released sampler's indices). At OCT2017's size (26,315 images x 784 patches, ~84 GB of
+1024-d embeddings in float32) the embeddings cannot all be held, so the bank is built in two passes
+within ``memory_budget_gb`` (:func:`plan_memory_bank`): the first keeps only each patch's 128-d
+projection (~10.6 GB) for the greedy search, the second runs the encoder again over the images that
+hold the selected patches and keeps their embeddings. The two passes select exactly what one pass
+selects (tested). Where even the projections do not fit, the run is refused when the sweep is
+planned, with the numbers. ``candidate_ratio < 1`` (an explicit option, named in the report) draws
+that random fraction of each image's patches as candidates instead.
 
 Scoring (``NearestNeighbourScorer``): a patch's score is faiss ``IndexFlatL2``'s distance, i.e.
 the SQUARED Euclidean distance, to its nearest memory-bank entry, averaged over the
@@ -32,12 +35,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from medrecontrast.compute import (
     autocast,
@@ -173,16 +177,49 @@ class PatchCore(Detector):
             )
         return self._projections_cache[key]
 
+    @classmethod
+    def notes(cls, options: dict) -> list[str]:
+        """A bank drawn from a random part of each image's patches is not the paper's: say so."""
+        ratio = float(options.get("candidate_ratio", 1.0))
+        if ratio >= 1:
+            return []
+        return [
+            f"{cls.display_name}: memory bank selected from a random {ratio:.0%} of each training image's patches "
+            f"(candidate_ratio = {ratio}), not from every patch as in the released code."
+        ]
+
+    @classmethod
+    def check_plan(cls, config: PatchCoreConfig, *, train_images: int, input_size: int) -> None:
+        """Refuse, when the sweep is planned, a memory bank whose coreset search cannot fit the host budget
+        (:func:`plan_memory_bank`; the accelerator's free memory is known only at fit)."""
+        side = -(-input_size // PATCH_REDUCTIONS[0])
+        plan_memory_bank(
+            train_images,
+            side * side,
+            config.embed_dim,
+            config.coreset_ratio,
+            config.projection_dim,
+            int(config.memory_budget_gb * 2**30),
+            None,
+            config.candidate_ratio,
+        )
+
     def fit(self, train: Dataset, *, checkpoint=None, resume: bool = False, progress: bool = True) -> "PatchCore":
-        """Build the memory bank from ``train``. A fit is one pass without iterations, so there is no
-        training state to checkpoint: ``checkpoint`` is unused and ``resume`` refits from the start."""
+        """Build the memory bank from ``train`` (one or two passes over it, :func:`plan_memory_bank`). A fit
+        has no iterations, so there is no training state to checkpoint: ``checkpoint`` is unused and
+        ``resume`` refits from the start."""
         c = self.config
         seed_everything(c.seed)
-        loader = DataLoader(train, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
-        batches = (self.patch_features(batch_to_device(batch["image"], self.device))[0] for batch in loader)
+
+        def features(indices: Sequence[int] | None) -> Iterable[torch.Tensor]:
+            images = train if indices is None else Subset(train, list(indices))
+            loader = DataLoader(images, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
+            for batch in loader:
+                yield self.patch_features(batch_to_device(batch["image"], self.device))[0]
+
         self._index = None
         self.memory_bank_, self.stats_ = build_memory_bank(
-            batches,
+            features,
             len(train),
             budget_bytes=int(c.memory_budget_gb * 2**30),
             coreset_ratio=c.coreset_ratio,
@@ -282,7 +319,33 @@ class SparsePooling:
 # --- memory bank ----------------------------------------------------------------------------------
 
 
-def candidates_per_image(
+@dataclass(frozen=True)
+class BankPlan:
+    """How a memory bank is built within the memory budgets (:func:`plan_memory_bank`).
+
+    ``per_image`` patches of each image are coreset candidates (all of them unless ``candidate_ratio < 1``
+    asks for a random fraction); ``target`` of them form the bank. With ``passes == 1`` every candidate's
+    full embedding is kept while the greedy search runs (what the released code does); with
+    ``passes == 2`` only their ``projection_dim``-d random projections are kept for the search, and the
+    encoder runs again over the images that hold the selected patches to recompute their embeddings.
+    """
+
+    num_images: int
+    patches: int
+    dim: int
+    per_image: int
+    target: int
+    projected_dim: int
+    passes: int
+    host_bytes: int
+    search_bytes: int  # on the search's device (the host's share is counted in host_bytes on the CPU)
+
+    @property
+    def candidates(self) -> int:
+        return self.num_images * self.per_image
+
+
+def plan_memory_bank(
     num_images: int,
     patches: int,
     dim: int,
@@ -291,37 +354,85 @@ def candidates_per_image(
     host_budget: int,
     device_budget: int | None = None,
     candidate_ratio: float = 1.0,
-) -> int:
-    """How many patches of each image become coreset candidates, within both memory budgets.
+) -> BankPlan:
+    """The memory plan of a bank over ``num_images`` images of ``patches`` patches of ``dim`` floats.
 
-    Host memory holds the candidates (``dim`` floats each) and the largest possible bank; the
-    coreset search holds the projection and two distance vectors per candidate, on the host or,
-    when ``device_budget`` is given, on the accelerator (which also holds the bank for scoring).
+    The greedy coreset runs over every patch of every image, as patchcore-inspection's
+    ``ApproximateGreedyCoresetSampler`` does (``sampler.py``: the bank is ``int(N * percentage)`` of
+    all N patches). One pass when every candidate's embedding fits ``host_budget`` beside the search,
+    else two passes (projections only, then the selected patches recomputed). Where even the
+    projections do not fit, a :class:`UserInputError` gives the numbers: the bank is never silently
+    drawn from a random subset. ``device_budget`` (an accelerator's) bounds the search's share there.
     ``BUDGET_USABLE`` of each budget is planned, the rest is headroom for temporaries.
     """
-    bank = FLOAT_BYTES * dim * math.ceil(coreset_ratio * num_images * patches)  # the largest bank possible
-    search = FLOAT_BYTES * (projection_dim + 2)
-    host_per_candidate = FLOAT_BYTES * dim + (search if device_budget is None else 0)
-    limits = [
-        patches,
-        math.ceil(candidate_ratio * patches),
-        (int(host_budget * BUDGET_USABLE) - bank) // (host_per_candidate * num_images),
-    ]
-    if device_budget is not None:
-        limits.append((int(device_budget * BUDGET_USABLE) - bank) // (search * num_images))
-    keep = min(limits)
-    if keep < 1:
-        where = "memory_budget_gb" if limits[2] < 1 else "gpu_memory_budget_gb"
+    per_image = patches if candidate_ratio >= 1 else max(1, math.ceil(candidate_ratio * patches))
+    candidates = num_images * per_image
+    # sampler.py: num_coreset_samples = int(len(features) * percentage) over every patch (floor)
+    target = min(candidates, max(1, int(coreset_ratio * num_images * patches)))
+    projected = dim if dim == projection_dim else projection_dim  # sampler.py: no projection when D == 128
+    bank = FLOAT_BYTES * dim * target
+    search = FLOAT_BYTES * (projected + 2) * candidates  # the projections and two distance vectors
+    # one pass keeps every candidate's embedding beside its projection (none when they are the same)
+    embeddings = FLOAT_BYTES * dim * candidates if projected != dim else 0
+    host_usable = int(host_budget * BUDGET_USABLE)
+    on_host = device_budget is None
+    host = {2: bank + (search if on_host else 0)}
+    host[1] = host[2] + embeddings
+    passes = 1 if host[1] <= host_usable else 2
+    gib = 2**30
+    what = (
+        f"PatchCore's coreset over all {candidates:,} patches of {num_images:,} images ({per_image} per image)"
+        if candidate_ratio >= 1
+        else f"PatchCore's coreset over {candidates:,} candidate patches ({per_image} per image, candidate_ratio "
+        f"{candidate_ratio})"
+    )
+    subsample = (
+        f"or set candidate_ratio below {candidate_ratio} (a random part of each image's patches; the bank is then "
+        "not the paper's)"
+    )
+    if host[passes] > host_usable:
         raise UserInputError(
-            f"the memory budget cannot hold one patch per image for {num_images} images of {patches} patches "
-            f"({host_per_candidate * num_images / 2**30:.2f} GiB per patch and image, {bank / 2**30:.2f} GiB for the "
-            f"bank); raise {where}."
+            f"{what} needs {host[2] / gib:.2f} GiB of host memory even with projections to {projected} dimensions "
+            f"only ({search / gib:.2f} GiB for the search, {bank / gib:.2f} GiB for the bank of {target:,}); "
+            f"memory_budget_gb allows {host_usable / gib:.2f} GiB ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb "
+            f"{subsample}."
         )
-    return keep
+    if device_budget is not None and search + bank > int(device_budget * BUDGET_USABLE):
+        raise UserInputError(
+            f"{what} needs {(search + bank) / gib:.2f} GiB on the accelerator ({search / gib:.2f} GiB for the "
+            f"search, {bank / gib:.2f} GiB for the bank) and gpu_memory_budget_gb allows "
+            f"{device_budget * BUDGET_USABLE / gib:.2f} GiB; raise gpu_memory_budget_gb {subsample}."
+        )
+    return BankPlan(
+        num_images=num_images,
+        patches=patches,
+        dim=dim,
+        per_image=per_image,
+        target=target,
+        projected_dim=projected,
+        passes=passes,
+        host_bytes=host[passes],
+        search_bytes=search + bank,
+    )
+
+
+def released_projection(dim: int, projection_dim: int, seed: int) -> torch.Tensor | None:
+    """The coreset's random projection as patchcore-inspection draws it (``sampler.py``
+    ``_reduce_features``): the weight ``(projection_dim, dim)`` of ``torch.nn.Linear(dim, projection_dim,
+    bias=False)`` with PyTorch's default initialisation (Kaiming-uniform, a = √5: uniform in ±1/√dim),
+    drawn as ``torch.manual_seed(seed)`` would draw it (here from a private generator, so the caller's
+    stream is untouched). None where ``dim == projection_dim`` (the released sampler does not project)."""
+    if dim == projection_dim:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.nn.init.kaiming_uniform_(torch.empty(projection_dim, dim), a=math.sqrt(5), generator=generator)
+
+
+FeatureStream = Callable[[Sequence[int] | None], Iterable[torch.Tensor]]
 
 
 def build_memory_bank(
-    batches: Iterable[torch.Tensor],
+    features: FeatureStream | Iterable[torch.Tensor],
     num_images: int,
     *,
     budget_bytes: int,
@@ -333,22 +444,25 @@ def build_memory_bank(
     candidate_ratio: float = 1.0,
     device_budget_bytes: int | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Stream ``(B, P, D)`` patch-feature batches into a coreset memory bank (on ``device``).
+    """A coreset memory bank (on ``device``) from streamed ``(B, P, D)`` patch-feature batches.
 
-    Candidates are kept on the host within ``budget_bytes``; the projection and the greedy search
-    run on ``device`` (within ``device_budget_bytes`` there, when it is an accelerator). The number
-    of candidates per image is fixed before the first batch is stored (:func:`candidates_per_image`),
-    so memory never grows past it. Returns the bank ``(M, D)`` and statistics of both stages.
+    ``features(None)`` yields every image's batch in order and ``features(indices)`` those of the
+    given images (sorted), so a second pass can recompute the selected patches; a plain iterable of
+    batches serves plans of one pass. The plan (:func:`plan_memory_bank`) is fixed before the first
+    batch is stored, so memory never grows past it. The random draws are the released sampler's for
+    ``seed`` (:func:`released_projection`, :func:`greedy_coreset`). Returns the bank ``(M, D)`` in
+    selection order and the statistics of the plan.
     """
     device = torch.device(device)
     on_accelerator = device.type != "cpu"
-    generator = torch.Generator().manual_seed(seed)
-    candidates = None
+    stream = features if callable(features) else (lambda indices: features)
+    subsample = torch.Generator().manual_seed(seed)
+    plan = projected = candidates = chosen_patches = weight = None
     stored = 0
-    for features in batches:
-        if candidates is None:
-            patches, dim = features.shape[1:]
-            keep = candidates_per_image(
+    for batch in stream(None):
+        if plan is None:
+            patches, dim = batch.shape[1:]
+            plan = plan_memory_bank(
                 num_images,
                 patches,
                 dim,
@@ -358,37 +472,80 @@ def build_memory_bank(
                 device_budget_bytes if on_accelerator else None,
                 candidate_ratio,
             )
-            # Pageable, never pinned: torch's pinned-memory allocator rounds every request up to a power of
-            # two (a 13.6 GB array takes 16 GB), which broke the host budget on an H100 (benchmarks/README.md).
-            candidates = torch.empty((num_images * keep, dim), dtype=torch.float32)
-        for image in features:
-            chosen = (
-                image
-                if keep == patches
-                else image[torch.randperm(patches, generator=generator)[:keep].to(image.device)]
-            )
-            candidates[stored : stored + keep].copy_(chosen)
-            stored += keep
-    if candidates is None:
+            if plan.passes == 2 and not callable(features):
+                raise ValueError("a two-pass memory bank needs features as a callable of image indices")
+            weight = released_projection(dim, projection_dim, seed)
+            weight = None if weight is None else weight.to(device)
+            # Projections live where the search runs. Host arrays are pageable, never pinned: torch's pinned
+            # allocator rounds every request up to a power of two (a 13.6 GB array took 16 GB on an H100).
+            projected = torch.empty((plan.candidates, plan.projected_dim), dtype=torch.float32, device=device)
+            if plan.passes == 1 and weight is not None:
+                candidates = torch.empty((plan.candidates, dim), dtype=torch.float32)
+            if plan.per_image < patches:
+                chosen_patches = torch.empty((num_images, plan.per_image), dtype=torch.long)
+        batch = batch.float()
+        if plan.per_image < patches:
+            picks = torch.stack([torch.randperm(patches, generator=subsample)[: plan.per_image] for _ in batch])
+            chosen_patches[stored // plan.per_image : stored // plan.per_image + len(batch)] = picks
+            batch = torch.gather(batch, 1, picks.to(batch.device)[:, :, None].expand(-1, -1, batch.shape[2]))
+        rows = batch.reshape(-1, batch.shape[-1])
+        end = stored + rows.shape[0]
+        if end > plan.candidates:
+            raise ValueError(f"the feature stream holds more than the {num_images} images announced")
+        if weight is None:
+            projected[stored:end].copy_(rows)
+        else:
+            projected[stored:end].copy_(rows.to(device) @ weight.T)  # sampler.py: mapper(features)
+            if candidates is not None:
+                candidates[stored:end].copy_(rows)
+        stored = end
+    if plan is None:
         raise UserInputError("cannot fit PatchCore on an empty training set")
-    candidates = candidates[:stored]
-    target = min(stored, max(1, math.ceil(coreset_ratio * num_images * patches)))
-    projection = (torch.randn(dim, projection_dim, generator=generator) / math.sqrt(projection_dim)).to(device)
-    projected = candidates.to(device) if dim <= projection_dim else _project(candidates, projection)
-    selected = greedy_coreset(projected, target, num_starting_points, seed)
+    if stored != plan.candidates:
+        raise ValueError(f"the feature stream held {stored // plan.per_image} images, not the {num_images} announced")
+    selected = greedy_coreset(projected, plan.target, num_starting_points, seed).cpu()
+    if weight is None and plan.passes == 1:  # dim == projection_dim: the projections are the embeddings
+        candidates = projected.cpu()
     del projected
-    stats = {"patches_per_image": patches, "candidates_per_image": keep, "candidates": stored, "memory_bank": target}
-    return candidates[selected.cpu()].to(device), stats
+    stats = {
+        "patches_per_image": plan.patches,
+        "candidates_per_image": plan.per_image,
+        "candidates": plan.candidates,
+        "memory_bank": plan.target,
+        "passes": plan.passes,
+    }
+    if plan.passes == 1:
+        return candidates[selected].to(device), stats
+    return _recompute_selected(stream, selected, plan, chosen_patches).to(device), stats
 
 
-def _project(points: torch.Tensor, projection: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """``points @ projection`` on ``projection``'s device, in row chunks: no full-size temporary
-    exists beside the result, and host points reach an accelerator one chunk at a time."""
-    out = torch.empty((points.shape[0], projection.shape[1]), dtype=points.dtype, device=projection.device)
-    for start in range(0, points.shape[0], chunk):
-        rows = points[start : start + chunk].to(projection.device, non_blocking=True)
-        torch.matmul(rows, projection, out=out[start : start + chunk])
-    return out
+def _recompute_selected(
+    stream: FeatureStream, selected: torch.Tensor, plan: BankPlan, chosen_patches: torch.Tensor | None
+) -> torch.Tensor:
+    """The second pass: the embeddings of the ``selected`` candidates (in selection order), recomputed by
+    streaming again only the images that hold one."""
+    image_of = selected // plan.per_image
+    patch_of = selected % plan.per_image
+    if chosen_patches is not None:
+        patch_of = chosen_patches[image_of, patch_of]
+    images = torch.unique(image_of)  # sorted
+    bank = torch.empty((len(selected), plan.dim), dtype=torch.float32)
+    order = torch.argsort(image_of, stable=True)
+    position = 0
+    done = 0
+    for batch in stream(images.tolist()):
+        batch = batch.float().cpu()
+        for image_features in batch:
+            image = int(images[done])
+            start = position
+            while position < len(order) and int(image_of[order[position]]) == image:
+                position += 1
+            rows = order[start:position]
+            bank[rows] = image_features[patch_of[rows]]
+            done += 1
+    if done != len(images):
+        raise ValueError(f"the second pass yielded {done} of the {len(images)} images asked for")
+    return bank
 
 
 def greedy_coreset(
@@ -397,8 +554,8 @@ def greedy_coreset(
     """Indices of ``count`` points chosen by approximate greedy k-center selection.
 
     Each step takes the point farthest from everything chosen so far; the distances start as the
-    mean distance to ``num_starting_points`` random points (as PatchCore's released sampler), so the
-    first pick is already a far-out point. The distance update runs over ``chunk_rows`` rows at a
+    mean distance to ``num_starting_points`` random points, drawn as the released sampler draws them
+    for ``seed``, so the first pick is already a far-out point. The distance update runs over ``chunk_rows`` rows at a
     time into preallocated buffers, so the memory beside ``points`` is two vectors of length N and
     one chunk, whatever N; the chosen index stays on the device, so an accelerator never waits for
     the host between steps.
@@ -406,7 +563,9 @@ def greedy_coreset(
     n = points.shape[0]
     if count >= n:
         return torch.arange(n, device=points.device)
-    squared_norms = (points * points).sum(dim=1)
+    squared_norms = torch.cat(  # in chunks: ``points * points`` at once is a temporary as large as ``points``
+        [(chunk * chunk).sum(dim=1) for chunk in points.split(max(1, 2**22 // max(points.shape[1], 1)))]
+    )
     buffer = torch.empty(min(chunk_rows, n), dtype=points.dtype, device=points.device)
 
     def update(nearest: torch.Tensor, index: torch.Tensor) -> None:
@@ -421,9 +580,11 @@ def greedy_coreset(
             distance.add_(offset).clamp_min_(0).sqrt_()
             torch.minimum(nearest[rows], distance, out=nearest[rows])
 
-    starts = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(num_starting_points, n)].to(
-        points.device
-    )
+    # sampler.py: np.random.choice(N, min(10, N), replace=False) after np.random.seed(seed) (fix_seeds),
+    # from a private RandomState (the same draws; the caller's NumPy stream is untouched)
+    starts = torch.from_numpy(
+        np.random.RandomState(seed).choice(n, min(num_starting_points, n), replace=False).astype(np.int64)
+    ).to(points.device)
     nearest = torch.zeros(n, dtype=points.dtype, device=points.device)
     for index in starts.split(1):
         distances = torch.full_like(nearest, math.inf)

@@ -14,6 +14,16 @@ from medrecontrast.errors import UserInputError
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
 
 
+def holdout_count(total: int, fraction: float) -> int:
+    """How many of ``total`` training normals :func:`split_holdout` holds out."""
+    return 0 if fraction <= 0 else max(1, round(total * fraction))
+
+
+def training_image_count(total: int, fraction: float) -> int:
+    """How many of ``total`` training normals train when ``fraction`` of them are held out."""
+    return total - holdout_count(total, fraction)
+
+
 def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
     """``(train, holdout)``: a fixed random ``fraction`` of the normal training items is held out.
 
@@ -22,7 +32,7 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     """
     if fraction <= 0:
         return list(items), []
-    count = max(1, round(len(items) * fraction))
+    count = holdout_count(len(items), fraction)
     if count >= len(items):
         raise UserInputError(f"holdout {fraction} would leave no training images out of {len(items)}")
     order = np.random.default_rng(HOLDOUT_SEED).permutation(len(items))
