@@ -116,7 +116,7 @@ def weighted_quantile_rows(values: np.ndarray, weights: np.ndarray, quantile: fl
 
 
 def pixel_curve_metrics(stats: dict, weights: np.ndarray, fpr_limit: float = 0.3) -> dict[str, np.ndarray]:
-    """Pixel AUROC and dataset-level AUPRO per row of ``weights`` (``(B, N)`` over the test images) from
+    """Pixel AUROC, pixel AP and dataset-level AUPRO per row of ``weights`` (``(B, N)`` over the test images) from
     per-image pixel statistics (:func:`pixel_statistics`): the images are resampled, never the pixels."""
     w = np.asarray(weights, dtype=np.float64)
     normal_above, abnormal_above = w @ stats["normal_above"], w @ stats["abnormal_above"]
@@ -127,10 +127,15 @@ def pixel_curve_metrics(stats: dict, weights: np.ndarray, fpr_limit: float = 0.3
     # thresholds descend, so the curves rise from (0, 0); close them at (1, 1)
     fpr, tpr, pro = np.hstack([zero, fpr, one]), np.hstack([zero, tpr, one]), np.hstack([zero, pro, one])
     auroc = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
+    # average precision as scikit-learn's step sum: sum over thresholds of (recall gain) x precision
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(abnormal_above / (abnormal_above + normal_above), nan=1.0)
+    recall = abnormal_above / np.maximum(w @ stats["abnormal_pixels"], 1)[:, None]
+    ap = np.sum(np.diff(np.hstack([zero, recall]), axis=1) * precision, axis=1)
     clipped = np.minimum(fpr, fpr_limit)
     pro_at = [np.interp(np.minimum(c, fpr_limit), f, p) for c, f, p in zip(clipped, fpr, pro)]
     aupro = np.array([np.sum(np.diff(c) * (p[1:] + p[:-1]) / 2) for c, p in zip(clipped, pro_at)]) / fpr_limit
-    return {"pixel_auroc": auroc, "aupro": aupro}
+    return {"pixel_auroc": auroc, "pixel_ap": ap, "aupro": aupro}
 
 
 def pixel_statistics(masks: np.ndarray, maps: np.ndarray, levels: int = 256) -> dict[str, np.ndarray]:
@@ -138,7 +143,7 @@ def pixel_statistics(masks: np.ndarray, maps: np.ndarray, levels: int = 256) -> 
     (quantiles of all map values): normal and abnormal pixels at or above each threshold, each image's
     sum over its ground-truth regions (8-connected) of the region's overlap, and its region count.
     Resampling images then only sums rows (:func:`pixel_curve_metrics`); the binning moves pixel
-    AUROC and AUPRO by well under a point against the exact values (tested)."""
+    AUROC and AUPRO by well under a point against the exact values, pixel AP by under one (tested)."""
     from scipy import ndimage
 
     masks, maps = np.asarray(masks).astype(bool), np.asarray(maps, dtype=np.float32)

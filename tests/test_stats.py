@@ -127,6 +127,20 @@ def test_pixel_statistics_give_the_exact_pixel_metrics_within_half_a_point():
     binned = stats.pixel_curve_metrics(stats.pixel_statistics(masks, maps), np.ones((1, 8)))
     assert binned["pixel_auroc"][0] == pytest.approx(metrics.pixel_auroc(masks, maps), abs=0.005)
     assert binned["aupro"][0] == pytest.approx(metrics.aupro(masks, maps), abs=0.005)
+    assert binned["pixel_ap"][0] == pytest.approx(metrics.pixel_ap(masks, maps), abs=0.01)  # AP: under a point
+
+
+def test_pixel_ap_is_average_precision_over_every_pixel_and_exact_on_a_coarse_map():
+    """The unified scripts' pixel AP (average_precision_score of all pixels); on a map with fewer distinct
+    values than the statistics' grid, the resampled value is exact."""
+    masks = np.zeros((4, 8, 8), bool)
+    masks[2:, 2:5, 2:5] = True
+    maps = np.round(np.random.default_rng(1).random((4, 8, 8)) * 10) / 10 + 0.3 * masks
+    expected = average_precision_score(masks.reshape(-1), maps.reshape(-1))
+    assert metrics.pixel_ap(masks, maps) == pytest.approx(expected)
+    binned = stats.pixel_curve_metrics(stats.pixel_statistics(masks, maps), np.ones((1, 4)))
+    assert binned["pixel_ap"][0] == pytest.approx(expected, abs=1e-9)
+    assert "pixel_ap" in metrics.METRICS
 
 
 def test_weighted_quantile_equals_numpy_on_the_expanded_sample():
