@@ -142,7 +142,9 @@ def _metrics_of(
         pixel_rows = rows & known
         masks, maps, pixel_labels = masks[pixel_rows], maps[pixel_rows], labels[pixel_rows]
         if masks.any():
-            metrics.update(pixel_auroc=pixel_auroc(masks, maps), pixel_ap=pixel_ap(masks, maps), aupro=aupro(masks, maps))
+            metrics.update(
+                pixel_auroc=pixel_auroc(masks, maps), pixel_ap=pixel_ap(masks, maps), aupro=aupro(masks, maps)
+            )
             metrics["aupro_per_image"] = aupro_per_image(masks[pixel_labels == 1], maps[pixel_labels == 1])
     return metrics
 
@@ -189,9 +191,7 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
 def pixel_ap(masks: np.ndarray, maps: np.ndarray) -> float:
     """Average precision over all pixels of all test images, as the unified scripts report it per class
     (ReContrast ``utils.py`` ``evaluation_batch``: ``average_precision_score`` of the flattened masks and maps)."""
-    return float(
-        average_precision_score(np.asarray(masks).reshape(-1).astype(np.uint8), np.asarray(maps).reshape(-1))
-    )
+    return float(average_precision_score(np.asarray(masks).reshape(-1).astype(np.uint8), np.asarray(maps).reshape(-1)))
 
 
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = FPR_LIMIT) -> float:

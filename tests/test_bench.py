@@ -93,6 +93,9 @@ def test_every_run_finishes_into_its_own_folder(mini_sweep):
         assert metrics["timings"][key] > 0, key
     environment = json.loads((folder / "environment.json").read_text())
     assert environment["device"] and environment["packages"]["torch"]
+    patchcore = Path(results.loc[results["method"] == "patchcore", "folder"].iloc[0])
+    plan = json.loads((patchcore / "fit_stats.json").read_text())  # the memory bank's plan, recorded
+    assert plan["passes"] == 1 and plan["candidates"] == 6 * 16 and plan["memory_bank"] == int(0.1 * 6 * 16)
 
 
 def test_tables_equal_what_the_per_image_scores_give(mini_sweep):

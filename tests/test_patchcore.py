@@ -173,7 +173,7 @@ def test_memory_bank_keeps_ratio_of_all_patches_when_it_fits():
     assert all(any(torch.equal(row, p) for p in all_patches) for row in bank)  # bank rows are real patches
 
 
-# The released sampler's picks (patchcore-inspection 8a7748c, src/patchcore/sampler.py
+# The released sampler's picks (patchcore-inspection fcaa92f, src/patchcore/sampler.py
 # ApproximateGreedyCoresetSampler(percentage, cpu)._compute_greedy_coreset_indices(_reduce_features(x))
 # run right after fix_seeds(seed), on x = torch.randn(n, d, generator=torch.Generator().manual_seed(0))).
 RELEASED_PICKS = {

@@ -107,8 +107,9 @@ class Detector:
 
     After ``fit``: ``fitted_`` is True, ``images_seen_`` counts the training images processed (over
     every resumed segment), ``train_seconds_`` is their training time where a method resumes (else None),
-    ``iters_`` is the number of training iterations (None for methods that do not iterate) and
-    ``losses_`` the loss per iteration (None likewise).
+    ``iters_`` is the number of training iterations (None for methods that do not iterate),
+    ``losses_`` the loss per iteration (None likewise) and ``stats_`` what the fit measured or decided
+    (a run records it in ``fit_stats.json``).
     """
 
     # --- what a method declares ---------------------------------------------------------------
@@ -183,6 +184,7 @@ class Detector:
         self.iters_: int | None = None
         self.losses_: list[float] | None = None
         self.train_seconds_: float | None = None  # training wall time over resumed segments (None: what fit took)
+        self.stats_: dict = {}  # what the fit measured and decided (e.g. PatchCore's memory-bank plan), JSON-able
 
     # --- to implement ---------------------------------------------------------------------------
     def fit(

@@ -34,6 +34,7 @@ re-weighting. ``reweight = true`` applies the paper's eq. 7 softmax re-weighting
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,9 +78,13 @@ class PatchCoreConfig:
     reweight: bool = False  # the paper's softmax re-weighting of the image score (not in the released code)
     reweight_neighbors: int = 9  # its support set (anomalib's 9)
     sigma: float = 4.0
-    memory_budget_gb: float = 16.0  # host memory for the candidate patches (and the coreset search on the CPU)
+    # host memory for building the bank: every patch's embedding (one pass) or only its projection (two
+    # passes), and the coreset search on the CPU; a bank that cannot fit is refused when the sweep is planned
+    memory_budget_gb: float = 16.0
     gpu_memory_budget_gb: float | None = None  # accelerator memory for the coreset search; None: what is free at fit
-    candidate_ratio: float = 1.0  # fraction of each image's patches drawn at random as coreset candidates
+    # fraction of each image's patches drawn at random as coreset candidates: 1 = every patch (the released
+    # code); below 1 the bank is not the paper's, and the report says so
+    candidate_ratio: float = 1.0
     batch_size: int = 16
     knn: str = "auto"  # "auto" (faiss on the CPU when installed), "faiss" or "torch"
     seed: int = 0
@@ -134,7 +139,6 @@ class PatchCore(Detector):
         self.memory_bank_: torch.Tensor | None = None
         self._index: NearestNeighbourIndex | None = None
         self._projections_cache: dict = {}
-        self.stats_: dict = {}
 
     @torch.no_grad()
     def patch_features(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -379,7 +383,6 @@ def plan_memory_bank(
     host = {2: bank + (search if on_host else 0)}
     host[1] = host[2] + embeddings
     passes = 1 if host[1] <= host_usable else 2
-    gib = 2**30
     what = (
         f"PatchCore's coreset over all {candidates:,} patches of {num_images:,} images ({per_image} per image)"
         if candidate_ratio >= 1
@@ -392,16 +395,16 @@ def plan_memory_bank(
     )
     if host[passes] > host_usable:
         raise UserInputError(
-            f"{what} needs {host[2] / gib:.2f} GiB of host memory even with projections to {projected} dimensions "
-            f"only ({search / gib:.2f} GiB for the search, {bank / gib:.2f} GiB for the bank of {target:,}); "
-            f"memory_budget_gb allows {host_usable / gib:.2f} GiB ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb "
+            f"{what} needs {_size(host[2])} of host memory even with projections to {projected} dimensions "
+            f"only ({_size(search)} for the search, {_size(bank)} for the bank of {target:,}); "
+            f"memory_budget_gb allows {_size(host_usable)} ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb "
             f"{subsample}."
         )
     if device_budget is not None and search + bank > int(device_budget * BUDGET_USABLE):
         raise UserInputError(
-            f"{what} needs {(search + bank) / gib:.2f} GiB on the accelerator ({search / gib:.2f} GiB for the "
-            f"search, {bank / gib:.2f} GiB for the bank) and gpu_memory_budget_gb allows "
-            f"{device_budget * BUDGET_USABLE / gib:.2f} GiB; raise gpu_memory_budget_gb {subsample}."
+            f"{what} needs {_size(search + bank)} on the accelerator ({_size(search)} for the "
+            f"search, {_size(bank)} for the bank) and gpu_memory_budget_gb allows "
+            f"{_size(device_budget * BUDGET_USABLE)}; raise gpu_memory_budget_gb {subsample}."
         )
     return BankPlan(
         num_images=num_images,
@@ -414,6 +417,11 @@ def plan_memory_bank(
         host_bytes=host[passes],
         search_bytes=search + bank,
     )
+
+
+def _size(count: float) -> str:
+    """Bytes as a person reads them: GiB from 1 GiB up, else MiB."""
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def released_projection(dim: int, projection_dim: int, seed: int) -> torch.Tensor | None:
@@ -457,6 +465,7 @@ def build_memory_bank(
     on_accelerator = device.type != "cpu"
     stream = features if callable(features) else (lambda indices: features)
     subsample = torch.Generator().manual_seed(seed)
+    began = time.perf_counter()
     plan = projected = candidates = chosen_patches = weight = None
     stored = 0
     for batch in stream(None):
@@ -503,7 +512,9 @@ def build_memory_bank(
         raise UserInputError("cannot fit PatchCore on an empty training set")
     if stored != plan.candidates:
         raise ValueError(f"the feature stream held {stored // plan.per_image} images, not the {num_images} announced")
+    streamed = time.perf_counter()
     selected = greedy_coreset(projected, plan.target, num_starting_points, seed).cpu()
+    searched = time.perf_counter()
     if weight is None and plan.passes == 1:  # dim == projection_dim: the projections are the embeddings
         candidates = projected.cpu()
     del projected
@@ -513,10 +524,14 @@ def build_memory_bank(
         "candidates": plan.candidates,
         "memory_bank": plan.target,
         "passes": plan.passes,
+        "pass_1_s": round(streamed - began, 3),
+        "search_s": round(searched - streamed, 3),
     }
     if plan.passes == 1:
         return candidates[selected].to(device), stats
-    return _recompute_selected(stream, selected, plan, chosen_patches).to(device), stats
+    bank = _recompute_selected(stream, selected, plan, chosen_patches).to(device)
+    stats["pass_2_s"] = round(time.perf_counter() - searched, 3)
+    return bank, stats
 
 
 def _recompute_selected(

@@ -128,6 +128,8 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
     if detector.losses_ is not None:
         losses = detector.losses_
         write_csv(out / "loss.csv", pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
+    if detector.stats_:
+        write_json(out / "fit_stats.json", detector.stats_)
     images_seen, iterations = detector.images_seen_, detector.iters_
     detector.save(out / "model.pt")
     metrics = evaluate_detector(detector, test, holdout, out, config.threshold_quantile, groups_of_test_images(data))
