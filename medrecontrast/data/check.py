@@ -63,7 +63,7 @@ def _item_problems(record: dict, deep: bool) -> list[dict]:
         if path is None:
             continue
         try:
-            sizes[key] = _open(path, record, deep)
+            sizes[key] = _open(path, record, deep, key)
         except FileNotFoundError:
             problems.append({"file": path, "problem": "file does not exist"})
         except UnreadableImageError as exc:
@@ -74,12 +74,12 @@ def _item_problems(record: dict, deep: bool) -> list[dict]:
     return problems
 
 
-def _open(path: str, record: dict, deep: bool) -> tuple[int, int]:
+def _open(path: str, record: dict, deep: bool, key: str = "image") -> tuple[int, int]:
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
     axis = record.get("slice_axis", 2)
     if deep:
-        array = read_image(path, record.get("slice"), axis)
+        array = read_image(path, record.get("slice"), axis, record.get("intensity") if key == "image" else None)
         return array.shape[1], array.shape[2]
     header: ImageHeader = read_header(path, axis)
     return header.height, header.width

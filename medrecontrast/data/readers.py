@@ -5,24 +5,47 @@ indexed ``[channel, row, column]`` exactly as the file stores its rows (PIL's ``
 ``Rows x Columns``; for NIfTI the array axes as stored, without reorientation). MONAI's own PIL reader
 transposes H and W by default, which is why the suite does not use it.
 
-Intensity scaling happens here because the right rule depends on the format:
+Intensity scaling happens here because the right rule depends on the format (README "How pixels
+become the network's input"):
 
 * 8-bit PNG/JPEG: divided by 255; 16-bit PNG: divided by 65535.
-* DICOM: rescale slope/intercept applied, then scaled by the range the stored bits can hold (so
-  intensities stay comparable across images of one scanner); MONOCHROME1 is inverted.
-* NIfTI: min-max over the whole volume (slices of one volume stay comparable).
+* DICOM, as a viewer shows it: the modality LUT (rescale slope/intercept or LUT, pydicom's
+  ``apply_modality_lut``), then the VOI: the task's ``window`` when one is set (``[center, width]`` or a
+  preset of :data:`WINDOW_PRESETS`), else the file's own VOI LUT or window (pydicom's ``apply_voi_lut``),
+  mapped from pydicom's output range to [0, 1]; a file with neither is scaled by the range its
+  stored bits can hold after the modality LUT, with a warning when an image uses under
+  :data:`LOW_CONTRAST` of it. MONOCHROME1 is inverted.
+* NIfTI: one rule per task: the task's ``window``, else the robust range (0.5th-99.5th percentile)
+  of the task's training normals (:func:`robust_range`), so every volume of a task is scaled alike.
+  Volumes with non-finite voxels are refused, naming the file and the count; a header asking for
+  more than :data:`MAX_VOXELS` voxels is refused before decoding.
+
+``intensity`` (in a task's items) is ``{"window": [center, width]}`` or ``{"range": [low, high]}``.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from medrecontrast.errors import UnreadableImageError
+from medrecontrast.errors import UnreadableImageError, UserInputError
+
+# Common radiology windows (center, width) in Hounsfield units, for ``window = "<name>"``.
+WINDOW_PRESETS = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "soft-tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+}
+LOW_CONTRAST = 0.05  # an image spread over less than this share of [0, 1] gets a warning
+MAX_VOXELS = 2**28  # 268 M voxels (1 GiB as float32): a larger NIfTI header is refused before decoding
+ROBUST_PERCENTILES = (0.5, 99.5)
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -78,20 +101,22 @@ def read_header(path: str | os.PathLike, slice_axis: int = 2) -> ImageHeader:
     raise UnreadableImageError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)}")
 
 
-def read_image(path: str | os.PathLike, slice_index: int | None = None, slice_axis: int = 2) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, slice_index: int | None = None, slice_axis: int = 2, intensity: dict | None = None
+) -> np.ndarray:
     """Decode ``path`` to a float32 array ``(C, H, W)`` in [0, 1], C = 1 (grey) or 3 (RGB).
 
     ``slice_index`` picks one slice of a 3-D NIfTI volume (along ``slice_axis``) or one frame of a
-    multi-frame DICOM.
+    multi-frame DICOM; ``intensity`` is the task's rule for DICOM and NIfTI (module docstring).
     """
     fmt = image_format(path)
     try:
         if fmt == "pil":
             return _read_pil(path)
         if fmt == "dicom":
-            return _read_dicom(path, slice_index)
+            return _read_dicom(path, slice_index, intensity)
         if fmt == "nifti":
-            return _read_nifti(path, slice_index, slice_axis)
+            return _read_nifti(path, slice_index, slice_axis, intensity)
     except UnreadableImageError:
         raise
     except Exception as exc:
@@ -160,14 +185,14 @@ def _dicom_header(path) -> ImageHeader:
     )
 
 
-def _read_dicom(path, frame: int | None) -> np.ndarray:
+def _read_dicom(path, frame: int | None, intensity: dict | None = None) -> np.ndarray:
     import pydicom
 
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise UnreadableImageError(path, "DICOM file has no pixel data (is it a report or a DICOMDIR?)")
     try:
-        pixels = ds.pixel_array.astype(np.float32)
+        pixels = ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError) as exc:  # pydicom: no plugin decodes this transfer syntax
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", str(syntax))
@@ -179,20 +204,81 @@ def _read_dicom(path, frame: int | None) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[0 if frame is None else frame]
-    samples = int(ds.get("SamplesPerPixel", 1))
-    if samples == 1:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        bits = int(ds.get("BitsStored", 8))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        pixels = pixels.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
+        return _channel_first(np.clip(pixels, 0.0, 1.0))
+    return _channel_first(dicom_display_values(ds, pixels, intensity, path))
+
+
+def dicom_display_values(ds, pixels: np.ndarray, intensity: dict | None = None, path=None) -> np.ndarray:
+    """A grey DICOM frame as a viewer shows it, in [0, 1]: pydicom's modality LUT, then the task's window
+    (``intensity``) or else the file's own VOI LUT / window, each mapped from the output range pydicom gives
+    it (the VOI applied to the lowest and highest possible inputs) to [0, 1]. Without any VOI, the
+    range the stored bits can hold after the modality LUT (float data: the frame's own range)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    window = (intensity or {}).get("window")
+    if window is not None:
+        ds = ds.copy()
+        for keyword in ("VOILUTSequence", "VOILUTFunction"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.WindowCenter, ds.WindowWidth = float(window[0]), float(window[1])
+    has_voi = window is not None or "VOILUTSequence" in ds or "WindowCenter" in ds
+    if has_voi:
+        low, high = (float(v) for v in apply_voi_lut(np.array([-1e30, 1e30]), ds))
+        values = apply_voi_lut(values, ds)
+    elif "BitsStored" in ds and "PixelData" in ds:
+        bits, signed = int(ds.BitsStored), int(ds.get("PixelRepresentation", 0)) == 1
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-        low, high = sorted((low * slope + intercept, high * slope + intercept))
-        pixels = (pixels * slope + intercept - low) / max(high - low, 1e-12)
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            pixels = 1.0 - pixels  # MONOCHROME1: the lowest value is white
+        low, high = sorted(float(v) for v in apply_modality_lut(np.array([low, high]), ds))
+    else:  # float pixel data: no stored-bits range exists
+        low, high = float(np.min(values)), float(np.max(values))
+    scaled = np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0).astype(np.float32)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        scaled = 1.0 - scaled  # MONOCHROME1: the lowest value is white
+    if not has_voi:
+        _warn_low_contrast(path, scaled)
+    return scaled
+
+
+_WARNED: set = set()
+
+
+def _warn_low_contrast(path, scaled: np.ndarray) -> None:
+    """Warn (once per process) when an image without a window spreads over less than LOW_CONTRAST of [0, 1]."""
+    spread = float(np.quantile(scaled, 0.995) - np.quantile(scaled, 0.005)) if scaled.size else 1.0
+    if spread < LOW_CONTRAST and "dicom" not in _WARNED:
+        _WARNED.add("dicom")
+        warnings.warn(
+            f"{path}: the DICOM image has no window and uses {spread:.1%} of the intensity range after the "
+            'modality LUT, so its contrast is nearly lost; set the task\'s window (e.g. window = "brain" or '
+            "[40, 80] for CT in HU). Further images are not listed.",
+            stacklevel=3,
+        )
+
+
+def resolve_window(value) -> tuple[float, float] | None:
+    """A task's ``window`` option: None, a preset name (:data:`WINDOW_PRESETS`), ``[center, width]`` or
+    ``"center,width"``; the width must be positive."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value in WINDOW_PRESETS:
+            return WINDOW_PRESETS[value]
+        parts = value.split(",")
     else:
-        pixels = pixels / float(2 ** int(ds.get("BitsStored", 8)) - 1)
-    return _channel_first(np.clip(pixels, 0.0, 1.0))
+        parts = list(value)
+    try:
+        center, width = (float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise UserInputError(
+            f"window must be [center, width] or one of {', '.join(WINDOW_PRESETS)}, got {value!r}"
+        ) from None
+    if not (np.isfinite(center) and np.isfinite(width)) or width <= 0:
+        raise UserInputError(f"window width must be positive and both values finite, got {value!r}")
+    return center, width
 
 
 # --- NIfTI ----------------------------------------------------------------------------------------
@@ -206,7 +292,36 @@ def _nifti_shape(path) -> tuple[int, ...]:
         shape = shape[:-1]
     if len(shape) not in (2, 3):
         raise UnreadableImageError(path, f"NIfTI image of shape {shape}; expected a 2-D image or a 3-D volume")
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:  # checked on the header, before a small compressed file can ask for gigabytes
+        raise UnreadableImageError(
+            path, f"NIfTI header declares {shape} = {voxels:,} voxels, over the limit of {MAX_VOXELS:,}"
+        )
     return shape
+
+
+def nifti_geometry(path) -> tuple[tuple[int, ...], np.ndarray]:
+    """The shape (trailing 1s dropped) and the voxel-to-world affine of a NIfTI file, from its header."""
+    import nibabel as nib
+
+    return _nifti_shape(path), np.asarray(nib.load(path).affine, dtype=np.float64)
+
+
+def check_nifti_mask(image, mask, tolerance: float = 1e-3) -> None:
+    """Refuse a NIfTI mask whose shape or orientation (affine, to ``tolerance``) differs from its image's."""
+    image_shape, image_affine = nifti_geometry(image)
+    mask_shape, mask_affine = nifti_geometry(mask)
+    if image_shape != mask_shape:
+        raise UserInputError(
+            f"mask {mask} has shape {mask_shape} but its image {image} has {image_shape}; a mask must have "
+            "its image's shape (same slices, rows and columns)."
+        )
+    if not np.allclose(image_affine, mask_affine, atol=tolerance):
+        raise UserInputError(
+            f"mask {mask} and its image {image} have different orientations (affines differ by up to "
+            f"{np.abs(image_affine - mask_affine).max():.3g}): the mask would be misaligned. Resample the mask "
+            "onto the image's grid."
+        )
 
 
 def _nifti_header(path, slice_axis: int) -> ImageHeader:
@@ -219,22 +334,66 @@ def _nifti_header(path, slice_axis: int) -> ImageHeader:
     return ImageHeader(height=height, width=width, channels=1, num_slices=shape[slice_axis])
 
 
-@functools.lru_cache(maxsize=2)
-def _nifti_volume(path: str, mtime_ns: int) -> np.ndarray:
-    """The whole volume, min-max scaled; cached because its slices are read one after another."""
+@functools.lru_cache(maxsize=8)
+def _nifti_volume(path: str, mtime_ns: int) -> np.ndarray | UnreadableImageError:
+    """The whole volume as stored (float32), or the error decoding it gave: cached, both, because its
+    slices are read one after another (a broken volume is decoded once, not once per slice)."""
     import nibabel as nib
 
-    volume = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
-    return _min_max(volume.reshape(_nifti_shape(path)))
+    try:
+        shape = _nifti_shape(path)
+        volume = np.asarray(nib.load(path).get_fdata(dtype=np.float32)).reshape(shape)
+    except UnreadableImageError as exc:
+        return exc
+    except Exception as exc:
+        return UnreadableImageError(path, f"cannot decode ({type(exc).__name__}: {exc})")
+    bad = int(np.count_nonzero(~np.isfinite(volume)))
+    if bad:
+        return UnreadableImageError(path, f"{bad:,} non-finite voxel(s) (NaN or ±inf) of {volume.size:,}")
+    return volume
 
 
-def _read_nifti(path, slice_index: int | None, slice_axis: int) -> np.ndarray:
+def nifti_volume(path) -> np.ndarray:
+    """The stored voxels of a NIfTI file (float32); raises :class:`UnreadableImageError` for a broken one."""
     volume = _nifti_volume(str(path), os.stat(path).st_mtime_ns)
+    if isinstance(volume, UnreadableImageError):
+        raise volume
+    return volume
+
+
+def robust_range(paths, percentiles: tuple[float, float] = ROBUST_PERCENTILES, per_volume: int = 2**20):
+    """``[low, high]``: the given percentiles of the voxels of the NIfTI ``paths`` together (each volume
+    contributes at most ``per_volume`` evenly strided voxels), or None when none can be read."""
+    samples = []
+    for path in paths:
+        try:
+            volume = nifti_volume(path).ravel()
+        except (UnreadableImageError, OSError):
+            continue  # listed as broken by `data check`, refused when the sweep is planned
+        samples.append(volume[:: max(1, volume.size // per_volume)])
+    if not samples:
+        return None
+    low, high = (float(v) for v in np.percentile(np.concatenate(samples), percentiles))
+    return [low, high] if high > low else [low, low + 1.0]
+
+
+def _read_nifti(path, slice_index: int | None, slice_axis: int, intensity: dict | None = None) -> np.ndarray:
+    volume = nifti_volume(path)
+    intensity = intensity or {}
+    if intensity.get("window") is not None:
+        center, width = intensity["window"]
+        low, high = center - width / 2, center + width / 2
+    elif intensity.get("range") is not None:
+        low, high = intensity["range"]
+    else:  # a mask, or a volume read outside a task: the whole volume's own range
+        low, high = float(volume.min()), float(volume.max())
+        if high <= low:  # constant: black if zero or less, white otherwise (keeps all-ones masks)
+            low, high = (high - 1.0, high) if high > 0 else (high, high + 1.0)
     if volume.ndim == 3:
         if slice_index is None:
             raise UnreadableImageError(path, "3-D NIfTI volume read without a slice index")
         volume = np.take(volume, slice_index, axis=slice_axis)
-    return volume[None].copy()
+    return np.clip((volume - low) / max(high - low, 1e-12), 0.0, 1.0).astype(np.float32)[None].copy()
 
 
 # --- helpers --------------------------------------------------------------------------------------

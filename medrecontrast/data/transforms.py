@@ -46,7 +46,8 @@ class ReadImaged(MapTransform):
         for key in self.key_iterator(d):
             if d[key] is None:
                 continue
-            array = read_image(d[key], d.get("slice"), d.get("slice_axis", 2))
+            intensity = d.get("intensity") if key == "image" else None  # masks are binarised, not windowed
+            array = read_image(d[key], d.get("slice"), d.get("slice_axis", 2), intensity)
             d[key] = (array.max(axis=0, keepdims=True) > 0).astype(np.float32) if key == "mask" else array
         image, mask = d.get("image"), d.get("mask")
         if isinstance(mask, np.ndarray) and isinstance(image, np.ndarray) and mask.shape[1:] != image.shape[1:]:

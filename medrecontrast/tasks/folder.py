@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from medrecontrast.data.readers import (
+    check_nifti_mask,
     image_format,
     read_header,
     read_image,
+    resolve_window,
+    robust_range,
     strip_image_suffix,
 )
 from medrecontrast.errors import DataLayoutError, UnreadableImageError, UserInputError
@@ -87,7 +90,30 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
                     path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis
                 )
             )
-    return train, test
+    return with_intensity_rule(task, train, test)
+
+
+def with_intensity_rule(task: Task, train: list[dict], test: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Give every DICOM and NIfTI item the task's one intensity rule (readers module docstring): the
+    task's ``window`` option when set; else, for NIfTI, the robust range of the training normals' voxels
+    (the same for every volume of the task); DICOM without a window keeps each file's own VOI."""
+    window = resolve_window(task.options.get("window"))
+    if window is not None:
+        rule = {"window": list(window)}
+        return [_ruled(it, rule, ("dicom", "nifti")) for it in train], [
+            _ruled(it, rule, ("dicom", "nifti")) for it in test
+        ]
+    volumes = list(dict.fromkeys(it["image"] for it in train if image_format(it["image"]) == "nifti"))
+    if not volumes:
+        return train, test
+    rule = {"range": robust_range(volumes)}
+    if rule["range"] is None:
+        return train, test  # no training volume can be read: `data check` lists them, planning refuses
+    return [_ruled(it, rule, ("nifti",)) for it in train], [_ruled(it, rule, ("nifti",)) for it in test]
+
+
+def _ruled(record: dict, rule: dict, formats: tuple[str, ...]) -> dict:
+    return {**record, "intensity": rule} if image_format(record["image"]) in formats else record
 
 
 def _records(path: Path, label: int, category: str, mask: Path | None, id: str, slice_axis: int) -> list[dict]:
@@ -98,6 +124,8 @@ def _records(path: Path, label: int, category: str, mask: Path | None, id: str, 
         header = read_header(path, slice_axis)
     except UnreadableImageError:  # listed as one item, so that `data check` reports it with the others
         return [item(path, label, category, mask, id=id)]
+    if mask is not None and image_format(path) == "nifti" and image_format(mask) == "nifti":
+        check_nifti_mask(path, mask)  # a mask of another shape or orientation would relabel or misalign slices
     if header.num_slices is None:
         return [item(path, label, category, mask, id=id)]
     slice_labels = [label] * header.num_slices
@@ -126,10 +154,13 @@ FOLDER_LAYOUT = (
 )
 
 
-def folder_task(path: str, slice_axis: int = 2) -> Task:
-    """The user's own images under ``path`` (``folder:<path>``); 3-D volumes slice along ``slice_axis``."""
+def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None) -> Task:
+    """The user's own images under ``path`` (``folder:<path>``); 3-D volumes slice along ``slice_axis``;
+    DICOM and NIfTI intensities through ``window`` (``[center, width]`` or a preset such as ``"brain"``)
+    when given (readers module docstring)."""
     if not path:
         raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
+    resolve_window(window)  # a bad window is refused now, naming the option
     resolved = Path(path).expanduser().resolve()
     return Task(
         name=f"folder:{path}",
@@ -140,7 +171,7 @@ def folder_task(path: str, slice_axis: int = 2) -> Task:
         list_items=load_folder,
         layout=FOLDER_LAYOUT,
         locate=lambda task, _: Path(task.options["path"]),
-        options={"path": str(resolved), "slice_axis": slice_axis},
+        options={"path": str(resolved), "slice_axis": slice_axis, "window": window},
     )
 
 
