@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from medrecontrast import __version__
@@ -99,7 +100,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except UserInputError as exc:
-            err_console.print(f"[bold red]error:[/] {in_flags(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(in_flags(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -148,10 +149,10 @@ def tasks_command(
         table.add_row(*row.values())
     console.print(table)
     for note in notes:
-        console.print(note)
+        console.print(escape(note))
     console.print("Files each task expects under the data root:")
     for label, layout in layouts().items():
-        console.print(f"  {label}: {layout}", highlight=False, soft_wrap=True)
+        console.print(f"  {escape(label)}: {escape(layout)}", highlight=False, soft_wrap=True)
     console.print(
         f"Real tasks read their files from --data-root or ${DATA_ROOT_ENV}; see README 'Pointing it at real data'."
     )
@@ -202,7 +203,7 @@ def methods_command(
             table.add_row(option, json.dumps(default, default=str))
         console.print(table)
         for note in method["backbone_notes"]:
-            console.print(f"  {note}", highlight=False)
+            console.print(f"  {escape(note)}", highlight=False)
     console.print(
         "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README."
     )
@@ -258,7 +259,11 @@ def _print_check(summary: dict) -> None:
     if summary["fundus_crop"]:
         console.print(f"fundus border crop: {summary['fundus_crop']}")
     for problem in summary["problems"][:20]:
-        err_console.print(f"[red]problem:[/] {problem['file']}: {problem['problem']}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]problem:[/] {escape(str(problem['file']))}: {escape(str(problem['problem']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if len(summary["problems"]) > 20:
         err_console.print(f"... and {len(summary['problems']) - 20} more problems (use --json for all)")
     console.print(
@@ -439,10 +444,10 @@ def bench(
     if not quiet:
         tasks_planned = len(expand_tasks(sweep.tasks))
         console.print(
-            f"sweep [bold]{sweep.name}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x "
+            f"sweep [bold]{escape(sweep.name)}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x "
             f"{len(sweep.seeds)} seed(s) "
             f"= {tasks_planned * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor "
-            f"{sweep.executor} -> {sweep.out} "
+            f"{sweep.executor} -> {escape(str(sweep.out))} "
             "(an ETA follows each finished run)"
         )
     began = time.perf_counter()
@@ -466,7 +471,7 @@ def bench(
     )
     if not no_report:
         readme = build_report(sweep.out, sweep.report)
-        console.print(f"report: {readme}")
+        console.print(f"report: {escape(str(readme))}", highlight=False)
     if counts.get("failed"):
         err_console.print(
             f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. "
@@ -494,8 +499,8 @@ def tables_command(
 
     results = collect_results(sweep)
     written = write_tables(results, report or report_folder(sweep))
-    console.print(paper_table(results).to_markdown(index=False))
-    console.print(f"wrote {', '.join(str(p) for p in written.values())}")
+    console.print(escape(paper_table(results).to_markdown(index=False)), highlight=False)
+    console.print(escape(f"wrote {', '.join(str(p) for p in written.values())}"), highlight=False)
 
 
 @app.command("figures")
@@ -511,7 +516,10 @@ def figures_command(
     from medrecontrast.bench import collect_results, make_figures, report_folder
 
     written = make_figures(collect_results(sweep), report or report_folder(sweep))
-    console.print(f"wrote {len(written)} figure(s) (PNG and PDF) to {Path(report or report_folder(sweep))}")
+    console.print(
+        escape(f"wrote {len(written)} figure(s) (PNG and PDF) to {Path(report or report_folder(sweep))}"),
+        highlight=False,
+    )
 
 
 @app.command("report")
@@ -526,7 +534,7 @@ def report_command(
     """
     from medrecontrast.bench import build_report
 
-    console.print(f"report: {build_report(sweep, report)}")
+    console.print(escape(f"report: {build_report(sweep, report)}"), highlight=False)
 
 
 def _str(path) -> str | None:
@@ -608,7 +616,8 @@ def train(
         )
     except KeyboardInterrupt:
         err_console.print(
-            f"[yellow]interrupted[/]: {folder} keeps its last checkpoint; continue with the same command plus --resume."
+            f"[yellow]interrupted[/]: {escape(str(folder))} keeps its last checkpoint; continue with the same "
+            "command plus --resume."
         )
         raise typer.Exit(130) from None
     _print_metrics(folder, metrics)
@@ -662,7 +671,7 @@ def predict(
     from medrecontrast.run import predict_images
 
     folder = predict_images(run, [str(p) for p in images], out)
-    console.print(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}")
+    console.print(escape(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}"), highlight=False)
 
 
 def _print_metrics(folder: Path, metrics: dict) -> None:

@@ -32,12 +32,26 @@ def user_error_cause(exc: BaseException) -> UserInputError | None:
     return None
 
 
+# Bounds no real run reaches (a typo such as iters = 10**30 would sit "running" for ever): refused at planning.
+UPPER_BOUNDS = {"iters": 10**8, "epochs": 10**6, "batch_size": 2**16, "checkpoint_every": 10**8}
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (the released samplers') takes seeds below 2**32
+
+
 def require_positive_ints(config, *names: str) -> None:
-    """Each named option of ``config`` is a positive integer (a user error naming it otherwise)."""
+    """Each named option of ``config`` is a positive integer, at most its :data:`UPPER_BOUNDS` entry (a
+    user error naming it otherwise)."""
     for name in names:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserInputError(f"{name} must be a positive integer, got {value!r}")
+        if value > UPPER_BOUNDS.get(name, value):
+            raise UserInputError(f"{name} must be at most {UPPER_BOUNDS[name]:,}, got {value:,}")
+
+
+def require_seed(seed) -> None:
+    """A run's seed is an integer in [0, 2**32 - 1]."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UserInputError(f"seed must be an integer from 0 to {MAX_SEED:,}, got {seed!r}")
 
 
 def require_choice(name: str, value, choices: tuple) -> None:

@@ -112,7 +112,9 @@ def evaluate(
 def check_metric_keys(metrics: dict, where: str = "metrics") -> dict:
     """``metrics`` unchanged if every key is a known metric (or threshold, ``per_class``, ``timings``); else an
     error."""
-    unknown = sorted(set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, MASKS_MISSING, "timings"})
+    unknown = sorted(
+        set(metrics) - set(METRICS) - set(THRESHOLDS) - {PER_CLASS, MASKS_MISSING, "timings", "evaluation"}
+    )
     if unknown:
         raise ValueError(
             f"{where}: unknown metric(s) {', '.join(unknown)}; the metrics are {', '.join(METRICS)} "

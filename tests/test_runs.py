@@ -326,3 +326,34 @@ def test_a_crop_larger_than_the_image_says_where_the_crop_came_from():
         run_config(get_task("synth-oct"), "patchcore", 0, "paper", {"image_size": 64, "crop_size": 64})["crop_size"]
         == 64
     )
+
+
+def test_a_re_evaluation_killed_half_way_is_never_reported_as_finished(tmp_path, monkeypatch):
+    """Failed before: kill -9 during `evaluate --force` left `status: finished` with the old metrics.json and
+    the new scores.csv, and `report` exited 0 with numbers the scores do not give."""
+    import medrecontrast.run.lifecycle as lifecycle
+    from medrecontrast.bench import collect_results
+
+    train_run(tiny_task(), "patchcore", tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0", progress=False)
+    run = tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0"
+    (tmp_path / "runs" / "sweep.json").write_text(json.dumps({"format": 1, "name": "t"}))
+    real = lifecycle.write_json
+
+    def killed(path, payload):
+        if path.name == "metrics.json":
+            raise SystemExit(137)  # the process dies after scores.csv, before metrics.json
+        real(path, payload)
+
+    monkeypatch.setattr(lifecycle, "write_json", killed)
+    with pytest.raises(SystemExit):
+        evaluate_run(run, force=True)
+    monkeypatch.setattr(lifecycle, "write_json", real)
+    assert json.loads((run / "status.json").read_text())["status"] == "evaluating"
+    assert list(collect_results(tmp_path / "runs")["status"]) == ["evaluating"]  # not read as finished
+    # and where the status says finished but the files are of two evaluations, the report refuses
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "status": "finished"}))
+    with pytest.raises(UserInputError, match="come from different evaluations"):
+        collect_results(tmp_path / "runs")
+    evaluate_run(run, force=True)  # the repair the message names
+    assert list(collect_results(tmp_path / "runs")["status"]) == ["finished"]

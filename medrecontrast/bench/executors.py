@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from medrecontrast.bench.store import Claim, RunSpec, run_status
@@ -89,7 +90,7 @@ def run_local(
     began = time.perf_counter()
     durations: dict[str, list[float]] = {}
     for number, spec in enumerate(specs, start=1):
-        line = f"[bold][{number}/{len(specs)}][/] {spec.label}"
+        line = f"[bold]\\[{number}/{len(specs)}][/] {escape(spec.label)}"
         if durations:
             overall = statistics.mean(d for values in durations.values() for d in values)
             remaining = sum(statistics.mean(durations.get(s.method, [overall])) for s in specs[number - 1 :])
@@ -178,14 +179,14 @@ def _report(outcome: Outcome, log: Path | None = None, quiet: bool = False) -> N
     if outcome.status == "finished":
         auroc = outcome.metrics.get("image_auroc")
         say(
-            f"  [green]finished[/] {outcome.key} in {outcome.seconds:.0f} s"
+            f"  [green]finished[/] {escape(outcome.key)} in {outcome.seconds:.0f} s"
             + (f", image AUROC {auroc:.3f}" if auroc is not None else ""),
             log,
             quiet,
         )
     elif outcome.status == "skipped":
-        say(f"  [dim]already finished[/] {outcome.key}", log, quiet)
+        say(f"  [dim]already finished[/] {escape(outcome.key)}", log, quiet)
     elif outcome.status == "busy":
-        say(f"  [yellow]skipped[/] {outcome.key}: {outcome.error}", log, quiet)
+        say(f"  [yellow]skipped[/] {escape(outcome.key)}: {escape(str(outcome.error))}", log, quiet)
     else:
-        say(f"  [red]failed[/] {outcome.key}: {outcome.error}", log)
+        say(f"  [red]failed[/] {escape(outcome.key)}: {escape(str(outcome.error))}", log)

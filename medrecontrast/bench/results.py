@@ -15,6 +15,7 @@ from medrecontrast.bench.store import read_sweep_marker, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import registered_methods
+from medrecontrast.run.artefacts import check_evaluation
 
 UNKNOWN = "unknown"  # a planned run with no config.json: never started, or killed before it wrote one
 
@@ -120,6 +121,8 @@ def _row(folder: Path) -> dict:
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and status["status"] == "finished" else {}
     check_metric_keys(metrics, str(metrics_file))
+    if metrics and (folder / "scores.csv").is_file():  # the two files of one evaluation, or an error
+        check_evaluation(folder, pd.read_csv(folder / "scores.csv", usecols=lambda c: c == "evaluation"), metrics)
     environment_file = folder / "environment.json"
     environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
     row = {

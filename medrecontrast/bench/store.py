@@ -70,7 +70,8 @@ def run_folder(out: str | Path, task: str, method: str, seed: int) -> Path:
 
 
 def run_status(folder: str | Path) -> dict:
-    """``{"status": "absent" | "running" | "failed" | "finished", ...}`` of a run folder."""
+    """``{"status": "absent" | "running" | "failed" | "evaluating" | "finished", ...}`` of a run folder
+    (``evaluating``: a re-evaluation replacing its results, or one that was killed doing so)."""
     path = Path(folder) / "status.json"
     if not path.is_file():
         return {"status": "absent"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from medrecontrast.bench.config import SweepConfig, locate_option
 from medrecontrast.bench.executors import Outcome, console, run_local, run_ray, say
 from medrecontrast.bench.store import (
@@ -98,15 +100,17 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     )
                 )
     _check_weights(needed)
-    unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed")]
+    unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed", "evaluating")]
     live = [
         s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()
     ]  # another bench runs them now: they are skipped, not resumed
     unfinished = [s for s in unfinished if s not in live]
     if live:
         console.print(
-            f"{len(live)} run(s) are running in another process and will be skipped: "
-            f"{', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
+            escape(
+                f"{len(live)} run(s) are running in another process and will be skipped: "
+                f"{', '.join(s.label for s in live[:3])}{' ...' if len(live) > 3 else ''}"
+            )
         )
     if unfinished and not resume and not force:
         listed = ", ".join(s.label for s in unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
@@ -194,8 +198,10 @@ def run_sweep(
     log = out / "bench.log"
     todo = sum(run_status(s.folder)["status"] != "finished" or s.force for s in specs)
     say(
-        f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor "
-        f"{config.executor}" + (f"; command: {command}" if command else ""),
+        escape(
+            f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor "
+            f"{config.executor}" + (f"; command: {command}" if command else "")
+        ),
         log,
         quiet=True,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def evaluate_detector(
 ) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
+    Each evaluation has an id, written in every row of ``scores.csv`` and in the metrics (``evaluation``),
+    so that results of two evaluations are never read as one (:func:`check_evaluation`).
+
     ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
     ``groups`` (a unified task's member of each test image) gives metrics per member under
     ``per_class`` and their mean at the top level, as the unified scripts report the class mean.
@@ -40,7 +44,8 @@ def evaluate_detector(
         began = time.perf_counter()
         predictions = detector.predict(test)
         seconds = time.perf_counter() - began
-    frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores}
+    evaluation = uuid.uuid4().hex  # shared by scores.csv and metrics.json: the report checks they belong together
+    frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores, "evaluation": evaluation}
     if groups is not None:
         frame["group"] = groups
     if predictions.categories is not None:
@@ -53,6 +58,7 @@ def evaluate_detector(
         write_csv(out / "holdout_scores.csv", pd.DataFrame({"score": held_scores}))
     metrics = evaluate(predictions, held_scores, quantile, groups)
     _save_examples(test, predictions, out / "examples.npz")
+    metrics["evaluation"] = evaluation
     metrics["timings"] = {
         "inference_s": seconds,
         "images_per_s": len(predictions.ids) / seconds if seconds else None,
@@ -139,3 +145,19 @@ def keep_previous_results(run: Path) -> Path:
         if (run / name).is_file():
             shutil.copy2(run / name, folder / name)
     return folder
+
+
+def check_evaluation(run: Path, scores: pd.DataFrame, metrics: dict) -> None:
+    """``scores.csv`` and ``metrics.json`` of ``run`` come from the same evaluation (runs written before
+    evaluation ids existed have none and pass); else a user error saying how to repair it."""
+    from medrecontrast.errors import UserInputError
+
+    stored = metrics.get("evaluation")
+    ids = set(scores["evaluation"].astype(str)) if "evaluation" in scores else set()
+    if stored is None and not ids:
+        return
+    if ids != {str(stored)}:
+        raise UserInputError(
+            f"{run}: scores.csv and metrics.json come from different evaluations (a re-evaluation was interrupted "
+            "or a file was replaced); re-evaluate the run with `medrecontrast evaluate --force` before reporting it."
+        )

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
+from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints, require_seed
 from medrecontrast.metrics import THRESHOLD_QUANTILE
 from medrecontrast.models.base import detector_class
 
@@ -257,6 +257,7 @@ def resolve_run_config(
     from medrecontrast.tasks import get_task
 
     task = get_task(task) if isinstance(task, str) else task
+    require_seed(seed)
     if profile not in PROFILES:
         raise UserInputError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
     cls = detector_class(method)

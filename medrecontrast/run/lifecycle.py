@@ -194,12 +194,18 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
         )
     previous = json.loads((run / "metrics.json").read_text()) if has_results else {}
     kept_in = keep_previous_results(run) if has_results else None
+    status = json.loads((run / "status.json").read_text()) if (run / "status.json").is_file() else {}
+    # While the results are replaced the run is "evaluating", which the report does not read as finished: a
+    # process killed half-way leaves a run the report lists as unfinished, never a mix of old and new files.
+    write_json(run / "status.json", {**status, "status": "evaluating", "evaluating_since": _now()})
     _, test, holdout = run_datasets(data, config)
     metrics = evaluate_detector(detector, test, holdout, run, config.threshold_quantile, groups_of_test_images(data))
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)
     write_json(run / DATA_RECORD, fingerprint)
+    status.pop("evaluating_since", None)
+    write_json(run / "status.json", {**status, "status": "finished", "evaluated": _now()})
     history = json.loads((run / EVALUATIONS).read_text()) if (run / EVALUATIONS).is_file() else []
     history.append(
         {

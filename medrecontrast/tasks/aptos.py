@@ -90,8 +90,10 @@ def split_aptos(
 
 
 def load_aptos(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
-    frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task)
-    diagnosis = frame["diagnosis"]
+    import pandas as pd
+
+    frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task, ids="id_code")
+    diagnosis = pd.to_numeric(frame["diagnosis"], errors="coerce")  # a blank or text grade is an error below
     bad = ~diagnosis.isin([0, 1, 2, 3, 4])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -136,7 +138,7 @@ def prepare_aptos(data_root: str | os.PathLike | None = None, progress: bool = T
 
     task = aptos_task()
     root = resolve_data_root(data_root, task) / task.folder
-    frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task)
+    frame = read_label_csv(root / "train.csv", ("id_code", "diagnosis"), task, ids="id_code")
     source = require_dir(root / "train_images", "the Kaggle train images", task)
     out = root / APTOS_PREPARED_DIR
     out.mkdir(exist_ok=True)

@@ -75,6 +75,13 @@ class Task:
             )
         if not test:
             raise DataLayoutError(f"task '{self.name}': no test images found under {root}. {self.layout_hint()}")
+        labels = {it["label"] for it in test}
+        if labels != {NORMAL, ABNORMAL}:  # every detection metric needs both; refused now, not after training
+            missing = "abnormal" if NORMAL in labels else "normal"
+            raise DataLayoutError(
+                f"task '{self.name}': the test set under {root} has {len(test)} image(s), none of them {missing}; "
+                f"AUROC and every other metric need both normal and abnormal test images. {self.layout_hint()}"
+            )
         _require_unique_ids(self, train)
         _require_unique_ids(self, test)
         return TaskData(
@@ -210,13 +217,28 @@ def require_file(path: Path, what: str, task: Task) -> Path:
     return path
 
 
-def read_label_csv(path: Path, columns: tuple[str, ...], task: Task):
-    """A label file as a DataFrame, with a clear error when it is missing or lacks a column."""
+def read_label_csv(
+    path: Path,
+    columns: tuple[str, ...],
+    task: Task,
+    *,
+    ids: str | None = None,
+    paths: tuple[str, ...] = (),
+    unique: tuple[str, ...] = (),
+):
+    """A label file as a DataFrame, with a clear error when it is missing or lacks a column.
+
+    ``ids`` names the column of image ids: read as text (``0002`` stays ``0002``), each unique (a
+    duplicated id would put one image in both train and test) and a plain file name (no folder, no
+    ``..``: an id cannot reach outside the data root). ``paths`` names columns of relative paths inside
+    the data folder (VisA's), refused when absolute or climbing out with ``..``; empty cells allowed.
+    ``unique`` names further columns whose values must not repeat.
+    """
     import pandas as pd
 
     require_file(path, "label file", task)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={c: str for c in (ids, *paths) if c}, keep_default_na=False)
     except Exception as exc:
         raise DataLayoutError(f"task '{task.name}': cannot parse {path} as CSV ({exc}).") from exc
     missing = [c for c in columns if c not in frame.columns]
@@ -225,4 +247,42 @@ def read_label_csv(path: Path, columns: tuple[str, ...], task: Task):
             f"task '{task.name}': {path} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}, found "
             f"{', '.join(map(str, frame.columns))}."
         )
+    if ids is not None:
+        _check_ids(frame[ids], ids, path, task)
+    for column in paths:
+        _check_relative_paths(frame[column], column, path, task)
+    for column in unique:
+        _check_unique(frame[column], column, path, task)
     return frame
+
+
+def _check_ids(values, column: str, path: Path, task: Task) -> None:
+    for row, value in enumerate(values):
+        if not value or value in (".", "..") or any(c in value for c in "/\\\0") or Path(value).is_absolute():
+            raise DataLayoutError(
+                f"task '{task.name}': {path} row {row + 2}: {column} {value!r} is not a plain file name (no folders, "
+                "no '..'); ids name files inside the data folder."
+            )
+    _check_unique(values, column, path, task)
+
+
+def _check_unique(values, column: str, path: Path, task: Task) -> None:
+    duplicated = values[values.duplicated(keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        rows = [str(i + 2) for i in duplicated.index[duplicated == first]]
+        raise DataLayoutError(
+            f"task '{task.name}': {path}: {column} {first!r} appears on rows {', '.join(rows)} "
+            f"({duplicated.nunique()} duplicated id(s) in all); one image must have one label, or it could land in "
+            "both train and test."
+        )
+
+
+def _check_relative_paths(values, column: str, path: Path, task: Task) -> None:
+    for row, value in enumerate(values):
+        parts = Path(value.replace("\\", "/")).parts if value else ()
+        if value and (Path(value).is_absolute() or value.startswith(("/", "\\")) or ".." in parts):
+            raise DataLayoutError(
+                f"task '{task.name}': {path} row {row + 2}: {column} {value!r} leaves the data folder; paths must be "
+                "relative to it, without '..'."
+            )

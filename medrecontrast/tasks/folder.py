@@ -9,6 +9,7 @@ volume is labelled abnormal only where its mask slice has a positive pixel.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,37 +35,82 @@ from medrecontrast.tasks.base import (
 )
 
 
-def list_image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (hidden files and other types ignored)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and image_format(p))
+def list_image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder``, sorted by their path (hidden files and folders and other types ignored).
+
+    ``recursive`` reads sub-folders too (a user's ``test/ABN/patient7/*.png``); otherwise images in
+    sub-folders are not read, and a warning names the sub-folders that hold any.
+    """
+    visible = [p for p in folder.rglob("*") if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    images = [p for p in visible if p.is_file() and image_format(p)]
+    if recursive:
+        return sorted(images)
+    nested = sorted({p.relative_to(folder).parts[0] for p in images if p.parent != folder})
+    if nested:
+        count = sum(1 for p in images if p.parent != folder)
+        warnings.warn(
+            f"{folder}: {count} image(s) in sub-folder(s) {', '.join(nested[:5])}{' ...' if len(nested) > 5 else ''} "
+            "are not read (this layout takes the images directly in the class folder)",
+            stacklevel=2,
+        )
+    return sorted(p for p in images if p.parent == folder)
 
 
 def find_subdir(parent: Path, name: str) -> Path | None:
-    """``parent/name`` matched case-insensitively (``NORMAL``, ``normal``, ``Normal``)."""
+    """``parent/name`` matched case-insensitively (``NORMAL``, ``normal``, ``Normal``); two folders that
+    differ only in case are refused (reading one of them would silently drop the other)."""
     if not parent.is_dir():
         return None
-    matches = [p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
+    matches = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name.lower())
+    if len(matches) > 1:
+        raise DataLayoutError(
+            f"{parent} holds folders that differ only in case: {', '.join(m.name for m in matches)}; merge them into "
+            "one."
+        )
     return matches[0] if matches else None
 
 
-def mask_index(mask_dir: Path | None, suffix: str = "_mask") -> dict[str, Path]:
-    """Image stem -> mask file, for every ``<stem>_mask.<any image extension>`` in ``mask_dir``.
+def _refuse_case_twins(parent: Path) -> None:
+    names = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for name in names:
+        twins = sorted(n for n in names if n.lower() == name.lower())
+        if len(twins) > 1:
+            raise DataLayoutError(
+                f"{parent} holds folders that differ only in case: {', '.join(twins)}; merge them into one."
+            )
+
+
+def mask_index(mask_dir: Path | None, suffix: str = "_mask", recursive: bool = False) -> dict[str, Path]:
+    """Image stem -> mask file, for every ``<stem>_mask.<any image extension>`` in ``mask_dir`` (with
+    ``recursive``, keyed by the path below ``mask_dir``: ``patient7/img1``).
 
     Built once per class folder, so finding the masks of N images reads the folder once, not N times.
     """
     if mask_dir is None or not mask_dir.is_dir():
         return {}
     index: dict[str, Path] = {}
-    for candidate in sorted(mask_dir.iterdir()):
+    candidates = sorted(mask_dir.rglob("*")) if recursive else sorted(mask_dir.iterdir())
+    for candidate in candidates:
         stem = strip_image_suffix(candidate.name)
         if candidate.is_file() and image_format(candidate) and stem.endswith(suffix):
-            index.setdefault(stem[: -len(suffix)], candidate)
+            key = _relative_stem(candidate, mask_dir)[: -len(suffix)]
+            index.setdefault(key, candidate)
     return index
 
 
-def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict], list[dict]]:
-    """Items of a ``train/<normal>``, ``test/<class>``, ``ground_truth/<class>`` layout."""
+def _relative_stem(path: Path, folder: Path) -> str:
+    """``patient7/img1`` for ``folder/patient7/img1.png``; ``img1`` for ``folder/img1.png``."""
+    return str(path.relative_to(folder).parent / strip_image_suffix(path.name)).removeprefix("./")
+
+
+def list_class_folders(task: Task, root: Path, normal: str, recursive: bool = False) -> tuple[list[dict], list[dict]]:
+    """Items of a ``train/<normal>``, ``test/<class>``, ``ground_truth/<class>`` layout; with ``recursive``,
+    images in sub-folders of each class folder too, each item's ``subfolder`` naming its sub-folder (e.g. a
+    patient, for patient-level analysis)."""
     slice_axis = int(task.options.get("slice_axis", 2))
+    for parent in (root / "train", root / "test", root / "ground_truth"):
+        if parent.is_dir():
+            _refuse_case_twins(parent)
     train_dir = find_subdir(root / "train", normal)
     if train_dir is None:
         raise DataLayoutError(
@@ -73,23 +119,27 @@ def list_class_folders(task: Task, root: Path, normal: str) -> tuple[list[dict],
         )
     test_root = require_dir(root / "test", "test images, one sub-folder per class", task)
 
+    def records(path: Path, folder: Path, label: int, category: str, mask: Path | None, prefix: str) -> list[dict]:
+        stem = _relative_stem(path, folder)
+        found = _records(path, label, category, mask, f"{prefix}/{stem}", slice_axis)
+        if recursive:
+            subfolder = str(path.parent.relative_to(folder)).removeprefix(".")
+            found = [{**r, "subfolder": subfolder} for r in found]
+        return found
+
     train = [
-        record
-        for path in list_image_files(train_dir)
-        for record in _records(path, NORMAL, normal, None, f"train/{strip_image_suffix(path.name)}", slice_axis)
+        r
+        for path in list_image_files(train_dir, recursive)
+        for r in records(path, train_dir, NORMAL, normal, None, "train")
     ]
     test = []
     for class_dir in sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         is_normal = class_dir.name.lower() == normal.lower()
-        masks = {} if is_normal else mask_index(find_subdir(root / "ground_truth", class_dir.name))
-        for path in list_image_files(class_dir):
-            mask = masks.get(strip_image_suffix(path.name))
+        masks = {} if is_normal else mask_index(find_subdir(root / "ground_truth", class_dir.name), recursive=recursive)
+        for path in list_image_files(class_dir, recursive):
+            mask = masks.get(_relative_stem(path, class_dir))
             label = NORMAL if is_normal else ABNORMAL
-            test.extend(
-                _records(
-                    path, label, class_dir.name, mask, f"{class_dir.name}/{strip_image_suffix(path.name)}", slice_axis
-                )
-            )
+            test.extend(records(path, class_dir, label, class_dir.name, mask, class_dir.name))
     return with_intensity_rule(task, train, test)
 
 
@@ -144,12 +194,13 @@ def _slice_has_lesion(mask: Path, index: int, axis: int) -> bool:
 
 
 def load_folder(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
-    """The user's own data: ``train/NORMAL``, ``test/NORMAL``, ``test/<anything else>`` abnormal."""
-    return list_class_folders(task, root, normal="NORMAL")
+    """The user's own data: ``train/NORMAL``, ``test/NORMAL``, ``test/<anything else>`` abnormal, sub-folders
+    of each class folder read too (their names recorded as each item's ``subfolder``)."""
+    return list_class_folders(task, root, normal="NORMAL", recursive=True)
 
 
 FOLDER_LAYOUT = (
-    "<path>/train/NORMAL/*, <path>/test/NORMAL/*, <path>/test/<CLASS>/* (abnormal), optional "
+    "<path>/train/NORMAL/*, <path>/test/NORMAL/*, <path>/test/<CLASS>/* (abnormal; sub-folders read too), optional "
     "<path>/ground_truth/<CLASS>/<stem>_mask.<ext>; PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
 )
 

@@ -42,7 +42,7 @@ def ground_truth_csv(root: Path, subset: str) -> Path:
 
 def subset_items(task: Task, root: Path, subset: str, normals_only: bool) -> list[dict]:
     csv = ground_truth_csv(root, subset)
-    frame = read_label_csv(csv, ("image", *ISIC_CLASSES), task)
+    frame = read_label_csv(csv, ("image", *ISIC_CLASSES), task, ids="image")
     one_hot = frame[list(ISIC_CLASSES)].to_numpy(dtype=float)
     bad_rows = np.flatnonzero(one_hot.sum(axis=1) != 1)
     if len(bad_rows):

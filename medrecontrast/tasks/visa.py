@@ -45,7 +45,9 @@ VISA_LAYOUT = (
 
 def load_visa(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
     csv = root / "split_csv" / "1cls.csv"
-    frame = read_label_csv(csv, ("object", "split", "label", "image", "mask"), task)
+    frame = read_label_csv(
+        csv, ("object", "split", "label", "image", "mask"), task, paths=("image", "mask"), unique=("image",)
+    )
     rows = frame[frame["object"] == task.options["object"]]
     if rows.empty:
         raise DataLayoutError(f"task '{task.name}': {csv} has no rows for object '{task.options['object']}'.")
