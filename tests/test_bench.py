@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -760,3 +761,23 @@ def test_without_pyarrow_the_report_says_where_parquet_went(mini_sweep, tmp_path
         readme = build_report(runs, tmp_path / "report")
     assert not (tmp_path / "report" / "results.parquet").exists() and (tmp_path / "report" / "results.csv").is_file()
     assert "medrecontrast[parquet]" in readme.read_text()
+
+
+def test_rebuilding_a_report_of_the_same_runs_gives_the_same_bytes(mini_sweep, tmp_path):
+    """Failed before: README.md held the time of the build and the statistics' seconds, every PDF its creation
+    date, so a report diff showed changes where nothing changed."""
+    import hashlib
+
+    runs = copy_sweep(mini_sweep, tmp_path)
+
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+    build_report(runs, tmp_path / "report")
+    first = digests(tmp_path / "report")
+    time.sleep(1.1)  # a clock-dependent field would differ now
+    build_report(runs, tmp_path / "report")
+    second = digests(tmp_path / "report")
+    assert first.keys() == second.keys()
+    changed = [name for name in first if first[name] != second[name]]
+    assert not changed, changed

@@ -133,3 +133,37 @@ def test_error_messages_keep_their_brackets_and_a_bracketed_path_does_not_crash(
     odd = tmp_path / "a[/x]b"
     result = CliRunner().invoke(app, ["tables", str(odd)])
     assert result.exit_code == 2 and "[/x]" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped"])
+def test_a_damaged_cache_entry_is_recomputed_with_a_warning_naming_the_image(tmp_path, damage):
+    """Failed before: a truncated or empty entry broke every run reading that image for ever (OSError, no
+    file named), and a flipped byte was read back silently."""
+    import torch
+
+    from medrecontrast.data.dataset import image_dataset
+
+    folder_layout(tmp_path / "data")
+    items = get_task(f"folder:{tmp_path / 'data'}").load().train
+    cache = tmp_path / "cache"
+    first = image_dataset(items, 16, cache_root=cache)[0]["image"].clone()
+    entry = max(cache.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)
+    entries = sorted(cache.glob("*.pt"))
+    assert len(entries) == 1
+    data = bytearray(entry.read_bytes())
+    if damage == "empty":
+        data = bytearray()
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        stored = torch.load(entry, weights_only=False)
+        stored["image"] = stored["image"] + 0.25  # the checksum no longer matches
+        torch.save(stored, entry)
+        data = bytearray(entry.read_bytes())
+    entry.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"cache entry .* of .*n0.png is damaged"):
+        again = image_dataset(items, 16, cache_root=cache)[0]["image"]
+    assert torch.equal(again, first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(image_dataset(items, 16, cache_root=cache)[0]["image"], first)  # repaired

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statistics
+from medrecontrast.bench.store import run_status
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS
@@ -124,8 +126,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         (
             "statistics",
             f"{statistics.resamples:,} stratified bootstrap resamples of the test images per task (seeded; normals and "
-            "abnormals resampled separately, shared by every method and seed), computed from the stored scores in "
-            f"{statistics.seconds:.1f} s",
+            "abnormals resampled separately, shared by every method and seed), computed from the stored scores",
         ),
     ]
     captions = [(name, caption) for name, caption in FIGURE_CAPTIONS.items() if name in figures]
@@ -134,7 +135,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
     return TEMPLATES.get_template("report.md.j2").render(
         name=out.name,
         version=packages.get("medrecontrast", ""),
-        generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
+        generated=f"{_generated(results):%Y-%m-%d %H:%M}",
         folder=_relative(out),
         overview=overview,
         warnings=_warnings(results, statistics),
@@ -255,3 +256,22 @@ def _relative(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
+
+
+def _generated(results: pd.DataFrame) -> datetime:
+    """The report's date: ``SOURCE_DATE_EPOCH`` when set (reproducible builds), else when its newest run
+    finished, so that rebuilding the report of the same runs gives the same bytes (no "now")."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    times = []
+    for folder in results.get("folder", pd.Series(dtype=str)).dropna():
+        status = run_status(folder)
+        stamp = status.get("evaluated") or status.get("finished")
+        if stamp:
+            try:
+                parsed = datetime.fromisoformat(stamp)
+            except ValueError:
+                continue
+            times.append(parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+    return max(times) if times else datetime.fromtimestamp(0, timezone.utc)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
+import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.transforms import Compose, Transform
 
 from medrecontrast.data.items import TaskData
 from medrecontrast.data.transforms import network_input, preprocessing
@@ -15,8 +18,9 @@ from medrecontrast.errors import user_error_cause
 from medrecontrast.paths import cache_dir
 
 CACHE_MODES = ("disk", "memory", "none")
-# part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known)
-PIPELINE_VERSION = 3
+# part of every cache key: bump when preprocessing changes its output (2: torch's anti-aliased resize, 3: mask_known,
+# 4: DICOM through the modality LUT and VOI, one NIfTI scale per task, entries with their own checksum)
+PIPELINE_VERSION = 4
 
 
 class ImageDataset(Dataset):
@@ -31,6 +35,58 @@ class ImageDataset(Dataset):
             if cause is None:
                 raise
             raise cause from exc
+
+
+CHECKSUM = "_checksum"  # key of a cache entry's own checksum
+
+
+def entry_checksum(entry: dict) -> str:
+    """SHA-256 of an entry's pixel tensors (image, mask), the one thing a damaged cache file can change
+    unnoticed: torch.load reads a file with a flipped byte without complaint."""
+    digest = hashlib.sha256()
+    for key in ("image", "mask"):
+        value = entry.get(key)
+        if isinstance(value, torch.Tensor):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class AddChecksumd(Transform):
+    """The last preprocessing step of a disk cache: the entry carries its own checksum (a MONAI Transform,
+    so PersistentDataset caches it with the steps before it)."""
+
+    def __call__(self, data: dict) -> dict:
+        return {**data, CHECKSUM: entry_checksum(data)}
+
+
+class VerifiedPersistentDataset(PersistentDataset):
+    """MONAI's PersistentDataset whose cache entries are verified when read: an empty, truncated or
+    altered entry (checksum) is deleted with a warning naming its source image and recomputed, instead of
+    failing every run that reads the image (MONAI recomputes only a few kinds of damage)."""
+
+    def _cachecheck(self, item_transformed):
+        hashfile = Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+        if hashfile.is_file():
+            try:
+                entry = torch.load(hashfile, weights_only=self.weights_only)
+                if isinstance(entry, dict) and entry.get(CHECKSUM) == entry_checksum(entry):
+                    return _without_checksum(entry)
+                problem = "its checksum does not match its contents"
+            except PermissionError:
+                raise
+            except Exception as exc:  # whatever torch.load raises on a damaged file
+                problem = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"cache entry {hashfile} of {item_transformed.get('image')} is damaged ({problem}); recomputing it",
+                stacklevel=2,
+            )
+            hashfile.unlink(missing_ok=True)
+        return _without_checksum(super()._cachecheck(item_transformed))
+
+
+def _without_checksum(entry):
+    return {k: v for k, v in entry.items() if k != CHECKSUM} if isinstance(entry, dict) else entry
 
 
 def item_key(signature: str):
@@ -76,7 +132,8 @@ def image_dataset(
         signature = f"v{PIPELINE_VERSION}-{image_size}-{crop_size}-masks{masks}-fundus{fundus_crop}"
         folder = Path(cache_root) if cache_root else cache_dir() / "decoded"
         folder.mkdir(parents=True, exist_ok=True)
-        decoded = PersistentDataset(items, transform=prep, cache_dir=folder, hash_func=item_key(signature))
+        prep = Compose([*prep.transforms, AddChecksumd()])
+        decoded = VerifiedPersistentDataset(items, transform=prep, cache_dir=folder, hash_func=item_key(signature))
     elif cache == "memory":
         decoded = CacheDataset(items, transform=prep, num_workers=num_workers or None, progress=False)
     else:
