@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import json
 import sys
@@ -92,6 +93,9 @@ def in_flags(message: str) -> str:
     return message.replace("(set in flags)", "(set on the command line)")
 
 
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def user_errors(command):
     """Print a user error as one line on stderr (in flag names) and exit 2, without a traceback."""
 
@@ -102,6 +106,18 @@ def user_errors(command):
         except UserInputError as exc:
             err_console.print(f"[bold red]error:[/] {escape(in_flags(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            # a full disk, a quota, a read-only or forbidden folder: what to do is the user's, so one line
+            where = f" ({exc.filename})" if exc.filename else ""
+            err_console.print(
+                f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; free space or choose "
+                "another folder (files already written are complete: each is written whole or not at all).",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -532,9 +548,12 @@ def report_command(
 
     Example: medrecontrast report runs/demo
     """
-    from medrecontrast.bench import build_report
+    from medrecontrast.bench import build_report, report_folder
 
-    console.print(escape(f"report: {build_report(sweep, report)}"), highlight=False)
+    target = Path(report) if report else report_folder(sweep)
+    # said before writing: without --report the folder is the one the sweep recorded, which may lie elsewhere
+    console.print(escape(f"writing the report of {sweep} to {target.resolve()}"), highlight=False)
+    console.print(escape(f"report: {build_report(sweep, target)}"), highlight=False)
 
 
 def _str(path) -> str | None:

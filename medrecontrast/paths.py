@@ -124,3 +124,14 @@ def claim_report_folder(folder: str | os.PathLike, write: bool = True) -> Path:
                 {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite"},
             )
     return folder
+
+
+def read_json(path: str | os.PathLike):
+    """A JSON file's content; a file that is not readable UTF-8 JSON (damaged, or a link to some other
+    file) is a user error naming it, never a traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        linked = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise UserInputError(f"cannot read {path}{linked} as JSON ({type(exc).__name__}: {exc}).") from None

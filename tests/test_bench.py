@@ -776,7 +776,10 @@ def test_rebuilding_a_report_of_the_same_runs_gives_the_same_bytes(mini_sweep, t
     build_report(runs, tmp_path / "report")
     first = digests(tmp_path / "report")
     time.sleep(1.1)  # a clock-dependent field would differ now
+    stale = tmp_path / "report" / ".README.md.999999999.partial"  # left by a report killed mid-write
+    stale.write_text("half")
     build_report(runs, tmp_path / "report")
+    assert not stale.exists()  # failed before: a killed report's temporary stayed for ever
     second = digests(tmp_path / "report")
     assert first.keys() == second.keys()
     changed = [name for name in first if first[name] != second[name]]

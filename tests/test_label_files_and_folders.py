@@ -167,3 +167,40 @@ def test_a_damaged_cache_entry_is_recomputed_with_a_warning_naming_the_image(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.equal(image_dataset(items, 16, cache_root=cache)[0]["image"], first)  # repaired
+
+
+def test_environment_failures_and_odd_files_are_one_line_not_tracebacks(tmp_path, monkeypatch):
+    """Failed before: a non-UTF-8 TOML, a full disk during `report` and a config.json linked to another file
+    each ended in a traceback; a killed `report` left its .partial file for ever."""
+    import errno
+    import json
+
+    from typer.testing import CliRunner
+
+    from medrecontrast.cli import app
+
+    runner = CliRunner()
+    toml = tmp_path / "latin1.toml"
+    toml.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    result = runner.invoke(app, ["bench", "--config", str(toml)])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output and "Traceback" not in result.output
+
+    runs = tmp_path / "runs"
+    run = runs / "synth-oct" / "patchcore" / "seed-0"
+    run.mkdir(parents=True)
+    (runs / "sweep.json").write_text(json.dumps({"format": 1, "name": "t"}))
+    (tmp_path / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    (run / "config.json").symlink_to(tmp_path / "picture.png")
+    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+    result = runner.invoke(app, ["report", str(runs), "--report", str(tmp_path / "report")])
+    assert result.exit_code == 2 and "a link to" in result.output and "Traceback" not in result.output
+
+    import medrecontrast.bench.report as report_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "report" / "README.md"))
+
+    (run / "config.json").unlink()
+    monkeypatch.setattr(report_module, "collect_results", full)
+    result = runner.invoke(app, ["report", str(runs), "--report", str(tmp_path / "report")])
+    assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output

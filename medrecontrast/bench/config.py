@@ -226,7 +226,12 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"sweep config {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(
+            f"cannot read {path}: it is not UTF-8 text (byte {exc.start}); TOML files are UTF-8, save it as UTF-8."
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -18,7 +18,7 @@ from medrecontrast.bench.store import run_status
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS
-from medrecontrast.paths import atomic_path, claim_report_folder, write_csv
+from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
 from medrecontrast.run import protocol_label
 
 FIGURE_CAPTIONS = {
@@ -70,6 +70,7 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     folder = Path(folder) if folder else report_folder(out)
     results = collect_results(out)
     claim_report_folder(folder)
+    remove_stale_partials(folder)  # temporaries of a report that was killed mid-write
     readme = folder / "README.md"
     if finished(results).empty:  # nothing to tabulate or draw: say what happened to each run instead
         write_csv(folder / "results.csv", results)

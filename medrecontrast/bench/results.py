@@ -6,7 +6,6 @@ to (``folder``), never a separate computation.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,7 @@ from medrecontrast.bench.store import read_sweep_marker, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import registered_methods
+from medrecontrast.paths import read_json
 from medrecontrast.run.artefacts import check_evaluation
 
 UNKNOWN = "unknown"  # a planned run with no config.json: never started, or killed before it wrote one
@@ -116,15 +116,15 @@ def _columns() -> list[str]:
 
 
 def _row(folder: Path) -> dict:
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     status = run_status(folder)
     metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and status["status"] == "finished" else {}
+    metrics = read_json(metrics_file) if metrics_file.is_file() and status["status"] == "finished" else {}
     check_metric_keys(metrics, str(metrics_file))
     if metrics and (folder / "scores.csv").is_file():  # the two files of one evaluation, or an error
         check_evaluation(folder, pd.read_csv(folder / "scores.csv", usecols=lambda c: c == "evaluation"), metrics)
     environment_file = folder / "environment.json"
-    environment = json.loads(environment_file.read_text()) if environment_file.is_file() else {}
+    environment = read_json(environment_file) if environment_file.is_file() else {}
     row = {
         "task": config["task"],
         "method": config.get("variant") or config["method"],
@@ -140,9 +140,7 @@ def _row(folder: Path) -> dict:
         "batch_size": config["detector"].get("batch_size"),
         "device": environment.get("device"),
         "error": status.get("error"),
-        "data_fingerprint": json.loads((folder / "data.json").read_text()).get("sha256")
-        if (folder / "data.json").is_file()
-        else None,
+        "data_fingerprint": read_json(folder / "data.json").get("sha256") if (folder / "data.json").is_file() else None,
         "folder": str(folder),
     }
     row.update({name: metrics.get(name) for name in METRICS})

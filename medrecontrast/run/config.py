@@ -395,7 +395,7 @@ def read_run_config(folder) -> RunConfig:
     path = Path(folder) / "config.json"
     try:
         payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserInputError(f"cannot read {path} ({type(exc).__name__}: {exc}).") from None
     return RunConfig.from_json(payload, where=str(folder))
 
