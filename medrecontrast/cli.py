@@ -233,6 +233,12 @@ def data_check(
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
     deep: Annotated[bool, typer.Option("--deep", metavar="", help="Decode every image, not only its header.")] = False,
     slice_axis: Annotated[int, typer.Option(help="Axis along which 3-D NIfTI volumes are sliced (folder tasks).")] = 2,
+    window: Annotated[
+        Optional[str],
+        typer.Option(
+            help="DICOM/NIfTI window 'center,width' or a preset (brain, soft-tissue, lung, ...; folder tasks)."
+        ),
+    ] = None,
 ):
     """Validate a task's files and print counts per split, label and class.
 
@@ -241,7 +247,9 @@ def data_check(
 
     Example: medrecontrast data check aptos --data-root /data --json
     """
-    options = {"slice_axis": slice_axis} if task.lower().startswith("folder:") else {}
+    options = {"slice_axis": slice_axis, "window": window} if task.lower().startswith("folder:") else {}
+    if window is not None and not task.lower().startswith("folder:"):
+        raise UserInputError(f"--window applies to folder: tasks; task '{task}' has its own reading rule")
     from medrecontrast.data.check import check_task_data
     from medrecontrast.tasks import get_task
 

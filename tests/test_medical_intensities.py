@@ -177,3 +177,14 @@ def test_no_warning_for_windowed_images(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(path, intensity={"window": [40, 80]})
+
+
+def test_a_run_records_the_intensity_rule_its_files_were_read_with(tmp_path):
+    from medrecontrast.run.artefacts import data_record
+
+    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "BLEED")):
+        write_nifti(tmp_path / split / cls / "a.nii.gz", np.arange(8 * 8 * 2, dtype=np.float32).reshape(8, 8, 2))
+    record = data_record(get_task(f"folder:{tmp_path}").load(), None)
+    assert len(record["intensity"]) == 1 and set(record["intensity"][0]) == {"range"}
+    record = data_record(get_task(f"folder:{tmp_path}", window=[40, 80]).load(), None)
+    assert record["intensity"] == [{"window": [40.0, 80.0]}]

@@ -7,6 +7,7 @@ timings), ``examples.npz`` (a few images with their maps, for the qualitative fi
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -133,8 +134,17 @@ def display_image(image) -> np.ndarray:
 
 
 def data_record(data, data_root) -> dict:
-    """What ``data.json`` (and each entry of ``evaluations.json``) says about the files a run read."""
-    return {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+    """What ``data.json`` (and each entry of ``evaluations.json``) says about the files a run read, with the
+    intensity rule(s) its DICOM and NIfTI files were read with (``data.readers``)."""
+    from medrecontrast.data.readers import image_format
+
+    items = data.train + data.test
+    rules = {json.dumps(it["intensity"], sort_keys=True) for it in items if it.get("intensity")}
+    intensity = [json.loads(rule) for rule in sorted(rules)]
+    if any(image_format(it["image"]) == "dicom" and not it.get("intensity") for it in items):
+        intensity.append("dicom: each file's VOI LUT or window, else the range of its stored bits")
+    record = {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+    return {**record, "intensity": intensity} if intensity else record
 
 
 def keep_previous_results(run: Path) -> Path:
