@@ -784,3 +784,19 @@ def test_rebuilding_a_report_of_the_same_runs_gives_the_same_bytes(mini_sweep, t
     assert first.keys() == second.keys()
     changed = [name for name in first if first[name] != second[name]]
     assert not changed, changed
+
+
+def test_report_says_where_it_writes_before_writing(mini_sweep, tmp_path):
+    """Failed before: `report runs/X` wrote silently to wherever runs/X/sweep.json recorded."""
+    from typer.testing import CliRunner
+
+    from medrecontrast.cli import app
+
+    runs = copy_sweep(mini_sweep, tmp_path)
+    marker = json.loads((runs / "sweep.json").read_text())
+    marker.setdefault("config", {})["report"] = str(tmp_path / "elsewhere")
+    (runs / "sweep.json").write_text(json.dumps(marker))
+    result = CliRunner().invoke(app, ["report", str(runs)])
+    assert result.exit_code == 0, result.output
+    said = result.output.index("writing the report of")
+    assert str((tmp_path / "elsewhere").resolve()) in result.output[said:] and said < result.output.index("report:")

@@ -78,7 +78,7 @@ def test_mask_of_another_size_is_refused(tmp_path):
 
 
 def test_fundus_crop_in_the_pipeline(tmp_path):
-    layouts.aptos(tmp_path, [0, 0, 1], image_size=(40, 60))
+    layouts.aptos(tmp_path, [0, 0, 0, 1], image_size=(40, 60))  # the test set needs a normal and an abnormal
     data = get_task("aptos", n_train=2).load(tmp_path)
     train, _ = task_datasets(data, image_size=16, cache="none")
     assert train[0]["image"].shape == (3, 16, 16)

@@ -49,6 +49,7 @@ from medrecontrast.compute import (
     batch_to_device,
     check_engineering_options,
     loader_options,
+    resolve_device,
     seed_everything,
     to_channels_last,
     uses_channels_last,
@@ -195,8 +196,10 @@ class PatchCore(Detector):
     @classmethod
     def check_plan(cls, config: PatchCoreConfig, *, train_images: int, input_size: int) -> None:
         """Refuse, when the sweep is planned, a memory bank whose coreset search cannot fit the host budget
-        (:func:`plan_memory_bank`; the accelerator's free memory is known only at fit)."""
+        (:func:`plan_memory_bank`). On a GPU the search runs there, so only the host's share is checked now
+        (the accelerator's free memory is known at fit, where its share is checked)."""
         side = -(-input_size // PATCH_REDUCTIONS[0])
+        on_gpu = resolve_device(config.device).type == "cuda"
         plan_memory_bank(
             train_images,
             side * side,
@@ -204,7 +207,7 @@ class PatchCore(Detector):
             config.coreset_ratio,
             config.projection_dim,
             int(config.memory_budget_gb * 2**30),
-            None,
+            2**62 if on_gpu else None,
             config.candidate_ratio,
         )
 
@@ -397,8 +400,8 @@ def plan_memory_bank(
         raise UserInputError(
             f"{what} needs {_size(host[2])} of host memory even with projections to {projected} dimensions "
             f"only ({_size(search)} for the search, {_size(bank)} for the bank of {target:,}); "
-            f"memory_budget_gb allows {_size(host_usable)} ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb "
-            f"{subsample}."
+            f"memory_budget_gb allows {_size(host_usable)} ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb to at "
+            f"least {math.ceil(host[2] / BUDGET_USABLE / 2**30)} {subsample}."
         )
     if device_budget is not None and search + bank > int(device_budget * BUDGET_USABLE):
         raise UserInputError(
