@@ -188,3 +188,36 @@ def test_a_run_records_the_intensity_rule_its_files_were_read_with(tmp_path):
     assert len(record["intensity"]) == 1 and set(record["intensity"][0]) == {"range"}
     record = data_record(get_task(f"folder:{tmp_path}", window=[40, 80]).load(), None)
     assert record["intensity"] == [{"window": [40.0, 80.0]}]
+
+
+def test_nibabels_real_anatomical_volume_reads_on_the_tasks_scale(tmp_path):
+    """nibabel's shipped anatomical.nii (a real MR volume) through a folder task: one robust scale, values in
+    [0, 1] with real contrast, every slice readable."""
+    import shutil
+
+    from nibabel.testing import data_path
+
+    source = f"{data_path}/anatomical.nii"
+    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "ABN")):
+        (tmp_path / split / cls).mkdir(parents=True)
+        shutil.copy(source, tmp_path / split / cls / "anatomical.nii")
+    data = get_task(f"folder:{tmp_path}").load()
+    low, high = data.train[0]["intensity"]["range"]
+    volume = nib.load(source).get_fdata()
+    assert np.percentile(volume, 0.5) == pytest.approx(low, rel=0.05, abs=1.0) and high > low
+    middle = data.train[len(data.train) // 2]
+    pixels = read_image(middle["image"], middle["slice"], 2, middle["intensity"])
+    assert 0 <= pixels.min() and pixels.max() <= 1 and np.ptp(pixels) > 0.3
+
+
+def test_the_tasks_nifti_scale_is_computed_once_then_remembered(tmp_path, monkeypatch):
+    import medrecontrast.tasks.folder as folder
+
+    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "ABN")):
+        write_nifti(tmp_path / split / cls / "v.nii.gz", np.arange(4 * 4 * 2, dtype=np.float32).reshape(4, 4, 2))
+    calls = []
+    real = folder.robust_range
+    monkeypatch.setattr(folder, "robust_range", lambda paths: calls.append(1) or real(paths))
+    first = get_task(f"folder:{tmp_path}").load().train[0]["intensity"]
+    again = get_task(f"folder:{tmp_path}").load().train[0]["intensity"]
+    assert first == again and len(calls) == 1

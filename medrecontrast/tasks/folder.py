@@ -9,12 +9,16 @@ volume is labelled abnormal only where its mask slice has a positive pixel.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from medrecontrast.data.readers import (
+    ROBUST_PERCENTILES,
     check_nifti_mask,
     image_format,
     read_header,
@@ -24,6 +28,7 @@ from medrecontrast.data.readers import (
     strip_image_suffix,
 )
 from medrecontrast.errors import DataLayoutError, UnreadableImageError, UserInputError
+from medrecontrast.paths import cache_dir, read_json, write_json
 from medrecontrast.tasks.base import (
     ABNORMAL,
     NORMAL,
@@ -156,10 +161,31 @@ def with_intensity_rule(task: Task, train: list[dict], test: list[dict]) -> tupl
     volumes = list(dict.fromkeys(it["image"] for it in train if image_format(it["image"]) == "nifti"))
     if not volumes:
         return train, test
-    rule = {"range": robust_range(volumes)}
+    rule = {"range": _remembered_range(volumes)}
     if rule["range"] is None:
         return train, test  # no training volume can be read: `data check` lists them, planning refuses
     return [_ruled(it, rule, ("nifti",)) for it in train], [_ruled(it, rule, ("nifti",)) for it in test]
+
+
+def _remembered_range(volumes: list[str]) -> list[float] | None:
+    """:func:`robust_range` of the training volumes, remembered in the cache folder under the volumes'
+    paths, sizes and modification times: every load of the task (each run, each check) would otherwise
+    decode every training volume again."""
+    try:
+        stamps = [(v, os.stat(v).st_size, os.stat(v).st_mtime_ns) for v in volumes]
+    except OSError:
+        return robust_range(volumes)  # a missing file: `data check` names it
+    key = hashlib.sha256(json.dumps([ROBUST_PERCENTILES, stamps]).encode()).hexdigest()
+    memo = cache_dir() / "intensity" / f"{key}.json"
+    if memo.is_file():
+        try:
+            return read_json(memo)["range"]
+        except (UserInputError, KeyError, TypeError):
+            pass  # a damaged memo is recomputed
+    value = robust_range(volumes)
+    if value is not None:
+        write_json(memo, {"range": value, "volumes": len(volumes), "percentiles": list(ROBUST_PERCENTILES)})
+    return value
 
 
 def _ruled(record: dict, rule: dict, formats: tuple[str, ...]) -> dict:
