@@ -25,7 +25,6 @@ from medrecontrast.bench.results import finished
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.run import PIXEL_STATISTICS
-from medrecontrast.run.artefacts import check_evaluation
 
 ALPHA = 0.05
 
@@ -238,7 +237,6 @@ def _load(row) -> _Run:
     config = json.loads((folder / "config.json").read_text())
     metrics_file = folder / "metrics.json"
     stored = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    check_evaluation(folder, scores, stored)
     return _Run(
         method=row.method,
         seed=int(row.seed),

@@ -386,9 +386,7 @@ def _read_nifti(path, slice_index: int | None, slice_axis: int, intensity: dict 
     elif intensity.get("range") is not None:
         low, high = intensity["range"]
     else:  # a mask, or a volume read outside a task: the whole volume's own range
-        low, high = float(volume.min()), float(volume.max())
-        if high <= low:  # constant: black if zero or less, white otherwise (keeps all-ones masks)
-            low, high = (high - 1.0, high) if high > 0 else (high, high + 1.0)
+        low, high = _own_range(volume)
     if volume.ndim == 3:
         if slice_index is None:
             raise UnreadableImageError(path, "3-D NIfTI volume read without a slice index")
@@ -399,11 +397,18 @@ def _read_nifti(path, slice_index: int | None, slice_axis: int, intensity: dict 
 # --- helpers --------------------------------------------------------------------------------------
 
 
-def _min_max(array: np.ndarray) -> np.ndarray:
+def _own_range(array: np.ndarray) -> tuple[float, float]:
+    """``(low, high)`` that map ``array`` onto [0, 1]: its min and max; a constant array maps to black if it
+    is zero or less, to white otherwise (keeps all-ones masks)."""
     low, high = float(np.nanmin(array)), float(np.nanmax(array))
-    if high <= low:  # a constant image: black if it is zero, white otherwise (keeps all-ones masks)
-        return np.full(array.shape, 1.0 if high > 0 else 0.0, dtype=np.float32)
-    return ((array - low) / (high - low)).astype(np.float32)
+    if high <= low:
+        return (high - 1.0, high) if high > 0 else (high, high + 1.0)
+    return low, high
+
+
+def _min_max(array: np.ndarray) -> np.ndarray:
+    low, high = _own_range(array)
+    return np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def _channel_first(array: np.ndarray) -> np.ndarray:

@@ -342,10 +342,8 @@ class BankPlan:
     dim: int
     per_image: int
     target: int
-    projected_dim: int
     passes: int
     host_bytes: int
-    search_bytes: int  # on the search's device (the host's share is counted in host_bytes on the CPU)
 
     @property
     def candidates(self) -> int:
@@ -376,11 +374,11 @@ def plan_memory_bank(
     candidates = num_images * per_image
     # sampler.py: num_coreset_samples = int(len(features) * percentage) over every patch (floor)
     target = min(candidates, max(1, int(coreset_ratio * num_images * patches)))
-    projected = dim if dim == projection_dim else projection_dim  # sampler.py: no projection when D == 128
     bank = FLOAT_BYTES * dim * target
-    search = FLOAT_BYTES * (projected + 2) * candidates  # the projections and two distance vectors
-    # one pass keeps every candidate's embedding beside its projection (none when they are the same)
-    embeddings = FLOAT_BYTES * dim * candidates if projected != dim else 0
+    search = FLOAT_BYTES * (projection_dim + 2) * candidates  # the projections and two distance vectors
+    # one pass keeps every candidate's embedding beside its projection (sampler.py: none when D == 128,
+    # the projections are then the embeddings)
+    embeddings = FLOAT_BYTES * dim * candidates if projection_dim != dim else 0
     host_usable = int(host_budget * BUDGET_USABLE)
     on_host = device_budget is None
     host = {2: bank + (search if on_host else 0)}
@@ -398,7 +396,7 @@ def plan_memory_bank(
     )
     if host[passes] > host_usable:
         raise UserInputError(
-            f"{what} needs {_size(host[2])} of host memory even with projections to {projected} dimensions "
+            f"{what} needs {_size(host[2])} of host memory even with projections to {projection_dim} dimensions "
             f"only ({_size(search)} for the search, {_size(bank)} for the bank of {target:,}); "
             f"memory_budget_gb allows {_size(host_usable)} ({BUDGET_USABLE:.0%} of it). Raise memory_budget_gb to at "
             f"least {math.ceil(host[2] / BUDGET_USABLE / 2**30)} {subsample}."
@@ -415,10 +413,8 @@ def plan_memory_bank(
         dim=dim,
         per_image=per_image,
         target=target,
-        projected_dim=projected,
         passes=passes,
         host_bytes=host[passes],
-        search_bytes=search + bank,
     )
 
 
@@ -490,7 +486,7 @@ def build_memory_bank(
             weight = None if weight is None else weight.to(device)
             # Projections live where the search runs. Host arrays are pageable, never pinned: torch's pinned
             # allocator rounds every request up to a power of two (a 13.6 GB array took 16 GB on an H100).
-            projected = torch.empty((plan.candidates, plan.projected_dim), dtype=torch.float32, device=device)
+            projected = torch.empty((plan.candidates, projection_dim), dtype=torch.float32, device=device)
             if plan.passes == 1 and weight is not None:
                 candidates = torch.empty((plan.candidates, dim), dtype=torch.float32)
             if plan.per_image < patches:
