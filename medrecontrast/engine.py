@@ -173,6 +173,7 @@ def train_loop(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool | int = True,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> TrainingResult:
     """Train ``model`` for the iterations of ``config`` (:func:`resolve_iterations`) of
     ``loss_fn(model, images, iteration)``; ``config`` is a :class:`TrainingConfig` or extends it.
@@ -181,8 +182,13 @@ def train_loop(
     with another identity is refused. At every checkpoint the losses so far are also written to
     ``loss.csv`` beside it, so a long run's curve can be read while it trains. ``progress``: True
     draws a bar on a terminal and prints a plain line every tenth of the run elsewhere (a log
-    file); an integer N prints a plain line every N iterations; False prints nothing.
+    file); an integer N prints a plain line every N iterations; False prints nothing. ``lr_schedule``:
+    the factor of every group's initial learning rate at an iteration (e.g. Dinomaly's warm-up and
+    cosine), instead of ``lr_milestone``; a pure function of the iteration, so a resumed run needs no
+    scheduler state.
     """
+    if lr_schedule is not None and config.lr_milestone is not None:
+        raise UserInputError("give either lr_milestone or a learning-rate schedule, not both")
     device = resolve_device(config.device)
     iters = resolve_iterations(config, len(dataset))
     milestone = None if config.lr_milestone is None else int(iters * config.lr_milestone)
@@ -241,8 +247,12 @@ def train_loop(
             images = batch_to_device(batch["image"], device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            if milestone is not None:  # a pure function of the iteration, so a resumed run needs no scheduler state
+            factor = None  # a pure function of the iteration, so a resumed run needs no scheduler state
+            if milestone is not None:
                 factor = config.lr_gamma if iteration >= milestone else 1.0
+            elif lr_schedule is not None:
+                factor = lr_schedule(iteration)
+            if factor is not None:
                 for optimizer in optimizers.values():
                     for group in optimizer.param_groups:
                         group["lr"] = group["initial_lr"] * factor

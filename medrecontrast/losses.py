@@ -64,3 +64,30 @@ def hard_mining_alpha(
     """ReContrast's α: linear from ``start`` to ``end`` over the first ``warmup`` of training, then ``end``."""
     ramp = max(total_iters * warmup, 1e-12)
     return min(start + (end - start) * iteration / ramp, end)
+
+
+def global_cosine_hm_percent(
+    targets: list[torch.Tensor], outputs: list[torch.Tensor], p: float, factor: float = 0.1
+) -> torch.Tensor:
+    """Dinomaly's loss (``utils.global_cosine_hm_percent``): the mean over feature groups of the global
+    cosine distance (each sample's C*H*W map one vector; targets detached), with the gradient reaching
+    ``outputs`` scaled by ``factor`` at the easiest points: those whose cosine distance (over channels)
+    is below the ``int(n * (1 - p))``-th largest of the ``n`` points of the batch (about a fraction
+    ``p`` of them). At least one point stays hard (the released ``topk(k=0)`` fails on a map that small)."""
+    total = torch.zeros((), device=outputs[0].device)
+    for target, output in zip(targets, outputs):
+        target, output = target.detach().float(), output.float()
+        with torch.no_grad():
+            distance = 1 - F.cosine_similarity(target, output, dim=1).unsqueeze(1)
+            k = max(1, int(distance.numel() * (1 - p)))
+            threshold = torch.topk(distance.reshape(-1), k=k)[0][-1]
+            easy = distance < threshold
+        total = total + (1 - F.cosine_similarity(target.flatten(1), output.flatten(1), dim=1)).mean()
+        if output.requires_grad:
+            output.register_hook(lambda grad, easy=easy: torch.where(easy, grad * factor, grad))
+    return total / len(targets)
+
+
+def dinomaly_hard_fraction(iteration: int, final: float = 0.9, ramp_iters: int = 1000) -> float:
+    """The fraction ``p`` of easy points at ``iteration``: ``min(final * iteration / ramp_iters, final)``."""
+    return min(final * iteration / ramp_iters, final)

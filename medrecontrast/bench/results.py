@@ -13,7 +13,7 @@ import pandas as pd
 from medrecontrast.bench.store import read_sweep_marker, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, check_metric_keys
-from medrecontrast.models import registered_methods
+from medrecontrast.models import backbone_of, registered_methods
 from medrecontrast.paths import read_json
 from medrecontrast.run.artefacts import check_evaluation
 
@@ -133,7 +133,7 @@ def _row(folder: Path) -> dict:
         "status": status["status"],
         "profile": config["profile"],
         "holdout": config["holdout"],
-        "backbone": config["detector"]["backbone"],
+        "backbone": backbone_of(config["method"], config["detector"]),
         "pretrained": config["detector"]["pretrained"],
         "image_size": config["crop_size"] or config["image_size"],
         "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"),

@@ -50,7 +50,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     claim_report_folder(config.report, write=False)  # a user's folder is refused now, not after hours of training
     names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
-    needed: set = set()  # (backbone, weights file) the runs to do need
+    needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     for name in names:
         task = get_task(name, **config.task_options(name))
         data = _check_data(task, config.data_root)
@@ -87,7 +87,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 if (detector.get("pretrained") or detector.get("weights")) and (
                     force or run_status(folder)["status"] != "finished"
                 ):
-                    needed.add((detector["backbone"], detector.get("weights")))
+                    cls = detector_class(base)
+                    needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
                 if not force:
                     _check_existing(folder, planned)
                 specs.append(
@@ -122,12 +123,15 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     return specs
 
 
-def _check_weights(needed: set) -> None:
+def _check_weights(needed: dict) -> None:
     """Pretrained weights that cannot be had stop the sweep now, once, not as one failure per run."""
-    from medrecontrast.models.backbones import require_weights
-
-    for backbone, weights in sorted(needed, key=str):
-        require_weights(backbone, weights)
+    checked = set()
+    for (method, network, weights), options in sorted(needed.items(), key=lambda item: str(item[0])):
+        cls = detector_class(method)
+        key = (cls.require_weights.__func__, network, weights)  # one check per network, whichever method asks
+        if key not in checked:
+            checked.add(key)
+            cls.require_weights(options)
 
 
 def _check_data(task, data_root) -> TaskData:

@@ -1,12 +1,13 @@
 """Detectors behind one interface (see :mod:`.base`). Each import registers a method; a new method
 is one module plus one line here."""
 
-from medrecontrast.models import patchcore, rd4ad, recontrast  # noqa: F401  (register the methods)
+from medrecontrast.models import dinomaly, patchcore, rd4ad, recontrast  # noqa: F401  (register the methods)
 from medrecontrast.models.base import (
     DETECTORS,
     Detector,
     NotFittedError,
     Predictions,
+    backbone_of,
     build_detector,
     display_name,
     registered_methods,
@@ -17,6 +18,7 @@ __all__ = [
     "Detector",
     "NotFittedError",
     "Predictions",
+    "backbone_of",
     "build_detector",
     "display_name",
     "registered_methods",

@@ -74,6 +74,12 @@ def registered_methods() -> list[str]:
     return sorted(DETECTORS, key=lambda name: (DETECTORS[name].order, name))
 
 
+def backbone_of(method: str, options: dict) -> str:
+    """The network of a run of ``method`` with detector ``options`` (a sweep's variant, not registered, and a
+    method registered no more: its ``backbone`` option)."""
+    return DETECTORS[method].backbone_of(options) if method in DETECTORS else str(options.get("backbone"))
+
+
 def display_name(method: str) -> str:
     """How tables and figures name ``method``; a sweep's variant (not registered) keeps its own name."""
     return DETECTORS[method].display_name if method in DETECTORS else method
@@ -126,6 +132,23 @@ class Detector:
     # class mean), metric name -> value; the report sets its runs beside them.
     paper_results: ClassVar[dict[str, dict[str, float]]] = {}
     random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
+    # the option that names the network (tables' "backbone" column, Detector.load's check); Dinomaly: "encoder"
+    backbone_option: ClassVar[str] = "backbone"
+
+    @classmethod
+    def backbone_of(cls, options: dict) -> str:
+        """The network a run of these detector ``options`` uses (its ``backbone_option``)."""
+        return str(options[cls.backbone_option])
+
+    @classmethod
+    def require_weights(cls, options: dict) -> None:
+        """Make sure the pretrained weights these detector ``options`` ask for can be had (a readable, fitting
+        file, or the library's cache, downloading once now if needed); a sweep calls it once per network
+        before the first run. By default: the torchvision or timm ``backbone``'s ImageNet weights."""
+        from medrecontrast.models.backbones import require_weights
+
+        if options.get("pretrained") or options.get("weights"):
+            require_weights(options["backbone"], options.get("weights"))
 
     @classmethod
     def notes(cls, options: dict) -> list[str]:

@@ -360,6 +360,13 @@ def resolve_run_config(
     )
 
 
+def expected_network(config: RunConfig) -> dict:
+    """What :meth:`Detector.load` checks a run's ``model.pt`` against: the network it was trained with
+    (``backbone``, or the method's own ``backbone_option``)."""
+    key = detector_class(config.method).backbone_option
+    return {key: config.detector[key]} if key in config.detector else {}
+
+
 def task_protocol(task) -> dict:
     """What fixes the task's split: its protocol's name and resolved options (e.g. APTOS n_train,
     split_seed), its sizes and whether it is unified (not the protocol's wording, which may be edited)."""

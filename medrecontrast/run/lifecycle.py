@@ -23,7 +23,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.paths import remove_stale_partials, write_csv, write_json
 from medrecontrast.resources import peak_memory
 from medrecontrast.run.artefacts import DATA_RECORD, EVALUATIONS, data_record, evaluate_detector, keep_previous_results
-from medrecontrast.run.config import RunConfig, read_run_config, resolve_run_config
+from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
 from medrecontrast.run.environment import environment
 from medrecontrast.run.split import groups_of_test_images, run_datasets
 
@@ -176,7 +176,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
             f"({', '.join(current.differences(config))} differ); "
             "re-evaluate it anyway with force=True."
         )
-    detector = Detector.load(model_path, backbone=config.detector["backbone"])
+    detector = Detector.load(model_path, **expected_network(config))
     if detector.name != config.method:
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config.method}'.")
     data = task.load(data_root)

@@ -13,7 +13,7 @@ import pandas as pd
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import atomic_path, write_csv
 from medrecontrast.run.artefacts import display_image
-from medrecontrast.run.config import read_run_config
+from medrecontrast.run.config import expected_network, read_run_config
 
 
 def predict_images(
@@ -58,7 +58,7 @@ def predict_images(
     out = Path(out) if out else run / "predictions" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if out.exists() and any(out.iterdir()):
         raise UserInputError(f"{out} is not empty; choose a new or empty out=DIR (predict never overwrites files).")
-    detector = Detector.load(run / "model.pt", backbone=config.detector["backbone"])
+    detector = Detector.load(run / "model.pt", **expected_network(config))
     items = [{"image": str(p), "label": 0, "id": i} for p, i in zip(files, ids)]
     dataset = image_dataset(items, config.image_size, config.crop_size, masks=False, cache="none")
     predictions = detector.predict(dataset, batch_size=batch_size)
