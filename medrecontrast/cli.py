@@ -221,7 +221,10 @@ def methods_command(
         for note in method["backbone_notes"]:
             console.print(f"  {escape(note)}", highlight=False)
     console.print(
-        "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see README."
+        escape(
+            "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see "
+            "README."
+        )
     )
 
 
@@ -332,8 +335,8 @@ def bench(
         Optional[list[str]],
         typer.Option(
             "--methods",
-            help="Methods or a config's variants (default: every registered method; `medrecontrast methods` lists "
-            "them).",
+            help="Methods or a config's variants (default: ReContrast, RD4AD and PatchCore, every method but those "
+            "that need weights you fetch first, such as Dinomaly; `medrecontrast methods` lists them).",
             show_default=False,
         ),
     ] = None,

@@ -212,7 +212,9 @@ def test_methods_lists_each_method_with_its_options_and_tasks_has_json():
     methods = json.loads(result.output)
     assert list(methods)[:3] == ["recontrast", "rd4ad", "patchcore"]
     assert methods["rd4ad"]["options"]["epochs"] == 200 and methods["patchcore"]["trains"] is False
-    assert "coreset_ratio" in runner.invoke(app, ["methods"]).output
+    listing = runner.invoke(app, ["methods"]).output
+    assert "coreset_ratio" in listing and "hard_fraction_ramp" in listing  # dinomaly is listed too
+    assert "([options], [method.<name>], [task.<task>.method.<name>])" in listing  # not eaten as Rich markup
     tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).output)
     assert {"aptos", "isic:test"} <= {row["task"] for row in tasks["tasks"]} and tasks["notes"]
 

@@ -13,6 +13,7 @@ import json
 import zlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -193,3 +194,65 @@ def test_settings_are_the_released_scripts_and_sizes_are_checked_at_planning():
     Dinomaly.check_plan(paper.method_config(), train_images=10, input_size=392)
     with pytest.raises(UserInputError, match="encoder"):
         build_detector("dinomaly", encoder="resnet18", pretrained=False)
+
+
+CONFIG = Path(__file__).parent.parent / "configs" / "recontrast-vs-dinomaly.toml"
+
+
+def test_the_head_to_head_config_plans_both_paper_recipes():
+    from medrecontrast.bench import load_sweep_config
+    from medrecontrast.run import resolve_run_config
+
+    config = load_sweep_config(CONFIG).resolved()
+    assert config.tasks == ["aptos", "oct", "isic", "chest-xray", "brain-mri"] and config.seeds == [0, 1, 2]
+    assert config.methods == ["recontrast", "dinomaly"] and config.profile == "paper"
+    for task in config.tasks:
+        dinomaly = resolve_run_config(task, "dinomaly", 0, "paper")
+        assert (dinomaly.image_size, dinomaly.crop_size, dinomaly.detector["iters"]) == (448, 392, 5000)
+        assert dinomaly.detector["pretrained"] and dinomaly.holdout == 0
+        recontrast = resolve_run_config(task, "recontrast", 0, "paper")
+        assert recontrast.detector["backbone"] == "wide_resnet50_2" and recontrast.detector["pretrained"]
+
+
+@pytest.mark.slow
+def test_a_tiny_head_to_head_runs_end_to_end_through_tables_figures_and_predict(tmp_path):
+    """The config above at demo size (one built-in task, one seed, 12 iterations): sweep, every table and figure,
+    save/load and predict; Dinomaly's maps (112 px) are drawn over its own inputs beside ReContrast's (64 px)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.image import AxesImage
+
+    from medrecontrast.bench import build_report, collect_results, load_sweep_config, run_sweep
+    from medrecontrast.bench.figures import examples_figure
+    from medrecontrast.bench.results import finished
+    from medrecontrast.models import Detector
+    from medrecontrast.run.prediction import predict_images
+
+    runs = tmp_path / "runs"
+    config = load_sweep_config(
+        CONFIG, tasks=["synth-oct"], seeds=[0], profile="demo", out=str(runs), options={"iters": 12}
+    )
+    run_sweep(config, progress=False)
+    results = collect_results(runs)
+    assert sorted(results["method"]) == ["dinomaly", "recontrast"] and (results["status"] == "finished").all()
+    assert set(results["backbone"]) == {"resnet18", "dinov2_vits14_reg"}
+    readme = build_report(runs, tmp_path / "report")
+    text = readme.read_text()
+    assert "Dinomaly from random weights says nothing about the method" in text and "| dinomaly" in text
+    for name in ("table.md", "table.tex", "roc.png", "auroc.png", "scores.png", "loss.png", "examples_synth-oct.png"):
+        assert (readme.parent / name).stat().st_size > 0, name
+    figure = examples_figure(finished(results), "synth-oct")
+    for ax in figure.axes:
+        shown = [child for child in ax.get_children() if isinstance(child, AxesImage)]
+        if len(shown) == 2:  # a map over its image: the same pixels under both
+            assert shown[0].get_array().shape[:2] == shown[1].get_array().shape[:2]
+    run = Path(results.loc[results["method"] == "dinomaly", "folder"].iloc[0])
+    loaded = Detector.load(run / "model.pt", encoder="dinov2_vits14_reg")
+    assert type(loaded) is Dinomaly and loaded.config.eval_size == 256
+    from medrecontrast.tasks import get_task
+
+    paths = [item["image"] for item in get_task("synth-oct").load().test[:3]]
+    predicted = predict_images(run, paths, tmp_path / "predicted")
+    scores = pd.read_csv(predicted / "scores.csv")
+    assert len(scores) == 3 and scores["score"].notna().all() and len(list((predicted / "overlays").iterdir())) == 3

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrecontrast.errors import UserInputError
-from medrecontrast.models import DETECTORS, registered_methods
+from medrecontrast.models import DETECTORS, default_methods
 from medrecontrast.models.base import detector_class
 from medrecontrast.run import PROFILES, accepted_keys, default_profile
 from medrecontrast.tasks import expand_tasks
@@ -55,7 +55,7 @@ class SweepConfig:
     """A whole sweep. ``tasks=None`` means the built-in synthetic tasks with the demo profile."""
 
     tasks: list[str] | None = None
-    methods: list[str] = field(default_factory=registered_methods)  # every registered method
+    methods: list[str] = field(default_factory=default_methods)  # every method that declares default_sweep
     seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
     profile: str | None = None  # default: demo for the built-in tasks, paper for real ones (run.default_profile)
     name: str | None = None  # default: the --out folder's name, else the profile

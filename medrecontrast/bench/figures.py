@@ -399,11 +399,29 @@ def examples_figure(done: pd.DataFrame, task: str):
             panels = [("image", image, None)]
             if has_masks:
                 panels.append(("ground truth", masks[row], "gray"))
-            panels += [(method, examples[method]["maps"][row], MAP_COLORMAP) for method in methods]
+            # each method's map over its own input of this image: methods of one sweep may run at other sizes
+            # (Dinomaly 392 or 112 px beside 256 or 64 px), and its rows are matched by image id
+            panels += [(method, _example_of(examples[method], ids[row]), MAP_COLORMAP) for method in methods]
             for col, (name, content, cmap) in enumerate(panels):
                 ax = axes[row, col]
                 if cmap == MAP_COLORMAP:
-                    ax.imshow(image)
+                    if content is None:
+                        ax.text(
+                            0.5,
+                            0.5,
+                            "not among\nthis run's\nexamples",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            transform=ax.transAxes,
+                        )
+                        ax.set_xticks([])
+                        ax.set_yticks([])
+                        if row == 0:
+                            ax.set_title(columns[col])
+                        continue
+                    own_image, content, score = content
+                    ax.imshow(own_image)
                     shown = ax.imshow(content, cmap=cmap, alpha=0.55, vmin=scales[name][0], vmax=scales[name][1])
                     if row == len(images) - 1:  # one colour bar per method, under its column
                         bar = figure.colorbar(shown, ax=axes[:, col], orientation="horizontal", fraction=0.04, pad=0.02)
@@ -413,7 +431,7 @@ def examples_figure(done: pd.DataFrame, task: str):
                     ax.text(
                         2,
                         2,
-                        f"{float(examples[name]['scores'][row]):.3g}",
+                        f"{score:.3g}",
                         color="white",
                         fontsize=7,
                         va="top",
@@ -429,6 +447,15 @@ def examples_figure(done: pd.DataFrame, task: str):
                     ax.set_ylabel(f"{'abnormal' if labels[row] == 1 else 'normal'}\n{str(ids[row])[-18:]}", fontsize=7)
         figure.suptitle(f"{task}: anomaly maps (seed {runs.iloc[0]['seed']}; number = image score)", y=1.0)
     return figure
+
+
+def _example_of(examples: dict[str, np.ndarray], image_id) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(image, map, score)`` of ``image_id`` in one run's examples, or None where that run did not keep it."""
+    matches = np.flatnonzero(np.asarray(examples["ids"]).astype(str) == str(image_id))
+    if not len(matches):
+        return None
+    index = int(matches[0])
+    return examples["images"][index], examples["maps"][index], float(examples["scores"][index])
 
 
 def _load_examples(path: Path) -> dict[str, np.ndarray]:

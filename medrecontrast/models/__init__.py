@@ -9,6 +9,7 @@ from medrecontrast.models.base import (
     Predictions,
     backbone_of,
     build_detector,
+    default_methods,
     display_name,
     registered_methods,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Predictions",
     "backbone_of",
     "build_detector",
+    "default_methods",
     "display_name",
     "registered_methods",
 ]

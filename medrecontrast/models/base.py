@@ -74,6 +74,11 @@ def registered_methods() -> list[str]:
     return sorted(DETECTORS, key=lambda name: (DETECTORS[name].order, name))
 
 
+def default_methods() -> list[str]:
+    """The methods of a sweep that names none: every registered method that declares ``default_sweep``."""
+    return [name for name in registered_methods() if DETECTORS[name].default_sweep]
+
+
 def backbone_of(method: str, options: dict) -> str:
     """The network of a run of ``method`` with detector ``options`` (a sweep's variant, not registered, and a
     method registered no more: its ``backbone`` option)."""
@@ -132,6 +137,9 @@ class Detector:
     # class mean), metric name -> value; the report sets its runs beside them.
     paper_results: ClassVar[dict[str, dict[str, float]]] = {}
     random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
+    # part of a sweep that names no methods (the ReContrast paper's comparison); a method that needs weights most
+    # users must fetch first (Dinomaly's DINOv2) is run by naming it
+    default_sweep: ClassVar[bool] = True
     # the option that names the network (tables' "backbone" column, Detector.load's check); Dinomaly: "encoder"
     backbone_option: ClassVar[str] = "backbone"
 

@@ -418,6 +418,7 @@ class Dinomaly(Detector):
     order = 3
     trains = True
     backbone_option = "encoder"
+    default_sweep = False  # its paper profile needs DINOv2 weights: run it by naming it (--methods dinomaly)
     profile_options = {"demo": DEMO, "lite": LITE}
     profile_sizes = {
         "paper": PAPER_SIZES,
