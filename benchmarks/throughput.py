@@ -2,6 +2,10 @@
 
     python benchmarks/throughput.py [--methods recontrast rd4ad patchcore] [--backbones resnet18 wide_resnet50_2]
                                     [--size 256] [--batch 16] [--steps 8] [--variants fp32 bf16] [--compile]
+    python benchmarks/throughput.py --methods dinomaly --encoders dinov2_vitb14_reg --size 392
+
+A method whose network option is not ``backbone`` (Dinomaly's ``encoder``) takes ``--encoders`` instead of
+``--backbones``.
 
 Training runs through the suite's own loop (``Detector.fit``: loader, autocast, channels_last,
 fused optimisers, optional torch.compile) on random images held in memory, so data decoding is
@@ -19,6 +23,7 @@ table and writes benchmarks/results/throughput.csv.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +34,7 @@ from common import device_name, publish, random_images
 from torch.utils.flop_counter import FlopCounterMode
 
 from medrecontrast import build_detector
+from medrecontrast.models import DETECTORS
 from medrecontrast.resources import peak_memory
 
 VARIANTS = {
@@ -51,9 +57,14 @@ def measured_peak_tflops(device: torch.device, dtype: torch.dtype, size: int, re
     return 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12
 
 
+def network_option(method: str, network: str) -> dict:
+    """``{"backbone": network}``, or the method's own network option (Dinomaly: ``encoder``)."""
+    return {DETECTORS[method].backbone_option: network}
+
+
 def training_step_flops(method: str, backbone: str, size: int, batch: int, device: torch.device) -> float:
     detector = build_detector(
-        method, backbone=backbone, pretrained=False, device=str(device), amp=False, iters=1
+        method, **network_option(method, backbone), pretrained=False, device=str(device), amp=False, iters=1
     )  # FLOPs of one step
     images = torch.randn(batch, 3, size, size, device=device)
     with FlopCounterMode(display=False) as counter:
@@ -62,7 +73,7 @@ def training_step_flops(method: str, backbone: str, size: int, batch: int, devic
 
 
 def measure(method: str, backbone: str, variant: str, args, device: torch.device) -> dict:
-    options = dict(backbone=backbone, pretrained=False, device=str(device), **VARIANTS[variant])
+    options = dict(**network_option(method, backbone), pretrained=False, device=str(device), **VARIANTS[variant])
     if method == "patchcore":
         options.pop("channels_last")
         options.pop("compile", None)
@@ -75,7 +86,9 @@ def measure(method: str, backbone: str, variant: str, args, device: torch.device
         train_rate = len(train) / train_seconds
     else:
         iters = args.warmup + args.steps
-        detector = build_detector(method, **options, iters=iters, batch_size=args.batch, calibrate_random_encoder=False)
+        if "calibrate_random_encoder" in {f.name for f in dataclasses.fields(DETECTORS[method].Config)}:
+            options["calibrate_random_encoder"] = False  # the BatchNorm pass over random images is not training
+        detector = build_detector(method, **options, iters=iters, batch_size=args.batch)
         train = random_images(args.batch * iters, args.size)
         with peak_memory(device) as train_memory:
             detector.fit(train, progress=False)
@@ -106,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["recontrast", "rd4ad", "patchcore"])
     parser.add_argument("--backbones", nargs="+", default=["wide_resnet50_2"])
+    parser.add_argument("--encoders", nargs="+", default=["dinov2_vitb14_reg"], help="Dinomaly's encoders")
     parser.add_argument(
         "--size", type=int, default=256, help="image side (the paper's 256; PatchCore's 224 crop is close)"
     )
@@ -140,7 +154,8 @@ def main() -> None:
 
     rows = []
     for method in args.methods:
-        for backbone in args.backbones:
+        networks = args.backbones if DETECTORS[method].backbone_option == "backbone" else args.encoders
+        for backbone in networks:
             flops = (
                 None if method == "patchcore" else training_step_flops(method, backbone, args.size, args.batch, device)
             )

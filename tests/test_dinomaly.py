@@ -256,3 +256,13 @@ def test_a_tiny_head_to_head_runs_end_to_end_through_tables_figures_and_predict(
     predicted = predict_images(run, paths, tmp_path / "predicted")
     scores = pd.read_csv(predicted / "scores.csv")
     assert len(scores) == 3 and scores["score"].notna().all() and len(list((predicted / "overlays").iterdir())) == 3
+
+
+def test_a_single_run_at_a_size_that_is_not_a_multiple_of_the_patch_is_refused_before_training(tmp_path):
+    """`train` (run_training) makes the sweep's planning checks too: 64 px would drop 8 px of every image."""
+    from medrecontrast.run import resolve_run_config, run_training
+
+    config = resolve_run_config("synth-oct", "dinomaly", 0, "demo", layers=[("test", {"image_size": 64})])
+    with pytest.raises(UserInputError, match="multiple of 14"):
+        run_training(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "model.pt").exists()

@@ -118,6 +118,13 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
     data = task.load(data_root)
     write_json(out / DATA_RECORD, data_record(data, data_root))
     train, test, holdout = run_datasets(data, config)
+    from medrecontrast.models.base import detector_class
+
+    # the checks a sweep makes when it is planned (PatchCore's memory plan, Dinomaly's patch multiple), for a
+    # run trained on its own (train, the API) too
+    detector_class(config.method).check_plan(
+        config.method_config(), train_images=len(train), input_size=config.crop_size or config.image_size
+    )
     detector = config.build_detector()
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
