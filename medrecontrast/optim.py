@@ -1,9 +1,10 @@
 """StableAdamW as Dinomaly releases it (guojiajeremy/Dinomaly ``optimizers/StableAdamW.py``).
 
-Written here because no maintained package implements the released update: torch-optimi's and
-timm's stable AdamW variants scale the step by the RMS of ``g² / v`` without AMSGrad and bias
-correction in the denominator, while the released one (an AdamW fork) divides the step by
-``max(1, RMS(g / denom) / clip_threshold)`` where ``denom = sqrt(v̂ or max v̂) / sqrt(1 - β2^t) + eps``.
+Written here because no maintained package implements the released update (checked 2026-12-02): timm 1.0.31
+has no StableAdamW; torch-optimi 0.3.3's ``StableAdamW`` has no AMSGrad, debiases β instead of correcting
+the moments and scales the step by the RMS of ``g² / max(v, eps²)``, while the released one (an AdamW
+fork) divides the step by ``max(1, RMS(g / denom) / clip_threshold)`` where
+``denom = sqrt(v̂ or max v̂) / sqrt(1 - β2^t) + eps``.
 ``tests/test_dinomaly.py`` checks one step against numbers recorded from the released class.
 """
 
