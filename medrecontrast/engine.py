@@ -240,9 +240,7 @@ def train_loop(
     )
     board = _tensorboard(path) if config.tensorboard else None
     with _progress(bool(progress) and not every) as bar:
-        task = bar.add_task(
-            "training", total=iters, completed=start, loss=result.losses[-1] if result.losses else float("nan")
-        )
+        task = bar.add_task("training", total=iters, completed=start, loss=loss_text(result.losses))
         for iteration, batch in enumerate(loader, start=start):
             images = batch_to_device(batch["image"], device)
             if channels_last:
@@ -279,7 +277,7 @@ def train_loop(
             result.iteration_seconds.append(now - last)
             last = now
             done = iteration + 1
-            bar.update(task, completed=done, loss=value)
+            bar.update(task, completed=done, loss=loss_text(result.losses))
             if every and (done % every == 0 or done == iters):
                 elapsed = now - began
                 remaining = elapsed / max(done - start, 1) * (iters - done)
@@ -332,12 +330,18 @@ def _tensorboard(checkpoint: Path | None):
     return SummaryWriter(log_dir=str(checkpoint.parent / "tensorboard"))
 
 
+def loss_text(losses: list[float]) -> str:
+    """The progress bar's loss: the last one, or a dash before the first iteration ends (not ``nan``, which
+    would read as a diverged run: a NaN loss stops the run)."""
+    return f"{losses[-1]:.4f}" if losses else "–"
+
+
 def _progress(enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("loss {task.fields[loss]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

@@ -141,3 +141,25 @@ def test_a_resumed_run_reports_the_training_time_of_every_segment(tiny_train, tm
     resumed = rc().fit(tiny_train, checkpoint=tmp_path / "b.pt", resume=True, progress=False)
     assert resumed.train_seconds_ >= first_segment + resumed.training_.seconds - 1e-9
     assert resumed.images_seen_ == 6 * 4  # every iteration's batch, not only the resumed segment's
+
+
+def test_the_terminal_bar_never_shows_a_nan_loss_before_the_first_iteration(tiny_train, monkeypatch, capsys):
+    """Issue 23 item 3: the bar was seeded with NaN, so every run showed `loss nan` while its first
+    iteration ran, although a NaN loss stops a run; it shows a dash until the first loss is known."""
+    import time
+
+    from rich.console import Console
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    detector = rc(iters=2)
+    original = detector.training_loss
+
+    def slow_first(model, images, iteration):
+        if iteration == 0:
+            time.sleep(0.5)  # the bar redraws 10 times a second: the first state is drawn
+        return original(model, images, iteration)
+
+    detector.training_loss = slow_first
+    detector.fit(tiny_train, progress=True)
+    drawn = capsys.readouterr().err
+    assert "training" in drawn and "loss –" in drawn and "nan" not in drawn
