@@ -396,6 +396,15 @@ def bench(
         ),
     ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            metavar="",
+            help="Keep each finished run's checkpoint.pt (by default it is deleted when the run finishes: model.pt "
+            "holds the fitted detector).",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -463,7 +472,8 @@ def bench(
         else SweepConfig(**{k: v for k, v in flags.items() if v is not None})
     )
     # the command line's settings: one more layer, over every section of the file
-    sweep.flags = {**sweep.flags, **{k: v for k, v in {"holdout": holdout, "device": device}.items() if v is not None}}
+    given = {"holdout": holdout, "device": device, "keep_checkpoints": keep_checkpoints or None}
+    sweep.flags = {**sweep.flags, **{k: v for k, v in given.items() if v is not None}}
     sweep = sweep.resolved()
     if quiet and verbose:
         raise UserInputError("--quiet and --verbose exclude each other; choose one")
@@ -619,6 +629,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            metavar="",
+            help="Keep the finished run's checkpoint.pt (by default it is deleted when the run finishes: model.pt "
+            "holds the fitted detector).",
+        ),
+    ] = False,
 ):
     """Train one method on one task with one seed, then evaluate it; everything lands in the run folder.
 
@@ -629,7 +648,8 @@ def train(
 
     profile = ProfileChoice(profile).value if profile is not None else default_profile([task])
     folder = out or Path("runs") / f"{task_slug(task)}-{method}-s{seed}"
-    flags = {k: v for k, v in {"iters": iters, "holdout": holdout, "device": device}.items() if v is not None}
+    given = {"iters": iters, "holdout": holdout, "device": device, "keep_checkpoints": keep_checkpoints or None}
+    flags = {k: v for k, v in given.items() if v is not None}
     the_task = get_task(task)
     config = resolve_run_config(
         the_task, method, seed, profile, layers=[("flags", flags)], weights=str(weights) if weights else None

@@ -33,7 +33,6 @@ def test_run_folder_holds_everything(tmp_path):
     assert {
         "config.json",
         "environment.json",
-        "checkpoint.pt",
         "model.pt",
         "loss.csv",
         "scores.csv",
@@ -42,6 +41,7 @@ def test_run_folder_holds_everything(tmp_path):
     } <= files
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["method"] == "rd4ad" and config["seed"] == 1 and config["detector"]["iters"] == 2
+    assert "checkpoint.pt" not in files  # deleted when the run finished (issue 23 item 6; keep_checkpoints keeps it)
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert env["packages"]["torch"] and env["device"]
     assert len(pd.read_csv(tmp_path / "run" / "loss.csv")) == 2

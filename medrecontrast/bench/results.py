@@ -108,6 +108,7 @@ def _columns() -> list[str]:
         "batch_size",
         *METRICS,
         *TIMINGS,
+        "disk_mb",
         "device",
         "error",
         "data_fingerprint",
@@ -142,6 +143,8 @@ def _row(folder: Path) -> dict:
         "error": status.get("error"),
         "data_fingerprint": read_json(folder / "data.json").get("sha256") if (folder / "data.json").is_file() else None,
         "folder": str(folder),
+        # what the finished run keeps on disk (model.pt, scores, maps; checkpoint.pt with keep_checkpoints)
+        "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1),
     }
     row.update({name: metrics.get(name) for name in METRICS})
     row.update({name: metrics.get("timings", {}).get(name) for name in TIMINGS})

@@ -51,6 +51,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
+    disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
     for name in names:
         task = get_task(name, **config.task_options(name))
         data = _check_data(task, config.data_root)
@@ -84,9 +85,16 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     raise UserInputError(f"{exc} [task {name}, method {method}]") from None
                 folder = run_folder(config.out, name, method, seed)
                 detector = planned.detector
-                if (detector.get("pretrained") or detector.get("weights")) and (
-                    force or run_status(folder)["status"] != "finished"
-                ):
+                to_do = force or run_status(folder)["status"] != "finished"
+                estimate = detector_class(base).storage_estimate(
+                    planned.method_config(),
+                    train_images=training_image_count(len(data.train), planned.holdout),
+                    input_size=planned.crop_size or planned.image_size,
+                )
+                if to_do and estimate is not None:
+                    kept = estimate["checkpoint"] if planned.runtime.keep_checkpoints else 0
+                    disk.append((f"{name} {method} seed {seed}", {**estimate, "kept": estimate["model"] + kept}))
+                if (detector.get("pretrained") or detector.get("weights")) and to_do:
                     cls = detector_class(base)
                     needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
                 if not force:
@@ -101,6 +109,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     )
                 )
     _check_weights(needed)
+    check_disk_space(config.out, disk)
     unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed", "evaluating")]
     live = [
         s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()
@@ -121,6 +130,38 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
             "force=True to redo them from scratch (e.g. with changed settings), or choose another out=DIR."
         )
     return specs
+
+
+def disk_needed(disk: list[tuple[str, dict]]) -> tuple[int, int]:
+    """``(what the finished runs keep, the most one run needs on top while it trains)`` in bytes: each run
+    keeps its model.pt (and its checkpoint with keep_checkpoints); while a run trains, its checkpoint and the
+    next one being written (the atomic writer's temporary) sit beside them."""
+    kept = sum(estimate["kept"] for _, estimate in disk)
+    transient = max((2 * estimate["checkpoint"] for _, estimate in disk), default=0)
+    return kept, transient
+
+
+def check_disk_space(out, disk: list[tuple[str, dict]]) -> None:
+    """Refuse, before anything trains, a sweep whose runs cannot fit the free space of ``out``'s disk."""
+    import shutil
+
+    kept, transient = disk_needed(disk)
+    folder = Path(out).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if kept + transient > free:
+        largest = max(disk, key=lambda item: item[1]["kept"])
+        raise UserInputError(
+            f"the sweep needs about {_gib(kept + transient)} on the disk of {out}: {len(disk)} run(s) keep "
+            f"{_gib(kept)} (the largest, {largest[0]}, {_gib(largest[1]['kept'])}), plus {_gib(transient)} while a "
+            f"checkpoint is written (per run training at a time); {_gib(free)} are free. Free some space, choose "
+            "another out=DIR, or run fewer tasks, methods or seeds."
+        )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
 def _check_weights(needed: dict) -> None:

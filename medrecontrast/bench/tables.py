@@ -261,7 +261,7 @@ def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean training and inference cost per (task, method) over seeds."""
+    """Mean training and inference cost per (task, method) over seeds, and the disk space a finished run keeps."""
     done = finished(results)
     columns = {
         "train_s": "train s",
@@ -270,6 +270,7 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
         "inference_s": "test s",
         "images_per_s": "test img/s",
         "inference_peak_memory_mb": "test peak MB",
+        "disk_mb": "disk MiB",
     }
     cost = done.groupby(["task", "method"], sort=False)[list(columns)].mean().rename(columns=columns)
     return cost.round(1).reset_index()

@@ -74,6 +74,17 @@ def registered_methods() -> list[str]:
     return sorted(DETECTORS, key=lambda name: (DETECTORS[name].order, name))
 
 
+def state_bytes(build, *, optimizer_moments: int = 2) -> dict:
+    """``{"model", "checkpoint"}`` bytes of the network ``build()`` returns, built on PyTorch's meta device (no
+    memory, no weights read): the model file holds every tensor of its state dict; a checkpoint holds them
+    again plus ``optimizer_moments`` tensors per trainable parameter (Adam: 2, AMSGrad: 3)."""
+    with torch.device("meta"):
+        network = build()
+    model = sum(t.numel() * t.element_size() for t in network.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in network.parameters() if p.requires_grad)
+    return {"model": model, "checkpoint": model + optimizer_moments * trainable}
+
+
 def default_methods() -> list[str]:
     """The methods of a sweep that names none: every registered method that declares ``default_sweep``."""
     return [name for name in registered_methods() if DETECTORS[name].default_sweep]
@@ -169,6 +180,13 @@ class Detector:
         """Checks that need the run's training-set size, made when a sweep is planned (before anything
         trains): raise :class:`UserInputError` saying what to change. ``config`` is the method's checked
         Config; ``input_size`` the side of the network's input. None by default."""
+
+    @classmethod
+    def storage_estimate(cls, config, *, train_images: int, input_size: int) -> dict | None:
+        """What a run of this method writes, estimated before it runs: ``{"model": bytes of model.pt,
+        "checkpoint": bytes of one training checkpoint (0 for a method that does not train)}``; a sweep's
+        plan checks the free disk space with it. None (unknown) by default."""
+        return None
 
     @classmethod
     def task_options(cls, task) -> dict:

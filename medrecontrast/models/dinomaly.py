@@ -59,7 +59,7 @@ from medrecontrast.models.backbones import (
     _timm,
     resolve_weights_path,
 )
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import Detector, register_detector, state_bytes
 from medrecontrast.optim import StableAdamW, warm_cosine_lr
 
 PATCH_SIZE = 14
@@ -448,6 +448,14 @@ class Dinomaly(Detector):
                 f"dinomaly needs an input size that is a multiple of {PATCH_SIZE} (its ViT patch), got {input_size}; "
                 f"set image_size (or crop_size) to e.g. {input_size - input_size % PATCH_SIZE or PATCH_SIZE}"
             )
+
+    @classmethod
+    def storage_estimate(cls, config: DinomalyConfig, *, train_images: int, input_size: int) -> dict:
+        """model.pt holds the frozen encoder too; a checkpoint adds StableAdamW's moments (3 with AMSGrad)."""
+        return state_bytes(
+            lambda: ViTill(DinoV2Encoder(config.encoder, pretrained=False), ENCODERS[config.encoder][2]),
+            optimizer_moments=3 if config.amsgrad else 2,
+        )
 
     @classmethod
     def require_weights(cls, options: dict) -> None:

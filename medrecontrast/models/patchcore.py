@@ -57,7 +57,7 @@ from medrecontrast.compute import (
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import build_encoder
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import Detector, register_detector, state_bytes
 
 PATCH_REDUCTIONS = (8, 16)  # the released code's layer2 + layer3 of a ResNet
 PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
@@ -210,6 +210,16 @@ class PatchCore(Detector):
             2**62 if on_gpu else None,
             config.candidate_ratio,
         )
+
+    @classmethod
+    def storage_estimate(cls, config: PatchCoreConfig, *, train_images: int, input_size: int) -> dict:
+        """model.pt: the encoder and the memory bank (``int(candidates * coreset_ratio)`` float32 rows); no
+        checkpoint (a fit does not iterate)."""
+        side = -(-input_size // PATCH_REDUCTIONS[0])
+        candidates = int(train_images * side * side * config.candidate_ratio)
+        bank = int(candidates * config.coreset_ratio) * config.embed_dim * 4
+        encoder = state_bytes(lambda: build_encoder(config.backbone, pretrained=False))["model"]
+        return {"model": encoder + bank, "checkpoint": 0}
 
     def fit(self, train: Dataset, *, checkpoint=None, resume: bool = False, progress: bool = True) -> "PatchCore":
         """Build the memory bank from ``train`` (one or two passes over it, :func:`plan_memory_bank`). A fit

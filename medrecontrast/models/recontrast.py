@@ -44,7 +44,7 @@ from medrecontrast.models.anomaly_map import (
     image_scores,
 )
 from medrecontrast.models.backbones import estimate_batchnorm_statistics, is_timm
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import Detector, register_detector, state_bytes
 from medrecontrast.models.decoder import GENERIC_DECODER
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
 
@@ -183,6 +183,20 @@ class ReContrast(Detector):
         """A timm backbone has no decoder of the authors': say that it runs the suite's generic one."""
         backbone = str(options.get("backbone", ""))
         return [f"{cls.display_name} with {backbone}: {GENERIC_DECODER}."] if is_timm(backbone) else []
+
+    @classmethod
+    def storage_estimate(cls, config, *, train_images: int, input_size: int) -> dict:
+        """model.pt: the whole network (both views); a checkpoint adds the optimisers' moments."""
+        return state_bytes(
+            lambda: ReverseDistillationNet(
+                config.backbone,
+                pretrained=False,
+                train_encoder=config.train_encoder,
+                two_views=config.two_views,
+                decoder_activation=config.decoder_activation,
+            ),
+            optimizer_moments=3 if config.amsgrad else 2,
+        )
 
     @classmethod
     def task_options(cls, task) -> dict:

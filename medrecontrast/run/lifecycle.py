@@ -92,6 +92,8 @@ def run_training(
         _record_failure(out, exc)
         raise
     write_json(out / "status.json", {"status": "finished", "finished": _now()})
+    if not config.runtime.keep_checkpoints:  # a finished run needs model.pt only (keep_checkpoints = true keeps it)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
 
 

@@ -1,0 +1,71 @@
+"""Issue 23: trust at first contact and at hour three (bounded disk use, schedulers, dry runs)."""
+
+from pathlib import Path
+
+import torch
+
+from medrecontrast.run import train_run
+from medrecontrast.tasks import get_task
+
+TINY = dict(size=32, n_train=6, n_test_normal=3, n_test_abnormal=3)
+
+
+def test_a_finished_run_keeps_model_pt_only_and_checkpoints_never_pile_up(tmp_path, monkeypatch):
+    """Item 6: the checkpoint a finished run no longer needs is deleted (keep_checkpoints keeps it), and while one
+    is written there is at most the previous full copy beside the one being written."""
+    seen = []
+    save = torch.save
+
+    def spy(obj, target=None, *args, **kwargs):
+        if target is None:
+            return save(obj, *args, **kwargs)  # MONAI's cache passes f= by keyword
+        name = Path(str(getattr(target, "name", target)))  # the suite writes through an open temporary file
+        if "checkpoint" in name.name:
+            seen.append(sorted(p.name for p in name.parent.iterdir() if "checkpoint" in p.name))
+        return save(obj, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", spy)
+    task = get_task("synth-fundus", **TINY)
+    train_run(task, "rd4ad", tmp_path / "run", overrides={"iters": 4, "checkpoint_every": 1}, progress=False)
+    assert max(len(names) for names in seen) <= 2 and any(len(names) == 2 for names in seen)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "model.pt").is_file()
+    train_run(task, "rd4ad", tmp_path / "kept", overrides={"iters": 2, "keep_checkpoints": True}, progress=False)
+    assert (tmp_path / "kept" / "checkpoint.pt").is_file()
+
+
+def test_a_sweep_that_cannot_fit_the_disk_is_refused_at_planning_with_the_numbers(tmp_path, monkeypatch):
+    """Item 6: the disk a sweep needs is estimated from each method's network (model.pt, and a checkpoint and its
+    replacement while a run trains) and checked against the free space before anything trains."""
+    import shutil
+
+    import pytest
+
+    from medrecontrast.bench import SweepConfig, run_sweep
+    from medrecontrast.errors import UserInputError
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=300 * 2**20))
+    config = SweepConfig(
+        tasks=["synth-oct"],
+        methods=["recontrast", "patchcore"],
+        seeds=[0, 1],
+        out=str(tmp_path / "runs"),
+        options={"image_size": 32, "iters": 2},
+    )
+    with pytest.raises(UserInputError, match=r"needs about 6\d\d MiB .* 4 run\(s\) keep .* 300 MiB are free"):
+        run_sweep(config, progress=False)
+    assert not list((tmp_path / "runs").glob("*/*/seed-*"))
+
+
+def test_the_estimate_is_what_a_run_writes(tmp_path):
+    """The estimate behind the check is the size of the files a run writes (resnet18 ReContrast: model.pt and
+    one checkpoint, within 1 %)."""
+    from medrecontrast.models.base import detector_class
+    from medrecontrast.run import resolve_run_config
+
+    task = get_task("synth-fundus", **TINY)
+    train_run(task, "recontrast", tmp_path / "run", overrides={"iters": 1, "keep_checkpoints": True}, progress=False)
+    config = resolve_run_config(task, "recontrast", 0, "demo", layers=[("t", {"iters": 1})])
+    estimate = detector_class("recontrast").storage_estimate(config.method_config(), train_images=6, input_size=64)
+    for name, key in (("model.pt", "model"), ("checkpoint.pt", "checkpoint")):
+        assert abs((tmp_path / "run" / name).stat().st_size / estimate[key] - 1) < 0.01, name
