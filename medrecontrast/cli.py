@@ -6,6 +6,7 @@ import enum
 import errno
 import functools
 import json
+import shlex
 import sys
 import time
 from collections import Counter
@@ -497,11 +498,18 @@ def bench(
             progress=progress,
             quiet=quiet,
         )
-    except KeyboardInterrupt:
-        err_console.print(
-            "[yellow]interrupted[/]: finished runs are kept; rerun the same command with --resume to continue."
+    except KeyboardInterrupt as exc:
+        from medrecontrast.bench.executors import say
+        from medrecontrast.signals import interruption_of
+
+        name, code = interruption_of(exc)
+        again = _continue_command()
+        say(
+            f"[yellow]interrupted by {name}[/] ({escape(str(exc) or 'Ctrl-C')}): finished runs are kept, the run in "
+            f"progress keeps its last checkpoint and is marked interrupted; continue with: {escape(again)}",
+            Path(sweep.out) / "bench.log" if (Path(sweep.out) / "bench.log").exists() else None,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(code) from None
     counts = Counter(outcome.status for outcome in outcomes)
     console.print(
         f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min"
@@ -664,12 +672,15 @@ def train(
             progress=False if quiet else 1 if verbose else True,
             task=the_task,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from medrecontrast.signals import interruption_of
+
+        name, code = interruption_of(exc)
         err_console.print(
-            f"[yellow]interrupted[/]: {escape(str(folder))} keeps its last checkpoint; continue with the same "
-            "command plus --resume."
+            f"[yellow]interrupted by {name}[/] ({escape(str(exc) or 'Ctrl-C')}): {escape(str(folder))} keeps its last "
+            f"checkpoint and is marked interrupted; continue with: {escape(_continue_command())}"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(code) from None
     _print_metrics(folder, metrics)
 
 
@@ -736,6 +747,12 @@ def _print_metrics(folder: Path, metrics: dict) -> None:
     for name, value in metrics["timings"].items():
         table.add_row(name, value if isinstance(value, str) else "-" if value is None else f"{value:.2f}")
     console.print(table)
+
+
+def _continue_command() -> str:
+    """This command line with ``--resume`` (once): what continues an interrupted run or sweep."""
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    return shlex.join(["medrecontrast", *args, "--resume"])
 
 
 def main(argv: list[str] | None = None) -> None:

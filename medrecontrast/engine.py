@@ -45,6 +45,7 @@ from medrecontrast.compute import (  # noqa: F401  (re-exported: the engine's pu
 )
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.paths import write_csv
+from medrecontrast.signals import Interrupted, deferred_stop
 
 CHECKPOINT_FORMAT = 1
 
@@ -239,7 +240,7 @@ def train_loop(
         else (max(1, iters // 10) if progress and not console.is_terminal else 0)
     )
     board = _tensorboard(path) if config.tensorboard else None
-    with _progress(bool(progress) and not every) as bar:
+    with _progress(bool(progress) and not every) as bar, deferred_stop() as stop:
         task = bar.add_task("training", total=iters, completed=start, loss=loss_text(result.losses))
         for iteration, batch in enumerate(loader, start=start):
             images = batch_to_device(batch["image"], device)
@@ -290,11 +291,17 @@ def train_loop(
                 for name, optimizer in optimizers.items():
                     for index, group in enumerate(optimizer.param_groups):
                         board.add_scalar(f"lr/{name}/{index}", group["lr"], iteration)
-            if path is not None and (done % config.checkpoint_every == 0 or done == iters):
+            if path is not None and (done % config.checkpoint_every == 0 or done == iters or stop):
                 save_checkpoint(path, model, optimizers, done, result.losses, identity, previous_seconds + now - began)
                 write_csv(
                     path.with_name("loss.csv"),
                     pd.DataFrame({"iteration": range(len(result.losses)), "loss": result.losses}),
+                )
+            if stop:  # Ctrl-C or SIGTERM during this iteration: stopped here, its checkpoint written
+                if board is not None:
+                    board.close()
+                raise Interrupted(
+                    stop["signum"], f"after iteration {done}/{iters}" + (f", checkpoint {path} written" if path else "")
                 )
     if board is not None:
         board.close()

@@ -69,3 +69,74 @@ def test_the_estimate_is_what_a_run_writes(tmp_path):
     estimate = detector_class("recontrast").storage_estimate(config.method_config(), train_images=6, input_size=64)
     for name, key in (("model.pt", "model"), ("checkpoint.pt", "checkpoint")):
         assert abs((tmp_path / "run" / name).stat().st_size / estimate[key] - 1) < 0.01, name
+
+
+def _start_and_terminate(command: list[str], cwd: Path) -> tuple[int, str]:
+    """Start ``command``, send SIGTERM once its first training iteration is printed, return (exit code, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medrecontrast", *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "iteration 2/" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, _ = process.communicate(timeout=300)
+    return process.returncode, "".join(lines) + rest
+
+
+def test_sigterm_stops_training_with_a_checkpoint_a_record_and_the_command_that_continues(tmp_path):
+    """Item 7: SLURM's and Kubernetes' SIGTERM used to end a run silently, leaving it `running`. Now the iteration
+    in progress ends, a checkpoint is written, status.json says `interrupted`, the command exits 143 and prints the
+    command that continues; that command finishes the run from the checkpoint."""
+    import json
+
+    from medrecontrast.engine import load_checkpoint
+
+    run = tmp_path / "run"
+    command = ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "40", "--out", str(run), "-v"]
+    code, output = _start_and_terminate(command, tmp_path)
+    assert code == 143, output[-2000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"
+    stopped_at = load_checkpoint(run / "checkpoint.pt", {})["iteration"]
+    assert 2 <= stopped_at < 40 and f"after iteration {stopped_at}/40" in output
+    assert "interrupted by SIGTERM" in output and "--resume" in output
+    again = output.split("continue with: ", 1)[1].split()
+    assert again[0] == "medrecontrast" and again[-1] == "--resume"
+    import subprocess
+    import sys
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "medrecontrast", *again[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_sigterm_to_a_sweep_is_logged_and_the_run_is_resumable(tmp_path):
+    import json
+
+    (tmp_path / "sweep.toml").write_text(
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0]\n[options]\niters = 40\n'
+    )
+    out = tmp_path / "runs"
+    command = ["bench", "--config", "sweep.toml", "--out", str(out), "--verbose", "--no-report"]
+    code, output = _start_and_terminate(command, tmp_path)
+    assert code == 143, output[-2000:]
+    log = (out / "bench.log").read_text()
+    assert "interrupted by SIGTERM" in log and "--resume" in log
+    status = json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "status.json").read_text())
+    assert status["status"] == "interrupted"

@@ -70,8 +70,9 @@ def run_folder(out: str | Path, task: str, method: str, seed: int) -> Path:
 
 
 def run_status(folder: str | Path) -> dict:
-    """``{"status": "absent" | "running" | "failed" | "evaluating" | "finished", ...}`` of a run folder
-    (``evaluating``: a re-evaluation replacing its results, or one that was killed doing so)."""
+    """``{"status": "absent" | "running" | "failed" | "evaluating" | "interrupted" | "finished", ...}`` of a run
+    folder (``evaluating``: a re-evaluation replacing its results, or one that was killed doing so;
+    ``interrupted``: stopped by Ctrl-C or SIGTERM, its last checkpoint kept)."""
     path = Path(folder) / "status.json"
     if not path.is_file():
         return {"status": "absent"}

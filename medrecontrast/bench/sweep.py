@@ -110,7 +110,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 )
     _check_weights(needed)
     check_disk_space(config.out, disk)
-    unfinished = [s for s in specs if run_status(s.folder)["status"] in ("running", "failed", "evaluating")]
+    unfinished_states = ("running", "failed", "evaluating", "interrupted")
+    unfinished = [s for s in specs if run_status(s.folder)["status"] in unfinished_states]
     live = [
         s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()
     ]  # another bench runs them now: they are skipped, not resumed

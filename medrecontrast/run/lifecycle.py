@@ -26,6 +26,7 @@ from medrecontrast.run.artefacts import DATA_RECORD, EVALUATIONS, data_record, e
 from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
 from medrecontrast.run.environment import environment
 from medrecontrast.run.split import groups_of_test_images, run_datasets
+from medrecontrast.signals import interruption_of, sigterm_raises
 
 
 def train_run(
@@ -74,8 +75,9 @@ def run_training(
     """Train and evaluate the run ``config`` into the folder ``out``; returns the metrics.
 
     ``task`` is the task object when the caller has it (else it is rebuilt from the config). An
-    exception marks the run ``failed`` (with its error) in ``status.json`` and is re-raised; an
-    interrupted process leaves it ``running``, which a later ``resume=True`` continues.
+    exception marks the run ``failed`` (with its error) in ``status.json`` and is re-raised; Ctrl-C or SIGTERM
+    marks it ``interrupted`` (training stops after the current iteration, with a checkpoint) and re-raises;
+    a killed process leaves it ``running``. ``resume=True`` continues either.
     """
     from medrecontrast.tasks import get_task
 
@@ -87,7 +89,12 @@ def run_training(
     write_json(out / "environment.json", environment())
     write_json(out / "status.json", {"status": "running", "started": _now()})
     try:
-        metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
+        with sigterm_raises():  # a scheduler's SIGTERM ends the run as Ctrl-C does, recorded (medrecontrast.signals)
+            metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
+    except KeyboardInterrupt as exc:
+        name, _ = interruption_of(exc)
+        write_json(out / "status.json", {"status": "interrupted", "signal": name, "detail": str(exc), "at": _now()})
+        raise
     except Exception as exc:
         _record_failure(out, exc)
         raise
