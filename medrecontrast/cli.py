@@ -397,6 +397,15 @@ def bench(
         ),
     ] = None,
     holdout: Annotated[Optional[float], typer.Option("--holdout", help=HOLDOUT_HELP, show_default=False)] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            metavar="",
+            help="Plan and check everything (names, options, data, weights, disk), print the plan with each run's "
+            "settings, disk and expected time, and exit without training.",
+        ),
+    ] = False,
     keep_checkpoints: Annotated[
         bool,
         typer.Option(
@@ -479,6 +488,9 @@ def bench(
     if quiet and verbose:
         raise UserInputError("--quiet and --verbose exclude each other; choose one")
     progress = False if quiet else 1 if verbose else True
+    if dry_run:
+        _print_dry_run(sweep, resume=resume, force=force)
+        return
     if not quiet:
         tasks_planned = len(expand_tasks(sweep.tasks))
         console.print(
@@ -747,6 +759,60 @@ def _print_metrics(folder: Path, metrics: dict) -> None:
     for name, value in metrics["timings"].items():
         table.add_row(name, value if isinstance(value, str) else "-" if value is None else f"{value:.2f}")
     console.print(table)
+
+
+def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
+    """``bench --dry-run``: the checked plan, then exit (nothing is written)."""
+    import shutil
+
+    from rich.table import Table
+
+    from medrecontrast.bench.sweep import describe_plan, disk_needed, plan_sweep
+
+    specs = plan_sweep(sweep, resume=resume, force=force)
+    plan = describe_plan(specs)
+    table = Table(title=f"plan of sweep {escape(sweep.name)} (profile {sweep.profile}) -> {escape(str(sweep.out))}")
+    for column in plan.columns:
+        table.add_column(column, overflow="fold")
+    for row in plan.itertuples(index=False):
+        table.add_row(*("–" if value is None or value != value else escape(str(value)) for value in row))
+    console.print(table)
+    todo = [
+        (
+            f"{s.task} {s.method} {s.seed}",
+            {**s.storage, "kept": s.storage["model"] + s.storage["checkpoint"] * s.config.runtime.keep_checkpoints},
+        )
+        for s, status in zip(specs, plan["status"])
+        if s.storage and status == "to do"
+    ]
+    kept, transient = disk_needed(todo)
+    folder = Path(sweep.out).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    expected = plan.loc[plan["status"] == "to do", "expected s"]
+    time_line = (
+        f"expected time of the runs to do: {_duration(expected.sum())}"
+        if len(expected) and expected.notna().all()
+        else "expected time: no basis yet for every run (no finished run of its method in this sweep folder)"
+    )
+    console.print(
+        f"{len(plan)} run(s), {int((plan['status'] == 'to do').sum())} to do; disk: about {kept / 2**20:,.0f} MiB "
+        f"kept + {transient / 2**20:,.0f} MiB while a checkpoint is written, {free / 2**30:,.1f} GiB free; "
+        f"{time_line}. Nothing was run (--dry-run).",
+        highlight=False,
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``6 h 30 min``."""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
 
 
 def _continue_command() -> str:

@@ -140,3 +140,37 @@ def test_sigterm_to_a_sweep_is_logged_and_the_run_is_resumable(tmp_path):
     assert "interrupted by SIGTERM" in log and "--resume" in log
     status = json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "status.json").read_text())
     assert status["status"] == "interrupted"
+
+
+def test_dry_run_prints_the_checked_plan_and_writes_nothing(tmp_path):
+    """Item 9: `bench --dry-run` plans and checks everything, prints each run's settings, disk and expected time,
+    and exits 0 without writing the sweep folder."""
+    from typer.testing import CliRunner
+
+    from medrecontrast.cli import app
+
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--tasks",
+            "synth-oct",
+            "--methods",
+            "rd4ad",
+            "--seeds",
+            "0",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            "--dry-run",
+        ],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "iters=80" in result.output and "image_size=64" in result.output and "to do" in result.output
+    assert "2 run(s), 2 to do; disk: about 139 MiB kept" in result.output and "Nothing was run" in result.output
+    assert not out.exists()
+    bad = CliRunner().invoke(app, ["bench", "--tasks", "synth-oct", "--holdout", "2", "--out", str(out), "--dry-run"])
+    assert bad.exit_code != 0 and "holdout" in bad.output and not out.exists()

@@ -42,6 +42,7 @@ class RunSpec:
     claims: str
     data_root: str | None = None
     force: bool = False  # redo the run from scratch, whatever its folder holds (bench --force)
+    storage: dict | None = None  # the method's storage_estimate for this run (bytes), where it has one
 
     @property
     def task(self) -> str:

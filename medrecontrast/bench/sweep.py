@@ -8,6 +8,7 @@ run is recorded with its error and the others go on.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                         claims=str(Path(config.out) / ".claims"),
                         data_root=config.data_root,
                         force=force,
+                        storage=estimate,
                     )
                 )
     _check_weights(needed)
@@ -131,6 +133,53 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
             "force=True to redo them from scratch (e.g. with changed settings), or choose another out=DIR."
         )
     return specs
+
+
+def describe_plan(specs: list[RunSpec]):
+    """The plan as a table (a ``bench --dry-run``): one row per run with its status, the settings a profile,
+    the method or the user set (``RunConfig.sources``), what it will keep on disk and need while it trains, and
+    its expected time where there is a basis: the mean of this method's finished runs of this task in the
+    sweep folder (else of any task; none without a finished run)."""
+    import pandas as pd
+
+    finished_seconds: dict[tuple[str, str], list[float]] = {}
+    for spec in specs:
+        if run_status(spec.folder)["status"] == "finished":
+            metrics_file = Path(spec.folder) / "metrics.json"
+            timings = json.loads(metrics_file.read_text()).get("timings", {}) if metrics_file.is_file() else {}
+            seconds = (timings.get("train_s") or 0) + (timings.get("inference_s") or 0)
+            if seconds:
+                finished_seconds.setdefault((spec.method, spec.task), []).append(seconds)
+    rows = []
+    for spec in specs:
+        status = run_status(spec.folder)["status"]
+        same = finished_seconds.get((spec.method, spec.task)) or [
+            t for (method, _), values in finished_seconds.items() if method == spec.method for t in values
+        ]
+        config = spec.config
+        settings = {k: _setting(config, k) for k in sorted(config.sources)}
+        storage = spec.storage or {}
+        rows.append(
+            {
+                "task": spec.task,
+                "method": spec.method,
+                "seed": spec.seed,
+                "status": "to do" if spec.force or status != "finished" else "finished",
+                "settings": ", ".join(f"{k}={v}" for k, v in settings.items()),
+                "model MiB": round(storage["model"] / 2**20) if storage else None,
+                "checkpoint MiB": round(storage["checkpoint"] / 2**20) if storage else None,
+                "expected s": round(sum(same) / len(same)) if same else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _setting(config: RunConfig, key: str):
+    if key in config.detector:
+        return config.detector[key]
+    if hasattr(config.runtime, key):
+        return getattr(config.runtime, key)
+    return getattr(config, key, None)
 
 
 def disk_needed(disk: list[tuple[str, dict]]) -> tuple[int, int]:
