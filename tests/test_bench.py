@@ -73,7 +73,6 @@ def test_every_run_finishes_into_its_own_folder(mini_sweep):
     for name in (
         "config.json",
         "environment.json",
-        "checkpoint.pt",
         "model.pt",
         "loss.csv",
         "scores.csv",
@@ -82,6 +81,7 @@ def test_every_run_finishes_into_its_own_folder(mini_sweep):
         "examples.npz",
     ):
         assert (folder / name).is_file(), name
+    assert not (folder / "checkpoint.pt").exists()  # a finished run keeps model.pt only (issue 23 item 6)
     metrics = json.loads((folder / "metrics.json").read_text())
     for key in (
         "train_s",
