@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 
 import layouts
 import numpy as np
@@ -187,3 +188,36 @@ def test_files_sharing_a_stem_are_refused_with_both_names(tmp_path):
     with pytest.raises(UserInputError) as error:
         get_task(f"folder:{folder}").load()
     assert first.name in str(error.value) and twin.name in str(error.value)
+
+
+def test_a_header_check_says_plainly_what_it_did_not_read(tmp_path):
+    """Issue 23 item 4: `data check` without --deep printed a bare OK for a truncated PNG; it now says that only
+    headers were read and that --deep decodes (and --deep finds the file)."""
+    folder = layouts.mvtec(tmp_path)
+    broken = folder / "test" / "crack" / "000.png"
+    broken.write_bytes(broken.read_bytes()[:400])
+    shallow = check("mvtec:bottle", "--data-root", tmp_path)
+    assert shallow.exit_code == 0 and "headers and sizes only" in shallow.stdout and "--deep decodes" in shallow.stdout
+    assert check("mvtec:bottle", "--data-root", tmp_path, "--deep").exit_code == 1
+
+
+def test_a_folder_tasks_classes_are_listed_under_their_label(tmp_path):
+    """Issue 23 item 4: the NORMAL row of the test split was printed under `test / abnormal`."""
+    import re
+
+    root = tmp_path / "scans"
+    for split, name, count in (("train", "NORMAL", 3), ("test", "NORMAL", 2), ("test", "TUMOUR", 2)):
+        for index in range(count):
+            write_png(root / split / name / f"{index}.png", rgb(16, 16, seed=index))
+    result = runner.invoke(app, ["data", "check", f"folder:{root}"], env={"COLUMNS": "120"})
+    rows = [re.sub(r"[│┃]", "|", line) for line in result.stdout.splitlines() if "│" in line]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    test_rows = cells[[c[:2] for c in cells].index(["test", "normal"]) :]
+    assert [c[1] for c in test_rows] == ["normal", "NORMAL", "abnormal", "TUMOUR"]
+
+
+def test_tasks_json_uses_stable_snake_case_keys():
+    """Issue 23 item 4: `tasks --json` used the table's display headers (`"train | test"`) as keys."""
+    tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).stdout)["tasks"]
+    assert all(set(row) == {"task", "modality", "train", "test", "masks", "size"} for row in tasks)
+    assert all(re.fullmatch(r"[a-z_]+", key) for row in tasks for key in row)

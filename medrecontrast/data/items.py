@@ -64,12 +64,23 @@ class TaskData:
         """Counts per split and label, and per source category, as `data check --json` prints them."""
         summary: dict = {"task": self.task.name}
         for split, items in (("train", self.train), ("test", self.test)):
-            labels = Counter("abnormal" if it["label"] == ABNORMAL else "normal" for it in items)
+            labels = Counter(_label(it) for it in items)
             summary[split] = {k: labels[k] for k in ("normal", "abnormal") if labels[k]}
         summary["categories"] = {
             split: dict(sorted(Counter(it.get("category", "") for it in items).items()))
             for split, items in (("train", self.train), ("test", self.test))
         }
+        summary["categories_by_label"] = {  # each label's classes, so a table lists them under their label
+            split: {
+                label: dict(sorted(Counter(it.get("category", "") for it in items if _label(it) == label).items()))
+                for label in summary[split]
+            }
+            for split, items in (("train", self.train), ("test", self.test))
+        }
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)
         return summary
+
+
+def _label(item: dict) -> str:
+    return "abnormal" if item["label"] == ABNORMAL else "normal"

@@ -15,6 +15,7 @@ from medrecontrast.tasks.registry import (
     footnotes,
     get_task,
     layouts,
+    registry_records,
     registry_rows,
     task_names,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "footnotes",
     "layouts",
     "get_task",
+    "registry_records",
     "registry_rows",
     "resolve_data_root",
     "task_names",

@@ -122,6 +122,25 @@ def registry_rows() -> list[dict]:
     return rows
 
 
+def registry_records() -> list[dict]:
+    """:func:`registry_rows` for scripts (`medrecontrast tasks --json`): stable snake_case keys (``task``,
+    ``modality``, ``train``, ``test``, ``masks``, ``size``) instead of the table's display headers."""
+    records = []
+    for row in registry_rows():
+        train, _, test = row["train | test"].partition(" | ")
+        records.append(
+            {
+                "task": row["task"],
+                "modality": row["modality"],
+                "train": train,
+                "test": test,
+                "masks": row["masks"],
+                "size": row["size"],
+            }
+        )
+    return records
+
+
 def footnotes() -> list[str]:
     """The notes printed under the tasks table (marked in the rows by ``row_notes``)."""
     return [family.footnote for family in families().values() if family.footnote]
