@@ -174,3 +174,69 @@ def test_dry_run_prints_the_checked_plan_and_writes_nothing(tmp_path):
     assert not out.exists()
     bad = CliRunner().invoke(app, ["bench", "--tasks", "synth-oct", "--holdout", "2", "--out", str(out), "--dry-run"])
     assert bad.exit_code != 0 and "holdout" in bad.output and not out.exists()
+
+
+def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypatch):
+    """Item 2: unstarted runs were counted as `holdout 0` ("all training normals train"), the profile line said
+    `32.0 px`, the text linked a comparisons.md that was not written, the title was the folder's name; with no
+    finished run the error column said `nan`, a killed run `running`, and the text "fix the cause" for runs that
+    had no error."""
+    import json
+
+    from medrecontrast.bench import SweepConfig, build_report, executors, run_sweep
+    from medrecontrast.bench.executors import Outcome
+
+    original = executors.execute_run
+
+    def first_seed_only(spec, progress=True):
+        if spec.seed == 0 and spec.method == "rd4ad":
+            return original(spec, progress=progress)
+        return Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped")
+
+    monkeypatch.setattr(executors, "execute_run", first_seed_only)
+    out = tmp_path / "runs"
+    config = SweepConfig(
+        name="my-sweep",
+        tasks=["synth-oct"],
+        methods=["rd4ad", "patchcore"],
+        seeds=[0, 1],
+        out=str(out),
+        options={"image_size": 32, "iters": 2, "holdout": 0.25},
+    )
+    run_sweep(config, progress=False)
+    text = build_report(out, tmp_path / "report").read_text()
+    assert "# Benchmark report: my-sweep" in text
+    assert "25% of training normals held out for the label-free threshold: 1 run(s) (rd4ad)" in text
+    assert "not started: 3 run(s)" in text and "all training normals train" not in text
+    assert "32 px" in text and "32.0 px" not in text
+    assert "[`comparisons.md`](comparisons.md)" not in text and not (tmp_path / "report" / "comparisons.md").exists()
+
+    # no finished run: one killed (status running, nobody holds it), one never started
+    empty = tmp_path / "empty"
+    monkeypatch.setattr(
+        executors,
+        "execute_run",
+        lambda spec, progress=True: Outcome(spec.key, spec.task, spec.method, spec.seed, status="skipped"),
+    )
+    run_sweep(
+        SweepConfig(
+            name="nothing-yet",
+            tasks=["synth-oct"],
+            methods=["rd4ad"],
+            seeds=[0, 1],
+            out=str(empty),
+            options={"image_size": 32, "iters": 2},
+        ),
+        progress=False,
+    )
+    killed = empty / "synth-oct" / "rd4ad" / "seed-0"
+    killed.mkdir(parents=True)
+    (killed / "status.json").write_text(json.dumps({"status": "running", "started": "2026-12-02T10:00:00"}))
+    from medrecontrast.run import resolve_run_config
+
+    config = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=[("o", {"image_size": 32, "iters": 2})])
+    (killed / "config.json").write_text(json.dumps(config.to_json()))
+    text = build_report(empty, tmp_path / "empty-report").read_text()
+    assert "# Benchmark report: nothing-yet" in text and "nan" not in text and "fix the cause" not in text
+    assert "| synth-oct | rd4ad | 0 | stopped without a result (killed) |" in text
+    assert "| synth-oct | rd4ad | 1 | not started |" in text

@@ -14,12 +14,13 @@ import pandas as pd
 from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statistics
-from medrecontrast.bench.store import run_status
+from medrecontrast.bench.store import Claim, run_status
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS
 from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
 from medrecontrast.run import protocol_label
+from medrecontrast.tasks.base import task_slug
 
 FIGURE_CAPTIONS = {
     "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds, dotted line "
@@ -134,7 +135,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
     captions += [(name, FOREST_CAPTION) for name in figures if name.startswith("forest_")]
     captions += [(name, EXAMPLES_CAPTION) for name in figures if name.startswith("examples_")]
     return TEMPLATES.get_template("report.md.j2").render(
-        name=out.name,
+        name=sweep_name(out),
         version=packages.get("medrecontrast", ""),
         generated=f"{_generated(results):%Y-%m-%d %H:%M}",
         folder=_relative(out),
@@ -190,23 +191,55 @@ def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
 
 
 def render_failures(out: Path, results: pd.DataFrame) -> str:
-    """The report of a sweep in which no run finished: each run's status and error, and what to do."""
+    """The report of a sweep in which no run finished: each run's state and error, and what to do."""
+    states = [run_state(out, r) for r in results.itertuples()]
+    failed = any(r.status == "failed" for r in results.itertuples())
+    advice = (
+        "Each failed run's error is in its `status.json`; fix the cause, then rerun the same `medrecontrast bench` "
+        "command with `--resume`."
+        if failed
+        else "No run failed: they were stopped or have not started; rerun the same `medrecontrast bench` command with "
+        "`--resume` to continue them."
+    )
     lines = [
-        f"# Benchmark report: {out.name}",
+        f"# Benchmark report: {sweep_name(out)}",
         "",
-        f"No run of `{_relative(out)}` has finished ({len(results)} run folder(s)), so there are no tables or figures "
+        f"No run of `{_relative(out)}` has finished ({len(results)} run(s) planned), so there are no tables or figures "
         "yet.",
-        "Each run's error is in its `status.json`; fix the cause and rerun the same `medrecontrast bench` command "
-        "with `--resume`.",
+        advice,
         "",
-        "| task | method | seed | status | error |",
+        "| task | method | seed | state | error |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.task} | {r.method} | {r.seed} | {r.status} | {str(r.error or '')[:200].replace('|', '/')} |"
-        for r in results.itertuples()
+        f"| {r.task} | {r.method} | {r.seed} | {state} | "
+        f"{'' if pd.isna(r.error) else str(r.error)[:200].replace('|', '/')} |"
+        for r, state in zip(results.itertuples(), states)
     ]
     return "\n".join(lines) + "\n"
+
+
+def sweep_name(out: Path) -> str:
+    """The sweep's own name (``sweep.json``), else its folder's."""
+    marker = Path(out) / "sweep.json"
+    config = json.loads(marker.read_text()).get("config", {}) if marker.is_file() else {}
+    return str(config.get("name") or Path(out).name)
+
+
+def run_state(out: Path, row) -> str:
+    """A run's state in words: ``finished``, ``failed``, ``interrupted (SIGTERM)``, ``running`` only while another
+    process holds its claim, else ``stopped without a result`` (killed), ``not started``."""
+    status = row.status
+    if status in ("finished", "failed"):
+        return status
+    if status == "interrupted":
+        return f"interrupted ({run_status(row.folder).get('signal', 'a signal')})"
+    if status in ("running", "evaluating"):
+        key = f"{task_slug(row.task)}__{row.method}__seed-{row.seed}"
+        if Claim(Path(out) / ".claims", key).held_elsewhere():
+            return "running" if status == "running" else "re-evaluating"
+        return "stopped without a result (killed)"
+    return "not started"
 
 
 def _run_counts(results: pd.DataFrame) -> str:
@@ -222,9 +255,11 @@ def _run_counts(results: pd.DataFrame) -> str:
 
 
 def _settings(results: pd.DataFrame) -> list[str]:
-    """The settings the runs actually used (profile plus overrides), one phrase per distinct combination."""
+    """The settings the runs actually used (profile plus overrides), one phrase per distinct combination; runs
+    that have not started have no settings recorded yet and are not described."""
     phrases = []
-    for (backbone, pretrained, size), runs in results.groupby(["backbone", "pretrained", "image_size"], sort=False):
+    started = results.dropna(subset=["backbone", "image_size"])
+    for (backbone, pretrained, size), runs in started.groupby(["backbone", "pretrained", "image_size"], sort=False):
         schedules = sorted(
             {
                 f"{m} {int(i)} iterations x batch {int(b)}"
@@ -232,7 +267,7 @@ def _settings(results: pd.DataFrame) -> list[str]:
             }
         )
         phrases.append(
-            f"{backbone}, {'ImageNet weights' if pretrained else 'random init'}, {size} px"
+            f"{backbone}, {'ImageNet weights' if pretrained else 'random init'}, {int(size)} px"
             + (f" ({', '.join(schedules)})" if schedules else "")
         )
     return phrases
@@ -241,9 +276,13 @@ def _settings(results: pd.DataFrame) -> list[str]:
 def _protocols(results: pd.DataFrame) -> list[str]:
     """Which runs trained on every normal (the papers' protocol) and which held some out, in words."""
     phrases = []
-    for holdout, runs in results.groupby(results["holdout"].fillna(0).astype(float), sort=True):
+    known = results[results["holdout"].notna()]  # a run that has not started has no protocol recorded yet
+    for holdout, runs in known.groupby(known["holdout"].astype(float), sort=True):
         methods = ", ".join(runs["method"].unique())
         phrases.append(f"{protocol_label(holdout)}: {len(runs)} run(s) ({methods})")
+    unknown = len(results) - len(known)
+    if unknown:
+        phrases.append(f"not started: {unknown} run(s) (no protocol recorded yet)")
     return phrases
 
 
