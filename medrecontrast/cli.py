@@ -46,7 +46,8 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 # Tables are wide: outside a terminal (logs, pipes) rich would squeeze them into 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# and lines are never wrapped there either (soft_wrap), so a log keeps each sweep line whole
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
 
 # Options that take several values after one flag (`--tasks aptos oct isic`); click wants the flag
@@ -529,11 +530,16 @@ def bench(
         )
         raise typer.Exit(code) from None
     counts = Counter(outcome.status for outcome in outcomes)
+    from medrecontrast.bench.executors import duration_text
+
     console.print(
-        f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {(time.perf_counter() - began) / 60:.1f} min"
+        f"runs: {', '.join(f'{n} {s}' for s, n in counts.items())} in {duration_text(time.perf_counter() - began)}"
     )
     if not no_report:
         readme = build_report(sweep.out, sweep.report)
+        answers = readme.parent / "answers.md"
+        for line in answers.read_text().splitlines() if answers.is_file() else []:
+            console.print(escape(line), highlight=False, soft_wrap=True)
         console.print(f"report: {escape(str(readme))}", highlight=False)
     if counts.get("failed"):
         err_console.print(
@@ -773,6 +779,7 @@ def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
 
     from rich.table import Table
 
+    from medrecontrast.bench.executors import duration_text
     from medrecontrast.bench.sweep import describe_plan, disk_needed, plan_sweep
 
     specs = plan_sweep(sweep, resume=resume, force=force)
@@ -798,7 +805,7 @@ def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
     free = shutil.disk_usage(folder).free
     expected = plan.loc[plan["status"] == "to do", "expected s"]
     time_line = (
-        f"expected time of the runs to do: {_duration(expected.sum())}"
+        f"expected time of the runs to do: {duration_text(expected.sum())}"
         if len(expected) and expected.notna().all()
         else "expected time: no basis yet for every run (no finished run of its method in this sweep folder)"
     )
@@ -808,17 +815,6 @@ def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
         f"{time_line}. Nothing was run (--dry-run).",
         highlight=False,
     )
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``6 h 30 min``."""
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes} min"
 
 
 def _continue_command() -> str:

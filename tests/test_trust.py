@@ -240,3 +240,58 @@ def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypat
     assert "# Benchmark report: nothing-yet" in text and "nan" not in text and "fix the cause" not in text
     assert "| synth-oct | rd4ad | 0 | stopped without a result (killed) |" in text
     assert "| synth-oct | rd4ad | 1 | not started |" in text
+
+
+def test_every_long_stage_reports_progress(capsys):
+    """Item 8: PatchCore's fit ignored `progress`, scoring a test set printed nothing (silent minutes on OCT2017- or
+    ISIC-sized sets)."""
+    from medrecontrast.models import build_detector
+
+    images = [{"image": torch.rand(3, 32, 32), "label": i % 2, "id": str(i)} for i in range(12)]
+    detector = build_detector("patchcore", backbone="resnet18", pretrained=False, device="cpu", embed_dim=32)
+    detector.fit(images, progress=False)
+    assert capsys.readouterr().err == ""
+    detector.fit(images, progress=1)
+    fitted = capsys.readouterr().err
+    assert "patch features: 12/12" in fitted and "memory bank:" in fitted
+    detector.predict(images, batch_size=4, progress=1)
+    scored = capsys.readouterr().err
+    assert "scoring images: 4/12" in scored and "scoring images: 12/12" in scored
+    detector.predict(images)
+    assert capsys.readouterr().err == ""  # the API is quiet unless asked
+
+
+def test_the_eta_counts_each_method_at_its_own_pace_and_reads_in_hours():
+    """Item 8: the first ETA counted every remaining run at the first run's method's duration (2x too high on the
+    demo) and printed `389.8 min` instead of `6 h 30 min`."""
+    from types import SimpleNamespace
+
+    from medrecontrast.bench.executors import duration_text, eta_text
+
+    remaining = [SimpleNamespace(method=m) for m in ("rd4ad", "rd4ad", "patchcore")]
+    assert eta_text(remaining, {"rd4ad": [60.0]}) == "ETA ~2 min for 2 run(s), + 1 run(s) of methods not timed yet"
+    assert eta_text(remaining, {"rd4ad": [60.0], "patchcore": [30.0]}) == "ETA ~2 min"
+    assert duration_text(389.8 * 60) == "6 h 30 min" and duration_text(42) == "42 s" and duration_text(720) == "12 min"
+
+
+def test_a_sweep_prints_whole_lines_one_summary_for_finished_runs_and_ends_with_its_answer(tmp_path):
+    """Item 8: piped output wrapped sweep lines at 80 columns; a rerun printed one `already finished` line per
+    run; a sweep now ends with one answer line per task and the report's path."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sweep.toml").write_text(
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nseeds = [0]\n[options]\nimage_size = 32\niters = 2\n'
+    )
+    out = tmp_path / ("a-folder-name-long-enough-to-pass-eighty-columns-" * 2)
+    command = [sys.executable, "-m", "medrecontrast", "bench", "--config", "sweep.toml", "--out", str(out)]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    text = first.stdout + first.stderr
+    assert any(line.startswith("synth-oct: ") and " best, image AUROC " in line for line in text.splitlines())
+    assert "report: " in first.stdout
+    assert any(str(out) in line and line.startswith("sweep ") for line in text.splitlines())  # one line, not wrapped
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    repeated = again.stdout + again.stderr
+    assert repeated.count("already finished") == 1 and "2 run(s) already finished" in repeated

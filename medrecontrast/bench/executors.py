@@ -26,7 +26,8 @@ from medrecontrast.paths import CACHE_ENV
 from medrecontrast.run import run_training
 from medrecontrast.tasks import DATA_ROOT_ENV
 
-console = Console(stderr=True, highlight=False)
+# soft_wrap: a sweep's lines are never wrapped at the terminal's (or a pipe's 80-column) width; logs keep them whole
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 RAY_INSTALL = "pip install 'medrecontrast[ray]'"
 
 
@@ -84,27 +85,62 @@ def run_local(
     specs: list[RunSpec], progress: bool | int = True, log: Path | None = None, quiet: bool = False
 ) -> Iterator[Outcome]:
     """Run each spec in this process, printing one line per run with the sweep's elapsed time and
-    ETA (each remaining run estimated by the mean duration of its method's finished runs, or of all
-    runs), and its training progress; every line also goes to ``log`` (``bench.log``). ``quiet``
-    prints only failures (the log keeps everything)."""
+    ETA (:func:`eta_text`), and its training progress; runs already finished are summed up in one line;
+    every line also goes to ``log`` (``bench.log``). ``quiet`` prints only failures (the log keeps everything)."""
     began = time.perf_counter()
     durations: dict[str, list[float]] = {}
+    already = 0
     for number, spec in enumerate(specs, start=1):
+        if run_status(spec.folder)["status"] == "finished" and not spec.force:
+            outcome = execute_run(spec, progress=progress)  # claims it, reads its metrics
+            if outcome.status == "skipped":
+                already += 1
+                yield outcome
+                continue
+            _report(outcome, log, quiet)
+            yield outcome
+            continue
+        already = _say_already(already, log, quiet)
         line = f"[bold]\\[{number}/{len(specs)}][/] {escape(spec.label)}"
         if durations:
-            overall = statistics.mean(d for values in durations.values() for d in values)
-            remaining = sum(statistics.mean(durations.get(s.method, [overall])) for s in specs[number - 1 :])
-            line += f"  (sweep {_minutes(time.perf_counter() - began)} elapsed, ETA ~{_minutes(remaining)})"
+            elapsed = duration_text(time.perf_counter() - began)
+            line += f"  (sweep {elapsed} elapsed, {eta_text(specs[number - 1 :], durations)})"
         say(line, log, quiet)
         outcome = execute_run(spec, progress=progress)
         if outcome.status in ("finished", "failed"):
             durations.setdefault(spec.method, []).append(outcome.seconds)
         _report(outcome, log, quiet)
         yield outcome
+    _say_already(already, log, quiet)
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+def _say_already(count: int, log: Path | None, quiet: bool) -> int:
+    """One line for ``count`` runs found finished (instead of one line each); returns 0."""
+    if count:
+        say(f"  [dim]{count} run(s) already finished: kept as they are (force redoes them)[/]", log, quiet)
+    return 0
+
+
+def eta_text(remaining: list[RunSpec], durations: dict[str, list[float]]) -> str:
+    """``ETA ~6 h 30 min``: each remaining run at the mean duration of its own method's runs so far; runs of a
+    method not yet timed are counted, not guessed (timing them at another method's pace was 2x off)."""
+    timed = [statistics.mean(durations[s.method]) for s in remaining if s.method in durations]
+    untimed = len(remaining) - len(timed)
+    text = f"ETA ~{duration_text(sum(timed))}"
+    if untimed:
+        text += f" for {len(timed)} run(s), + {untimed} run(s) of methods not timed yet"
+    return text
+
+
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``6 h 30 min``."""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
 
 
 def say(text: str, log: Path | None, quiet: bool = False) -> None:
@@ -179,13 +215,13 @@ def _report(outcome: Outcome, log: Path | None = None, quiet: bool = False) -> N
     if outcome.status == "finished":
         auroc = outcome.metrics.get("image_auroc")
         say(
-            f"  [green]finished[/] {escape(outcome.key)} in {outcome.seconds:.0f} s"
+            f"  [green]finished[/] {escape(outcome.key)} in {duration_text(outcome.seconds)}"
             + (f", image AUROC {auroc:.3f}" if auroc is not None else ""),
             log,
             quiet,
         )
     elif outcome.status == "skipped":
-        say(f"  [dim]already finished[/] {escape(outcome.key)}", log, quiet)
+        _say_already(1, log, quiet)
     elif outcome.status == "busy":
         say(f"  [yellow]skipped[/] {escape(outcome.key)}: {escape(str(outcome.error))}", log, quiet)
     else:

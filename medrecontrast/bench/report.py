@@ -17,7 +17,7 @@ from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statisti
 from medrecontrast.bench.store import Claim, run_status
 from medrecontrast.bench.tables import write_tables
 from medrecontrast.metrics import chance_level
-from medrecontrast.models import DETECTORS
+from medrecontrast.models import DETECTORS, display_name
 from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
 from medrecontrast.run import protocol_label
 from medrecontrast.tasks.base import task_slug
@@ -58,6 +58,9 @@ TEMPLATES = jinja2.Environment(
 )
 
 
+ANSWERS = "answers.md"  # one line per task: which method is best, and which are not significantly worse
+
+
 def report_folder(out: str | Path) -> Path:
     """The report folder recorded in a sweep's ``sweep.json`` (default ``reports/<name>``)."""
     marker = Path(out) / "sweep.json"
@@ -81,6 +84,8 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
         tables = write_tables(results, folder, statistics)
         figures = make_figures(results, folder, statistics)
         text = render_readme(out, results, tables, figures, statistics)
+        with atomic_path(folder / ANSWERS) as partial:  # what `bench` prints when the sweep ends
+            partial.write_text("".join(f"{line}\n" for line in answer_lines(results, statistics)))
     with atomic_path(readme) as partial:
         partial.write_text(text)
     return readme
@@ -141,10 +146,50 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         folder=_relative(out),
         overview=overview,
         warnings=_warnings(results, statistics),
+        answers=answer_lines(results, statistics),
         tables={name: path.read_text().strip() for name, path in tables.items() if name.endswith(".md")}
         | {name: "" for name in tables if not name.endswith(".md")},
         figures=captions,
     )
+
+
+def answer_lines(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
+    """One sentence per task, the sweep's answer: which method has the best image AUROC (seed mean, with its 95 %
+    bootstrap interval) and which others are, or are not, significantly worse (DeLong's test, Holm-adjusted, the
+    test behind the table's daggers)."""
+    done = finished(results)
+    lines = []
+    tests = statistics.comparisons
+    if len(tests):
+        tests = tests[(tests["metric"] == "image_auroc") & (tests["test"] == "DeLong")]
+    for task, runs in done.groupby("task", sort=False):
+        means = runs.groupby("method", sort=False)["image_auroc"].mean().dropna()
+        if means.empty:
+            continue
+        best = means.idxmax()
+        interval = statistics.interval(task, best, "image_auroc")
+        bounds = f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else ""
+        seeds = runs[runs["method"] == best]["seed"].nunique()
+        head = (
+            f"{task}: {display_name(best)} {'best' if len(means) > 1 else 'only'}, image AUROC {100 * means[best]:.1f}"
+        )
+        head += f"{bounds} ({seeds} seed(s))"
+        similar, worse = [], []
+        for method in means.index.drop(best):
+            row = tests[(tests["task"] == task) & (tests["method"] == method) & (tests["against"] == best)]
+            if row.empty:
+                continue
+            if bool(row["significant"].iloc[0]):
+                worse.append(f"{display_name(method)} (Holm p {row['p_holm'].iloc[0]:.2g})")
+            else:
+                similar.append(display_name(method))
+        parts = [head]
+        if similar:
+            parts.append(f"{' and '.join(similar)} not significantly worse")
+        if worse:
+            parts.append(f"significantly worse: {', '.join(worse)}")
+        lines.append("; ".join(parts) + ".")
+    return lines
 
 
 def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:

@@ -31,6 +31,7 @@ from medrecontrast.compute import (
     resolve_device,
 )
 from medrecontrast.errors import UserInputError
+from medrecontrast.progress import tracked
 
 DETECTOR_FORMAT = 1
 DETECTORS: dict[str, type["Detector"]] = {}
@@ -260,14 +261,18 @@ class Detector:
 
     # --- shared ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, test: Dataset, batch_size: int = 16, num_workers: int | None = None) -> Predictions:
-        """Scores and maps of every image of ``test``; a detector must be fitted (or loaded) first."""
+    def predict(
+        self, test: Dataset, batch_size: int = 16, num_workers: int | None = None, progress: bool | int = False
+    ) -> Predictions:
+        """Scores and maps of every image of ``test``; a detector must be fitted (or loaded) first. ``progress``:
+        a bar (True, on a terminal) or plain lines (elsewhere, or an integer) while it scores."""
         if not self.fitted_:
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before predict."
             )
         ids, labels, scores, maps, masks, categories, known = [], [], [], [], [], [], []
-        for batch in DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers)):
+        loader = DataLoader(test, batch_size=batch_size, **loader_options(self.device, num_workers))
+        for batch in tracked(loader, len(test), "scoring images", progress, count=lambda b: len(b["image"])):
             batch_scores, batch_maps = self.score_batch(batch_to_device(batch["image"], self.device))
             scores.append(batch_scores.float().cpu())
             maps.append(batch_maps.float().cpu())

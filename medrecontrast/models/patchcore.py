@@ -34,6 +34,7 @@ re-weighting. ``reweight = true`` applies the paper's eq. 7 softmax re-weighting
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -58,6 +59,7 @@ from medrecontrast.errors import UserInputError, check_field_types, require_posi
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import build_encoder
 from medrecontrast.models.base import Detector, register_detector, state_bytes
+from medrecontrast.progress import tracked
 
 PATCH_REDUCTIONS = (8, 16)  # the released code's layer2 + layer3 of a ResNet
 PAPER_SIZES = {"image_size": 256, "crop_size": 224}  # patchcore-inspection: --resize 256 --imagesize 224
@@ -228,10 +230,14 @@ class PatchCore(Detector):
         c = self.config
         seed_everything(c.seed)
 
+        passes = []
+
         def features(indices: Sequence[int] | None) -> Iterable[torch.Tensor]:
             images = train if indices is None else Subset(train, list(indices))
             loader = DataLoader(images, batch_size=c.batch_size, **loader_options(self.device, c.num_workers))
-            for batch in loader:
+            passes.append(len(images))
+            what = "patch features" if len(passes) == 1 else "features of the images holding the selected patches"
+            for batch in tracked(loader, len(images), what, progress, count=lambda b: len(b["image"])):
                 yield self.patch_features(batch_to_device(batch["image"], self.device))[0]
 
         self._index = None
@@ -247,6 +253,13 @@ class PatchCore(Detector):
             candidate_ratio=c.candidate_ratio,
             device_budget_bytes=self.device_budget_bytes(),
         )
+        if progress:
+            stats = self.stats_
+            print(
+                f"  memory bank: {stats.get('memory_bank')} of {stats.get('candidates')} patches "
+                f"({stats.get('passes')} pass(es) over the images)",
+                file=sys.stderr,
+            )
         self.images_seen_ = len(train)
         self.fitted_ = True
         return self

@@ -30,7 +30,13 @@ RESULT_FILES = ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.np
 
 
 def evaluate_detector(
-    detector, test, holdout, out: Path, quantile: float = THRESHOLD_QUANTILE, groups: list[str] | None = None
+    detector,
+    test,
+    holdout,
+    out: Path,
+    quantile: float = THRESHOLD_QUANTILE,
+    groups: list[str] | None = None,
+    progress: bool | int = False,
 ) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
@@ -43,7 +49,7 @@ def evaluate_detector(
     """
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
-        predictions = detector.predict(test)
+        predictions = detector.predict(test, progress=progress)
         seconds = time.perf_counter() - began
     evaluation = uuid.uuid4().hex  # shared by scores.csv and metrics.json: the report checks they belong together
     frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores, "evaluation": evaluation}
@@ -55,7 +61,7 @@ def evaluate_detector(
     _save_pixel_statistics(predictions, out / PIXEL_STATISTICS)
     held_scores = None
     if holdout is not None:
-        held_scores = detector.predict(holdout).scores
+        held_scores = detector.predict(holdout, progress=progress).scores
         write_csv(out / "holdout_scores.csv", pd.DataFrame({"score": held_scores}))
     metrics = evaluate(predictions, held_scores, quantile, groups)
     _save_examples(test, predictions, out / "examples.npz")

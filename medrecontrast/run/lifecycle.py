@@ -148,7 +148,15 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
         write_json(out / "fit_stats.json", detector.stats_)
     images_seen, iterations = detector.images_seen_, detector.iters_
     detector.save(out / "model.pt")
-    metrics = evaluate_detector(detector, test, holdout, out, config.threshold_quantile, groups_of_test_images(data))
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"  trained; scoring {len(test)} test images" + (f" and {len(holdout)} held-out normals" if holdout else "")
+        )
+    metrics = evaluate_detector(
+        detector, test, holdout, out, config.threshold_quantile, groups_of_test_images(data), progress=progress
+    )
     metrics["timings"].update(
         train_s=train_seconds,
         train_images_per_s=images_seen / train_seconds if train_seconds else None,
