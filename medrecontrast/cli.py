@@ -463,6 +463,9 @@ def bench(
       medrecontrast bench --tasks aptos oct isic --seeds 0 1 2 --data-root /data
       medrecontrast bench --config sweep.toml --executor ray --address auto
     """
+    _quick_checks(tasks=tasks, methods=None if config else methods, holdout=holdout, report=report, sweep_folder=None)
+    if config is not None and not Path(config).is_file():
+        raise UserInputError(f"sweep config {config} does not exist")
     from medrecontrast.bench import (
         SweepConfig,
         build_report,
@@ -498,15 +501,16 @@ def bench(
     if dry_run:
         _print_dry_run(sweep, resume=resume, force=force)
         return
-    if not quiet:
-        tasks_planned = len(expand_tasks(sweep.tasks))
-        console.print(
-            f"sweep [bold]{escape(sweep.name)}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x "
-            f"{len(sweep.seeds)} seed(s) "
-            f"= {tasks_planned * len(sweep.methods) * len(sweep.seeds)} runs, profile {sweep.profile}, executor "
-            f"{sweep.executor} -> {escape(str(sweep.out))} "
-            "(an ETA follows each finished run)"
-        )
+
+    def announce(specs) -> None:  # once the plan is valid (a bad option is reported without a plan line before it)
+        if not quiet:
+            tasks_planned = len(expand_tasks(sweep.tasks))
+            console.print(
+                f"sweep [bold]{escape(sweep.name)}[/]: {tasks_planned} task(s) x {len(sweep.methods)} method(s) x "
+                f"{len(sweep.seeds)} seed(s) = {len(specs)} runs, profile {sweep.profile}, executor "
+                f"{sweep.executor} -> {escape(str(sweep.out))} (an ETA follows each finished run)"
+            )
+
     began = time.perf_counter()
     try:
         outcomes = run_sweep(
@@ -516,6 +520,7 @@ def bench(
             force=force,
             progress=progress,
             quiet=quiet,
+            on_planned=announce,
         )
     except KeyboardInterrupt as exc:
         from medrecontrast.bench.executors import say
@@ -559,6 +564,7 @@ def tables_command(
 
     Example: medrecontrast tables runs/demo
     """
+    _quick_checks(sweep_folder=sweep, report=report)
     from medrecontrast.bench import (
         collect_results,
         paper_table,
@@ -582,6 +588,7 @@ def figures_command(
 
     Example: medrecontrast figures runs/demo
     """
+    _quick_checks(sweep_folder=sweep, report=report)
     from medrecontrast.bench import collect_results, make_figures, report_folder
 
     written = make_figures(collect_results(sweep), report or report_folder(sweep))
@@ -601,12 +608,52 @@ def report_command(
 
     Example: medrecontrast report runs/demo
     """
+    _quick_checks(sweep_folder=sweep, report=report)
     from medrecontrast.bench import build_report, report_folder
 
     target = Path(report) if report else report_folder(sweep)
     # said before writing: without --report the folder is the one the sweep recorded, which may lie elsewhere
     console.print(escape(f"writing the report of {sweep} to {target.resolve()}"), highlight=False)
     console.print(escape(f"report: {build_report(sweep, target)}"), highlight=False)
+
+
+def _quick_checks(
+    *,
+    tasks=None,
+    methods=None,
+    holdout: float | None = None,
+    report=None,
+    run=None,
+    sweep_folder=None,
+    images=None,
+) -> None:
+    """The mistakes people make, answered before torch, MONAI or the models are imported (a misspelled task or
+    method, a hold-out out of range, a missing run or sweep folder, a report folder that is not the suite's):
+    each check here is the same one the API makes later, with the same message, only earlier."""
+    if tasks:
+        from medrecontrast.tasks import expand_tasks
+
+        expand_tasks(list(tasks))
+    if methods:
+        from medrecontrast.catalog import check_method_names
+
+        check_method_names(methods)
+    if holdout is not None and not 0 <= holdout < 1:
+        raise UserInputError(f"holdout must be a fraction in [0, 1), got {holdout!r} (set in --holdout)")
+    if report is not None:
+        from medrecontrast.paths import claim_report_folder
+
+        claim_report_folder(report, write=False)
+    if run is not None and not (Path(run) / "config.json").is_file():
+        raise UserInputError(f"{run} is not a run folder (no config.json): give a folder written by train or bench.")
+    if sweep_folder is not None and not (Path(sweep_folder) / "sweep.json").is_file():
+        raise UserInputError(
+            f"{sweep_folder} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {sweep_folder}` "
+            "first."
+        )
+    for image in images or ():
+        if not Path(image).exists():
+            raise UserInputError(f"{image} does not exist (give image files or folders).")
 
 
 def _str(path) -> str | None:
@@ -675,6 +722,7 @@ def train(
 
     Example: medrecontrast train --task synth-oct --method recontrast --seed 0 --out runs/oct-rc
     """
+    _quick_checks(tasks=[task], methods=[method], holdout=holdout)
     from medrecontrast.run import default_profile, resolve_run_config, run_training
     from medrecontrast.tasks import get_task, task_slug
 
@@ -727,6 +775,7 @@ def evaluate(
 
     Example: medrecontrast evaluate --run runs/oct-rc
     """
+    _quick_checks(run=run)
     from medrecontrast.run import evaluate_run
 
     _print_metrics(run, evaluate_run(run, data_root, force=force))
@@ -753,6 +802,7 @@ def predict(
 
     Example: medrecontrast predict --run runs/demo/synth-oct/patchcore/seed-0 scans/
     """
+    _quick_checks(run=run, images=images)
     from medrecontrast.run import predict_images
 
     folder = predict_images(run, [str(p) for p in images], out)

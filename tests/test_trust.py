@@ -295,3 +295,40 @@ def test_a_sweep_prints_whole_lines_one_summary_for_finished_runs_and_ends_with_
     assert again.returncode == 0
     repeated = again.stdout + again.stderr
     assert repeated.count("already finished") == 1 and "2 run(s) already finished" in repeated
+
+
+QUICK = (
+    "import sys\nfrom medrecontrast.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+    "    print('EXIT', exc.code, 'torch' in sys.modules)\n"
+)
+
+
+def test_the_mistakes_people_make_are_answered_before_torch_is_imported(tmp_path):
+    """Item 5: a misspelled task or method, `--holdout 2`, a missing run or sweep folder and a report folder that is
+    not the suite's imported torch (and MONAI, the models) before saying so: 30-100x slower than a flag error. Each is
+    now refused first (same messages), and no plan line precedes an invalid plan."""
+    import subprocess
+    import sys
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's own file")
+    cases = {
+        ("bench", "--tasks", "synth-ocd"): "Did you mean 'synth-oct'",
+        ("bench", "--methods", "rd4da", "--tasks", "synth-oct"): "Did you mean 'rd4ad'",
+        ("bench", "--tasks", "synth-oct", "--holdout", "2"): "holdout must be a fraction in [0, 1)",
+        ("bench", "--tasks", "synth-oct", "--report", str(mine)): "is not empty and was not written by medrecontrast",
+        ("train", "--task", "synth-oct", "--method", "gan"): "unknown method 'gan'",
+        ("evaluate", "--run", "/nonexistent"): "is not a run folder",
+        ("predict", "--run", "/nonexistent", "x.png"): "is not a run folder",
+        ("tables", "/nonexistent"): "is not a sweep folder",
+        ("report", "/nonexistent"): "is not a sweep folder",
+    }
+    for args, message in cases.items():
+        done = subprocess.run(
+            [sys.executable, "-c", QUICK, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        output = done.stdout + done.stderr
+        assert message in output, (args, output)
+        assert "EXIT 2 False" in done.stdout, (args, output)  # a user error, and torch never imported
+        assert "sweep " not in done.stdout.split("error")[0], (args, output)  # no plan line before the error

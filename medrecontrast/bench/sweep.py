@@ -267,14 +267,19 @@ def run_sweep(
     command: str | None = None,
     force: bool = False,
     quiet: bool = False,
+    on_planned=None,
 ) -> list[Outcome]:
     """Plan, check and run every run of the sweep with its executor; returns one outcome per run.
 
     ``command`` (the command line, if any) is recorded in ``sweep.json`` for the report; every
     sweep-level line (runs, ETA, outcomes) is appended to ``<out>/bench.log``. ``progress``: see
-    :func:`medrecontrast.engine.train_loop`; ``quiet`` prints failures only."""
+    :func:`medrecontrast.engine.train_loop`; ``quiet`` prints failures only. ``on_planned(specs)`` is called once
+    the plan is checked, before anything runs (the command line prints its plan line there, so that no plan is
+    announced before it is valid)."""
     config = config.resolved()
     specs = plan_sweep(config, resume=resume, force=force)
+    if on_planned is not None:
+        on_planned(specs)
     out = Path(config.out)
     planned = [
         {"task": s.task, "method": s.method, "seed": s.seed, "folder": Path(s.folder).relative_to(out).as_posix()}

@@ -1,7 +1,9 @@
-"""Detectors behind one interface (see :mod:`.base`). Each import registers a method; a new method
-is one module plus one line here."""
+"""Detectors behind one interface (see :mod:`.base`). Each module of :data:`medrecontrast.catalog.METHOD_MODULES`
+registers a method when it is imported here; a new method is one module plus one entry in that table."""
 
-from medrecontrast.models import dinomaly, patchcore, rd4ad, recontrast  # noqa: F401  (register the methods)
+import importlib
+
+from medrecontrast.catalog import METHOD_MODULES
 from medrecontrast.models.base import (
     DETECTORS,
     Detector,
@@ -13,6 +15,9 @@ from medrecontrast.models.base import (
     display_name,
     registered_methods,
 )
+
+for _module in METHOD_MODULES.values():  # registers each built-in method
+    importlib.import_module(_module)
 
 __all__ = [
     "DETECTORS",

@@ -61,12 +61,9 @@ def register_detector(name: str):
 def detector_class(name: str) -> type["Detector"]:
     """The detector class registered as ``name``; an unknown name is a user error listing the known ones."""
     if name not in DETECTORS:
-        close = difflib.get_close_matches(str(name).lower(), list(DETECTORS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise UserInputError(
-            f"unknown method '{name}'.{hint} Known methods: {', '.join(registered_methods())} (run `medrecontrast "
-            "methods`)."
-        )
+        from medrecontrast.catalog import unknown_method_message
+
+        raise UserInputError(unknown_method_message(name, registered_methods()))
     return DETECTORS[name]
 
 
