@@ -183,7 +183,7 @@ def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_pa
     monkeypatch.setattr(rd4ad.RD4AD, "fit", crash_mid_training)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(mini_config(out), progress=False)
-    assert json.loads((victim / "status.json").read_text())["status"] == "running"
+    assert json.loads((victim / "status.json").read_text())["status"] == "interrupted"  # recorded (issue 23 item 7)
     assert not list((out / ".claims").iterdir()), "the interrupted process must release its claim"
     assert "synth-oct" not in set(
         collect_results(out).query("status == 'finished' and method == 'rd4ad' and seed == 1")["task"]

@@ -204,7 +204,8 @@ def test_examples_show_one_normal_then_each_abnormality_class_in_turn():
 
 
 def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
-    """`train` interrupted by Ctrl-C once printed nothing; the run stays resumable (status running)."""
+    """`train` interrupted by Ctrl-C once printed nothing; the run stays resumable and is recorded as interrupted
+    (issue 23 item 7: it used to stay `running`, which a report could not tell from a live run)."""
     from medrecontrast.models import rd4ad
 
     def interrupted(self, *args, **kwargs):
@@ -213,7 +214,8 @@ def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(rd4ad.RD4AD, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_run(tiny_task(), "rd4ad", tmp_path / "run", overrides={"iters": 2}, progress=False)
-    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "running"
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGINT"
     result = runner.invoke(
         app, ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "2", "--out", str(tmp_path / "cli")]
     )
