@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from monai.utils import set_determinism
 
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import atomic_path
@@ -43,7 +42,10 @@ def own_random_streams(seed: int) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """One seed for Python, NumPy and torch (MONAI's ``set_determinism``)."""
+    """One seed for Python, NumPy and torch (MONAI's ``set_determinism``, imported here: MONAI takes ~2.5 s to
+    import, which listing methods or refusing a bad option should not pay)."""
+    from monai.utils import set_determinism
+
     set_determinism(seed=seed)
 
 
