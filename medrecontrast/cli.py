@@ -574,7 +574,13 @@ def tables_command(
 
     results = collect_results(sweep)
     written = write_tables(results, report or report_folder(sweep))
-    console.print(escape(paper_table(results).to_markdown(index=False)), highlight=False)
+    frame = paper_table(results, "rich")  # a table for the terminal, not raw Markdown with ** markers
+    table = Table(title=f"{escape(str(sweep))}: mean ± std over seeds, in % (best per task in bold)")
+    for column in frame.columns:
+        table.add_column(escape(str(column)), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
     console.print(escape(f"wrote {', '.join(str(p) for p in written.values())}"), highlight=False)
 
 

@@ -15,7 +15,7 @@ from medrecontrast.bench.figures import make_figures
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.statistics import MEAN, SweepStatistics, sweep_statistics
 from medrecontrast.bench.store import Claim, run_status
-from medrecontrast.bench.tables import write_tables
+from medrecontrast.bench.tables import markdown_escape, write_tables
 from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS, display_name
 from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
@@ -144,9 +144,10 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         version=packages.get("medrecontrast", ""),
         generated=f"{_generated(results):%Y-%m-%d %H:%M}",
         folder=_relative(out),
-        overview=overview,
-        warnings=_warnings(results, statistics),
-        answers=answer_lines(results, statistics),
+        # task, method and folder names are the user's text: a `|` would split a row, `<...>` pass as HTML
+        overview=[(label, markdown_escape(value)) for label, value in overview],
+        warnings=[markdown_escape(line) for line in _warnings(results, statistics)],
+        answers=[markdown_escape(line) for line in answer_lines(results, statistics)],
         tables={name: path.read_text().strip() for name, path in tables.items() if name.endswith(".md")}
         | {name: "" for name in tables if not name.endswith(".md")},
         figures=captions,
@@ -257,8 +258,8 @@ def render_failures(out: Path, results: pd.DataFrame) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.task} | {r.method} | {r.seed} | {state} | "
-        f"{'' if pd.isna(r.error) else str(r.error)[:200].replace('|', '/')} |"
+        f"| {markdown_escape(r.task)} | {markdown_escape(r.method)} | {r.seed} | {state} | "
+        f"{'' if pd.isna(r.error) else markdown_escape(str(r.error)[:200])} |"
         for r, state in zip(results.itertuples(), states)
     ]
     return "\n".join(lines) + "\n"

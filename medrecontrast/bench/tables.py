@@ -45,8 +45,14 @@ def summary_frame(results: pd.DataFrame, statistics: SweepStatistics | None = No
     return summary
 
 
+MAIN_METRICS = ("image_auroc", "pixel_auroc", "aupro")  # the main table's columns; every metric: table_all.tex
+
+
 def paper_table(
-    results: pd.DataFrame, fmt: str = "markdown", statistics: SweepStatistics | None = None
+    results: pd.DataFrame,
+    fmt: str = "markdown",
+    statistics: SweepStatistics | None = None,
+    metrics: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Task × method rows, one ``mean ± std`` column per metric, the best mean per task in bold.
 
@@ -54,9 +60,11 @@ def paper_table(
     ``†`` marks a method not significantly worse than the best of its task (Holm-adjusted p ≥ 0.05;
     DeLong for image AUROC, paired bootstrap otherwise), ``°`` a value whose interval includes chance
     (:func:`medrecontrast.metrics.chance_level`); an ``n`` column gives the test (and hold-out) sizes.
+    ``metrics`` limits the columns (e.g. :data:`MAIN_METRICS`). In LaTeX, methods are their display names and
+    every text cell is escaped (:func:`latex_escape`).
     """
     summary = summary_frame(results, statistics)
-    metrics = [m for m in METRICS if (m, "mean") in summary]
+    metrics = [m for m in METRICS if (m, "mean") in summary and (metrics is None or m in metrics)]
     table = pd.DataFrame(index=summary.index)
     for metric in metrics:
         means, stds = summary[(metric, "mean")], summary[(metric, "std")]
@@ -74,7 +82,60 @@ def paper_table(
     table["seeds"] = summary[("seeds", "n")].astype(int)
     if statistics is not None:
         table[SIZES] = _sizes(statistics, [t for t, _ in summary.index])
-    return table.reset_index()
+    table = table.reset_index()
+    if fmt == "latex":
+        table["task"] = table["task"].map(latex_escape)
+        table["method"] = table["method"].map(lambda m: latex_escape(display_name(m)))
+    if fmt == "rich":  # a terminal: display names, the user's text escaped from Rich markup, best cells bold
+        from rich.markup import escape
+
+        table["task"] = table["task"].map(lambda t: escape(str(t)))
+        table["method"] = table["method"].map(lambda m: escape(display_name(m)))
+    return table
+
+
+def latex_escape(text) -> str:
+    """``text`` safe in a LaTeX text cell: ``\\ & % $ # _ { } ~ ^`` escaped (a task ``mvtec:metal_nut``, a variant
+    ``pc_k3`` or a folder with ``% & #`` in its path broke pdflatex). Written here because pandas' own
+    ``escape=True`` would also escape the table's deliberate math (``$\\pm$``, ``$^\\dagger$``)."""
+    replacements = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+    return "".join(replacements.get(character, character) for character in str(text))
+
+
+def markdown_escape(text) -> str:
+    """``text`` safe in a Markdown table cell and in a rendered README: ``|`` would split the row, ``<``/``>`` would
+    pass HTML through (a class folder named ``<img src=x onerror=...>``)."""
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table, every text cell and header escaped (:func:`markdown_escape`)."""
+    escaped = frame.rename(columns=lambda c: markdown_escape(c))
+    for column in escaped.columns:  # text columns are object or (pandas 3) str dtype: test each cell
+        escaped[column] = escaped[column].map(lambda v: markdown_escape(v) if isinstance(v, str) else v)
+    return escaped.to_markdown(index=False)
+
+
+def latex_table(
+    results: pd.DataFrame, statistics: SweepStatistics | None = None, metrics: tuple[str, ...] | None = MAIN_METRICS
+) -> str:
+    """A booktabs ``tabular`` of :func:`paper_table` (``metrics`` columns) for ``\\input`` in a paper (needs
+    ``\\usepackage{booktabs}``); every text cell and header escaped."""
+    frame = paper_table(results, "latex", statistics, metrics=metrics)
+    frame = frame.rename(columns=lambda c: latex_escape(c))
+    columns = "ll" + "c" * (len(frame.columns) - 2)
+    return frame.style.hide(axis="index").to_latex(hrules=True, column_format=columns)
 
 
 SIZES = "n (normal/abnormal/hold-out)"
@@ -299,12 +360,15 @@ def write_tables(
             f"{PARQUET_NOTE}",
             stacklevel=2,
         )
-    markdown = paper_table(results, "markdown", statistics)
-    save("table.md", lambda p: p.write_text(markdown.to_markdown(index=False) + "\n"))
-    save(
-        "table.tex",
-        lambda p: p.write_text(paper_table(results, "latex", statistics).to_latex(index=False, escape=False) + "\n"),
-    )
+    main = paper_table(results, "markdown", statistics, metrics=MAIN_METRICS)
+    save("table.md", lambda p: p.write_text(markdown(main) + "\n"))
+    everything = paper_table(results, "markdown", statistics)
+    save("table_all.md", lambda p: p.write_text(markdown(everything) + "\n"))
+    # booktabs, escaped: table.tex the main metrics (a double-column table*), table_image_auroc.tex one metric (a
+    # single column), table_all.tex every metric
+    save("table.tex", lambda p: p.write_text(latex_table(results, statistics)))
+    save("table_image_auroc.tex", lambda p: p.write_text(latex_table(results, statistics, ("image_auroc",))))
+    save("table_all.tex", lambda p: p.write_text(latex_table(results, statistics, None)))
     save("table.csv", lambda p: summary_frame(results, statistics).to_csv(p))
     save("intervals.csv", lambda p: statistics.intervals.to_csv(p, index=False))
     for name, frame in (
@@ -313,22 +377,20 @@ def write_tables(
         ("subtypes", subtype_table(statistics)),
     ):
         if len(frame):
-            save(f"{name}.md", lambda p, f=frame: p.write_text(f.to_markdown(index=False) + "\n"))
+            save(f"{name}.md", lambda p, f=frame: p.write_text(markdown(f) + "\n"))
             save(f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     comparison = paper_comparison(results)
     save(
         "paper_comparison.md",
-        lambda p: p.write_text(
-            comparison.to_markdown(index=False) + "\n" if len(comparison) else no_reference() + "\n"
-        ),
+        lambda p: p.write_text(markdown(comparison) + "\n" if len(comparison) else no_reference() + "\n"),
     )
     save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
     per_class = per_class_table(results)
     if len(per_class):
-        save("per_class.md", lambda p: p.write_text(per_class.to_markdown(index=False) + "\n"))
+        save("per_class.md", lambda p: p.write_text(markdown(per_class) + "\n"))
         save("per_class.csv", lambda p: per_class.to_csv(p, index=False))
     cost = cost_table(results)
-    save("cost.md", lambda p: p.write_text(cost.to_markdown(index=False) + "\n"))
+    save("cost.md", lambda p: p.write_text(markdown(cost) + "\n"))
     return written
 
 
@@ -358,5 +420,5 @@ def _cell(mean: float, std: float, bold: bool, fmt: str) -> str:
     pm = " $\\pm$ " if fmt == "latex" else " ± "
     text = f"{mean:.2f}" + (f"{pm}{std:.2f}" if not np.isnan(std) else "")
     if bold:
-        return f"\\textbf{{{text}}}" if fmt == "latex" else f"**{text}**"
+        return {"latex": f"\\textbf{{{text}}}", "rich": f"[bold]{text}[/bold]"}.get(fmt, f"**{text}**")
     return text
