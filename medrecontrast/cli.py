@@ -596,8 +596,11 @@ def figures_command(
     """
     _quick_checks(sweep_folder=sweep, report=report)
     from medrecontrast.bench import collect_results, make_figures, report_folder
+    from medrecontrast.bench.statistics import sweep_statistics
 
-    written = make_figures(collect_results(sweep), report or report_folder(sweep))
+    results = collect_results(sweep)
+    # with the statistics: the AUROC intervals, the forest figure and the critical-difference diagram, as `report`
+    written = make_figures(results, report or report_folder(sweep), sweep_statistics(results))
     console.print(
         escape(f"wrote {len(written)} figure(s) (PNG and PDF) to {Path(report or report_folder(sweep))}"),
         highlight=False,

@@ -103,7 +103,7 @@ def test_a_new_method_is_one_file_and_one_import(tmp_path, toy_method):
     assert toy_method in paper_table(results)["method"].tolist()
     readme = build_report(out, tmp_path / "report")
     assert toy_method in readme.read_text()
-    for figure in ("roc", "auroc", "scores", "loss", "examples_synth-oct"):
+    for figure in ("roc", "auroc", "scores_synth-oct", "loss", "examples_synth-oct"):
         assert (tmp_path / "report" / f"{figure}.png").is_file(), figure
     run = out / "synth-oct" / toy_method / "seed-0"
     assert (

@@ -139,7 +139,16 @@ def test_report_has_tables_and_non_empty_figures(mini_sweep):
     report = root / "report"
     assert readme == report / "README.md"
     text = readme.read_text()
-    for figure in ("auroc", "roc", "scores", "loss", "examples_synth-fundus", "examples_synth-oct"):
+    for figure in (
+        "auroc",
+        "roc",
+        "scores_synth-fundus",
+        "scores_synth-oct",
+        "loss",
+        "examples_synth-fundus",
+        "examples_synth-oct",
+        "forest",
+    ):
         for suffix in ("png", "pdf"):
             path = report / f"{figure}.{suffix}"
             assert path.is_file() and path.stat().st_size > 5000, path
@@ -605,7 +614,7 @@ def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep,
     assert (
         "Clinical operating points" in text
         and "Per-subtype image AUROC" in text
-        and "(forest_synth-oct.png)" in text
+        and "(forest.png)" in text
         and "(pr.png)" in text
     )
     assert (
@@ -623,11 +632,13 @@ def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep,
     assert "image_auroc" in set(old_statistics.intervals["metric"])
 
 
-def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
-    """Every figure is at most two journal columns wide (7.2 in) and none of its text is below 7 pt,
-    so nothing shrinks below 7 pt when a figure is placed at full width."""
+def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep, tmp_path):
+    """Every figure is at most two journal columns wide (7.2 in) and none of its text is below 7 pt, so nothing
+    shrinks below 7 pt when a figure is placed at full width; PNGs are 300 dpi (issue 24) and no legend covers the
+    plotted data (its box does not meet any axes' data area)."""
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
+    from PIL import Image
 
     from medrecontrast.bench import figures
     from medrecontrast.bench.statistics import sweep_statistics
@@ -635,24 +646,65 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep):
     root, _, _ = mini_sweep
     done = finished(collect_results(root / "runs"))
     statistics = sweep_statistics(done, resamples=50)
-    drawn = [
-        figures.roc_figure(done),
-        figures.pr_figure(done),
-        figures.auroc_figure(done),
-        figures.score_figure(done),
-        figures.loss_figure(done),
-    ]
-    drawn += [figures.examples_figure(done, task) for task in done["task"].unique()]
-    drawn += [
-        figures.forest_figure(statistics.subtypes[statistics.subtypes["task"] == t], t)
-        for t in statistics.subtypes["task"].unique()
-    ]
+    drawn = {
+        "roc": figures.roc_figure(done),
+        "pr": figures.pr_figure(done),
+        "auroc": figures.auroc_figure(done, statistics),
+        "loss": figures.loss_figure(done),
+        "forest": figures.forest_figure(statistics.subtypes),
+    }
+    drawn.update({f"examples {task}": figures.examples_figure(done, task) for task in done["task"].unique()})
+    drawn.update({f"scores {task}": figures.score_figure(done, task) for task in done["task"].unique()})
     with plt.rc_context(figures.STYLE):
-        for figure in drawn:
-            assert figure.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-6, figure.get_size_inches()
+        for name, figure in drawn.items():
+            assert figure.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-6, (name, figure.get_size_inches())
             small = [t.get_text() for t in figure.findobj(Text) if t.get_text().strip() and t.get_fontsize() < 7]
-            assert not small, small
-            plt.close(figure)
+            assert not small, (name, small)
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+            FigureCanvasAgg(figure).draw()  # the suite's figures have no canvas of their own (never pyplot's)
+            renderer = figure.canvas.get_renderer()
+            legends = [a.get_legend() for a in figure.axes if a.get_legend()] + list(figure.legends)
+            points = np.concatenate([_data_points(ax) for ax in figure.axes] or [np.empty((0, 2))])
+            for legend in legends:
+                box = legend.get_window_extent(renderer)
+                inside = (
+                    (points[:, 0] > box.x0)
+                    & (points[:, 0] < box.x1)
+                    & (points[:, 1] > box.y0)
+                    & (points[:, 1] < box.y1)
+                )
+                assert not inside.any(), (name, "a legend covers plotted data", points[inside][:3])
+    assert Image.open(root / "report" / "roc.png").info["dpi"][0] == pytest.approx(300, abs=1)
+
+
+def _data_points(ax) -> np.ndarray:
+    """Display coordinates of the plotted data of ``ax``: every vertex of its lines and of its filled areas and bars
+    (histograms, bands), densified along each segment so that a legend cannot sit between two vertices."""
+    from matplotlib.collections import Collection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    chunks = []
+    for artist in ax.get_children():
+        if not artist.get_visible():
+            continue
+        if isinstance(artist, Line2D) and len(artist.get_xydata()):
+            chunks.append(artist.get_transform().transform(artist.get_xydata()))
+        elif isinstance(artist, Collection):
+            for path in artist.get_paths():
+                chunks.append(artist.get_transform().transform(path.vertices))
+        elif isinstance(artist, Patch) and artist is not ax.patch:
+            chunks.append(artist.get_transform().transform(artist.get_path().vertices))
+    dense = []
+    for chunk in chunks:
+        chunk = chunk[np.isfinite(chunk).all(axis=1)]
+        if len(chunk) > 1:
+            steps = np.linspace(0, 1, 8)[:, None, None]
+            dense.append((chunk[:-1] + steps * (chunk[1:] - chunk[:-1])).reshape(-1, 2))
+        elif len(chunk):
+            dense.append(chunk)
+    return np.concatenate(dense) if dense else np.empty((0, 2))
 
 
 def test_a_table_never_mixes_runs_of_different_data(mini_sweep, tmp_path):

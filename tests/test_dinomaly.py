@@ -240,7 +240,15 @@ def test_a_tiny_head_to_head_runs_end_to_end_through_tables_figures_and_predict(
     readme = build_report(runs, tmp_path / "report")
     text = readme.read_text()
     assert "Dinomaly from random weights says nothing about the method" in text and "| dinomaly" in text
-    for name in ("table.md", "table.tex", "roc.png", "auroc.png", "scores.png", "loss.png", "examples_synth-oct.png"):
+    for name in (
+        "table.md",
+        "table.tex",
+        "roc.png",
+        "auroc.png",
+        "scores_synth-oct.png",
+        "loss.png",
+        "examples_synth-oct.png",
+    ):
         assert (readme.parent / name).stat().st_size > 0, name
     figure = examples_figure(finished(results), "synth-oct")
     for ax in figure.axes:

@@ -49,6 +49,7 @@ METHOD_COLORS = _MethodColors(zip(registered_methods(), sns.color_palette("color
 # Fonts of at least 7 pt on figures at most MAX_WIDTH inches wide (a journal's two-column width), so
 # that no text shrinks below 7 pt when a figure is placed at full width (tested).
 MAX_WIDTH = 7.2
+SINGLE_COLUMN, DOUBLE_COLUMN = 3.4, 7.0  # inches: the widths figures are drawn at, so their 7-8 pt text prints at size
 MAP_COLORMAP = "inferno"  # perceptually uniform, readable in greyscale (never jet)
 STYLE = {
     "font.size": 8,
@@ -60,6 +61,7 @@ STYLE = {
     "legend.title_fontsize": 7,
     "figure.titlesize": 8,
     "figure.dpi": 150,
+    "savefig.dpi": 300,  # PNGs at 300 dpi (journals' minimum for halftones); the PDFs are vector
     "savefig.bbox": "tight",
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -75,17 +77,14 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
     figures = {
         "roc": roc_figure(done),
         "pr": pr_figure(done),
-        "auroc": auroc_figure(done),
-        "scores": score_figure(done),
         "loss": loss_figure(done),
     }
+    figures["auroc"] = auroc_figure(done, statistics)
     if statistics is not None:
         figures["critical_difference"] = critical_difference_figure(done)
-        for task in statistics.subtypes["task"].unique():
-            figures[f"forest_{task_slug(task)}"] = forest_figure(
-                statistics.subtypes[statistics.subtypes["task"] == task], task
-            )
+        figures["forest"] = forest_figure(statistics.subtypes)
     for task in done["task"].unique():
+        figures[f"scores_{task_slug(task)}"] = score_figure(done, task)
         figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
     written = {}
     with matplotlib.rc_context(STYLE):
@@ -101,72 +100,85 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
 
 
 def roc_figure(done: pd.DataFrame):
-    """ROC curves per task (one panel each), every seed of every method; legend: mean AUROC ± std."""
+    """ROC curves per task (one panel each): every seed as a thin line in its method's colour; one legend below
+    the panels (outside the data) with each method's mean ± std image AUROC per task in the panel titles' order."""
     tasks = list(done["task"].unique())
     with matplotlib.rc_context(STYLE):
-        figure, axes = _panels(len(tasks), width=2.4, height=2.4)
+        figure, axes = _panels(len(tasks), width=2.3, height=2.3)
         for ax, task in zip(axes, tasks):
             for method, runs in _by_method(done[done["task"] == task]):
-                for index, run in enumerate(runs.itertuples()):
+                for run in runs.itertuples():
                     scores = pd.read_csv(Path(run.folder) / "scores.csv")
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
-                    label = f"{display_name(method)} {runs['image_auroc'].mean():.3f}" + (
-                        f" ± {runs['image_auroc'].std():.3f}" if len(runs) > 1 else ""
-                    )
-                    ax.plot(
-                        fpr, tpr, color=METHOD_COLORS[method], alpha=0.8, lw=1.2, label=label if index == 0 else None
-                    )
-            ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8, label="chance")
-            ax.set(
-                title=task,
-                xlabel="false positive rate",
-                ylabel="true positive rate",
-                xlim=(0, 1),
-                ylim=(0, 1.01),
-                aspect="equal",
-            )
-            ax.legend(title="image AUROC", loc="lower right", frameon=False)
-        figure.tight_layout()
+                    ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.75, lw=0.8)
+            ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+            ax.set(title=task, xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+            ax.set_aspect("equal")
+        _method_legend(figure, done, "image_auroc", "image AUROC")
     return figure
 
 
-def auroc_figure(done: pd.DataFrame):
-    """Image AUROC per task and method: bars at the mean over seeds, error bars ± 1 std, seeds as dots."""
+def _method_legend(figure, done: pd.DataFrame, metric: str, what: str) -> None:
+    """One legend for the whole figure, below its panels: each method's colour, its mean ± std of ``metric`` over
+    seeds (per task where there are several), and the dotted chance line."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    for method, runs in _by_method(done):
+        values = runs.groupby("task", sort=False)[metric].agg(["mean", "std"])
+        text = "; ".join(
+            f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if not np.isnan(v["std"]) else "") for _, v in values.iterrows()
+        )
+        handles.append(Line2D([], [], color=METHOD_COLORS[method], lw=1.2))
+        labels.append(f"{display_name(method)} ({what} {text})")
+    handles.append(Line2D([], [], color="grey", ls=":", lw=0.8))
+    labels.append("chance")
+    figure.tight_layout()
+    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, ncols=1)
+
+
+def auroc_figure(done: pd.DataFrame, statistics=None):
+    """Image AUROC per task and method, in %, on the full 0-100 axis: point = mean over seeds, line = the 95 %
+    bootstrap interval of the seed mean (``statistics``; without them ± 1 std), small open circles = seeds; the
+    dotted line is chance (50). The honest form of the old bars on a truncated axis."""
+    tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
     with matplotlib.rc_context(STYLE):
-        figure, ax = _subplots(figsize=(min(MAX_WIDTH, 1.2 + 1.6 * done["task"].nunique()), 3.0))
-        methods = ordered_methods(done["method"])
-        palette = {m: METHOD_COLORS[m] for m in methods}
-        sns.barplot(
-            done,
-            x="task",
-            y="image_auroc",
-            hue="method",
-            hue_order=methods,
-            palette=palette,
-            errorbar="sd",
-            capsize=0.1,
-            err_kws={"linewidth": 1},
-            ax=ax,
+        width = SINGLE_COLUMN if len(tasks) * len(methods) <= 8 else DOUBLE_COLUMN
+        figure, ax = _subplots(figsize=(width, 2.6))
+        step = 0.8 / max(1, len(methods))
+        for m, method in enumerate(methods):
+            for t, task in enumerate(tasks):
+                values = done[(done["task"] == task) & (done["method"] == method)]["image_auroc"].dropna() * 100
+                if values.empty:
+                    continue
+                x = t + (m - (len(methods) - 1) / 2) * step
+                bounds = statistics.interval(task, method, "image_auroc") if statistics is not None else None
+                low, high = (
+                    (100 * bounds[0], 100 * bounds[1])
+                    if bounds is not None and not np.isnan(bounds[0])
+                    else (values.mean() - values.std(ddof=1), values.mean() + values.std(ddof=1))
+                    if len(values) > 1
+                    else (values.mean(), values.mean())
+                )
+                ax.plot([x, x], [low, high], color=METHOD_COLORS[method], lw=1.4)
+                ax.plot(
+                    x,
+                    values.mean(),
+                    "o",
+                    color=METHOD_COLORS[method],
+                    ms=4,
+                    label=display_name(method) if t == 0 else None,
+                )
+                ax.plot([x] * len(values), values, "o", mfc="none", mec="0.25", ms=2.5, mew=0.6)
+        ax.axhline(50, ls=":", color="grey", lw=0.8)
+        ax.text(len(tasks) - 0.55, 51, "chance", fontsize=7, color="grey", ha="right", va="bottom")
+        ax.set_xticks(
+            range(len(tasks)), tasks, rotation=30 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center"
         )
-        sns.stripplot(
-            done,
-            x="task",
-            y="image_auroc",
-            hue="method",
-            hue_order=methods,
-            dodge=True,
-            jitter=False,  # seaborn's jitter draws from an unseeded stream: the same runs would give other bytes
-            palette={m: "0.15" for m in methods},
-            size=3,
-            legend=False,
-            ax=ax,
-        )
-        ax.axhline(0.5, ls=":", color="grey", lw=0.8, label="chance")
-        ax.set(ylabel="image AUROC", xlabel="", ylim=(min(0.45, max(0.0, done["image_auroc"].min() - 0.1)), 1.0))
-        handles, _ = ax.get_legend_handles_labels()
+        ax.set(ylabel="image AUROC (%)", ylim=(0, 100), xlim=(-0.6, len(tasks) - 0.4))
+        interval = "95 % bootstrap interval" if statistics is not None else "± 1 std"
         ax.legend(
-            handles[: len(methods)],
-            [display_name(m) for m in methods],
+            title=f"point = seed mean, line = {interval}, circles = seeds",
             frameon=False,
             ncols=min(len(methods), 4),
             loc="lower center",
@@ -175,56 +187,64 @@ def auroc_figure(done: pd.DataFrame):
     return figure
 
 
-def score_figure(done: pd.DataFrame):
-    """Normal vs abnormal image-score distributions, one panel per task and method (first seed)."""
-    tasks, methods = list(done["task"].unique()), ordered_methods(done["method"])
+def score_figure(done: pd.DataFrame, task: str | None = None):
+    """Normal vs abnormal image-score distributions of one task (the first if none is named), one panel per method
+    (its first seed) side by side, with the oracle and hold-out thresholds; one legend below the panels. One figure
+    per task, so that a sweep of many tasks gives many short figures, not one very tall one."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    task = task if task is not None else done["task"].iloc[0]
+    runs_of_task = done[done["task"] == task]
+    methods = ordered_methods(runs_of_task["method"])
     with matplotlib.rc_context(STYLE):
+        columns = min(len(methods), 4)
+        rows = -(-len(methods) // columns)
         figure, axes = _subplots(
-            len(tasks), len(methods), figsize=(min(MAX_WIDTH, 2.4 * len(methods)), 1.9 * len(tasks)), squeeze=False
+            rows, columns, figsize=(SINGLE_COLUMN if columns == 1 else DOUBLE_COLUMN, 1.9 * rows), squeeze=False
         )
-        for row, task in enumerate(tasks):
-            for col, method in enumerate(methods):
-                ax = axes[row, col]
-                runs = done[(done["task"] == task) & (done["method"] == method)].sort_values("seed")
-                if runs.empty:
-                    ax.set_axis_off()
-                    continue
-                scores = pd.read_csv(Path(runs.iloc[0]["folder"]) / "scores.csv")
-                scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
-                sns.histplot(
-                    scores,
-                    x="score",
-                    hue="class",
-                    hue_order=["normal", "abnormal"],
-                    palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
-                    stat="density",
-                    common_norm=False,
-                    element="step",
-                    bins=20,
-                    ax=ax,
-                    legend=row == 0 and col == 0,
-                )
-                metrics_file = Path(runs.iloc[0]["folder"]) / "metrics.json"
-                thresholds = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-                for key, style, label in (
-                    ("threshold_oracle", "--", "oracle threshold"),
-                    ("threshold_holdout", ":", "hold-out threshold"),
-                ):
-                    if thresholds.get(key) is not None:
-                        ax.axvline(thresholds[key], color="black", ls=style, lw=0.9, label=label)
-                if row == 0 and col == len(methods) - 1:
-                    ax.legend(
-                        [line for line in ax.get_lines()],
-                        [line.get_label() for line in ax.get_lines()],
-                        frameon=False,
-                        loc="upper right",
-                    )
-                ax.set(
-                    title=f"{task} · {display_name(method)} (seed {runs.iloc[0]['seed']})",
-                    xlabel="image score",
-                    ylabel="density" if col == 0 else "",
-                )
-    figure.tight_layout()
+        thresholds_drawn = set()
+        for ax, method in zip(axes.flat, methods):
+            runs = runs_of_task[runs_of_task["method"] == method].sort_values("seed")
+            scores = pd.read_csv(Path(runs.iloc[0]["folder"]) / "scores.csv")
+            scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
+            sns.histplot(
+                scores,
+                x="score",
+                hue="class",
+                hue_order=["normal", "abnormal"],
+                palette={"normal": "0.6", "abnormal": METHOD_COLORS[method]},
+                stat="density",
+                common_norm=False,
+                element="step",
+                bins=20,
+                ax=ax,
+                legend=False,
+            )
+            metrics_file = Path(runs.iloc[0]["folder"]) / "metrics.json"
+            thresholds = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+            for key, style in (("threshold_oracle", "--"), ("threshold_holdout", ":")):
+                if thresholds.get(key) is not None:
+                    ax.axvline(thresholds[key], color="black", ls=style, lw=0.9)
+                    thresholds_drawn.add(key)
+            ax.set(
+                title=f"{display_name(method)} (seed {runs.iloc[0]['seed']})", xlabel="image score", ylabel="density"
+            )
+        for ax in list(axes.flat)[len(methods) :]:
+            ax.set_axis_off()
+        handles = [Patch(facecolor="0.6", alpha=0.5, label="normal")]
+        handles += [
+            Patch(facecolor=METHOD_COLORS[m], alpha=0.5, label=f"abnormal ({display_name(m)})") for m in methods
+        ]
+        names = {"threshold_oracle": ("--", "oracle threshold"), "threshold_holdout": (":", "hold-out threshold")}
+        handles += [
+            Line2D([], [], color="black", ls=names[k][0], lw=0.9, label=names[k][1])
+            for k in names
+            if k in thresholds_drawn
+        ]
+        figure.suptitle(f"{task}: image scores of normal and abnormal test images")
+        figure.tight_layout()
+        figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, ncols=3)
     return figure
 
 
@@ -270,60 +290,72 @@ def pr_figure(done: pd.DataFrame):
         for ax, task in zip(axes, tasks):
             prevalence = None
             for method, runs in _by_method(done[done["task"] == task]):
-                for index, run in enumerate(runs.itertuples()):
+                for run in runs.itertuples():
                     scores = pd.read_csv(Path(run.folder) / "scores.csv")
                     precision, recall, _ = precision_recall_curve(scores["label"], scores["score"])
                     prevalence = float(scores["label"].mean())
-                    label = f"{display_name(method)} {runs['image_ap'].mean():.3f}" if index == 0 else None
-                    ax.plot(
-                        recall,
-                        precision,
-                        color=METHOD_COLORS[method],
-                        alpha=0.8,
-                        lw=1.2,
-                        label=label,
-                        drawstyle="steps-post",
-                    )
+                    ax.plot(recall, precision, color=METHOD_COLORS[method], alpha=0.75, lw=0.8, drawstyle="steps-post")
             if prevalence is not None:
                 ax.axhline(prevalence, ls=":", color="grey", lw=0.8, label="chance")
-            ax.set(title=task, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
-            ax.legend(title="image AP", loc="lower left", frameon=False)
-        figure.tight_layout()
+            ax.set(title=task, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+            ax.set_aspect("equal")
+        _method_legend(figure, done, "image_ap", "image AP")
     return figure
 
 
-def forest_figure(subtypes: pd.DataFrame, task: str):
-    """Per-subtype image AUROC of each method: point = seed mean, line = DeLong 95 % interval, dotted = chance."""
-    kinds = list(dict.fromkeys(subtypes["subtype"]))
+def forest_figure(subtypes: pd.DataFrame):
+    """Per-subtype image AUROC of each method, one panel per task in one figure (7.0 in wide, one shared x axis up
+    to 100 %): point = seed mean, line = DeLong 95 % interval, dotted = chance; one legend below the panels."""
+    if subtypes.empty:
+        return None
+    tasks = list(dict.fromkeys(subtypes["task"]))
     methods = ordered_methods(subtypes["method"])
+    sizes = [subtypes[subtypes["task"] == t]["subtype"].nunique() for t in tasks]
     with matplotlib.rc_context(STYLE):
-        figure, ax = _subplots(figsize=(3.4, 0.5 + 0.28 * len(kinds) * len(methods)))
-        step = 0.8 / max(1, len(methods))
-        for m, method in enumerate(methods):
-            rows = subtypes[subtypes["method"] == method].set_index("subtype")
-            for k, kind in enumerate(kinds):
-                if kind not in rows.index:
-                    continue
-                y = k + (m - (len(methods) - 1) / 2) * step
-                ax.plot([rows.at[kind, "low"], rows.at[kind, "high"]], [y, y], color=METHOD_COLORS[method], lw=1.4)
-                ax.plot(
-                    rows.at[kind, "auroc"],
-                    y,
-                    "o",
-                    color=METHOD_COLORS[method],
-                    ms=3.5,
-                    label=display_name(method) if k == 0 else None,
-                )
-        ax.axvline(0.5, ls=":", color="grey", lw=0.8)
-        counts = subtypes.drop_duplicates("subtype").set_index("subtype")["abnormal"]
-        ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
-        ax.invert_yaxis()
-        ax.set(
-            xlabel="image AUROC against all test normals",
-            title=f"{task}: per subtype",
-            xlim=(min(0.4, subtypes["low"].min() - 0.02), 1.0),
+        columns = min(2, len(tasks))
+        rows = -(-len(tasks) // columns)
+        height = max(1.2, 0.45 + 0.2 * max(sizes) * len(methods))
+        figure, axes = _subplots(
+            rows, columns, figsize=(DOUBLE_COLUMN if columns > 1 else SINGLE_COLUMN, height * rows), squeeze=False
         )
-        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=min(3, len(methods)))
+        low = min(0.4, float(subtypes["low"].min()) - 0.02)
+        step = 0.8 / max(1, len(methods))
+        for ax, task in zip(axes.flat, tasks):
+            rows_of_task = subtypes[subtypes["task"] == task]
+            kinds = list(dict.fromkeys(rows_of_task["subtype"]))
+            for m, method in enumerate(methods):
+                rows_m = rows_of_task[rows_of_task["method"] == method].set_index("subtype")
+                for k, kind in enumerate(kinds):
+                    if kind not in rows_m.index:
+                        continue
+                    y = k + (m - (len(methods) - 1) / 2) * step
+                    ax.plot(
+                        [100 * rows_m.at[kind, "low"], 100 * rows_m.at[kind, "high"]],
+                        [y, y],
+                        color=METHOD_COLORS[method],
+                        lw=1.4,
+                    )
+                    ax.plot(100 * rows_m.at[kind, "auroc"], y, "o", color=METHOD_COLORS[method], ms=3.5)
+            ax.axvline(50, ls=":", color="grey", lw=0.8)
+            counts = rows_of_task.drop_duplicates("subtype").set_index("subtype")["abnormal"]
+            ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
+            ax.set_ylim(len(kinds) - 0.5, -0.5)
+            ax.set(title=task, xlabel="image AUROC against all test normals (%)", xlim=(100 * low, 100.5))
+        for ax in list(axes.flat)[len(tasks) :]:
+            ax.set_axis_off()
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=METHOD_COLORS[m], marker="o", ms=3.5, lw=1.4) for m in methods]
+        handles.append(Line2D([], [], color="grey", ls=":", lw=0.8))
+        figure.tight_layout()
+        figure.legend(
+            handles,
+            [display_name(m) for m in methods] + ["chance"],
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+            ncols=min(len(methods) + 1, 5),
+        )
     return figure
 
 

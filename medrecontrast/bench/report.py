@@ -23,24 +23,25 @@ from medrecontrast.run import protocol_label
 from medrecontrast.tasks.base import task_slug
 
 FIGURE_CAPTIONS = {
-    "auroc": "Image AUROC per task and method: bar = mean over seeds, error bar = ± 1 std, dots = seeds, dotted line "
-    "= chance.",
-    "roc": "ROC curves of every seed; the legend gives mean ± std image AUROC; dotted = chance.",
-    "pr": "Precision–recall curves of every seed; the legend gives mean image AP; dotted = chance (the abnormal "
-    "prevalence).",
+    "auroc": "Image AUROC per task and method, in %: point = mean over seeds, line = 95 % bootstrap interval of the "
+    "seed mean, open circles = seeds, dotted line = chance (50).",
+    "roc": "ROC curves, every seed a thin line in its method's colour; the legend below gives mean ± std image AUROC; "
+    "dotted = chance.",
+    "pr": "Precision–recall curves, every seed a thin line; the legend below gives mean image AP; dotted = chance (the "
+    "abnormal prevalence).",
+    "forest": "Forest plot, one panel per task: image AUROC of each abnormal subtype against all test normals, in % "
+    "(point = seed mean, line = DeLong 95 % interval, dotted = chance).",
     "critical_difference": "Average rank of each method over the tasks (image AUROC, seed mean; 1 = best); methods "
     "joined by a "
     "black bar are not significantly different by Nemenyi's critical difference (CD, grey); the title gives "
     "Friedman's test.",
-    "scores": "Image-score distributions of normal and abnormal test images (first seed), with the oracle (dashed) "
-    "and hold-out (dotted) thresholds.",
     "loss": "Training loss, one panel per objective (moving average; line = mean over seeds, band = min–max).",
 }
 
 
-FOREST_CAPTION = (
-    "Forest plot: image AUROC of each abnormal subtype against all test normals (point = seed mean, "
-    "line = DeLong 95 % interval, dotted = chance)."
+SCORES_CAPTION = (
+    "Image-score distributions of normal and abnormal test images, one panel per method (first seed), with the "
+    "oracle (dashed) and hold-out (dotted) thresholds."
 )
 EXAMPLES_CAPTION = (
     "Test images, ground truth (where the task has masks) and each method's anomaly map (first seed; "
@@ -137,7 +138,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         ),
     ]
     captions = [(name, caption) for name, caption in FIGURE_CAPTIONS.items() if name in figures]
-    captions += [(name, FOREST_CAPTION) for name in figures if name.startswith("forest_")]
+    captions += [(name, SCORES_CAPTION) for name in figures if name.startswith("scores_")]
     captions += [(name, EXAMPLES_CAPTION) for name in figures if name.startswith("examples_")]
     return TEMPLATES.get_template("report.md.j2").render(
         name=sweep_name(out),
