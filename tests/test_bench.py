@@ -652,6 +652,7 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep, tmp_
         "auroc": figures.auroc_figure(done, statistics),
         "loss": figures.loss_figure(done),
         "forest": figures.forest_figure(statistics.subtypes),
+        "paired differences": figures.paired_difference_figure(statistics),
     }
     drawn.update({f"examples {task}": figures.examples_figure(done, task) for task in done["task"].unique()})
     drawn.update({f"scores {task}": figures.score_figure(done, task) for task in done["task"].unique()})

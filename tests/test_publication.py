@@ -91,7 +91,7 @@ def test_markdown_cells_cannot_split_a_row_or_pass_html():
     assert "<img" not in table and "&lt;img src=x onerror=alert(1)&gt;\\|pipe\\|" in table
 
 
-def test_tables_renders_a_terminal_table_not_raw_markdown(tmp_path):
+def test_tables_renders_a_terminal_table_and_figures_makes_every_figure(tmp_path):
     """`medrecontrast tables` printed raw Markdown with `**` markers wrapped mid-row; it prints a table (display
     names, the best cell bold) and still writes every file."""
     from typer.testing import CliRunner
@@ -112,3 +112,9 @@ def test_tables_renders_a_terminal_table_not_raw_markdown(tmp_path):
     assert result.exit_code == 0, result.output
     assert "**" not in result.output and "PatchCore" in result.output and "RD4AD" in result.output
     assert "┃ task" in result.output and (tmp_path / "report" / "table.tex").is_file()
+    # `figures` made no forest or rank figure before (only `report` did); with one task, a paired-difference plot
+    drawn = CliRunner().invoke(app, ["figures", str(out), "--report", str(tmp_path / "report")])
+    assert drawn.exit_code == 0, drawn.output
+    for name in ("forest", "paired_differences", "auroc", "scores_synth-oct"):
+        assert (tmp_path / "report" / f"{name}.png").is_file(), name
+    assert not (tmp_path / "report" / "critical_difference.png").exists()  # ranks over one task say nothing

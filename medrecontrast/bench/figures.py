@@ -81,7 +81,9 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
     }
     figures["auroc"] = auroc_figure(done, statistics)
     if statistics is not None:
-        figures["critical_difference"] = critical_difference_figure(done)
+        figures["critical_difference"] = critical_difference_figure(done)  # at least 3 tasks
+        if figures["critical_difference"] is None:  # 1 or 2 tasks: the paired differences instead
+            figures["paired_differences"] = paired_difference_figure(statistics)
         figures["forest"] = forest_figure(statistics.subtypes)
     for task in done["task"].unique():
         figures[f"scores_{task_slug(task)}"] = score_figure(done, task)
@@ -356,6 +358,38 @@ def forest_figure(subtypes: pd.DataFrame):
             frameon=False,
             ncols=min(len(methods) + 1, 5),
         )
+    return figure
+
+
+def paired_difference_figure(statistics):
+    """For sweeps of fewer than 3 tasks, where a rank diagram says nothing: each method's image AUROC minus that of
+    the best method of its task (seed means, in points), one row per comparison, labelled with DeLong's test's
+    Holm-adjusted p; filled = significant at 0.05."""
+    rows = statistics.comparisons
+    if rows.empty:
+        return None
+    rows = rows[(rows["metric"] == "image_auroc") & (rows["test"] == "DeLong")]
+    if rows.empty:
+        return None
+    with matplotlib.rc_context(STYLE):
+        figure, ax = _subplots(figsize=(SINGLE_COLUMN, 0.8 + 0.3 * len(rows)))
+        labels = []
+        for y, row in enumerate(rows.itertuples()):
+            colour = METHOD_COLORS[row.method]
+            ax.plot(
+                100 * row.difference, y, "o", ms=4.5, color=colour, mfc=colour if row.significant else "white", mew=1.2
+            )
+            ax.plot([0, 100 * row.difference], [y, y], color=colour, lw=1)
+            ax.text(50 * row.difference, y - 0.12, f"p = {row.p_holm:.2g}", fontsize=7, ha="center", va="bottom")
+            labels.append(f"{row.task}: {display_name(row.method)} − {display_name(row.against)}")
+        ax.axvline(0, color="grey", lw=0.8, ls=":")
+        differences = 100 * rows["difference"].to_numpy()
+        low, high = min(differences.min(), 0.0), max(differences.max(), 0.0)
+        pad = 0.15 * max(high - low, 1.0)
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_yticks(range(len(rows)), labels)
+        ax.set_ylim(len(rows) - 0.4, -0.8)
+        ax.set(xlabel="difference in image AUROC (points)", title="Paired differences (DeLong, Holm-adjusted p)")
     return figure
 
 

@@ -29,6 +29,8 @@ FIGURE_CAPTIONS = {
     "dotted = chance.",
     "pr": "Precision–recall curves, every seed a thin line; the legend below gives mean image AP; dotted = chance (the "
     "abnormal prevalence).",
+    "paired_differences": "With fewer than 3 tasks a rank diagram says nothing: each method's image AUROC minus the "
+    "best method's of its task (seed means, points), with DeLong's test's Holm-adjusted p (filled: p < 0.05).",
     "forest": "Forest plot, one panel per task: image AUROC of each abnormal subtype against all test normals, in % "
     "(point = seed mean, line = DeLong 95 % interval, dotted = chance).",
     "critical_difference": "Average rank of each method over the tasks (image AUROC, seed mean; 1 = best); methods "
