@@ -147,6 +147,7 @@ def test_report_has_tables_and_non_empty_figures(mini_sweep):
         "loss",
         "examples_synth-fundus",
         "examples_synth-oct",
+        "cases_synth-oct",
         "forest",
     ):
         for suffix in ("png", "pdf"):
@@ -656,6 +657,7 @@ def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep, tmp_
     }
     drawn.update({f"examples {task}": figures.examples_figure(done, task) for task in done["task"].unique()})
     drawn.update({f"scores {task}": figures.score_figure(done, task) for task in done["task"].unique()})
+    drawn.update({f"cases {task}": figures.cases_figure(done, task) for task in done["task"].unique()})
     with plt.rc_context(figures.STYLE):
         for name, figure in drawn.items():
             assert figure.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-6, (name, figure.get_size_inches())

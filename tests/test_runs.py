@@ -176,8 +176,15 @@ def test_thresholded_metrics_and_examples_are_stored(tmp_path):
     for key in ("f1_oracle", "acc_oracle", "f1_holdout", "acc_holdout", "pixel_auroc", "aupro", "aupro_per_image"):
         assert 0 <= metrics[key] <= 1, key
     examples = np.load(tmp_path / "pc" / "examples.npz")
-    assert examples["images"].dtype == np.uint8 and examples["images"].shape == (4, 64, 64, 3)
-    assert list(examples["labels"]) == [0, 1, 1, 1] and examples["maps"].shape == (4, 64, 64)
+    # 4 images every method shares, then the run's own best and worst scored abnormal and normal (issue 24)
+    assert examples["images"].dtype == np.uint8 and examples["images"].shape == (8, 64, 64, 3)
+    assert list(examples["labels"]) == [0, 1, 1, 1, 1, 1, 0, 0] and examples["maps"].shape == (8, 64, 64)
+    assert list(examples["case"][:4]) == [""] * 4 and examples["case"][4] == "abnormal, highest score"
+    scores = pd.read_csv(tmp_path / "pc" / "scores.csv")
+    abnormal, normal = scores[scores["label"] == 1], scores[scores["label"] == 0]
+    assert examples["ids"][4] == abnormal.loc[abnormal["score"].idxmax(), "id"]
+    assert examples["ids"][5] == abnormal.loc[abnormal["score"].idxmin(), "id"]
+    assert examples["ids"][6] == normal.loc[normal["score"].idxmax(), "id"]
     assert len(pd.read_csv(tmp_path / "pc" / "holdout_scores.csv")) == 3
     assert metrics["timings"]["train_peak_memory_mb"] > 0 and metrics["timings"]["inference_peak_memory_mb"] > 0
 

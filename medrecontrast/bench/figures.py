@@ -88,6 +88,7 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
     for task in done["task"].unique():
         figures[f"scores_{task_slug(task)}"] = score_figure(done, task)
         figures[f"examples_{task_slug(task)}"] = examples_figure(done, task)
+        figures[f"cases_{task_slug(task)}"] = cases_figure(done, task)
     written = {}
     with matplotlib.rc_context(STYLE):
         for name, figure in figures.items():
@@ -442,77 +443,138 @@ def critical_difference_figure(done: pd.DataFrame):
     return figure
 
 
+def _shared(examples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The examples every method and seed of a task keep (``case`` empty; files without ``case`` are all shared)."""
+    if "case" not in examples:
+        return examples
+    keep = np.asarray(examples["case"]).astype(str) == ""
+    return {k: (v[keep] if getattr(v, "ndim", 0) and len(v) == len(keep) else v) for k, v in examples.items()}
+
+
 def examples_figure(done: pd.DataFrame, task: str):
-    """Test images of ``task`` (rows): the image, its ground-truth mask, then each method's anomaly map over it."""
+    """The same test images of ``task`` for every method (rows): the image, its ground truth, then each method's
+    anomaly map alone (inferno on its own scale, so the colour bar below the column is the colour shown; the
+    image is not blended under it), with the mask's outline in cyan and the image's score."""
     runs = done[done["task"] == task].sort_values("seed")
     methods = ordered_methods(runs["method"])
-    examples = {m: _load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
+    examples = {
+        m: _shared(_load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz")) for m in methods
+    }
     if not examples:
         return None
     first = examples[methods[0]]
     images, masks, labels, ids = first["images"], first["masks"], first["labels"], first["ids"]
     has_masks = bool(masks.any())
     columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
-    scales = {
-        m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()
-    }  # one colour scale per method across rows
+    scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}
     with matplotlib.rc_context(STYLE):
         side = min(1.6, MAX_WIDTH / (len(columns) + 0.4))
         figure, axes = _subplots(
             len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False
         )
         for row, image in enumerate(images):
-            panels = [("image", image, None)]
+            axes[row, 0].imshow(image)
             if has_masks:
-                panels.append(("ground truth", masks[row], "gray"))
-            # each method's map over its own input of this image: methods of one sweep may run at other sizes
-            # (Dinomaly 392 or 112 px beside 256 or 64 px), and its rows are matched by image id
-            panels += [(method, _example_of(examples[method], ids[row]), MAP_COLORMAP) for method in methods]
-            for col, (name, content, cmap) in enumerate(panels):
+                axes[row, 1].imshow(masks[row], cmap="gray", vmin=0, vmax=1)
+            for offset, method in enumerate(methods):
+                col = len(columns) - len(methods) + offset
                 ax = axes[row, col]
-                if cmap == MAP_COLORMAP:
-                    if content is None:
-                        ax.text(
-                            0.5,
-                            0.5,
-                            "not among\nthis run's\nexamples",
-                            ha="center",
-                            va="center",
-                            fontsize=7,
-                            transform=ax.transAxes,
-                        )
-                        ax.set_xticks([])
-                        ax.set_yticks([])
-                        if row == 0:
-                            ax.set_title(columns[col])
-                        continue
-                    own_image, content, score = content
-                    ax.imshow(own_image)
-                    shown = ax.imshow(content, cmap=cmap, alpha=0.55, vmin=scales[name][0], vmax=scales[name][1])
-                    if row == len(images) - 1:  # one colour bar per method, under its column
-                        bar = figure.colorbar(shown, ax=axes[:, col], orientation="horizontal", fraction=0.04, pad=0.02)
-                        bar.solids.set(alpha=1)
-                        bar.ax.tick_params(labelsize=7)
-                        bar.set_label("anomaly score", fontsize=7)
+                found = _example_of(examples[method], ids[row])
+                if found is None:
                     ax.text(
-                        2,
-                        2,
-                        f"{score:.3g}",
-                        color="white",
+                        0.5,
+                        0.5,
+                        "not among\nthis run's\nexamples",
+                        ha="center",
+                        va="center",
                         fontsize=7,
-                        va="top",
-                        bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
+                        transform=ax.transAxes,
                     )
-                else:
-                    ax.imshow(content, cmap=cmap, vmin=0, vmax=None if cmap is None else 1)
+                    continue
+                _, heat, score = found
+                mask = _mask_of(examples[method], ids[row])
+                shown = ax.imshow(heat, cmap=MAP_COLORMAP, vmin=scales[method][0], vmax=scales[method][1])
+                if mask is not None and mask.any():
+                    ax.contour(mask, levels=[0.5], colors="cyan", linewidths=0.8)
+                ax.text(
+                    2,
+                    2,
+                    f"{score:.3g}",
+                    color="white",
+                    fontsize=7,
+                    va="top",
+                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
+                )
+                if row == len(images) - 1:  # one colour bar per method, under its column: the colours shown
+                    bar = figure.colorbar(shown, ax=axes[:, col], orientation="horizontal", fraction=0.04, pad=0.02)
+                    bar.ax.tick_params(labelsize=7)
+                    bar.set_label("anomaly score", fontsize=7)
+            for col in range(len(columns)):
+                axes[row, col].set_xticks([])
+                axes[row, col].set_yticks([])
+                if row == 0:
+                    axes[row, col].set_title(columns[col])
+            axes[row, 0].set_ylabel(
+                f"{'abnormal' if labels[row] == 1 else 'normal'}\n{str(ids[row])[-18:]}", fontsize=7
+            )
+        figure.suptitle(
+            f"{task}: anomaly maps (seed {runs.iloc[0]['seed']}; number = image score; cyan = ground truth)", y=1.0
+        )
+    return figure
+
+
+def cases_figure(done: pd.DataFrame, task: str):
+    """Each method's own telling cases of ``task`` (first seed): its highest- and lowest-scored abnormal and normal
+    test images (rows), the map's contours (inferno, on the method's scale) over the grey image, the mask's outline
+    in cyan, the score and the true label. None for runs written before the cases were kept."""
+    runs = done[done["task"] == task].sort_values("seed")
+    methods = ordered_methods(runs["method"])
+    stored = {m: _load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
+    if not stored or any("case" not in e for e in stored.values()):
+        return None
+    from medrecontrast.run.artefacts import CASES
+
+    cases = [case for case, _, _ in CASES if any(case in e["case"].astype(str) for e in stored.values())]
+    with matplotlib.rc_context(STYLE):
+        side = min(1.7, DOUBLE_COLUMN / (len(methods) + 0.5))
+        figure, axes = _subplots(
+            len(cases), len(methods), figsize=(side * len(methods) + 0.6, side * len(cases) + 0.3), squeeze=False
+        )
+        for col, method in enumerate(methods):
+            e = stored[method]
+            low, high = float(e["maps"].min()), float(e["maps"].max())
+            for row, case in enumerate(cases):
+                ax = axes[row, col]
                 ax.set_xticks([])
                 ax.set_yticks([])
+                where = np.flatnonzero(e["case"].astype(str) == case)
+                if not len(where):
+                    ax.set_axis_off()
+                    continue
+                i = int(where[0])
+                grey = e["images"][i].astype(np.float32).mean(axis=2) / 255
+                ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+                levels = np.linspace(low, high, 7)[2:]
+                ax.contour(e["maps"][i], levels=levels, cmap=MAP_COLORMAP, vmin=low, vmax=high, linewidths=0.8)
+                if e["masks"][i].any():
+                    ax.contour(e["masks"][i], levels=[0.5], colors="cyan", linewidths=0.9)
+                truth = "abnormal" if int(e["labels"][i]) == 1 else "normal"
+                ax.set_xlabel(f"{str(e['ids'][i])[-16:]}\n{truth}, score {float(e['scores'][i]):.3g}", fontsize=7)
                 if row == 0:
-                    ax.set_title(columns[col])
+                    ax.set_title(display_name(method))
                 if col == 0:
-                    ax.set_ylabel(f"{'abnormal' if labels[row] == 1 else 'normal'}\n{str(ids[row])[-18:]}", fontsize=7)
-        figure.suptitle(f"{task}: anomaly maps (seed {runs.iloc[0]['seed']}; number = image score)", y=1.0)
+                    ax.set_ylabel(case.replace(", ", ",\n").replace(" (", "\n("), fontsize=7)
+        figure.suptitle(
+            f"{task}: each method's highest- and lowest-scored test images (seed {runs.iloc[0]['seed']}; "
+            "contours = anomaly map, cyan = ground truth)"
+        )
+        figure.tight_layout()
     return figure
+
+
+def _mask_of(examples: dict[str, np.ndarray], image_id):
+    matches = np.flatnonzero(np.asarray(examples["ids"]).astype(str) == str(image_id))
+    return examples["masks"][int(matches[0])] if len(matches) else None
 
 
 def _example_of(examples: dict[str, np.ndarray], image_id) -> tuple[np.ndarray, np.ndarray, float] | None:

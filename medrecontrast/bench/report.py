@@ -45,9 +45,14 @@ SCORES_CAPTION = (
     "Image-score distributions of normal and abnormal test images, one panel per method (first seed), with the "
     "oracle (dashed) and hold-out (dotted) thresholds."
 )
+CASES_CAPTION = (
+    "Each method's own telling cases (first seed): its highest- and lowest-scored abnormal and normal test images, "
+    "the anomaly map's contours over the grey image (inferno, the method's scale), the ground truth in cyan."
+)
 EXAMPLES_CAPTION = (
-    "Test images, ground truth (where the task has masks) and each method's anomaly map (first seed; "
-    "one colour scale per method, its colour bar below the column)."
+    "The same test images for every method: image, ground truth (where the task has masks) and each method's "
+    "anomaly map alone (first seed; one colour scale per method, its colour bar below the column; cyan = ground "
+    "truth; number = image score)."
 )
 # Markdown, not HTML: nothing is escaped (the tables are Markdown already); trim_blocks so that a
 # {% %} line of the template leaves no blank line behind
@@ -142,6 +147,7 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
     captions = [(name, caption) for name, caption in FIGURE_CAPTIONS.items() if name in figures]
     captions += [(name, SCORES_CAPTION) for name in figures if name.startswith("scores_")]
     captions += [(name, EXAMPLES_CAPTION) for name in figures if name.startswith("examples_")]
+    captions += [(name, CASES_CAPTION) for name in figures if name.startswith("cases_")]
     return TEMPLATES.get_template("report.md.j2").render(
         name=sweep_name(out),
         version=packages.get("medrecontrast", ""),

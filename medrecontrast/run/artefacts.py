@@ -112,9 +112,34 @@ def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAM
     return normal + sorted(abnormal)
 
 
+# the cases each run keeps beside the shared examples: its own best and worst scored normal and abnormal images
+CASES = (
+    ("abnormal, highest score", 1, -1),
+    ("abnormal, lowest score (missed first)", 1, 0),
+    ("normal, highest score (false alarm first)", 0, -1),
+    ("normal, lowest score", 0, 0),
+)
+
+
+def case_indices(labels: np.ndarray, scores: np.ndarray) -> list[tuple[str, int]]:
+    """``(case, index)`` of the run's own best and worst scored abnormal and normal test images (:data:`CASES`);
+    ties go to the first image in test order, so the choice is a function of the scores."""
+    chosen = []
+    for case, label, end in CASES:
+        members = np.flatnonzero(labels == label)
+        if len(members):
+            order = members[np.argsort(scores[members], kind="stable")]
+            chosen.append((case, int(order[end])))
+    return chosen
+
+
 def _save_examples(test, predictions, path: Path) -> None:
-    """A few test images (uint8 RGB), their masks and anomaly maps, for the qualitative figure."""
-    chosen = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
+    """Test images (uint8 RGB), their masks and anomaly maps, for the qualitative figures: a few images shared by
+    every method and seed of the task (``case`` empty), then the run's own best and worst scored normal and abnormal
+    images (:func:`case_indices`, ``case`` says which)."""
+    shared = example_indices(predictions.labels, predictions.categories or [""] * len(predictions.ids))
+    cases = case_indices(predictions.labels, predictions.scores)
+    chosen = shared + [index for _, index in cases]
     images = np.stack([display_image(test[i]["image"]) for i in chosen])
     masks = (
         predictions.masks[chosen]
@@ -125,6 +150,7 @@ def _save_examples(test, predictions, path: Path) -> None:
         np.savez_compressed(
             handle,
             ids=np.array([predictions.ids[i] for i in chosen]),
+            case=np.array([""] * len(shared) + [case for case, _ in cases]),
             labels=predictions.labels[chosen],
             images=images,
             masks=masks,
