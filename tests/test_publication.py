@@ -4,6 +4,7 @@ or inject HTML)."""
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -118,3 +119,42 @@ def test_tables_renders_a_terminal_table_and_figures_makes_every_figure(tmp_path
     for name in ("forest", "paired_differences", "auroc", "scores_synth-oct"):
         assert (tmp_path / "report" / f"{name}.png").is_file(), name
     assert not (tmp_path / "report" / "critical_difference.png").exists()  # ranks over one task say nothing
+
+
+def test_a_map_goes_back_on_the_original_image_where_the_crop_was():
+    """predict's overlays were the run's 64 x 64 input (aspect lost); the map is now placed where the centre crop
+    was and resized to the original's size and aspect, NaN (not scored) outside the crop."""
+    from medrecontrast.run.prediction import map_on_original
+
+    heat = np.arange(16, dtype=np.float32).reshape(4, 4)
+    placed = map_on_original(heat, 30, 60, image_size=8, crop_size=4)
+    assert placed.shape == (30, 60)
+    assert np.isnan(placed[0, 0]) and np.isnan(placed[29, 59]) and np.isfinite(placed[15, 30])
+    assert np.nanmin(placed) >= 0 and np.nanmax(placed) <= 15 + 1e-4
+    whole = map_on_original(heat, 40, 20, image_size=4, crop_size=None)
+    assert whole.shape == (40, 20) and np.isfinite(whole).all()
+
+
+def test_predict_writes_overlays_at_the_images_size_and_a_sorted_escaped_index(tmp_path):
+    from PIL import Image
+
+    from medrecontrast.run import train_run
+    from medrecontrast.run.prediction import predict_images
+    from medrecontrast.tasks import get_task
+
+    task = get_task("synth-fundus", size=32, n_train=6, n_test_normal=3, n_test_abnormal=3)
+    train_run(task, "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False)
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.integers(0, 255, (300, 600, 3), dtype=np.uint8)).save(tmp_path / "in" / "wide.png")
+    Image.fromarray(rng.integers(0, 255, (80, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / "tall_<b>.png")
+    out = predict_images(tmp_path / "pc", [tmp_path / "in"], tmp_path / "out")
+    wide = Image.open(out / "overlays" / "wide.png")
+    assert wide.width > 2 * 600 * 0.9 and wide.height > 300  # two 600-px panels side by side, not 64 x 64
+    html = (out / "index.html").read_text()
+    scores = pd.read_csv(out / "scores.csv").sort_values("score", ascending=False)
+    positions = [
+        html.index(f"<td>{identifier.replace('<', '&lt;').replace('>', '&gt;')}<br>") for identifier in scores["id"]
+    ]
+    assert positions == sorted(positions)  # highest score first
+    assert "tall_<b>" not in html and "tall_&lt;b&gt;" in html and "overlays/wide.png" in html

@@ -12,7 +12,6 @@ import pandas as pd
 
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import atomic_path, write_csv
-from medrecontrast.run.artefacts import display_image
 from medrecontrast.run.config import expected_network, read_run_config
 
 
@@ -70,22 +69,111 @@ def predict_images(
         frame["label"] = np.where(predictions.scores >= threshold, "abnormal", "normal")
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "scores.csv", frame)
-    _save_overlays(dataset, predictions, out / "overlays")
+    _save_overlays(files, items, predictions, config, threshold, out / "overlays")
+    _save_index(frame, threshold, run, out / "index.html")
     return out
 
 
-def _save_overlays(dataset, predictions, folder: Path) -> None:
-    """Each image with its anomaly map over it (inferno, one colour scale for all images) as PNG."""
-    from matplotlib import colormaps
-    from PIL import Image
+MAX_SIDE = 2048  # overlays keep the image's own size and aspect up to this long side (a 4000 px photo is halved)
+
+
+def map_on_original(heat: np.ndarray, height: int, width: int, image_size: int, crop_size: int | None) -> np.ndarray:
+    """The anomaly map of the network's input (``crop_size`` or ``image_size`` square) placed back on the original
+    ``height`` x ``width`` image: the input was the image resized to ``image_size`` square and centre-cropped, so
+    the map is put at the crop's place (NaN outside it: nothing was scored there) and resized back to the original
+    size and aspect (bilinear)."""
+    import torch
+    import torch.nn.functional as F
+
+    frame = np.full((image_size, image_size), np.nan, dtype=np.float32)
+    side = heat.shape[0]
+    start = (image_size - side) // 2
+    frame[start : start + side, start : start + side] = heat
+    valid = np.isfinite(frame).astype(np.float32)
+    values = torch.from_numpy(np.nan_to_num(frame))[None, None]
+    weights = torch.from_numpy(valid)[None, None]
+    values = F.interpolate(values, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+    weights = F.interpolate(weights, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return np.where(weights > 0.5, values / np.maximum(weights, 1e-6), np.nan)
+
+
+def _save_overlays(files, items, predictions, config, threshold, folder: Path) -> None:
+    """One PNG per image at its own resolution and aspect (up to :data:`MAX_SIDE`): the original as a viewer shows
+    it, beside its anomaly map (inferno on ONE colour scale for all the images of this prediction, with its colour
+    bar), titled with the image's score and, where the run fixed a label-free threshold, the label it gives."""
+    from matplotlib.figure import Figure
+
+    from medrecontrast.data.readers import read_image
 
     folder.mkdir(parents=True, exist_ok=True)
-    low, high = float(predictions.maps.min()), float(predictions.maps.max())
-    colour = colormaps["inferno"]
-    for index, identifier in enumerate(predictions.ids):
-        image = display_image(dataset[index]["image"]).astype(np.float32)
-        scaled = (predictions.maps[index] - low) / max(high - low, 1e-12)
-        heat = colour(scaled)[..., :3] * 255
-        blended = (0.5 * image + 0.5 * heat).round().astype(np.uint8)
+    low, high = float(np.nanmin(predictions.maps)), float(np.nanmax(predictions.maps))
+    for index, (path, identifier) in enumerate(zip(files, predictions.ids)):
+        original = read_image(path, items[index].get("slice"))
+        original = np.clip(original.transpose(1, 2, 0), 0, 1)
+        height, width = original.shape[:2]
+        scale = min(1.0, MAX_SIDE / max(height, width))
+        if scale < 1:
+            from PIL import Image
+
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            original = (
+                np.asarray(
+                    Image.fromarray((original * 255).astype(np.uint8).squeeze()).resize(size, Image.BILINEAR)
+                ).astype(np.float32)
+                / 255
+            )
+            original = original if original.ndim == 3 else original[..., None]
+            height, width = original.shape[:2]
+        heat = map_on_original(predictions.maps[index], height, width, config.image_size, config.crop_size)
+        score = float(predictions.scores[index])
+        verdict = (
+            f"{'abnormal' if score >= threshold else 'normal'} at the run's threshold {threshold:.4g}"
+            if threshold is not None
+            else "no label: the run fixed no label-free threshold (holdout 0)"
+        )
+        dpi = 100
+        figure = Figure(figsize=(max(2 * width / dpi + 1.2, 4.0), max(height / dpi + 0.9, 2.2)), dpi=dpi)
+        left, right = figure.subplots(1, 2)
+        left.imshow(original.squeeze(), cmap="gray" if original.shape[2] == 1 else None, vmin=0, vmax=1)
+        shown = right.imshow(heat, cmap="inferno", vmin=low, vmax=high)
+        figure.colorbar(shown, ax=right, fraction=0.046, pad=0.02, label="anomaly score (one scale for all images)")
+        left.set_title("image", fontsize=8)
+        right.set_title("anomaly map", fontsize=8)
+        for ax in (left, right):
+            ax.set_axis_off()
+        figure.suptitle(f"{identifier}: score {score:.4g}, {verdict}", fontsize=9)
         with atomic_path(folder / f"{identifier}.png") as partial:
-            Image.fromarray(blended).save(partial, format="PNG")
+            figure.savefig(partial, format="png", dpi=dpi, bbox_inches="tight")
+
+
+def _save_index(frame: pd.DataFrame, threshold, run: Path, path: Path) -> None:
+    """``index.html``: every prediction sorted by score (highest first), each row its overlay, score and label; one
+    file that opens offline (the overlays are beside it); names are escaped (jinja2 autoescape)."""
+    import jinja2
+
+    template = jinja2.Environment(autoescape=True).from_string(INDEX_TEMPLATE)
+    rows = frame.sort_values("score", ascending=False).to_dict("records")
+    html = template.render(rows=rows, threshold=threshold, run=str(run))
+    with atomic_path(path) as partial:
+        partial.write_text(html, encoding="utf-8")
+
+
+INDEX_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>medrecontrast predictions</title>
+<style>body{font-family:sans-serif;margin:1.5em;max-width:75em}table{border-collapse:collapse}
+td,th{border-bottom:1px solid #ccc;padding:.4em;text-align:left;vertical-align:top}
+img{max-width:40em;height:auto}</style>
+</head><body>
+<h1>Predictions of {{ run }}</h1>
+<p>{{ rows|length }} image(s), highest score first.
+{% if threshold is not none %}Label: abnormal where the score reaches the run's label-free threshold
+{{ "%.4g"|format(threshold) }} (the 95th percentile of held-out normal training images).
+{% else %}No label: the run held out no normals, so it has no label-free threshold.{% endif %}
+Scores are comparable only within one run.</p>
+<table><tr><th>rank</th><th>image</th><th>score</th><th>label</th><th>overlay</th></tr>
+{% for row in rows %}<tr><td>{{ loop.index }}</td><td>{{ row.id }}<br><small>{{ row.path }}</small></td>
+<td>{{ "%.4g"|format(row.score) }}</td><td>{{ row.label if row.label is defined else "–" }}</td>
+<td><a href="overlays/{{ row.id|urlencode }}.png"><img loading="lazy" src="overlays/{{ row.id|urlencode }}.png"
+alt="{{ row.id }}"></a></td></tr>
+{% endfor %}</table></body></html>
+"""
