@@ -96,7 +96,49 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
             partial.write_text("".join(f"{line}\n" for line in answer_lines(results, statistics)))
     with atomic_path(readme) as partial:
         partial.write_text(text)
+    with atomic_path(folder / HTML_REPORT) as partial:
+        partial.write_text(render_html(text, folder), encoding="utf-8")
     return readme
+
+
+HTML_REPORT = "report.html"  # README.md as one self-contained page: every figure inline, links to the files beside it
+
+
+def render_html(markdown_text: str, folder: Path) -> str:
+    """README.md as a single HTML file that opens offline: CommonMark with tables (markdown-it-py, which Rich
+    already needs), raw HTML in the text escaped (a task named ``<img onerror=...>`` stays text), every PNG the
+    page shows inlined as a data URI; links to the CSVs, PDFs and Markdown tables stay relative (they sit beside
+    it in the report folder)."""
+    import base64
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+
+    def inline(match: re.Match) -> str:
+        name = html.unescape(match.group(1))
+        path = folder / name
+        if "/" in name or not path.is_file() or path.suffix.lower() != ".png":
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+)"', inline, body)
+    title = html.escape(markdown_text.splitlines()[0].lstrip("# ").strip() if markdown_text else "report")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title>\n<style>{HTML_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:80em;padding:0 1em;line-height:1.45}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:.85em;display:block;overflow-x:auto}"
+    "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f3f3f3}"
+    "img{max-width:min(100%,60em);height:auto}code{background:#f3f3f3;padding:0 .2em}"
+)
 
 
 def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict, statistics: SweepStatistics) -> str:
