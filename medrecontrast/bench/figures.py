@@ -94,6 +94,7 @@ def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=No
         for name, figure in figures.items():
             if figure is None:
                 continue
+            fit_to_column(figure)
             for suffix in ("png", "pdf"):
                 with atomic_path(folder / f"{name}.{suffix}") as partial:
                     # no creation date in the PDF: the same runs give byte-identical files, so a diff shows real changes
@@ -127,13 +128,22 @@ def _method_legend(figure, done: pd.DataFrame, metric: str, what: str) -> None:
     from matplotlib.lines import Line2D
 
     handles, labels = [], []
+    tasks = done["task"].nunique()
     for method, runs in _by_method(done):
         values = runs.groupby("task", sort=False)[metric].agg(["mean", "std"])
-        text = "; ".join(
-            f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if not np.isnan(v["std"]) else "") for _, v in values.iterrows()
-        )
+
+        def cell(v) -> str:
+            return f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if not np.isnan(v["std"]) else "")
+
         handles.append(Line2D([], [], color=METHOD_COLORS[method], lw=1.2))
-        labels.append(f"{display_name(method)} ({what} {text})")
+        if tasks == 1:
+            labels.append(f"{display_name(method)} ({what} {cell(values.iloc[0])})")
+        elif tasks <= 3:  # which number is which task's, named
+            labels.append(
+                f"{display_name(method)}: {what} " + ", ".join(f"{t} {cell(v)}" for t, v in values.iterrows())
+            )
+        else:  # many tasks: the numbers are in the tables
+            labels.append(display_name(method))
     handles.append(Line2D([], [], color="grey", ls=":", lw=0.8))
     labels.append("chance")
     figure.tight_layout()
@@ -437,7 +447,7 @@ def critical_difference_figure(done: pd.DataFrame):
         ax.text(1 + cd / 2, 0.41, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=7, color="grey")
         ax.set_axis_off()
         title = f"Average rank over {len(table)} tasks (image AUROC)" + (
-            f"; Friedman p = {friedman:.3g}" if np.isfinite(friedman) else ""
+            f"\nFriedman p = {friedman:.3g}" if np.isfinite(friedman) else ""
         )
         ax.set_title(title, fontsize=8, pad=12)
     return figure
@@ -468,7 +478,7 @@ def examples_figure(done: pd.DataFrame, task: str):
     columns = ["image"] + (["ground truth"] if has_masks else []) + [display_name(m) for m in methods]
     scales = {m: (float(e["maps"].min()), float(e["maps"].max())) for m, e in examples.items()}
     with matplotlib.rc_context(STYLE):
-        side = min(1.6, MAX_WIDTH / (len(columns) + 0.4))
+        side = (SINGLE_COLUMN if len(columns) <= 2 else DOUBLE_COLUMN) / len(columns)  # one or two journal columns
         figure, axes = _subplots(
             len(images), len(columns), figsize=(side * len(columns), side * len(images)), squeeze=False
         )
@@ -536,10 +546,9 @@ def cases_figure(done: pd.DataFrame, task: str):
 
     cases = [case for case, _, _ in CASES if any(case in e["case"].astype(str) for e in stored.values())]
     with matplotlib.rc_context(STYLE):
-        side = min(1.7, DOUBLE_COLUMN / (len(methods) + 0.5))
-        figure, axes = _subplots(
-            len(cases), len(methods), figsize=(side * len(methods) + 0.6, side * len(cases) + 0.3), squeeze=False
-        )
+        total = SINGLE_COLUMN if len(methods) <= 2 else DOUBLE_COLUMN
+        side = (total - 0.6) / len(methods)  # the row labels take 0.6 in
+        figure, axes = _subplots(len(cases), len(methods), figsize=(total, side * len(cases) + 0.6), squeeze=False)
         for col, method in enumerate(methods):
             e = stored[method]
             low, high = float(e["maps"].min()), float(e["maps"].max())
@@ -565,8 +574,8 @@ def cases_figure(done: pd.DataFrame, task: str):
                 if col == 0:
                     ax.set_ylabel(case.replace(", ", ",\n").replace(" (", "\n("), fontsize=7)
         figure.suptitle(
-            f"{task}: each method's highest- and lowest-scored test images (seed {runs.iloc[0]['seed']}; "
-            "contours = anomaly map, cyan = ground truth)"
+            f"{task}: each method's highest- and lowest-scored test images (seed {runs.iloc[0]['seed']})\n"
+            "contours = anomaly map, cyan = ground truth"
         )
         figure.tight_layout()
     return figure
@@ -599,10 +608,34 @@ def _by_method(frame: pd.DataFrame):
         yield method, frame[frame["method"] == method].sort_values("seed")
 
 
+def fit_to_column(figure) -> float:
+    """Narrow ``figure`` until what ``savefig(bbox_inches="tight")`` writes (labels and legends that reach past the
+    axes included) is at most one journal column (3.4 in) or two (7.0 in), whichever it was drawn for, so that
+    placed at that width no text shrinks below its size; text keeps its size, the axes give way. Returns the
+    saved width in inches."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    column = SINGLE_COLUMN if figure.get_figwidth() <= SINGLE_COLUMN + 1e-6 else DOUBLE_COLUMN
+    target = column - 2 * float(matplotlib.rcParams["savefig.pad_inches"])  # savefig adds this margin on each side
+    canvas = FigureCanvasAgg(figure)
+    width = target
+    for _ in range(6):
+        canvas.draw()
+        width = figure.get_tightbbox(canvas.get_renderer()).width
+        if width <= target + 0.005:
+            break
+        figure.set_figwidth(figure.get_figwidth() * target / width * 0.995)
+    return width + column - target
+
+
 def _panels(count: int, width: float, height: float):
+    """``count`` panels, up to 3 a row, in a figure exactly one journal column (3.4 in, one panel) or two columns
+    (7.0 in) wide; ``width`` x ``height`` gives each panel's aspect."""
     columns = min(count, 3)
     rows = -(-count // columns)
-    figure, axes = _subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    total = SINGLE_COLUMN if columns == 1 else DOUBLE_COLUMN
+    panel = total / columns
+    figure, axes = _subplots(rows, columns, figsize=(total, panel * height / width * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_axis_off()
     return figure, list(axes.flat[:count])
