@@ -229,5 +229,5 @@ def test_a_real_sweep_has_the_pneumonia_subtypes(tmp_path):
     assert [o.status for o in run_sweep(sweep, progress=False, quiet=True)] == ["finished"]
     readme = build_report(tmp_path / "runs", tmp_path / "report")
     subtypes = (tmp_path / "report" / "subtypes.md").read_text()
-    assert "bacteria" in subtypes and "virus" in subtypes and (tmp_path / "report" / "forest_chest-xray.png").is_file()
+    assert "bacteria" in subtypes and "virus" in subtypes and (tmp_path / "report" / "forest.png").is_file()
     assert "Not the authors' network" not in readme.read_text()  # PatchCore runs the released patch features

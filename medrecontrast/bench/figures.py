@@ -191,7 +191,7 @@ def auroc_figure(done: pd.DataFrame, statistics=None):
         ax.set(ylabel="image AUROC (%)", ylim=(0, 100), xlim=(-0.6, len(tasks) - 0.4))
         interval = "95 % bootstrap interval" if statistics is not None else "± 1 std"
         ax.legend(
-            title=f"point = seed mean, line = {interval}, circles = seeds",
+            title=f"point = seed mean, line = {interval},\ncircles = seeds",
             frameon=False,
             ncols=min(len(methods), 4),
             loc="lower center",
