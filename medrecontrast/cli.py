@@ -834,12 +834,10 @@ def _print_metrics(folder: Path, metrics: dict) -> None:
 
 def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
     """``bench --dry-run``: the checked plan, then exit (nothing is written)."""
-    import shutil
-
     from rich.table import Table
 
     from medrecontrast.bench.executors import duration_text
-    from medrecontrast.bench.sweep import describe_plan, disk_needed, plan_sweep
+    from medrecontrast.bench.sweep import describe_plan, disk_needed, free_space, plan_sweep
 
     specs = plan_sweep(sweep, resume=resume, force=force)
     plan = describe_plan(specs)
@@ -849,19 +847,9 @@ def _print_dry_run(sweep, *, resume: bool, force: bool) -> None:
     for row in plan.itertuples(index=False):
         table.add_row(*("–" if value is None or value != value else escape(str(value)) for value in row))
     console.print(table)
-    todo = [
-        (
-            f"{s.task} {s.method} {s.seed}",
-            {**s.storage, "kept": s.storage["model"] + s.storage["checkpoint"] * s.config.runtime.keep_checkpoints},
-        )
-        for s, status in zip(specs, plan["status"])
-        if s.storage and status == "to do"
-    ]
+    todo = [(s.label, s.storage) for s, status in zip(specs, plan["status"]) if s.storage and status == "to do"]
     kept, transient = disk_needed(todo)
-    folder = Path(sweep.out).resolve()
-    while not folder.exists():
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
+    free = free_space(sweep.out)
     expected = plan.loc[plan["status"] == "to do", "expected s"]
     time_line = (
         f"expected time of the runs to do: {duration_text(expected.sum())}"

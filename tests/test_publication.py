@@ -92,15 +92,12 @@ def test_markdown_cells_cannot_split_a_row_or_pass_html():
     assert "<img" not in table and "&lt;img src=x onerror=alert(1)&gt;\\|pipe\\|" in table
 
 
-def test_tables_renders_a_terminal_table_and_figures_makes_every_figure(tmp_path):
-    """`medrecontrast tables` printed raw Markdown with `**` markers wrapped mid-row; it prints a table (display
-    names, the best cell bold) and still writes every file."""
-    from typer.testing import CliRunner
-
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """One finished sweep (synth-oct, RD4AD and PatchCore, one seed, 32 px) that the report tests below read."""
     from medrecontrast.bench import SweepConfig, run_sweep
-    from medrecontrast.cli import app
 
-    out = tmp_path / "runs"
+    out = tmp_path_factory.mktemp("sweep") / "runs"
     config = SweepConfig(
         tasks=["synth-oct"],
         methods=["rd4ad", "patchcore"],
@@ -109,6 +106,17 @@ def test_tables_renders_a_terminal_table_and_figures_makes_every_figure(tmp_path
         options={"image_size": 32, "iters": 2},
     )
     run_sweep(config, progress=False)
+    return out
+
+
+def test_tables_renders_a_terminal_table_and_figures_makes_every_figure(tiny_sweep, tmp_path):
+    """`medrecontrast tables` printed raw Markdown with `**` markers wrapped mid-row; it prints a table (display
+    names, the best cell bold) and still writes every file."""
+    from typer.testing import CliRunner
+
+    from medrecontrast.cli import app
+
+    out = tiny_sweep
     result = CliRunner().invoke(app, ["tables", str(out), "--report", str(tmp_path / "report")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "**" not in result.output and "PatchCore" in result.output and "RD4AD" in result.output
@@ -172,22 +180,14 @@ CHROMIUM_FLAGS = (
 )
 
 
-def test_the_html_report_is_one_offline_page_that_a_browser_renders(tmp_path):
+def test_the_html_report_is_one_offline_page_that_a_browser_renders(tiny_sweep, tmp_path):
     """report.html beside README.md: the same text, every figure inlined, no raw HTML from names; rendered by a real
     headless Chromium where one is installed (Debian's chromium)."""
     from PIL import Image
 
-    from medrecontrast.bench import SweepConfig, build_report, run_sweep
+    from medrecontrast.bench import build_report
 
-    out = tmp_path / "runs"
-    config = SweepConfig(
-        tasks=["synth-oct"],
-        methods=["rd4ad", "patchcore"],
-        seeds=[0],
-        out=str(out),
-        options={"image_size": 32, "iters": 2},
-    )
-    run_sweep(config, progress=False)
+    out = tiny_sweep
     readme = build_report(out, tmp_path / "report")
     page = (readme.parent / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "Benchmark report" in page and "<table>" in page

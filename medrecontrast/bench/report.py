@@ -91,9 +91,10 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
         statistics = sweep_statistics(results)
         tables = write_tables(results, folder, statistics)
         figures = make_figures(results, folder, statistics)
-        text = render_readme(out, results, tables, figures, statistics)
+        answers = answer_lines(results, statistics)
+        text = render_readme(out, results, tables, figures, statistics, answers)
         with atomic_path(folder / ANSWERS) as partial:  # what `bench` prints when the sweep ends
-            partial.write_text("".join(f"{line}\n" for line in answer_lines(results, statistics)))
+            partial.write_text("".join(f"{line}\n" for line in answers))
     with atomic_path(readme) as partial:
         partial.write_text(text)
     with atomic_path(folder / HTML_REPORT) as partial:
@@ -141,7 +142,14 @@ HTML_STYLE = (
 )
 
 
-def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict, statistics: SweepStatistics) -> str:
+def render_readme(
+    out: Path,
+    results: pd.DataFrame,
+    tables: dict,
+    figures: dict,
+    statistics: SweepStatistics,
+    answers: list[str],
+) -> str:
     """README.md of the report: ``templates/report.md.j2`` filled with the sweep's facts, tables and figures."""
     sweep = json.loads((out / "sweep.json").read_text())
     done = finished(results)
@@ -198,7 +206,9 @@ def render_readme(out: Path, results: pd.DataFrame, tables: dict, figures: dict,
         # task, method and folder names are the user's text: a `|` would split a row, `<...>` pass as HTML
         overview=[(label, markdown_escape(value)) for label, value in overview],
         warnings=[markdown_escape(line) for line in _warnings(results, statistics)],
-        answers=[markdown_escape(line) for line in answer_lines(results, statistics)],
+        answers=[
+            markdown_escape(line) for line in (answers if answers is not None else answer_lines(results, statistics))
+        ],
         tables={name: path.read_text().strip() for name, path in tables.items() if name.endswith(".md")}
         | {name: "" for name in tables if not name.endswith(".md")},
         figures=captions,

@@ -42,7 +42,8 @@ class RunSpec:
     claims: str
     data_root: str | None = None
     force: bool = False  # redo the run from scratch, whatever its folder holds (bench --force)
-    storage: dict | None = None  # the method's storage_estimate for this run (bytes), where it has one
+    # the method's storage_estimate for this run (bytes) plus "kept" (what the finished run keeps), where it has one
+    storage: dict | None = None
 
     @property
     def task(self) -> str:

@@ -92,9 +92,11 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     train_images=training_image_count(len(data.train), planned.holdout),
                     input_size=planned.crop_size or planned.image_size,
                 )
-                if to_do and estimate is not None:
+                if estimate is not None:  # what the finished run keeps: model.pt, and its checkpoint if asked to
                     kept = estimate["checkpoint"] if planned.runtime.keep_checkpoints else 0
-                    disk.append((f"{name} {method} seed {seed}", {**estimate, "kept": estimate["model"] + kept}))
+                    estimate = {**estimate, "kept": estimate["model"] + kept}
+                    if to_do:
+                        disk.append((f"{name} {method} seed {seed}", estimate))
                 if (detector.get("pretrained") or detector.get("weights")) and to_do:
                     cls = detector_class(base)
                     needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
@@ -191,15 +193,20 @@ def disk_needed(disk: list[tuple[str, dict]]) -> tuple[int, int]:
     return kept, transient
 
 
-def check_disk_space(out, disk: list[tuple[str, dict]]) -> None:
-    """Refuse, before anything trains, a sweep whose runs cannot fit the free space of ``out``'s disk."""
+def free_space(out) -> int:
+    """Free bytes on the disk that holds (or will hold) the folder ``out``."""
     import shutil
 
-    kept, transient = disk_needed(disk)
     folder = Path(out).resolve()
     while not folder.exists():
         folder = folder.parent
-    free = shutil.disk_usage(folder).free
+    return shutil.disk_usage(folder).free
+
+
+def check_disk_space(out, disk: list[tuple[str, dict]]) -> None:
+    """Refuse, before anything trains, a sweep whose runs cannot fit the free space of ``out``'s disk."""
+    kept, transient = disk_needed(disk)
+    free = free_space(out)
     if kept + transient > free:
         largest = max(disk, key=lambda item: item[1]["kept"])
         raise UserInputError(

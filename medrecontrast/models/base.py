@@ -257,6 +257,15 @@ class Detector:
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+    def _record_training(self, result, batch_size: int) -> None:
+        """After ``train_loop``: its ``TrainingResult`` as this detector's fitted state (losses, images seen over
+        every resumed segment, training time), and fitted. The one bookkeeping of every trainable method."""
+        self.training_ = result
+        self.losses_ = result.losses
+        self.images_seen_ = (result.resumed_from + result.iterations_run) * batch_size
+        self.train_seconds_ = result.total_seconds
+        self.fitted_ = True
+
     @torch.no_grad()
     def predict(
         self, test: Dataset, batch_size: int = 16, num_workers: int | None = None, progress: bool | int = False

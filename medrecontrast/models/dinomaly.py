@@ -500,7 +500,7 @@ class Dinomaly(Detector):
             eps=c.adam_eps,
             clip_threshold=c.clip_threshold,
         )
-        self.training_ = train_loop(
+        result = train_loop(
             self.model,
             {"decoder": optimizer},
             self.training_loss,
@@ -512,10 +512,7 @@ class Dinomaly(Detector):
             progress=progress,
             lr_schedule=lambda iteration: self.learning_rate(iteration) / c.lr,
         )
-        self.losses_ = self.training_.losses
-        self.images_seen_ = (self.training_.resumed_from + self.training_.iterations_run) * c.batch_size
-        self.train_seconds_ = self.training_.total_seconds
-        self.fitted_ = True
+        self._record_training(result, c.batch_size)
         return self
 
     @torch.no_grad()

@@ -283,7 +283,7 @@ class ReContrast(Detector):
             )
             estimate_batchnorm_statistics(encoders, train, c.batch_size, self.device)
         optimizers = self.make_optimizers()
-        self.training_ = train_loop(
+        result = train_loop(
             self.model,
             optimizers,
             self.training_loss,
@@ -299,10 +299,7 @@ class ReContrast(Detector):
             resume=resume,
             progress=progress,
         )
-        self.losses_ = self.training_.losses
-        self.images_seen_ = (self.training_.resumed_from + self.training_.iterations_run) * c.batch_size
-        self.train_seconds_ = self.training_.total_seconds
-        self.fitted_ = True
+        self._record_training(result, c.batch_size)
         return self
 
     @torch.no_grad()
