@@ -149,7 +149,8 @@ METHOD_SETTINGS_NOTE = (
 def tasks_command(
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
 ):
-    """List every task: modality, protocol, masks and sizes (each method's own settings: `methods --json`).
+    """List every task: modality, protocol, masks, sizes and how it finds each image's patient (each method's own
+    settings: `methods --json`).
 
     Example: medrecontrast tasks
     """
@@ -162,7 +163,7 @@ def tasks_command(
         return
     table = Table(title="medrecontrast tasks", show_lines=False)
     for column in rows[0]:
-        table.add_column(column, no_wrap=column != "train | test")
+        table.add_column(column, no_wrap=column not in ("train | test", "patients"))
     for row in rows:
         table.add_row(*row.values())
     console.print(table)
@@ -237,7 +238,22 @@ def data_check(
     data_root: DataRoot = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object (for scripts).")] = False,
     deep: Annotated[bool, typer.Option("--deep", metavar="", help="Decode every image, not only its header.")] = False,
+    duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--duplicates",
+            metavar="",
+            help="Also list near-duplicate images (perceptual hash; re-encoded or resized copies).",
+        ),
+    ] = False,
     slice_axis: Annotated[int, typer.Option(help="Axis along which 3-D NIfTI volumes are sliced (folder tasks).")] = 2,
+    patient: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Who each image belongs to (folder tasks): subfolder, file, or a regular expression with one group "
+            "over the path below the class folder. Default: sub-folders, DICOM PatientID, volumes."
+        ),
+    ] = None,
     window: Annotated[
         Optional[str],
         typer.Option(
@@ -248,18 +264,23 @@ def data_check(
     """Validate a task's files and print counts per split, label and class.
 
     Opens every image and mask (header and size; --deep decodes them) so that a broken file is
-    found now, not at hour three of training. Exits 1 when a file is broken.
+    found now, not at hour three of training; counts patients where the task knows them, and looks
+    for patients and byte-identical files shared by training and test (--duplicates: near-duplicates
+    too). Exits 1 when a file is broken or a folder task's training and test share a patient.
 
     Example: medrecontrast data check aptos --data-root /data --json
     """
-    options = {"slice_axis": slice_axis, "window": window} if task.lower().startswith("folder:") else {}
-    if window is not None and not task.lower().startswith("folder:"):
+    is_folder = task.lower().startswith("folder:")
+    options = {"slice_axis": slice_axis, "window": window, "patient": patient} if is_folder else {}
+    if window is not None and not is_folder:
         raise UserInputError(f"--window applies to folder: tasks; task '{task}' has its own reading rule")
+    if patient is not None and not is_folder:
+        raise UserInputError(f"--patient applies to folder: tasks; task '{task}' has its own patient rule")
     from medrecontrast.data.check import check_task_data
     from medrecontrast.tasks import get_task
 
     data = get_task(task, **options).load(data_root)
-    report = check_task_data(data, deep=deep, progress=not as_json)
+    report = check_task_data(data, deep=deep, progress=not as_json, leaks=True, near=duplicates)
     summary = report.to_dict()
     if as_json:
         print(json.dumps(summary, indent=None))
@@ -271,14 +292,31 @@ def data_check(
 
 def _print_check(summary: dict) -> None:
     table = Table(title=f"task {summary['task']}")
-    for column in ("split", "label / class", "images"):
+    patients = summary.get("patients")
+    for column in ("split", "label / class", "images", *(["patients"] if patients else [])):
         table.add_column(column)
     for split in ("train", "test"):
         for label, n in summary[split].items():
-            table.add_row(split, label, str(n))
+            table.add_row(split, label, str(n), *([str(patients[split].get(label, 0))] if patients else []))
             for category, count in summary["categories_by_label"][split].get(label, {}).items():
-                table.add_row("", f"  {escape(category)}", str(count), style="dim")  # under the label it belongs to
+                # under the label it belongs to
+                table.add_row("", f"  {escape(category)}", str(count), *([""] if patients else []), style="dim")
     console.print(table)
+    console.print(
+        escape(
+            f"unit of analysis: {summary['unit']}"
+            if patients
+            else "unit of analysis: one image = one unit (the files name no patient)"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    leaks = summary.get("leaks") or {}
+    for line in leaks.get("warnings", []):
+        style = (
+            "[red]problem:[/]" if leaks.get("refused") and "both training and test" in line else "[yellow]warning:[/]"
+        )
+        err_console.print(f"{style} {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
     if summary.get("masks_missing"):
         err_console.print(
@@ -296,7 +334,10 @@ def _print_check(summary: dict) -> None:
     if len(summary["problems"]) > 20:
         err_console.print(f"... and {len(summary['problems']) - 20} more problems (use --json for all)")
     if not summary["ok"]:
-        console.print("[red]FAILED[/]: fix or remove the files above, then check again")
+        what = (
+            "move each shared patient's images to one side" if leaks.get("refused") else "fix or remove the files above"
+        )
+        console.print(f"[red]FAILED[/]: {what}, then check again")
     elif summary["checked"] == "headers":
         console.print(
             "[green]OK[/] (headers and sizes only: a truncated or corrupt file passes this check; --deep decodes "

@@ -43,6 +43,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, default_methods
 from medrecontrast.models.base import detector_class
 from medrecontrast.run import PROFILES, accepted_keys, default_profile
+from medrecontrast.stats import check_patient_score
 from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
@@ -75,6 +76,9 @@ class SweepConfig:
         default_factory=dict
     )  # the command line's settings (--device, --holdout): the last layer, over every section
     source: str | None = None  # the TOML file the settings came from (for error messages with its lines)
+    # how a patient's image scores become its score in the patient-level results (max, mean or top<k>); statistics
+    # only (no run depends on it), recorded in sweep.json for `tables`/`report`
+    patient_score: str = "max"
 
     def resolved(self) -> "SweepConfig":
         """A copy with every default filled in and every name checked."""
@@ -103,6 +107,7 @@ class SweepConfig:
                 f"variant(s) {', '.join(unused)} defined but not in methods ({', '.join(c.methods)}); add them to "
                 "methods or remove them"
             )
+        check_patient_score(c.patient_score)
         if c.executor not in EXECUTORS:
             raise UserInputError(f"unknown executor '{c.executor}'; choose one of {', '.join(EXECUTORS)}")
         if not c.tasks or not c.methods or not c.seeds:
@@ -243,6 +248,11 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
                 f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}"
             )
         _check_type(path, text, key, value)
+        if key == "patient_score":
+            try:
+                check_patient_score(value)
+            except UserInputError as exc:
+                raise UserInputError(f"{path}, line {_line_of(text, key)}: {exc}") from None
     for section in ("method", "task", "variant"):
         for name, body in raw.get(section, {}).items():
             if not isinstance(body, dict):
@@ -313,6 +323,7 @@ _TYPES = {
     "task": dict,
     "variant": dict,
     "flags": dict,
+    "patient_score": str,
 }
 
 

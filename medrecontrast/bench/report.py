@@ -159,8 +159,19 @@ def render_readme(
     packages = environment.get("packages", {})
     failed = (results["status"] == "failed").any()
     test_sets = (
-        f"{r.task}: {r.normal} normal, {r.abnormal} abnormal, {r.holdout} hold-out normal"
+        f"{r.task}: {statistics.sizes(r.task)}, {r.holdout} hold-out normal(s)"
+        + (f" from {int(r.holdout_patients)} patient(s)" if pd.notna(r.holdout_patients) and r.holdout else "")
+        + ("" if pd.notna(r.normal_patients) else " (one image = one unit: the files name no patient)")
         for r in statistics.counts.itertuples()
+    )
+    clustered = [t for t in statistics.counts["task"] if statistics.has_patients(t)]
+    unit_line = (
+        f"; for {', '.join(clustered)}, whose images name their patients, patients are resampled (stratified by "
+        "whether a patient has an abnormal image; every image of a drawn patient kept) and DeLong's test is "
+        "Obuchowski's clustered one, so that correlated images of one patient do not narrow an interval; patient-"
+        f"level results (a patient's score: the {statistics.patient_score} of its image scores) in patients.md"
+        if clustered
+        else ""
     )
     overview = [
         ("command", f"`{sweep.get('command') or 'medrecontrast bench --out ' + str(_relative(out))}`"),
@@ -191,7 +202,8 @@ def render_readme(
         (
             "statistics",
             f"{statistics.resamples:,} stratified bootstrap resamples of the test images per task (seeded; normals and "
-            "abnormals resampled separately, shared by every method and seed), computed from the stored scores",
+            "abnormals resampled separately, shared by every method and seed), computed from the stored scores"
+            + unit_line,
         ),
     ]
     captions = [(name, caption) for name, caption in FIGURE_CAPTIONS.items() if name in figures]
@@ -212,6 +224,7 @@ def render_readme(
         tables={name: path.read_text().strip() for name, path in tables.items() if name.endswith(".md")}
         | {name: "" for name in tables if not name.endswith(".md")},
         figures=captions,
+        patient_score=statistics.patient_score,
     )
 
 
@@ -235,7 +248,12 @@ def answer_lines(results: pd.DataFrame, statistics: SweepStatistics) -> list[str
         head = (
             f"{task}: {display_name(best)} {'best' if len(means) > 1 else 'only'}, image AUROC {100 * means[best]:.1f}"
         )
-        head += f"{bounds} ({seeds} seed(s))"
+        unit = (
+            f"per image; interval and tests resample the {statistics.sizes(task).split(' from ')[1]}"
+            if statistics.has_patients(task)
+            else "per image; one image = one unit"
+        )
+        head += f"{bounds} ({unit}; {seeds} seed(s))"
         similar, worse = [], []
         for method in means.index.drop(best):
             row = tests[(tests["task"] == task) & (tests["method"] == method) & (tests["against"] == best)]
@@ -250,6 +268,20 @@ def answer_lines(results: pd.DataFrame, statistics: SweepStatistics) -> list[str
             parts.append(f"{' and '.join(similar)} not significantly worse")
         if worse:
             parts.append(f"significantly worse: {', '.join(worse)}")
+        patient = statistics.interval(task, best, "image_auroc", unit="patient")
+        if patient is not None:
+            rows = statistics.patient_intervals
+            value = rows[
+                (rows["task"] == task)
+                & (rows["method"] == best)
+                & (rows["metric"] == "image_auroc")
+                & (rows["seed"] == MEAN)
+                & (rows["interval"] == "bootstrap")
+            ]["value"].iloc[0]
+            parts.append(
+                f"per patient ({statistics.patient_score} of its images), {display_name(best)}'s AUROC is "
+                f"{100 * value:.1f} [{100 * patient[0]:.1f}, {100 * patient[1]:.1f}]"
+            )
         lines.append("; ".join(parts) + ".")
     return lines
 

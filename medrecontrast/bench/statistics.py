@@ -22,6 +22,7 @@ import pandas as pd
 
 from medrecontrast import stats
 from medrecontrast.bench.results import finished
+from medrecontrast.bench.store import read_sweep_marker
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.run import PIXEL_STATISTICS
@@ -36,27 +37,51 @@ def reference_methods() -> list[str]:
 
 
 MEAN = "mean"  # the ``seed`` of a seed-mean row
+PATIENT_SCORES = ("max", "mean", "top<k>")  # how a patient's image scores become the patient's score
+DEFAULT_PATIENT_SCORE = "max"
+INTERVAL_COLUMNS = ["task", "method", "seed", "metric", "unit", "value", "low", "high", "interval", "resampled"]
+COMPARISON_COLUMNS = [
+    "task",
+    "metric",
+    "unit",
+    "method",
+    "against",
+    "difference",
+    "p",
+    "test",
+    "resampled",
+    "p_holm",
+    "significant",
+]
 
 
 @dataclass
 class SweepStatistics:
-    """Every statistic of a sweep, as tidy frames (metric values are fractions, not percent)."""
+    """Every statistic of a sweep, as tidy frames (metric values are fractions, not percent).
 
-    intervals: (
-        pd.DataFrame
-    )  # task, method, seed (int or "mean"), metric, value, low, high, interval ("bootstrap" | "DeLong")
-    comparisons: pd.DataFrame  # task, metric, method, against, difference, p, p_holm, test, significant
+    ``unit`` says what a metric is computed over (``image``; ``patient``: one score per patient, the
+    ``patient_score`` of its images), ``resampled`` what its interval or test treats as independent
+    (``patients`` where the task names them: a patient bootstrap, Obuchowski's clustered DeLong; else
+    ``images``). The ``patient_*`` frames hold the patient-level results of tasks with patients."""
+
+    intervals: pd.DataFrame  # INTERVAL_COLUMNS; interval "bootstrap" | "DeLong"
+    comparisons: pd.DataFrame  # COMPARISON_COLUMNS
     operating_points: pd.DataFrame  # task, method, seed, every OPERATING_POINTS key
-    subtypes: pd.DataFrame  # task, subtype, method, abnormal, normal, auroc, auroc_std, low, high
-    counts: pd.DataFrame  # task, normal, abnormal, holdout, prevalence
+    subtypes: pd.DataFrame  # task, subtype, method, abnormal, normal, auroc, auroc_std, low, high, resampled
+    # task, normal, abnormal, holdout, prevalence, and the patients behind each (None where the task names none)
+    counts: pd.DataFrame
+    patient_intervals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INTERVAL_COLUMNS))
+    patient_comparisons: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COMPARISON_COLUMNS))
+    patient_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    patient_score: str = DEFAULT_PATIENT_SCORE
     resamples: int = stats.N_BOOTSTRAP
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def interval(
-        self, task: str, method: str, metric: str, seed="mean", kind: str = "bootstrap"
+        self, task: str, method: str, metric: str, seed="mean", kind: str = "bootstrap", unit: str = "image"
     ) -> tuple[float, float] | None:
-        rows = self.intervals
+        rows = self.intervals if unit == "image" else self.patient_intervals
         rows = rows[
             (rows["task"] == task)
             & (rows["method"] == method)
@@ -65,6 +90,21 @@ class SweepStatistics:
             & (rows["interval"] == kind)
         ]
         return None if rows.empty else (float(rows["low"].iloc[0]), float(rows["high"].iloc[0]))
+
+    def has_patients(self, task: str) -> bool:
+        rows = self.counts[self.counts["task"] == task]
+        return bool(len(rows)) and pd.notna(rows["normal_patients"].iloc[0])
+
+    def sizes(self, task: str) -> str:
+        """``234 normal + 390 abnormal test images from 225 + 202 patients`` (or without patients)."""
+        rows = self.counts[self.counts["task"] == task]
+        if rows.empty:
+            return "–"
+        r = rows.iloc[0]
+        text = f"{int(r['normal'])} normal + {int(r['abnormal'])} abnormal test images"
+        if pd.notna(r["normal_patients"]):
+            text += f" from {int(r['normal_patients'])} + {int(r['abnormal_patients'])} patients"
+        return text
 
 
 @dataclass
@@ -79,149 +119,294 @@ class _Run:
     quantile: float
     pixels: dict | None
     stored: dict  # the run's stored metrics (exact point values)
+    patients: np.ndarray | None = None  # each test image's patient (None: the task names none)
+    holdout_patients: np.ndarray | None = None
+    leaks: list[str] = field(default_factory=list)  # what data.json says the splits share
+
+
+@dataclass
+class _Sampling:
+    """One task's shared resamples: image weights (and patient weights where the task has patients)."""
+
+    weights: np.ndarray  # (B, images)
+    holdout: np.ndarray | None  # (B, held-out images)
+    clusters: np.ndarray | None = None  # each test image's patient
+    patient_weights: np.ndarray | None = None  # (B, patients), patients in first-appearance order
+    patient_holdout: np.ndarray | None = None  # (B, held-out patients)
 
 
 def sweep_statistics(
-    results: pd.DataFrame, resamples: int = stats.N_BOOTSTRAP, seed: int = 0, level: float = stats.LEVEL
+    results: pd.DataFrame,
+    resamples: int = stats.N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = stats.LEVEL,
+    patient_score: str | None = None,
 ) -> SweepStatistics:
-    """Intervals, paired comparisons, operating points, per-subtype AUROC and test-set sizes of every task."""
+    """Intervals, paired comparisons, operating points, per-subtype AUROC and test-set sizes of every task, at the
+    image level and, for tasks whose images name their patients, at the patient level (``patient_score``: how a
+    patient's image scores combine; None: what the sweep recorded, else max)."""
     began = time.perf_counter()
     done = finished(results)
-    intervals, comparisons, points, subtypes, counts, notes = [], [], [], [], [], []
+    patient_score = stats.check_patient_score(patient_score or recorded_patient_score(results))
+    image, patient = _Frames(), _Frames()
+    subtypes, counts, notes = [], [], []
     for task in done["task"].unique():
         runs = [_load(row) for row in done[done["task"] == task].itertuples()]
+        runs, left_out = _same_test_set(runs)
+        if left_out:
+            notes.append(f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics")
         reference = runs[0]
-        same = [
-            r for r in runs if len(r.labels) == len(reference.labels) and np.array_equal(r.labels, reference.labels)
-        ]
-        if len(same) < len(runs):
-            notes.append(
-                f"{task}: {len(runs) - len(same)} run(s) scored a different test set and were left out of its "
-                "statistics"
-            )
-        runs = same
-        task_seed = seed + zlib.crc32(task.encode())
-        strata = (
-            reference.labels
-            if reference.groups is None
-            else np.char.add(reference.groups.astype(str), reference.labels.astype(str))
-        )
-        weights = stats.bootstrap_counts(strata, resamples, task_seed)
-        holdout_weights = None
-        if reference.holdout is not None:
-            holdout_weights = stats.bootstrap_counts(np.zeros(len(reference.holdout), int), resamples, task_seed + 1)
-        counts.append(
-            {
-                "task": task,
-                "normal": int((reference.labels == 0).sum()),
-                "abnormal": int((reference.labels == 1).sum()),
-                "holdout": 0 if reference.holdout is None else len(reference.holdout),
-                "prevalence": float(reference.labels.mean()),
-            }
-        )
-        samples: dict[str, dict[str, list[np.ndarray]]] = {}  # method -> metric -> per-seed samples (B,)
-        values: dict[str, dict[str, list[float]]] = {}  # method -> metric -> per-seed point values
-        for run in runs:
-            point = _run_metrics(
-                run,
-                np.ones((1, len(run.labels)), np.int32),
-                None if run.holdout is None else np.ones((1, len(run.holdout)), np.int32),
-            )
-            sampled = _run_metrics(run, weights, holdout_weights)
-            for metric, resampled in sampled.items():
-                # the table's point value is the stored, exact metric where the run has it
-                value = run.stored.get(metric, float(point[metric][0]))
-                low, high = stats.percentile_interval(resampled, level)
-                intervals.append(
-                    dict(
-                        task=task,
-                        method=run.method,
-                        seed=run.seed,
-                        metric=metric,
-                        value=value,
-                        low=low,
-                        high=high,
-                        interval="bootstrap",
-                    )
-                )
-                samples.setdefault(run.method, {}).setdefault(metric, []).append(resampled)
-                values.setdefault(run.method, {}).setdefault(metric, []).append(value)
-            auroc, low, high = stats.delong_interval(run.labels, run.scores, level)
-            intervals.append(
-                dict(
-                    task=task,
-                    method=run.method,
-                    seed=run.seed,
-                    metric="image_auroc",
-                    value=auroc,
-                    low=low,
-                    high=high,
-                    interval="DeLong",
-                )
-            )
-            points.append(
-                {
-                    "task": task,
-                    "method": run.method,
-                    "seed": run.seed,
-                    **{k: float(point[k][0]) for k in OPERATING_POINTS if k in point},
-                }
-            )
-        by_method = {m: [r for r in runs if r.method == m] for m in dict.fromkeys(r.method for r in runs)}
-        for method, method_runs in by_method.items():
-            for metric, per_seed in samples[method].items():
-                low, high = stats.percentile_interval(np.mean(per_seed, axis=0), level)
-                value = float(np.mean(values[method][metric]))
-                intervals.append(
-                    dict(
-                        task=task,
-                        method=method,
-                        seed=MEAN,
-                        metric=metric,
-                        value=value,
-                        low=low,
-                        high=high,
-                        interval="bootstrap",
-                    )
-                )
-            auroc, low, high = stats.delong_interval(reference.labels, [r.scores for r in method_runs], level)
-            intervals.append(
-                dict(
-                    task=task,
-                    method=method,
-                    seed=MEAN,
-                    metric="image_auroc",
-                    value=auroc,
-                    low=low,
-                    high=high,
-                    interval="DeLong",
-                )
-            )
-        comparisons += _compare(task, by_method, samples, values, reference.labels)
-        subtypes += _subtypes(task, by_method, level)
-    comparisons_frame = pd.DataFrame(
-        comparisons, columns=["task", "metric", "method", "against", "difference", "p", "test", "p_holm", "significant"]
-    )
-    if len(comparisons_frame):
-        for (metric, test), rows in comparisons_frame.groupby(
-            ["metric", "test"]
-        ):  # one family per metric column and test
-            comparisons_frame.loc[rows.index, "p_holm"] = stats.holm(rows["p"].to_numpy())
-        comparisons_frame["significant"] = comparisons_frame["p_holm"] < ALPHA
+        notes += [line for line in dict.fromkeys(line for r in runs for line in r.leaks)]
+        sampling = _sampling(task, reference, resamples, seed)
+        counts.append(_counts(task, reference))
+        _image_statistics(task, runs, sampling, level, image)
+        subtypes += _subtypes(task, _by_method(runs), level, sampling.clusters)
+        if sampling.clusters is not None:
+            patient_runs = [_patient_run(run, patient_score) for run in runs]
+            patient_sampling = _Sampling(sampling.patient_weights, sampling.patient_holdout)
+            _image_statistics(task, patient_runs, patient_sampling, level, patient, unit="patient")
     return SweepStatistics(
-        intervals=pd.DataFrame(
-            intervals, columns=["task", "method", "seed", "metric", "value", "low", "high", "interval"]
-        ),
-        comparisons=comparisons_frame,
-        operating_points=pd.DataFrame(points, columns=["task", "method", "seed", *OPERATING_POINTS]),
+        intervals=image.interval_frame(),
+        comparisons=image.comparison_frame(),
+        operating_points=image.point_frame(),
         subtypes=pd.DataFrame(
-            subtypes, columns=["task", "subtype", "method", "abnormal", "normal", "auroc", "auroc_std", "low", "high"]
+            subtypes,
+            columns=[
+                "task",
+                "subtype",
+                "method",
+                "abnormal",
+                "normal",
+                "auroc",
+                "auroc_std",
+                "low",
+                "high",
+                "resampled",
+            ],
         ),
-        counts=pd.DataFrame(counts, columns=["task", "normal", "abnormal", "holdout", "prevalence"]),
+        counts=pd.DataFrame(
+            counts,
+            columns=[
+                "task",
+                "normal",
+                "abnormal",
+                "holdout",
+                "prevalence",
+                "normal_patients",
+                "abnormal_patients",
+                "holdout_patients",
+            ],
+        ),
+        patient_intervals=patient.interval_frame(),
+        patient_comparisons=patient.comparison_frame(),
+        patient_points=patient.point_frame(),
+        patient_score=patient_score,
         resamples=resamples,
         seconds=time.perf_counter() - began,
         notes=notes,
     )
+
+
+def recorded_patient_score(results: pd.DataFrame) -> str:
+    """The ``patient_score`` the sweep of ``results`` recorded in its ``sweep.json`` (max where none is)."""
+    if results.empty:
+        return DEFAULT_PATIENT_SCORE
+    marker = read_sweep_marker(Path(results["folder"].iloc[0]).parents[2])
+    return ((marker or {}).get("config") or {}).get("patient_score") or DEFAULT_PATIENT_SCORE
+
+
+@dataclass
+class _Frames:
+    """The rows one unit's statistics collect, as frames at the end."""
+
+    intervals: list = field(default_factory=list)
+    comparisons: list = field(default_factory=list)
+    points: list = field(default_factory=list)
+
+    def interval_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.intervals, columns=INTERVAL_COLUMNS)
+
+    def point_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.points, columns=["task", "method", "seed", *OPERATING_POINTS])
+
+    def comparison_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.comparisons, columns=COMPARISON_COLUMNS)
+        if len(frame):
+            for _, rows in frame.groupby(["metric", "test"]):  # one family per metric column and test
+                frame.loc[rows.index, "p_holm"] = stats.holm(rows["p"].to_numpy())
+            frame["significant"] = frame["p_holm"].astype(float) < ALPHA
+        return frame
+
+
+def _same_test_set(runs: list[_Run]) -> tuple[list[_Run], int]:
+    reference = runs[0]
+    same = [r for r in runs if len(r.labels) == len(reference.labels) and np.array_equal(r.labels, reference.labels)]
+    return same, len(runs) - len(same)
+
+
+def _by_method(runs: list[_Run]) -> dict[str, list[_Run]]:
+    return {m: [r for r in runs if r.method == m] for m in dict.fromkeys(r.method for r in runs)}
+
+
+def _sampling(task: str, reference: _Run, resamples: int, seed: int) -> _Sampling:
+    """The task's resamples, shared by every method and seed: stratified by label (and a unified task's member);
+    patients, not images, where the test images name them (:func:`medrecontrast.stats.cluster_bootstrap`)."""
+    task_seed = seed + zlib.crc32(task.encode())
+    strata = (
+        reference.labels
+        if reference.groups is None
+        else np.char.add(reference.groups.astype(str), reference.labels.astype(str))
+    )
+    held = None if reference.holdout is None else np.zeros(len(reference.holdout), int)
+    if reference.patients is None:
+        return _Sampling(
+            stats.bootstrap_counts(strata, resamples, task_seed),
+            None if held is None else stats.bootstrap_counts(held, resamples, task_seed + 1),
+        )
+    weights, patient_weights, _ = stats.cluster_bootstrap(strata, reference.patients, resamples, task_seed)
+    holdout = patient_holdout = None
+    if held is not None:
+        held_patients = (
+            reference.holdout_patients
+            if reference.holdout_patients is not None
+            else np.array([f"held:{i}" for i in range(len(held))])
+        )
+        holdout, patient_holdout, _ = stats.cluster_bootstrap(held, held_patients, resamples, task_seed + 1)
+    return _Sampling(weights, holdout, reference.patients, patient_weights, patient_holdout)
+
+
+def _counts(task: str, reference: _Run) -> dict:
+    labels, patients = reference.labels, reference.patients
+    row = {
+        "task": task,
+        "normal": int((labels == 0).sum()),
+        "abnormal": int((labels == 1).sum()),
+        "holdout": 0 if reference.holdout is None else len(reference.holdout),
+        "prevalence": float(labels.mean()),
+        "normal_patients": None,
+        "abnormal_patients": None,
+        "holdout_patients": None,
+    }
+    if patients is not None:
+        abnormal = set(patients[labels == 1])
+        row.update(
+            # a patient is abnormal when any of its images is; the others are normal patients
+            normal_patients=len(set(patients) - abnormal),
+            abnormal_patients=len(abnormal),
+            holdout_patients=0
+            if reference.holdout is None
+            else len(set(reference.holdout_patients))
+            if reference.holdout_patients is not None
+            else len(reference.holdout),
+        )
+    return row
+
+
+def _patient_run(run: _Run, how: str) -> _Run:
+    """The run at the patient level: one score per patient (``how`` of its image scores), a patient abnormal when
+    any of its images is, the held-out normals' patients reduced the same way."""
+    names, scores = stats.reduce_by_cluster(run.scores, run.patients, how)
+    _, labels = stats.reduce_by_cluster(run.labels, run.patients, "max")
+    groups = None
+    if run.groups is not None:
+        first = {}
+        for patient, group in zip(run.patients, run.groups):
+            first.setdefault(patient, group)
+        groups = np.array([first[n] for n in names])
+    holdout = None
+    if run.holdout is not None:
+        held = run.holdout_patients if run.holdout_patients is not None else np.arange(len(run.holdout)).astype(str)
+        holdout = stats.reduce_by_cluster(run.holdout, held, how)[1]
+    return _Run(
+        method=run.method,
+        seed=run.seed,
+        labels=labels.astype(int),
+        scores=scores,
+        groups=groups,
+        categories=None,
+        holdout=holdout,
+        quantile=run.quantile,
+        pixels=None,
+        stored={},
+    )
+
+
+def _image_statistics(
+    task: str, runs: list[_Run], sampling: _Sampling, level: float, out: _Frames, unit: str = "image"
+) -> None:
+    """Per-seed and seed-mean intervals, operating points and paired comparisons of one task's runs at one unit
+    (``runs`` already reduced to patients for ``unit="patient"``)."""
+    clusters = sampling.clusters
+    resampled = "patients" if clusters is not None or unit == "patient" else "images"
+    row = dict(task=task, unit=unit, resampled=resampled)
+    samples: dict[str, dict[str, list[np.ndarray]]] = {}  # method -> metric -> per-seed samples (B,)
+    values: dict[str, dict[str, list[float]]] = {}  # method -> metric -> per-seed point values
+    for run in runs:
+        point = _run_metrics(
+            run,
+            np.ones((1, len(run.labels)), np.int32),
+            None if run.holdout is None else np.ones((1, len(run.holdout)), np.int32),
+        )
+        sampled = _run_metrics(run, sampling.weights, sampling.holdout)
+        for metric, resampled_values in sampled.items():
+            # the table's point value is the stored, exact metric where the run has it
+            value = run.stored.get(metric, float(point[metric][0]))
+            low, high = stats.percentile_interval(resampled_values, level)
+            out.intervals.append(
+                dict(
+                    row,
+                    method=run.method,
+                    seed=run.seed,
+                    metric=metric,
+                    value=value,
+                    low=low,
+                    high=high,
+                    interval="bootstrap",
+                )
+            )
+            samples.setdefault(run.method, {}).setdefault(metric, []).append(resampled_values)
+            values.setdefault(run.method, {}).setdefault(metric, []).append(value)
+        auroc, low, high = stats.delong_interval(run.labels, run.scores, level, clusters)
+        out.intervals.append(
+            dict(
+                row,
+                method=run.method,
+                seed=run.seed,
+                metric="image_auroc",
+                value=auroc,
+                low=low,
+                high=high,
+                interval="DeLong",
+            )
+        )
+        out.points.append(
+            {
+                "task": task,
+                "method": run.method,
+                "seed": run.seed,
+                **{k: float(point[k][0]) for k in OPERATING_POINTS if k in point},
+            }
+        )
+    by_method = _by_method(runs)
+    labels = runs[0].labels
+    for method, method_runs in by_method.items():
+        for metric, per_seed in samples[method].items():
+            low, high = stats.percentile_interval(np.mean(per_seed, axis=0), level)
+            value = float(np.mean(values[method][metric]))
+            out.intervals.append(
+                dict(
+                    row, method=method, seed=MEAN, metric=metric, value=value, low=low, high=high, interval="bootstrap"
+                )
+            )
+        auroc, low, high = stats.delong_interval(labels, [r.scores for r in method_runs], level, clusters)
+        out.intervals.append(
+            dict(
+                row, method=method, seed=MEAN, metric="image_auroc", value=auroc, low=low, high=high, interval="DeLong"
+            )
+        )
+    out.comparisons += [
+        dict(c, unit=unit, resampled=resampled) for c in _compare(task, by_method, samples, values, labels, clusters)
+    ]
 
 
 def _load(row) -> _Run:
@@ -237,6 +422,9 @@ def _load(row) -> _Run:
     config = json.loads((folder / "config.json").read_text())
     metrics_file = folder / "metrics.json"
     stored = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    held = pd.read_csv(holdout_file) if holdout_file.is_file() else None
+    data_file = folder / "data.json"
+    record = json.loads(data_file.read_text()) if data_file.is_file() else {}
     return _Run(
         method=row.method,
         seed=int(row.seed),
@@ -244,7 +432,10 @@ def _load(row) -> _Run:
         scores=scores["score"].to_numpy(dtype=np.float64),
         groups=scores["group"].to_numpy() if "group" in scores else None,
         categories=scores["category"].astype(str).to_numpy() if "category" in scores else None,
-        holdout=pd.read_csv(holdout_file)["score"].to_numpy(dtype=np.float64) if holdout_file.is_file() else None,
+        holdout=None if held is None else held["score"].to_numpy(dtype=np.float64),
+        holdout_patients=None if held is None or "patient" not in held else held["patient"].astype(str).to_numpy(),
+        patients=scores["patient"].astype(str).to_numpy() if "patient" in scores else None,
+        leaks=list(record.get("leaks", [])),
         quantile=float(config.get("threshold_quantile", THRESHOLD_QUANTILE)),
         pixels=pixels,
         stored={k: float(v) for k, v in stored.items() if k in METRICS and isinstance(v, (int, float))},
@@ -289,9 +480,12 @@ def _metrics_of(
     return out
 
 
-def _compare(task: str, by_method: dict, samples: dict, values: dict, labels: np.ndarray) -> list[dict]:
+def _compare(
+    task: str, by_method: dict, samples: dict, values: dict, labels: np.ndarray, clusters: np.ndarray | None = None
+) -> list[dict]:
     """Each method against the best one of each metric (and ReContrast against each baseline):
-    DeLong for image AUROC, the paired bootstrap for every metric; p-values before Holm."""
+    DeLong for image AUROC (Obuchowski's clustered DeLong with ``clusters``), the paired bootstrap (of the
+    task's resamples: patients where it has them) for every metric; p-values before Holm."""
     rows = []
     methods = list(by_method)
     if len(methods) < 2:
@@ -317,12 +511,13 @@ def _compare(task: str, by_method: dict, samples: dict, values: dict, labels: np
             rows.append({**base, "p": stats.paired_p_value(difference), "test": "paired bootstrap"})
             if metric == "image_auroc":
                 first, second = [r.scores for r in by_method[method]], [r.scores for r in by_method[against]]
-                rows.append({**base, "p": stats.delong_test(labels, first, second), "test": "DeLong"})
+                rows.append({**base, "p": stats.delong_test(labels, first, second, clusters), "test": "DeLong"})
     return rows
 
 
-def _subtypes(task: str, by_method: dict, level: float) -> list[dict]:
-    """Image AUROC of each abnormal subtype against every test normal, with DeLong's interval of the seed mean."""
+def _subtypes(task: str, by_method: dict, level: float, clusters: np.ndarray | None = None) -> list[dict]:
+    """Image AUROC of each abnormal subtype against every test normal, with DeLong's interval of the seed mean
+    (Obuchowski's, over patients, with ``clusters``)."""
     rows = []
     for method, runs in by_method.items():
         first = runs[0]
@@ -336,7 +531,9 @@ def _subtypes(task: str, by_method: dict, level: float) -> list[dict]:
             rows_of = (first.labels == 0) | ((first.labels == 1) & (first.categories == kind))
             labels = first.labels[rows_of]
             per_seed = [stats.delong_components(labels, r.scores[rows_of])[0] for r in runs]
-            auroc, low, high = stats.delong_interval(labels, [r.scores[rows_of] for r in runs], level)
+            auroc, low, high = stats.delong_interval(
+                labels, [r.scores[rows_of] for r in runs], level, None if clusters is None else clusters[rows_of]
+            )
             rows.append(
                 dict(
                     task=task,
@@ -348,6 +545,7 @@ def _subtypes(task: str, by_method: dict, level: float) -> list[dict]:
                     auroc_std=float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
                     low=low,
                     high=high,
+                    resampled="images" if clusters is None else "patients",
                 )
             )
     return rows

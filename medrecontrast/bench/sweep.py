@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 from rich.markup import escape
@@ -26,6 +27,7 @@ from medrecontrast.bench.store import (
 )
 from medrecontrast.data.check import check_task_data
 from medrecontrast.data.items import TaskData
+from medrecontrast.data.leaks import enforce, find_leaks
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
@@ -238,6 +240,8 @@ def _check_data(task, data_root) -> TaskData:
     modification times) were all decoded before is not decoded again: the fingerprint is remembered
     in the cache folder."""
     data = task.load(data_root)
+    for line in enforce(data, find_leaks(data)):  # a user's split sharing a patient is refused; others warned
+        warnings.warn(f"{line} (the report repeats this)", stacklevel=2)
     fingerprint = data.fingerprint()
     memo = cache_dir() / "checked" / f"{fingerprint['sha256']}.ok"
     if memo.is_file():

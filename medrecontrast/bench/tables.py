@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrecontrast.bench.results import METRICS, finished
+from medrecontrast.bench.results import METRICS, TIMINGS, finished
 from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
 from medrecontrast.metrics import OPERATING_POINTS, chance_level
 from medrecontrast.models import DETECTORS, display_name, registered_methods
@@ -141,13 +141,25 @@ def latex_table(
 SIZES = "n (normal/abnormal/hold-out)"
 
 
-def _sizes(statistics: SweepStatistics, tasks: list[str]) -> list[str]:
-    """The test normals, test abnormals and hold-out normals of each task, as the tables print them."""
+def _sizes(statistics: SweepStatistics, tasks: list[str], unit: str = "image") -> list[str]:
+    """The test normals, test abnormals and hold-out normals of each task, as the tables print them: images
+    ``234/390/35``, and the patients they come from where the task names them (``from 225/202/33 patients``);
+    with ``unit="patient"`` the patients alone."""
     sizes = statistics.counts.set_index("task")
-    return [
-        f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}" if t in sizes.index else "–"
-        for t in tasks
-    ]
+    cells = []
+    for t in tasks:
+        if t not in sizes.index:
+            cells.append("–")
+            continue
+        images = f"{sizes.at[t, 'normal']}/{sizes.at[t, 'abnormal']}/{sizes.at[t, 'holdout']}"
+        if pd.isna(sizes.at[t, "normal_patients"]):
+            cells.append(images)
+            continue
+        patients = "/".join(
+            str(int(sizes.at[t, k])) for k in ("normal_patients", "abnormal_patients", "holdout_patients")
+        )
+        cells.append(f"{patients} patients" if unit == "patient" else f"{images} from {patients} patients")
+    return cells
 
 
 def _interval(low: float, high: float, fmt: str = "markdown") -> str:
@@ -205,9 +217,90 @@ def operating_point_table(statistics: SweepStatistics) -> pd.DataFrame:
     return out.reset_index()
 
 
+PATIENT_METRICS = {  # the patient-level table's columns (one score per patient)
+    "image_auroc": "AUROC",
+    "image_ap": "AP",
+    "f1_oracle": "F1 (oracle)",
+    "f1_holdout": "F1 (hold-out)",
+    "sens_at_spec90_oracle": "Sens@90%Spec (oracle)",
+    "sens_at_spec95_holdout": "Sens@95%Spec (hold-out)",
+    "spec_at_sens95_oracle": "Spec@95%Sens (oracle)",
+}
+
+
+def patient_table(statistics: SweepStatistics) -> pd.DataFrame:
+    """The patient-level results of every task whose images name their patients: a patient's score is the
+    ``patient_score`` of its image scores, a patient abnormal when any of its images is; seed mean ± std [95 %
+    patient bootstrap interval], in %, with ``†`` where DeLong's test (over patients, Holm-adjusted) finds a
+    method not significantly worse than the best."""
+    rows = statistics.patient_intervals
+    if rows.empty:
+        return pd.DataFrame()
+    per_seed = rows[(rows["seed"] != "mean") & (rows["interval"] == "bootstrap")]
+    present = [m for m in PATIENT_METRICS if m in set(per_seed["metric"])]
+    values = per_seed.pivot_table(index=["task", "method", "seed"], columns="metric", values="value", sort=False)
+    grouped = (values[present] * 100).groupby(level=["task", "method"], sort=False)
+    means, stds = grouped.mean(), grouped.std()
+    tests = statistics.patient_comparisons
+    out = pd.DataFrame(index=means.index)
+    for metric in present:
+        best = means[metric].groupby(level="task").idxmax()
+        cells = []
+        for (task, method), m in means[metric].items():
+            several = len(means.xs(task, level="task")) > 1
+            cell = _cell(
+                m, stds.at[(task, method), metric], bold=several and best[task] == (task, method), fmt="markdown"
+            )
+            bounds = statistics.interval(task, method, metric, unit="patient")
+            if bounds is not None and not np.isnan(bounds[0]):
+                cell += _interval(*bounds)
+            if metric == "image_auroc" and several and best[task] != (task, method) and len(tests):
+                test = tests[
+                    (tests["task"] == task)
+                    & (tests["metric"] == metric)
+                    & (tests["method"] == method)
+                    & (tests["against"] == best[task][1])
+                    & (tests["test"] == "DeLong")
+                ]
+                if len(test) and not bool(test["significant"].iloc[0]):
+                    cell += "†"
+            cells.append(cell)
+        out[PATIENT_METRICS[metric]] = cells
+    out["seeds"] = grouped.size()
+    out["n (normal/abnormal/hold-out)"] = _sizes(statistics, [t for t, _ in out.index], unit="patient")
+    return out.reset_index()
+
+
+def results_by_unit(results: pd.DataFrame, statistics: SweepStatistics) -> pd.DataFrame:
+    """``results.csv``: one row per run at the image level (``unit`` = image, the runs' own metrics) and, for tasks
+    whose images name their patients, one more per run at the patient level (``unit`` = patient: the same metric
+    columns computed over patient scores, see :func:`patient_table`)."""
+    images = results.assign(unit="image")
+    rows = statistics.patient_intervals
+    rows = rows[(rows["seed"] != "mean") & (rows["interval"] == "bootstrap")]
+    if rows.empty:
+        return images[["unit", *results.columns]]
+    values = rows.pivot_table(index=["task", "method", "seed"], columns="metric", values="value", sort=False)
+    patients = []
+    for run in finished(results).itertuples(index=False):
+        key = (run.task, run.method, run.seed)
+        if key not in values.index:
+            continue
+        row = {c: getattr(run, c) for c in results.columns if c not in METRICS and c not in TIMINGS}
+        row.update({m: values.at[key, m] for m in METRICS if m in values.columns}, unit="patient")
+        patients.append(row)
+    frame = pd.concat([images, pd.DataFrame(patients)], ignore_index=True) if patients else images
+    return frame[["unit", *results.columns]]
+
+
 def comparison_table(statistics: SweepStatistics) -> pd.DataFrame:
-    """Every paired comparison behind the daggers: difference in points, p, Holm-adjusted p, test."""
-    rows = statistics.comparisons
+    """Every paired comparison behind the daggers: difference in points, p, Holm-adjusted p, test, and the unit
+    (image; patient for the patient-level table's) and what was resampled."""
+    rows = (
+        pd.concat([f for f in (statistics.comparisons, statistics.patient_comparisons) if len(f)], ignore_index=True)
+        if len(statistics.comparisons) or len(statistics.patient_comparisons)
+        else statistics.comparisons
+    )
     if rows.empty:
         return pd.DataFrame()
     out = rows.assign(
@@ -351,9 +444,10 @@ def write_tables(
             writer(partial)
         written[name] = folder / name
 
-    save("results.csv", lambda p: results.to_csv(p, index=False))
+    by_unit = results_by_unit(results, statistics)
+    save("results.csv", lambda p: by_unit.to_csv(p, index=False))
     if parquet_available():
-        save("results.parquet", lambda p: results.to_parquet(p, index=False))
+        save("results.parquet", lambda p: by_unit.to_parquet(p, index=False))
     else:
         warnings.warn(
             "results.parquet not written: Parquet needs pyarrow (pip install 'medrecontrast[parquet]'); "
@@ -370,9 +464,14 @@ def write_tables(
     save("table_image_auroc.tex", lambda p: p.write_text(latex_table(results, statistics, ("image_auroc",))))
     save("table_all.tex", lambda p: p.write_text(latex_table(results, statistics, None)))
     save("table.csv", lambda p: summary_frame(results, statistics).to_csv(p))
-    save("intervals.csv", lambda p: statistics.intervals.to_csv(p, index=False))
+    intervals = pd.concat(
+        [f for f in (statistics.intervals, statistics.patient_intervals) if len(f)] or [statistics.intervals],
+        ignore_index=True,
+    )
+    save("intervals.csv", lambda p: intervals.to_csv(p, index=False))
     for name, frame in (
         ("operating_points", operating_point_table(statistics)),
+        ("patients", patient_table(statistics)),
         ("comparisons", comparison_table(statistics)),
         ("subtypes", subtype_table(statistics)),
     ):

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import track
 
 from medrecontrast.data.items import TaskData
+from medrecontrast.data.leaks import USER_PROTOCOLS, DataLeaks, find_leaks
 from medrecontrast.data.readers import ImageHeader, read_header, read_image
 from medrecontrast.errors import UnreadableImageError
 
@@ -20,10 +21,16 @@ class CheckReport:
     data: TaskData
     problems: list[dict] = field(default_factory=list)  # {"file": ..., "problem": ...}
     deep: bool = False
+    leaks: DataLeaks | None = None
+
+    @property
+    def refused_leak(self) -> bool:
+        """A user's own split whose training and test share a patient: refused at planning, so a failed check."""
+        return bool(self.leaks and self.leaks.patients and self.data.task.protocol.name in USER_PROTOCOLS)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.refused_leak
 
     def to_dict(self) -> dict:
         summary = self.data.counts()
@@ -34,15 +41,20 @@ class CheckReport:
             fundus_crop="on the fly (run `medrecontrast data prepare aptos` to do it once)"
             if self.data.fundus_crop
             else None,
+            leaks=None if self.leaks is None else {**self.leaks.to_dict(), "refused": self.refused_leak},
         )
         return summary
 
 
-def check_task_data(data: TaskData, deep: bool = False, progress: bool = True) -> CheckReport:
+def check_task_data(
+    data: TaskData, deep: bool = False, progress: bool = True, leaks: bool = False, near: bool = False
+) -> CheckReport:
     """Open every image and mask (header and size; decode all with ``deep``); collect what is broken.
 
     A mask must have its image's height and width. Broken files are never skipped: a run on a
     silently smaller set would not be the task's protocol (fix or remove them, then check again).
+    ``leaks`` also looks for patients and byte-identical files shared by training and test
+    (:mod:`medrecontrast.data.leaks`); ``near`` for near-duplicate images too.
     """
     problems: list[dict] = []
     console = Console(stderr=True)
@@ -52,7 +64,7 @@ def check_task_data(data: TaskData, deep: bool = False, progress: bool = True) -
     ):
         for problem in _item_problems(record, deep):
             problems.append({"split": split, "id": record["id"], **problem})
-    return CheckReport(data, problems, deep)
+    return CheckReport(data, problems, deep, find_leaks(data, near=near) if leaks or near else None)
 
 
 def _item_problems(record: dict, deep: bool) -> list[dict]:

@@ -2,7 +2,9 @@
 
 A task turns a dataset's layout into two MONAI-style lists of dicts, ``{"image": path, "label":
 NORMAL | ABNORMAL, "mask": path | None, "id": str, "category": str}`` (plus ``group`` for a unified
-task's member), one for the normal training images and one for the test images. They live here, in
+task's member, and ``patient`` where the task knows who an image belongs to: any unit of analysis, a
+patient, an eye, a volume), one for the normal training images and one for the test images. An item
+without ``patient`` is its own unit (:func:`unit_of`). They live here, in
 ``data``, so that the data layer never imports ``tasks`` (which imports it).
 """
 
@@ -30,6 +32,11 @@ class TaskData:
         """Pixel masks exist for abnormal test images, so pixel-level metrics can be computed (on the
         images that have one: see :attr:`missing_masks`)."""
         return any(it.get("mask") is not None for it in self.test if it["label"] == ABNORMAL)
+
+    @property
+    def has_patients(self) -> bool:
+        """Some item of the task names its patient: intervals and tests then resample patients."""
+        return has_patients(self.train) or has_patients(self.test)
 
     @property
     def missing_masks(self) -> list[str]:
@@ -77,9 +84,43 @@ class TaskData:
             }
             for split, items in (("train", self.train), ("test", self.test))
         }
+        summary["patients"] = (
+            {split: patient_counts(items) for split, items in (("train", self.train), ("test", self.test))}
+            if self.has_patients
+            else None
+        )
+        summary["unit"] = getattr(self.task, "patients", "") or "one image = one unit"
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)
         return summary
+
+
+def unit_of(item: dict) -> str:
+    """The unit of analysis of an item: its patient, else the image itself (``image:<id>``, which no patient
+    name can equal by accident)."""
+    patient = item.get("patient")
+    return str(patient) if patient is not None else f"image:{item['id']}"
+
+
+def has_patients(items: list[dict]) -> bool:
+    """Whether any item names its patient (else every image is its own unit, and nothing is guessed)."""
+    return any(it.get("patient") is not None for it in items)
+
+
+def patient_counts(items: list[dict]) -> dict:
+    """Distinct patients per label of ``items`` and in all (a patient with normal and abnormal images counts under
+    both labels, once in ``all``), and images per patient (``max``, and how many patients have one image)."""
+    by_label: dict[str, set] = {}
+    images: Counter = Counter()
+    for it in items:
+        unit = unit_of(it)
+        by_label.setdefault(_label(it), set()).add(unit)
+        images[unit] += 1
+    out: dict = {k: len(by_label[k]) for k in ("normal", "abnormal") if k in by_label}
+    out["all"] = len(images)
+    out["images_per_patient_max"] = max(images.values(), default=0)
+    out["with_one_image"] = sum(1 for n in images.values() if n == 1)
+    return out
 
 
 def _label(item: dict) -> str:

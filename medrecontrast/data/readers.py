@@ -82,6 +82,8 @@ class ImageHeader:
     width: int
     channels: int
     num_slices: int | None = None  # slices of a 3-D volume (NIfTI) or frames (multi-frame DICOM)
+    # DICOM: the patient the file belongs to, PatientID, else StudyInstanceUID (None where both are empty)
+    patient: str | None = None
 
 
 def read_header(path: str | os.PathLike, slice_axis: int = 2) -> ImageHeader:
@@ -182,7 +184,18 @@ def _dicom_header(path) -> ImageHeader:
         width=int(ds.Columns),
         channels=int(ds.get("SamplesPerPixel", 1)),
         num_slices=frames if frames > 1 else None,
+        patient=dicom_patient(ds),
     )
+
+
+def dicom_patient(ds) -> str | None:
+    """Who a DICOM file belongs to: its PatientID, else its StudyInstanceUID (an anonymised export often blanks
+    the first), else None (the caller then takes the file itself as the unit)."""
+    for keyword in ("PatientID", "StudyInstanceUID"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if value:
+            return value
+    return None
 
 
 def _read_dicom(path, frame: int | None, intensity: dict | None = None) -> np.ndarray:

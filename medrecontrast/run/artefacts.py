@@ -37,6 +37,8 @@ def evaluate_detector(
     quantile: float = THRESHOLD_QUANTILE,
     groups: list[str] | None = None,
     progress: bool | int = False,
+    patients: list[str] | None = None,
+    holdout_patients: list[str] | None = None,
 ) -> dict:
     """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
 
@@ -46,6 +48,8 @@ def evaluate_detector(
     ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
     ``groups`` (a unified task's member of each test image) gives metrics per member under
     ``per_class`` and their mean at the top level, as the unified scripts report the class mean.
+    ``patients`` and ``holdout_patients`` (each test and held-out image's patient, where the task knows them)
+    are written beside the scores, for the patient-level statistics of the report.
     """
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
@@ -55,6 +59,8 @@ def evaluate_detector(
     frame = {"id": predictions.ids, "label": predictions.labels, "score": predictions.scores, "evaluation": evaluation}
     if groups is not None:
         frame["group"] = groups
+    if patients is not None:
+        frame["patient"] = patients
     if predictions.categories is not None:
         frame["category"] = predictions.categories  # the subtype (e.g. CNV, MEL) for per-subtype AUROC
     write_csv(out / "scores.csv", pd.DataFrame(frame))
@@ -62,7 +68,10 @@ def evaluate_detector(
     held_scores = None
     if holdout is not None:
         held_scores = detector.predict(holdout, progress=progress).scores
-        write_csv(out / "holdout_scores.csv", pd.DataFrame({"score": held_scores}))
+        held = {"score": held_scores}
+        if holdout_patients is not None:
+            held["patient"] = holdout_patients
+        write_csv(out / "holdout_scores.csv", pd.DataFrame(held))
     metrics = evaluate(predictions, held_scores, quantile, groups)
     _save_examples(test, predictions, out / "examples.npz")
     metrics["evaluation"] = evaluation
@@ -175,7 +184,15 @@ def data_record(data, data_root) -> dict:
     intensity = [json.loads(rule) for rule in sorted(rules)]
     if any(image_format(it["image"]) == "dicom" and not it.get("intensity") for it in items):
         intensity.append("dicom: each file's VOI LUT or window, else the range of its stored bits")
+    from medrecontrast.data.items import patient_counts
+    from medrecontrast.data.leaks import find_leaks
+
     record = {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
+    if data.has_patients:  # who the images belong to, and what they share across the splits (the report says it)
+        record["patients"] = {"train": patient_counts(data.train), "test": patient_counts(data.test)}
+    leaks = find_leaks(data).lines()
+    if leaks:
+        record["leaks"] = leaks
     return {**record, "intensity": intensity} if intensity else record
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from medrecontrast.data.items import unit_of
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import remove_stale_partials, write_csv, write_json
 from medrecontrast.resources import peak_memory
 from medrecontrast.run.artefacts import DATA_RECORD, EVALUATIONS, data_record, evaluate_detector, keep_previous_results
 from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
 from medrecontrast.run.environment import environment
-from medrecontrast.run.split import groups_of_test_images, run_datasets
+from medrecontrast.run.split import groups_of_test_images, run_datasets, split_holdout
 from medrecontrast.signals import interruption_of, sigterm_raises
 
 
@@ -123,6 +124,15 @@ def _record_failure(out: Path, exc: BaseException) -> None:
             pass  # nothing can be written: the report counts the run as unknown (status "running", no live claim)
 
 
+def patient_lists(data, config) -> dict:
+    """The patient of each test image and of each held-out normal, in the order the run scores them (None where
+    the task names no patient): ``evaluate_detector``'s ``patients`` and ``holdout_patients``."""
+    if not data.has_patients:
+        return {"patients": None, "holdout_patients": None}
+    held = split_holdout(data.train, config.holdout)[1]
+    return {"patients": [unit_of(it) for it in data.test], "holdout_patients": [unit_of(it) for it in held] or None}
+
+
 def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_root, progress) -> dict:
     data = task.load(data_root)
     write_json(out / DATA_RECORD, data_record(data, data_root))
@@ -155,7 +165,14 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
             f"  trained; scoring {len(test)} test images" + (f" and {len(holdout)} held-out normals" if holdout else "")
         )
     metrics = evaluate_detector(
-        detector, test, holdout, out, config.threshold_quantile, groups_of_test_images(data), progress=progress
+        detector,
+        test,
+        holdout,
+        out,
+        config.threshold_quantile,
+        groups_of_test_images(data),
+        progress=progress,
+        **patient_lists(data, config),
     )
     metrics["timings"].update(
         train_s=train_seconds,
@@ -223,7 +240,15 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     # process killed half-way leaves a run the report lists as unfinished, never a mix of old and new files.
     write_json(run / "status.json", {**status, "status": "evaluating", "evaluating_since": _now()})
     _, test, holdout = run_datasets(data, config)
-    metrics = evaluate_detector(detector, test, holdout, run, config.threshold_quantile, groups_of_test_images(data))
+    metrics = evaluate_detector(
+        detector,
+        test,
+        holdout,
+        run,
+        config.threshold_quantile,
+        groups_of_test_images(data),
+        **patient_lists(data, config),
+    )
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
     write_json(run / "metrics.json", metrics)

@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
-from medrecontrast.data.items import TaskData
+from medrecontrast.data.items import TaskData, has_patients, unit_of
 from medrecontrast.errors import UserInputError
 
 HOLDOUT_SEED = 0  # the held-out normals are the same for every method and seed of a task
@@ -28,21 +28,44 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     """``(train, holdout)``: a fixed random ``fraction`` of the normal training items is held out.
 
     The draw depends only on the items' ids (``HOLDOUT_SEED``), so every method and seed of a task
-    trains on the same images and calibrates on the same held-out ones.
+    trains on the same images and calibrates on the same held-out ones. Where the items name their
+    patients, whole patients are held out (in a random order, until at least ``fraction`` of the images
+    are), so that no held-out normal shares a patient with a training image; with one image per patient
+    this is the same draw as by image.
     """
     if fraction <= 0:
         return list(items), []
     count = holdout_count(len(items), fraction)
     if count >= len(items):
         raise UserInputError(f"holdout {fraction} would leave no training images out of {len(items)}")
-    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(items))
-    held = set(order[:count].tolist())
-    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
+    units = [unit_of(it) for it in items] if has_patients(items) else list(range(len(items)))
+    distinct = list(dict.fromkeys(units))
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(distinct))
+    sizes = {u: 0 for u in distinct}
+    for u in units:
+        sizes[u] += 1
+    held_units, taken = set(), 0
+    for index in order:
+        if taken >= count:
+            break
+        held_units.add(distinct[index])
+        taken += sizes[distinct[index]]
+    if taken >= len(items):
+        raise UserInputError(
+            f"holdout {fraction} would leave no training images out of {len(items)} (whole patients are held out)"
+        )
+    held = [u in held_units for u in units]
+    return [it for it, h in zip(items, held) if not h], [it for it, h in zip(items, held) if h]
 
 
 def groups_of_test_images(data: TaskData) -> list[str] | None:
     """The member task of each test image of a unified task (None for other tasks)."""
     return [it["group"] for it in data.test] if data.task.members else None
+
+
+def patients_of(items: list[dict]) -> list[str] | None:
+    """The unit of analysis of each item (its patient, else the image), or None where no item names a patient."""
+    return [unit_of(it) for it in items] if has_patients(items) else None
 
 
 def run_datasets(data: TaskData, config) -> tuple[Dataset, Dataset, Dataset | None]:

@@ -18,6 +18,7 @@ from medrecontrast.data.items import ABNORMAL, NORMAL, TaskData  # noqa: F401
 from medrecontrast.errors import DataLayoutError, UserInputError
 
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
+ONE_IMAGE = "one image = one unit"  # a task whose files name no patient: every image is its own unit
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Task:
     # A unified multi-class task: one model trains on the normals of all these tasks together and is
     # evaluated on each one's test set (items carry their member's name as "group") and their mean.
     members: tuple["Task", ...] = field(default=(), repr=False, compare=False)
+    # How the task finds the patient (any unit of analysis: patient, eye, volume) of each item, in words, for
+    # `medrecontrast tasks`; "" where its files say nothing of patients: then one image is one unit, never guessed.
+    patients: str = ""
 
     def root(self, data_root: str | os.PathLike | None = None) -> Path:
         """The folder holding this task's files."""
@@ -97,7 +101,15 @@ class Task:
             )
 
         def tagged(part: TaskData, items: list[dict]) -> list[dict]:
-            return [{**it, "group": part.task.name, "id": f"{part.task.name}/{it['id']}"} for it in items]
+            return [
+                {
+                    **it,
+                    "group": part.task.name,
+                    "id": f"{part.task.name}/{it['id']}",
+                    **({"patient": f"{part.task.name}/{it['patient']}"} if "patient" in it else {}),
+                }
+                for it in items
+            ]
 
         return TaskData(
             task=self,

@@ -7,10 +7,19 @@ exists: the official validation split is all-normal-or-pneumonia and too small t
 the whole official ``test/`` folder tests (234 normal, 390 pneumonia). The pneumonia images' file
 names say ``bacteria`` or ``virus`` (``person1_bacteria_1.jpeg``): those are the subtypes, so the
 subtype table and forest plot show which kind a method misses. ``train/PNEUMONIA`` is never used.
+
+Patients: a pneumonia file is named by its child (``person1_bacteria_1.jpeg``: ``person1``; the 390 test images
+come from 202 children); a normal file by its study (``IM-0011-0001.jpeg``, ``IM-0011-0001-0002.jpeg``:
+``IM-0011``; ``NORMAL2-IM-0374-0001.jpeg``: ``NORMAL2-IM-0374``, a second numbering). Checked on the real files:
+the study numbers of ``train/NORMAL`` and ``test/NORMAL`` do not overlap (test IM-0001 to IM-0111 and
+NORMAL2-IM-0007 to -0381; train from IM-0115 and NORMAL2-IM-0384), so the names support the study as the unit of
+the normals; whether a study is one child or a child's several visits the names do not say.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 from medrecontrast.data.readers import strip_image_suffix
@@ -23,6 +32,15 @@ CHEST_LAYOUT = (
     "<data root>/chest_xray/test/{NORMAL,PNEUMONIA}/*.jpeg (the chest_xray folder of the download)"
 )
 SUBTYPES = ("bacteria", "virus")
+PATIENT_NAMES = re.compile(r"^(person\d+)_|^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
+CHEST_PATIENTS = "child of a pneumonia file (person<N>_...); study of a normal file (IM-<N>-..., NORMAL2-IM-<N>-...)"
+
+
+def chest_patient(name: str) -> str | None:
+    """``person12`` for ``person12_virus_6.jpeg``, ``IM-0011`` for ``IM-0011-0001-0002.jpeg``; None for a name of
+    neither form."""
+    found = PATIENT_NAMES.match(name)
+    return None if found is None else (found.group(1) or found.group(2))
 
 
 def pneumonia_subtype(name: str) -> str:
@@ -43,7 +61,8 @@ def load_chest_xray(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
                 )
             continue
         train += [
-            item(p, NORMAL, "NORMAL", id=f"{split}/{strip_image_suffix(p.name)}") for p in list_image_files(folder)
+            item(p, NORMAL, "NORMAL", id=f"{split}/{strip_image_suffix(p.name)}", **_patient(p))
+            for p in list_image_files(folder)
         ]
     test_root = require_dir(root / "test", "the official test split", task)
     test = []
@@ -53,8 +72,20 @@ def load_chest_xray(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
             raise DataLayoutError(f"task '{task.name}': missing folder {test_root / name}. {task.layout_hint()}")
         for path in list_image_files(folder):
             category = "NORMAL" if label == NORMAL else pneumonia_subtype(path.name)
-            test.append(item(path, label, category, id=f"{name}/{strip_image_suffix(path.name)}"))
+            test.append(item(path, label, category, id=f"{name}/{strip_image_suffix(path.name)}", **_patient(path)))
+    unnamed = [it["image"] for it in train + test if "patient" not in it]
+    if unnamed:
+        warnings.warn(
+            f"task '{task.name}': {len(unnamed)} file name(s) name no child or study (e.g. {unnamed[0]}); each of them "
+            "is its own unit in the patient-level statistics",
+            stacklevel=2,
+        )
     return train, test
+
+
+def _patient(path: Path) -> dict:
+    patient = chest_patient(path.name)
+    return {} if patient is None else {"patient": patient}
 
 
 def chest_xray_task(variant: str = "") -> Task:
@@ -74,6 +105,7 @@ def chest_xray_task(variant: str = "") -> Task:
         list_items=load_chest_xray,
         folder="chest_xray",
         layout=CHEST_LAYOUT,
+        patients=CHEST_PATIENTS,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -108,11 +109,20 @@ def _relative_stem(path: Path, folder: Path) -> str:
     return str(path.relative_to(folder).parent / strip_image_suffix(path.name)).removeprefix("./")
 
 
-def list_class_folders(task: Task, root: Path, normal: str, recursive: bool = False) -> tuple[list[dict], list[dict]]:
+def list_class_folders(
+    task: Task, root: Path, normal: str, recursive: bool = False, patient_of=None
+) -> tuple[list[dict], list[dict]]:
     """Items of a ``train/<normal>``, ``test/<class>``, ``ground_truth/<class>`` layout; with ``recursive``,
     images in sub-folders of each class folder too, each item's ``subfolder`` naming its sub-folder (e.g. a
-    patient, for patient-level analysis)."""
+    patient, for patient-level analysis).
+
+    ``patient_of(path, below, header_patient, unit)`` names each item's patient (``below``: the path under its
+    class folder, ``header_patient``: a DICOM file's PatientID/StudyInstanceUID or None, ``unit``: the file's own
+    name as a unit, given for volumes and the ``"file"`` rule), or returns None for an image that is its own unit;
+    None (the default) is :func:`patient_rule` of the task's ``patient`` option."""
     slice_axis = int(task.options.get("slice_axis", 2))
+    patient_option = task.options.get("patient")
+    patient_of = patient_of or patient_rule(patient_option, task.name)
     for parent in (root / "train", root / "test", root / "ground_truth"):
         if parent.is_dir():
             _refuse_case_twins(parent)
@@ -126,11 +136,13 @@ def list_class_folders(task: Task, root: Path, normal: str, recursive: bool = Fa
 
     def records(path: Path, folder: Path, label: int, category: str, mask: Path | None, prefix: str) -> list[dict]:
         stem = _relative_stem(path, folder)
-        found = _records(path, label, category, mask, f"{prefix}/{stem}", slice_axis)
+        found, header_patient = _records(path, label, category, mask, f"{prefix}/{stem}", slice_axis)
         if recursive:
             subfolder = str(path.parent.relative_to(folder)).removeprefix(".")
             found = [{**r, "subfolder": subfolder} for r in found]
-        return found
+        unit = f"{prefix}/{stem}" if len(found) > 1 or patient_option == "file" else None  # the file as its own unit
+        patient = patient_of(path, path.relative_to(folder).as_posix(), header_patient, unit)
+        return found if patient is None else [{**r, "patient": patient} for r in found]
 
     train = [
         r
@@ -146,6 +158,77 @@ def list_class_folders(task: Task, root: Path, normal: str, recursive: bool = Fa
             label = NORMAL if is_normal else ABNORMAL
             test.extend(records(path, class_dir, label, class_dir.name, mask, class_dir.name))
     return with_intensity_rule(task, train, test)
+
+
+PATIENT_RULES = ("subfolder", "file")  # besides a regular expression with one group
+FOLDER_PATIENTS = (
+    "option patient: sub-folder of the class folder (default where there are sub-folders), DICOM PatientID "
+    '(else StudyInstanceUID), a volume\'s file, "file", or a regular expression; else one image = one unit'
+)
+
+
+def check_patient_option(value, task: str) -> None:
+    """A ``patient`` option is ``"subfolder"``, ``"file"`` or a regular expression with exactly one group."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise UserInputError(
+            f'task \'{task}\': patient must be "subfolder", "file" or a regular expression with one group, '
+            f"got {value!r}"
+        )
+    if value in PATIENT_RULES:
+        return
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise UserInputError(f"patient {value!r} is not a regular expression ({exc}; task '{task}')") from None
+    if pattern.groups != 1:
+        raise UserInputError(
+            f"patient {value!r} has {pattern.groups} groups (task '{task}'); it needs exactly one, the patient "
+            "(e.g. '^(\\w+)_\\d+' for p7_12.png)"
+        )
+
+
+def patient_rule(value, task: str):
+    """``patient_of(path, below, header_patient, is_volume)`` for a folder task's ``patient`` option.
+
+    * None (auto): a DICOM file's PatientID (else StudyInstanceUID); else the sub-folder of the class folder the
+      image is in (``test/ABN/patient7/img.png`` -> ``patient7``); else a volume's file (all its slices are one
+      unit); else None: the image is its own unit.
+    * ``"subfolder"``: the first folder below the class folder; an image directly in the class folder is refused.
+    * ``"file"``: every file is its own unit (a volume's slices are one).
+    * a regular expression with one group, searched in the path below the class folder (``patient7/img.png``,
+      ``p7_12.png``); a file it does not match is refused, named.
+    """
+    check_patient_option(value, task)
+    pattern = re.compile(value) if value not in (None, *PATIENT_RULES) else None
+
+    def patient_of(path: Path, below: str, header_patient: str | None, unit: str | None) -> str | None:
+        parts = below.split("/")
+        if value is None:
+            if header_patient:
+                return header_patient
+            if len(parts) > 1:
+                return parts[0]
+            return unit
+        if value == "subfolder":
+            if len(parts) == 1:
+                raise DataLayoutError(
+                    f"task '{task}': patient = \"subfolder\" but {path} lies directly in its class folder; put each "
+                    'patient\'s images in a sub-folder, or choose patient = "file" or a regular expression.'
+                )
+            return parts[0]
+        if value == "file":
+            return unit
+        found = pattern.search(below)
+        if found is None or not found.group(1):
+            raise DataLayoutError(
+                f"task '{task}': patient {value!r} does not match {below!r} ({path}); every file needs a patient. "
+                "Change the expression (it is searched in the path below the class folder)."
+            )
+        return found.group(1)
+
+    return patient_of
 
 
 def with_intensity_rule(task: Task, train: list[dict], test: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -192,18 +275,21 @@ def _ruled(record: dict, rule: dict, formats: tuple[str, ...]) -> dict:
     return {**record, "intensity": rule} if image_format(record["image"]) in formats else record
 
 
-def _records(path: Path, label: int, category: str, mask: Path | None, id: str, slice_axis: int) -> list[dict]:
-    """One record per 2-D image, or one per slice of a volume."""
+def _records(
+    path: Path, label: int, category: str, mask: Path | None, id: str, slice_axis: int
+) -> tuple[list[dict], str | None]:
+    """One record per 2-D image, or one per slice of a volume; and the file's patient where its header names one
+    (DICOM)."""
     if image_format(path) == "pil":
-        return [item(path, label, category, mask, id=id)]
+        return [item(path, label, category, mask, id=id)], None
     try:
         header = read_header(path, slice_axis)
     except UnreadableImageError:  # listed as one item, so that `data check` reports it with the others
-        return [item(path, label, category, mask, id=id)]
+        return [item(path, label, category, mask, id=id)], None
     if mask is not None and image_format(path) == "nifti" and image_format(mask) == "nifti":
         check_nifti_mask(path, mask)  # a mask of another shape or orientation would relabel or misalign slices
     if header.num_slices is None:
-        return [item(path, label, category, mask, id=id)]
+        return [item(path, label, category, mask, id=id)], header.patient
     slice_labels = [label] * header.num_slices
     if mask is not None and label == ABNORMAL:
         slice_labels = [
@@ -212,7 +298,7 @@ def _records(path: Path, label: int, category: str, mask: Path | None, id: str, 
     return [
         item(path, slice_label, category, mask, id=f"{id}#{k}", slice=k, slice_axis=slice_axis)
         for k, slice_label in enumerate(slice_labels)
-    ]
+    ], header.patient
 
 
 def _slice_has_lesion(mask: Path, index: int, axis: int) -> bool:
@@ -231,13 +317,14 @@ FOLDER_LAYOUT = (
 )
 
 
-def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None) -> Task:
+def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None, patient: str | None = None) -> Task:
     """The user's own images under ``path`` (``folder:<path>``); 3-D volumes slice along ``slice_axis``;
     DICOM and NIfTI intensities through ``window`` (``[center, width]`` or a preset such as ``"brain"``)
-    when given (readers module docstring)."""
+    when given (readers module docstring); each image's patient by ``patient`` (:func:`patient_rule`)."""
     if not path:
         raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
     resolve_window(window)  # a bad window is refused now, naming the option
+    check_patient_option(patient, f"folder:{path}")
     resolved = Path(path).expanduser().resolve()
     return Task(
         name=f"folder:{path}",
@@ -248,7 +335,8 @@ def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None
         list_items=load_folder,
         layout=FOLDER_LAYOUT,
         locate=lambda task, _: Path(task.options["path"]),
-        options={"path": str(resolved), "slice_axis": slice_axis, "window": window},
+        options={"path": str(resolved), "slice_axis": slice_axis, "window": window, "patient": patient},
+        patients=FOLDER_PATIENTS,
     )
 
 

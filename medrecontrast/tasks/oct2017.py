@@ -2,13 +2,17 @@
 
 Paper protocol: ``train/NORMAL`` (26,315 B-scans) for training, the whole official ``test/`` folder
 (250 per class) for testing; the abnormal classes of ``train/`` are never used.
+
+Patients: a B-scan is named ``<CLASS>-<patient>-<k>.jpeg`` (``CNV-1016042-1.jpeg``); the patient is the number,
+so one patient's NORMAL and CNV scans are one patient.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from medrecontrast.errors import UserInputError
+from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.tasks.base import Protocol, Task, TaskFamily
 from medrecontrast.tasks.folder import list_class_folders
 
@@ -18,8 +22,24 @@ OCT_LAYOUT = (
 )
 
 
+OCT_NAME = re.compile(r"^[A-Za-z]+-(\d+)-\d+\.[A-Za-z]+$")
+OCT_PATIENTS = "the patient number of <CLASS>-<patient>-<k>.jpeg"
+
+
+def oct_patient(path: Path, below: str, header_patient, unit) -> str:
+    """The patient of an OCT2017 B-scan, from its name; a file named otherwise is refused (the official files all
+    follow the rule, so another name means another layout)."""
+    found = OCT_NAME.match(Path(below).name)
+    if found is None:
+        raise DataLayoutError(
+            f"task 'oct': {path} is not named <CLASS>-<patient>-<k>.jpeg as the OCT2017 files are, so its patient is "
+            "unknown; use folder:<path> (its patient option) for other layouts."
+        )
+    return found.group(1)
+
+
 def load_oct2017(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
-    return list_class_folders(task, root, normal="NORMAL")
+    return list_class_folders(task, root, normal="NORMAL", patient_of=oct_patient)
 
 
 def oct_task(variant: str = "") -> Task:
@@ -34,6 +54,7 @@ def oct_task(variant: str = "") -> Task:
         list_items=load_oct2017,
         folder="oct2017",
         layout=OCT_LAYOUT,
+        patients=OCT_PATIENTS,
     )
 
 

@@ -26,7 +26,7 @@ from medrecontrast.tasks import (
     synthetic,
     visa,
 )
-from medrecontrast.tasks.base import Task, TaskFamily
+from medrecontrast.tasks.base import ONE_IMAGE, Task, TaskFamily
 from medrecontrast.tasks.unified import unified_task
 
 MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, folder, synthetic)
@@ -51,6 +51,7 @@ UNIFIED = TaskFamily(
         "modality": "as members",
         "masks": "as members",
         "size": "members'",
+        "patients": "as members (each member's rule)",
         "train | test": "the normals of all listed tasks together | each task's test set; metrics per task and their "
         "mean",
     },
@@ -124,7 +125,7 @@ def registry_rows() -> list[dict]:
 
 def registry_records() -> list[dict]:
     """:func:`registry_rows` for scripts (`medrecontrast tasks --json`): stable snake_case keys (``task``,
-    ``modality``, ``train``, ``test``, ``masks``, ``size``) instead of the table's display headers."""
+    ``modality``, ``train``, ``test``, ``masks``, ``size``, ``patients``) instead of the table's display headers."""
     records = []
     for row in registry_rows():
         train, _, test = row["train | test"].partition(" | ")
@@ -136,6 +137,7 @@ def registry_records() -> list[dict]:
                 "test": test,
                 "masks": row["masks"],
                 "size": row["size"],
+                "patients": row["patients"],
             }
         )
     return records
@@ -153,6 +155,7 @@ def _row(label: str, task: Task) -> dict:
         "train | test": f"{task.protocol.train} | {task.protocol.test}",
         "masks": {True: "yes", False: "no", None: "optional"}[task.protocol.has_masks],
         "size": f"{task.image_size}" + (f"/{task.crop_size}" if task.crop_size else ""),
+        "patients": task.patients or ONE_IMAGE,
     }
 
 

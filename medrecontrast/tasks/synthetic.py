@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from medrecontrast.data.readers import strip_image_suffix
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import cache_dir
 from medrecontrast.tasks.base import Protocol, Task, TaskFamily
@@ -301,7 +302,25 @@ def generate_synthetic(
     return folder
 
 
+SYNTHETIC_SCANS_PER_PATIENT = 3  # synth-oct: consecutive B-scans of one split and label form one patient
+SYNTHETIC_PATIENTS = {
+    "synth-oct": f"every {SYNTHETIC_SCANS_PER_PATIENT} consecutive B-scans of a split and label (by index; generated "
+    "independently, so they are no more alike than others: the demo exercises the patient-level code)"
+}
+
+
+def synthetic_patient(path: Path, below: str, header_patient, unit) -> str:
+    """``train-4``, ``test-normal-2``, ``test-abnormal-0``: the index of a generated image divided by
+    :data:`SYNTHETIC_SCANS_PER_PATIENT`, per split and label (abnormal classes alternate by index, so a patient
+    may have both kinds of lesion)."""
+    split, label = path.parent.parent.name, "normal" if path.parent.name == "NORMAL" else "abnormal"
+    group = int(strip_image_suffix(path.name)) // SYNTHETIC_SCANS_PER_PATIENT
+    return f"{split}-{group}" if split == "train" else f"{split}-{label}-{group}"
+
+
 def load_synthetic(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
+    if task.name in SYNTHETIC_PATIENTS:
+        return list_class_folders(task, root, normal="NORMAL", patient_of=synthetic_patient)
     return list_class_folders(task, root, normal="NORMAL")
 
 
@@ -336,6 +355,7 @@ def synthetic_task(name: str, variant: str = "", **options) -> Task:
         layout="generated automatically in the cache folder",
         locate=lambda task, _: synthetic_folder(task),
         options=opts,
+        patients=SYNTHETIC_PATIENTS.get(name, ""),
     )
 
 

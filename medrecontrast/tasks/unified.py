@@ -42,6 +42,8 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         layout=first.layout,
         fundus_crop=first.fundus_crop,
         members=tuple(members),
+        # each member's own rule; a member without patient information keeps one image = one unit
+        patients="; ".join(dict.fromkeys(f"{m.name}: {m.patients}" for m in members if m.patients)),
     )
 
 
