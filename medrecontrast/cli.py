@@ -914,7 +914,17 @@ def _continue_command() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; accepts ``--tasks a b c`` as well as ``--tasks a --tasks b``."""
     args = expand_variadic(list(sys.argv[1:] if argv is None else argv), VARIADIC_OPTIONS)
+    import warnings
+
+    # a warning to the user is one line that says what is wrong, not the source line that raised it
+    warnings.formatwarning = _one_line_warning
     app(args=args, prog_name="medrecontrast")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, UserWarning) and category.__module__ == "builtins":
+        return f"warning: {message}\n"
+    return f"{filename}:{lineno}: {category.__name__}: {message}\n"
 
 
 def expand_variadic(args: list[str], options: tuple[str, ...]) -> list[str]:

@@ -26,7 +26,9 @@ def oct2017(root: Path, per_class: int = 2) -> Path:
     for split in ("train", "test"):
         for cls in ("NORMAL", "CNV", "DME", "DRUSEN"):
             for i in range(per_class + (3 if split == "train" and cls == "NORMAL" else 0)):
-                write_jpeg(folder / split / cls / f"{cls}-{i}.jpeg", rgb(10, 14, seed=i)[..., 0])
+                # official names: <CLASS>-<patient>-<k>.jpeg; two scans per patient, train and test patients apart
+                patient = (1000 if split == "train" else 2000) + i // 2
+                write_jpeg(folder / split / cls / f"{cls}-{patient}-{i % 2 + 1}.jpeg", rgb(10, 14, seed=i)[..., 0])
     return folder
 
 

@@ -219,5 +219,5 @@ def test_a_folder_tasks_classes_are_listed_under_their_label(tmp_path):
 def test_tasks_json_uses_stable_snake_case_keys():
     """Issue 23 item 4: `tasks --json` used the table's display headers (`"train | test"`) as keys."""
     tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).stdout)["tasks"]
-    assert all(set(row) == {"task", "modality", "train", "test", "masks", "size"} for row in tasks)
+    assert all(set(row) == {"task", "modality", "train", "test", "masks", "size", "patients"} for row in tasks)
     assert all(re.fullmatch(r"[a-z_]+", key) for row in tasks for key in row)

@@ -633,6 +633,60 @@ def test_statistics_from_stored_scores_subtypes_intervals_and_report(mini_sweep,
     assert "image_auroc" in set(old_statistics.intervals["metric"])
 
 
+def test_a_task_with_patients_is_reported_per_patient_and_resamples_patients(mini_sweep):
+    """synth-oct names its patients (3 B-scans each), synth-fundus does not: intervals.csv and results.csv say the
+    unit, synth-oct's image AUROC interval resamples patients, a patient-level table exists, every n says how
+    many patients, and the answer line says which unit it speaks of."""
+    root, _, readme = mini_sweep
+    report = root / "report"
+    intervals = pd.read_csv(report / "intervals.csv")
+    assert {"unit", "resampled"} <= set(intervals.columns)
+    image_auroc = intervals[(intervals["metric"] == "image_auroc") & (intervals["unit"] == "image")]
+    assert set(image_auroc[image_auroc["task"] == "synth-oct"]["resampled"]) == {"patients"}
+    assert set(image_auroc[image_auroc["task"] == "synth-fundus"]["resampled"]) == {"images"}
+    patient_rows = intervals[intervals["unit"] == "patient"]
+    assert set(patient_rows["task"]) == {"synth-oct"} and "image_auroc" in set(patient_rows["metric"])
+    results = pd.read_csv(report / "results.csv")
+    assert results.columns[0] == "unit"
+    assert len(results[results["unit"] == "image"]) == 8 and set(results[results["unit"] == "patient"]["task"]) == {
+        "synth-oct"
+    }
+    assert (
+        len(results[results["unit"] == "patient"]) == 4
+        and results[results["unit"] == "patient"]["image_auroc"].between(0, 1).all()
+    )
+    patients = (report / "patients.md").read_text()
+    assert "synth-oct" in patients and "synth-fundus" not in patients and "patients" in patients
+    assert "from 2/2/1 patients" in (report / "table.md").read_text()  # 4 + 4 test images, 2 hold-out normals
+    text = readme.read_text()
+    assert "## Per patient" in text and "from 2 + 2 patients" in text
+    answers = (report / "answers.md").read_text().splitlines()
+    assert any(line.startswith("synth-oct") and "resample the 2 + 2 patients" in line for line in answers)
+    assert any(line.startswith("synth-fundus") and "one image = one unit" in line for line in answers)
+
+
+def test_one_image_per_patient_gives_the_image_level_statistics_exactly(mini_sweep, tmp_path):
+    """(a) at the sweep level: a task whose every patient has one image has the very intervals and tests of the
+    same scores without patients."""
+    from medrecontrast.bench.statistics import sweep_statistics
+
+    singles, plain = copy_sweep(mini_sweep, tmp_path / "singles"), copy_sweep(mini_sweep, tmp_path / "plain")
+    for sweep, patient in ((singles, lambda frame: "p-" + frame.index.astype(str)), (plain, None)):
+        for folder in sweep.glob("synth-oct/*/seed-*"):
+            for name in ("scores.csv", "holdout_scores.csv"):
+                frame = pd.read_csv(folder / name).drop(columns=["patient"])
+                if patient is not None:
+                    frame["patient"] = patient(frame)
+                frame.to_csv(folder / name, index=False)
+    one, other = (sweep_statistics(collect_results(s), resamples=200) for s in (singles, plain))
+    columns = ["task", "method", "seed", "metric", "interval", "value", "low", "high"]
+    pd.testing.assert_frame_equal(one.intervals[columns], other.intervals[columns], rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        one.comparisons.drop(columns=["resampled"]), other.comparisons.drop(columns=["resampled"]), rtol=1e-12
+    )
+    assert set(one.intervals[one.intervals["task"] == "synth-oct"]["resampled"]) == {"patients"}
+
+
 def test_figures_fit_a_journal_page_with_fonts_of_at_least_7_pt(mini_sweep, tmp_path):
     """Every figure is one or two journal columns wide (3.4 or 7.0 in) and none of its text is below 7 pt, so nothing
     shrinks below 7 pt when a figure is placed at full width; PNGs are 300 dpi (issue 24) and no legend covers the

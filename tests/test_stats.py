@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats as sps
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medrecontrast import metrics, stats
+from medrecontrast.errors import UserInputError
 
 
 def _simulated(auroc: float, normals: int, abnormals: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -156,3 +160,54 @@ def test_chance_levels():
         metrics.chance_level("f1_oracle", 0.5) == pytest.approx(2 / 3)
         and metrics.chance_level("image_auroc", 0.2) == 0.5
     )
+
+
+def test_patient_bootstrap_and_clustered_delong_equal_the_image_ones_when_every_patient_has_one_image():
+    """(a) With one image per patient nothing changes: the same resamples draw for draw, the same DeLong
+    variance, interval and test (also for a unified task's strata)."""
+    rng = np.random.default_rng(3)
+    labels = rng.permutation(np.r_[np.zeros(50, int), np.ones(35, int)])
+    first, second = rng.normal(size=85) + labels, rng.normal(size=85) + 0.4 * labels
+    patients = np.array([f"patient-{i}" for i in rng.permutation(85)])
+    for strata in (labels, np.char.add(np.where(np.arange(85) % 2, "a", "b"), labels.astype(str))):
+        image_counts, patient_counts, names = stats.cluster_bootstrap(strata, patients, 300, seed=7)
+        assert np.array_equal(image_counts, stats.bootstrap_counts(strata, 300, seed=7))
+        assert np.array_equal(patient_counts, image_counts) and list(names) == list(patients)
+    aucs, covariance = stats.delong(labels, [first, second])
+    clustered_aucs, clustered = stats.delong(labels, [first, second], patients)
+    assert np.array_equal(aucs, clustered_aucs)
+    np.testing.assert_allclose(clustered, covariance, rtol=1e-12)
+    assert stats.delong_interval(labels, first, clusters=patients) == pytest.approx(
+        stats.delong_interval(labels, first), rel=1e-12
+    )
+    assert stats.delong_test(labels, first, second, patients) == pytest.approx(
+        stats.delong_test(labels, first, second), rel=1e-12
+    )
+
+
+def test_patient_intervals_cover_clustered_truth_and_image_intervals_do_not():
+    """(b) Five images per patient with within-patient correlation 0.6: the patient bootstrap and Obuchowski's
+    clustered DeLong cover the true AUROC about 95 % of the time, the image bootstrap and plain DeLong far less
+    (benchmarks/patient_coverage.py gives the full table in benchmarks/README.md)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from patient_coverage import coverage
+
+    row = coverage(patients=40, images=5, rho=0.6, trials=150, resamples=300, seed=1)
+    assert row["patient_bootstrap coverage"] >= 0.88 and row["obuchowski coverage"] >= 0.88
+    assert row["image_bootstrap coverage"] <= 0.80 and row["delong coverage"] <= 0.80
+    assert row["patient_bootstrap width"] > 1.4 * row["image_bootstrap width"]
+
+
+def test_patient_scores_reduce_by_max_mean_and_top_k():
+    names, scores = stats.reduce_by_cluster(np.array([1.0, 5.0, 2.0, 4.0, 3.0]), np.array(list("abaab")), "max")
+    assert list(names) == ["a", "b"] and list(scores) == [4.0, 5.0]
+    assert list(stats.reduce_by_cluster(np.array([1.0, 5.0, 2.0, 4.0, 3.0]), np.array(list("abaab")), "mean")[1]) == [
+        pytest.approx(7 / 3),
+        4.0,
+    ]
+    assert list(stats.reduce_by_cluster(np.array([1.0, 5.0, 2.0, 4.0]), np.array(list("abaa")), "top2")[1]) == [
+        3.0,
+        5.0,
+    ]
+    with pytest.raises(UserInputError, match="patient_score"):
+        stats.check_patient_score("median")

@@ -40,7 +40,10 @@ def write_dicom(
     intercept: float = 0.0,
     photometric: str = "MONOCHROME2",
     with_pixels: bool = True,
+    patient_id: str | None = None,
 ) -> Path:
+    """A 12-bit DICOM file; its PatientID is ``patient_id``, by default one of its own (``<split>/<class>/<stem>``),
+    so that files of a folder task are distinct patients unless a test says otherwise."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -56,7 +59,7 @@ def write_dicom(
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientID = "TEST"
+    ds.PatientID = patient_id if patient_id is not None else f"{path.parent.parent.name}/{path.parent.name}/{path.stem}"
     ds.Modality = "OT"
     pixels = np.asarray(pixels, dtype=np.uint16)
     ds.Rows, ds.Columns = pixels.shape
