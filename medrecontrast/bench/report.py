@@ -24,7 +24,7 @@ from medrecontrast.tasks.base import task_slug
 
 FIGURE_CAPTIONS = {
     "auroc": "Image AUROC per task and method, in %: point = mean over seeds, line = 95 % bootstrap interval of the "
-    "seed mean, open circles = seeds, dotted line = chance (50).",
+    "seed mean (patients resampled where the task names them), open circles = seeds, dotted line = chance (50).",
     "roc": "ROC curves, every seed a thin line in its method's colour; the legend below gives mean ± std image AUROC; "
     "dotted = chance.",
     "pr": "Precision–recall curves, every seed a thin line; the legend below gives mean image AP; dotted = chance (the "
@@ -32,7 +32,8 @@ FIGURE_CAPTIONS = {
     "paired_differences": "With fewer than 3 tasks a rank diagram says nothing: each method's image AUROC minus the "
     "best method's of its task (seed means, points), with DeLong's test's Holm-adjusted p (filled: p < 0.05).",
     "forest": "Forest plot, one panel per task: image AUROC of each abnormal subtype against all test normals, in % "
-    "(point = seed mean, line = DeLong 95 % interval, dotted = chance).",
+    "(point = seed mean, line = DeLong 95 % interval, Obuchowski's clustered one where the task names patients; "
+    "dotted = chance).",
     "critical_difference": "Average rank of each method over the tasks (image AUROC, seed mean; 1 = best); methods "
     "joined by a "
     "black bar are not significantly different by Nemenyi's critical difference (CD, grey); the title gives "

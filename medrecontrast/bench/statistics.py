@@ -182,6 +182,8 @@ def sweep_statistics(
                 "low",
                 "high",
                 "resampled",
+                "abnormal_patients",
+                "normal_patients",
             ],
         ),
         counts=pd.DataFrame(
@@ -546,6 +548,10 @@ def _subtypes(task: str, by_method: dict, level: float, clusters: np.ndarray | N
                     low=low,
                     high=high,
                     resampled="images" if clusters is None else "patients",
+                    abnormal_patients=None if clusters is None else len(set(clusters[rows_of][labels == 1])),
+                    normal_patients=None
+                    if clusters is None
+                    else len(set(clusters[rows_of][labels == 0]) - set(clusters[rows_of][labels == 1])),
                 )
             )
     return rows

@@ -328,6 +328,9 @@ def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
         for r in rows.itertuples()
     ]
     out = rows[["task", "subtype", "abnormal", "normal"]].assign(method=rows["method"], auroc=cells)
+    for count in ("abnormal", "normal"):  # images, and the patients they come from where the task names them
+        patients = rows[f"{count}_patients"]
+        out[count] = [str(n) if pd.isna(p) else f"{n} from {int(p)} patients" for n, p in zip(rows[count], patients)]
     table = out.pivot_table(
         index=["task", "subtype", "abnormal", "normal"], columns="method", values="auroc", aggfunc="first", sort=False
     )
