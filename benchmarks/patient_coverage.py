@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     from common import publish
 
     publish(table, args.results, "patient_coverage")
-    print(f"\n{args.trials} trials x {args.resamples} resamples per row, true AUROC {TRUE_AUROC}; "
-          f"{time.perf_counter() - began:.0f} s")
+    print(
+        f"\n{args.trials} trials x {args.resamples} resamples per row, true AUROC {TRUE_AUROC}; "
+        f"{time.perf_counter() - began:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -164,7 +164,8 @@ def test_report_has_tables_and_non_empty_figures(mini_sweep):
         "cost.md",
     ):
         assert (report / table).stat().st_size > 0, table
-    assert pd.read_parquet(report / "results.parquet").shape[0] == 8
+    parquet = pd.read_parquet(report / "results.parquet")  # one row per run, and per run at the patient level
+    assert (parquet["unit"] == "image").sum() == 8 and (parquet["unit"] == "patient").sum() == 4
     assert "\\textbf{" in (report / "table.tex").read_text() and "I-AUROC" in text and "seeds | 0, 1" in text
     assert "cpu" in text and "No task of this sweep has a reference number" in text
 

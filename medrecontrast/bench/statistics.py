@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +141,13 @@ def sweep_statistics(
     seed: int = 0,
     level: float = stats.LEVEL,
     patient_score: str | None = None,
+    by_patient: bool = True,
 ) -> SweepStatistics:
     """Intervals, paired comparisons, operating points, per-subtype AUROC and test-set sizes of every task, at the
     image level and, for tasks whose images name their patients, at the patient level (``patient_score``: how a
-    patient's image scores combine; None: what the sweep recorded, else max)."""
+    patient's image scores combine; None: what the sweep recorded, else max). ``by_patient=False`` ignores the
+    patients and resamples images, as if each image were a patient (only to measure what the patients change:
+    ``benchmarks/patient_intervals.py``)."""
     began = time.perf_counter()
     done = finished(results)
     patient_score = stats.check_patient_score(patient_score or recorded_patient_score(results))
@@ -155,8 +158,10 @@ def sweep_statistics(
         runs, left_out = _same_test_set(runs)
         if left_out:
             notes.append(f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics")
+        if not by_patient:
+            runs = [replace(r, patients=None, holdout_patients=None) for r in runs]
         reference = runs[0]
-        notes += [line for line in dict.fromkeys(line for r in runs for line in r.leaks)]
+        notes += [line for line in reference.leaks if line not in notes]  # one task's runs read the same files
         sampling = _sampling(task, reference, resamples, seed)
         counts.append(_counts(task, reference))
         _image_statistics(task, runs, sampling, level, image)

@@ -40,6 +40,11 @@ class DataLeaks:
     patients: list[dict] = field(default_factory=list)
     identical: list[dict] = field(default_factory=list)
     near: list[dict] | None = None
+    root: str = ""  # the folder holding every file of the task: the lines name files below it
+
+    def short(self, path: str) -> str:
+        """``path`` below :attr:`root` (``test/NORMAL/x.jpeg``), as the lines name it."""
+        return os.path.relpath(path, self.root) if self.root else path
 
     def lines(self) -> list[str]:
         """One sentence per kind of leak found, for `data check`, the planning warning and the report."""
@@ -49,7 +54,8 @@ class DataLeaks:
             first = self.patients[0]
             out.append(
                 f"{self.task}: {len(self.patients)} patient(s) have images in both training and test ({names}; e.g. "
-                f"{first['train']} and {first['test']}): the test scores of their images may be optimistic"
+                f"{self.short(first['train'])} and {self.short(first['test'])}): the test scores of their images may "
+                "be optimistic"
             )
         for where, label in (
             ("train/test", "in both training and test"),
@@ -58,10 +64,13 @@ class DataLeaks:
         ):
             pairs = [p for p in self.identical if p["where"] == where]
             if pairs:
-                shown = "; ".join(f"{p['first']} = {p['second']}" for p in pairs[:SHOWN]) + _more(pairs)
+                shown = "; ".join(f"{self.short(p['first'])} = {self.short(p['second'])}" for p in pairs[:SHOWN])
+                shown += _more(pairs)
                 out.append(f"{self.task}: {len(pairs)} byte-identical file pair(s) {label}: {shown}")
         if self.near:
-            shown = "; ".join(f"{p['first']} ~ {p['second']} ({p['where']})" for p in self.near[:SHOWN])
+            shown = "; ".join(
+                f"{self.short(p['first'])} ~ {self.short(p['second'])} ({p['where']})" for p in self.near[:SHOWN]
+            )
             out.append(
                 f"{self.task}: {len(self.near)} near-duplicate pair(s) (perceptual hash, Hamming distance <= "
                 f"{NEAR_DISTANCE} of 64 bits): {shown}{_more(self.near)}"
@@ -75,6 +84,7 @@ class DataLeaks:
             "near_duplicates": self.near,
             "near_distance": NEAR_DISTANCE if self.near is not None else None,
             "warnings": self.lines(),
+            "root": self.root,
         }
 
 
@@ -85,7 +95,10 @@ def _more(items: list) -> str:
 def find_leaks(data: TaskData, near: bool = False) -> DataLeaks:
     """Patients in training and test, byte-identical files across the splits and within each, and (``near``)
     near-duplicate 2-D images, of one loaded task."""
-    found = DataLeaks(task=data.task.name, patients=patient_leaks(data), identical=identical_files(data))
+    paths = {str(it["image"]) for it in data.train + data.test}
+    root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+    root = os.path.dirname(root) if len(paths) == 1 else root
+    found = DataLeaks(task=data.task.name, patients=patient_leaks(data), identical=identical_files(data), root=root)
     if near:
         found.near = near_duplicates(data, exclude=found.identical)
     return found
@@ -184,9 +197,12 @@ def enforce(data: TaskData, leaks: DataLeaks) -> list[str]:
     """Refuse a user's own split whose training and test share a patient (naming the patients and a file of
     each); return the warnings to show and record otherwise."""
     if leaks.patients and data.task.protocol.name in USER_PROTOCOLS:
-        shown = "; ".join(f"{p['patient']} ({p['train']} and {p['test']})" for p in leaks.patients[:SHOWN])
+        shown = "; ".join(
+            f"{p['patient']} ({leaks.short(p['train'])} and {leaks.short(p['test'])})" for p in leaks.patients[:SHOWN]
+        )
         raise DataLayoutError(
-            f"task '{data.task.name}': {len(leaks.patients)} patient(s) have images in both training and test: "
+            f"task '{data.task.name}': {len(leaks.patients)} patient(s) have images in both training and test "
+            f"(files below {leaks.root}): "
             f"{shown}{_more(leaks.patients)}. A test image of a patient the model trained on measures memory; move "
             "each patient's images to one side, or set the task's patient option if these are not one patient "
             '(e.g. patient = "file").'
