@@ -8,8 +8,11 @@ published, so it is run with a warning that the run records (``data.json``) and 
 
 Byte-identical files are found by size first, then SHA-256 of the files that share a size (two different
 sizes cannot be the same bytes), so the check reads only those files. Near-duplicates use a perceptual hash
-(``imagehash.phash``: the 8x8 low-frequency DCT of a 32x32 grey copy, 64 bits) at Hamming distance
-<= :data:`NEAR_DISTANCE`; 2-D images only (a volume's slices are one patient already).
+(``imagehash.phash`` with ``hash_size=16``: the sign of the 16x16 low-frequency DCT of a 64x64 grey copy,
+256 bits) at Hamming distance <= :data:`NEAR_DISTANCE`; 2-D images only (a volume's slices are one patient
+already). Measured on the real chest X-rays (1,324 images): a copy resized to 80 % and re-encoded as JPEG at
+quality 60 differs by at most 6 bits, two different children's radiographs by more than 24; the common
+64-bit hash at distance 4 called 43 pairs of different children duplicates (chest films look alike at 8x8).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from medrecontrast.data.items import TaskData, has_patients, unit_of
 from medrecontrast.errors import DataLayoutError
 
 USER_PROTOCOLS = ("folder",)  # protocols whose split the user made: a shared patient is refused, not warned
-NEAR_DISTANCE = 4  # bits of 64 that may differ between the perceptual hashes of near-duplicates
+HASH_SIZE = 16  # phash of 16 x 16 = 256 bits
+NEAR_DISTANCE = 12  # bits of 256 that may differ between the perceptual hashes of near-duplicates
 SHOWN = 5  # names listed in one line before "and N more"
 
 
@@ -73,7 +77,7 @@ class DataLeaks:
             )
             out.append(
                 f"{self.task}: {len(self.near)} near-duplicate pair(s) (perceptual hash, Hamming distance <= "
-                f"{NEAR_DISTANCE} of 64 bits): {shown}{_more(self.near)}"
+                f"{NEAR_DISTANCE} of {HASH_SIZE**2} bits): {shown}{_more(self.near)}"
             )
         return out
 
@@ -83,6 +87,7 @@ class DataLeaks:
             "identical_files": self.identical,
             "near_duplicates": self.near,
             "near_distance": NEAR_DISTANCE if self.near is not None else None,
+            "near_bits": HASH_SIZE**2 if self.near is not None else None,
             "warnings": self.lines(),
             "root": self.root,
         }
@@ -178,14 +183,14 @@ def near_duplicates(data: TaskData, exclude: list[dict] = ()) -> list[dict]:
             continue
         grey = np.clip(np.asarray(array, dtype=np.float32).mean(axis=0) * 255, 0, 255).round().astype(np.uint8)
         paths.append(path)
-        bits.append(imagehash.phash(Image.fromarray(grey)).hash.ravel())
+        bits.append(imagehash.phash(Image.fromarray(grey), hash_size=HASH_SIZE).hash.ravel())
     if len(paths) < 2:
         return []
-    packed = np.packbits(np.array(bits, dtype=bool), axis=1).view(">u8").ravel()
+    packed = np.packbits(np.array(bits, dtype=bool), axis=1).view(np.uint64)  # (n, 4) words of 64 bits
     known = {frozenset((p["first"], p["second"])) for p in exclude}
     pairs = []
     for i in range(len(paths) - 1):  # row by row: n^2/2 popcounts, no n x n matrix in memory
-        distance = np.bitwise_count(packed[i] ^ packed[i + 1 :])
+        distance = np.bitwise_count(packed[i] ^ packed[i + 1 :]).sum(axis=1)
         for j in np.flatnonzero(distance <= NEAR_DISTANCE):
             first, second = paths[i], paths[i + 1 + int(j)]
             if frozenset((first, second)) not in known:
