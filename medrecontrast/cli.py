@@ -313,9 +313,8 @@ def _print_check(summary: dict) -> None:
     )
     leaks = summary.get("leaks") or {}
     for line in leaks.get("warnings", []):
-        style = (
-            "[red]problem:[/]" if leaks.get("refused") and "both training and test" in line else "[yellow]warning:[/]"
-        )
+        refused = leaks.get("refused") and "patient(s) have images in both" in line
+        style = "[red]problem:[/]" if refused else "[yellow]warning:[/]"
         err_console.print(f"{style} {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
     if summary.get("masks_missing"):

@@ -162,8 +162,8 @@ def list_class_folders(
 
 PATIENT_RULES = ("subfolder", "file")  # besides a regular expression with one group
 FOLDER_PATIENTS = (
-    "option patient: sub-folder of the class folder (default where there are sub-folders), DICOM PatientID "
-    '(else StudyInstanceUID), a volume\'s file, "file", or a regular expression; else one image = one unit'
+    "the sub-folder of the class folder, else a DICOM file's PatientID (then StudyInstanceUID), else a volume's "
+    'file, else the image itself; the option patient = "subfolder" | "file" | a regular expression chooses'
 )
 
 
@@ -192,9 +192,9 @@ def check_patient_option(value, task: str) -> None:
 def patient_rule(value, task: str):
     """``patient_of(path, below, header_patient, is_volume)`` for a folder task's ``patient`` option.
 
-    * None (auto): a DICOM file's PatientID (else StudyInstanceUID); else the sub-folder of the class folder the
-      image is in (``test/ABN/patient7/img.png`` -> ``patient7``); else a volume's file (all its slices are one
-      unit); else None: the image is its own unit.
+    * None (auto): the sub-folder of the class folder the image is in (``test/ABN/patient7/img.png`` ->
+      ``patient7``: the user grouped them); else a DICOM file's PatientID (else StudyInstanceUID); else a volume's
+      file (all its slices are one unit); else None: the image is its own unit.
     * ``"subfolder"``: the first folder below the class folder; an image directly in the class folder is refused.
     * ``"file"``: every file is its own unit (a volume's slices are one).
     * a regular expression with one group, searched in the path below the class folder (``patient7/img.png``,
@@ -206,10 +206,10 @@ def patient_rule(value, task: str):
     def patient_of(path: Path, below: str, header_patient: str | None, unit: str | None) -> str | None:
         parts = below.split("/")
         if value is None:
-            if header_patient:
-                return header_patient
             if len(parts) > 1:
                 return parts[0]
+            if header_patient:
+                return header_patient
             return unit
         if value == "subfolder":
             if len(parts) == 1:
@@ -336,7 +336,7 @@ def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None
         layout=FOLDER_LAYOUT,
         locate=lambda task, _: Path(task.options["path"]),
         options={"path": str(resolved), "slice_axis": slice_axis, "window": window, "patient": patient},
-        patients=FOLDER_PATIENTS,
+        patients=FOLDER_PATIENTS if patient is None else f"patient = {patient!r} (the task's option)",
     )
 
 
