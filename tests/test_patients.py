@@ -239,3 +239,18 @@ def test_unified_members_keep_their_patients_apart():
     data = get_task("unified:synth-oct+synth-skin").load()
     patients = {it.get("patient") for it in data.test}
     assert any(str(p).startswith("synth-oct/") for p in patients) and None in patients
+
+
+def test_items_with_and_without_a_patient_collate_into_one_batch(tmp_path):
+    """Failed before (a batch whose first item names a patient and the next does not): a unified task of synth-oct
+    (patients) and synth-fundus (none), or a folder with loose files beside patient folders, stopped ReContrast
+    and RD4AD with "KeyError: 'patient'" when the batch was collated."""
+    from torch.utils.data import DataLoader
+
+    from medrecontrast.data.dataset import image_dataset
+
+    root = _folder(tmp_path / "data", {"train/NORMAL/loose.png": 1, "train/NORMAL/p1/a.png": 2})
+    first = {"image": str(root / "train/NORMAL/p1/a.png"), "label": 0, "mask": None, "id": "b", "category": "N"}
+    items = [{**first, "patient": "p1"}, {**first, "image": str(root / "train/NORMAL/loose.png"), "id": "a"}]
+    batch = next(iter(DataLoader(image_dataset(items, 16, masks=False, cache="none"), batch_size=2)))
+    assert batch["image"].shape[0] == 2 and "patient" not in batch

@@ -107,6 +107,9 @@ def item_key(signature: str):
     return hash_item
 
 
+STATISTICS_ONLY = ("patient",)  # item keys the datasets drop (run.lifecycle reads them from the task's items)
+
+
 def image_dataset(
     items: list[dict],
     image_size: int,
@@ -127,6 +130,9 @@ def image_dataset(
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
+    # who an image belongs to is the statistics' business, not the network's: an item may name its patient and the
+    # next not (a unified task, a folder with loose files beside patient folders), and a batch must collate
+    items = [{k: v for k, v in it.items() if k not in STATISTICS_ONLY} for it in items]
     prep = preprocessing(image_size, crop_size, masks=masks, fundus_crop=fundus_crop)
     if cache == "disk":
         signature = f"v{PIPELINE_VERSION}-{image_size}-{crop_size}-masks{masks}-fundus{fundus_crop}"
