@@ -915,3 +915,28 @@ def test_report_says_where_it_writes_before_writing(mini_sweep, tmp_path):
     assert result.exit_code == 0, result.output
     said = result.output.index("writing the report of")
     assert str((tmp_path / "elsewhere").resolve()) in result.output[said:] and said < result.output.index("report:")
+
+
+@pytest.mark.slow
+def test_a_sweep_of_tasks_with_and_without_masks_gives_a_report(tmp_path):
+    """Issue 37 item 0, failed before: every run finished, then `paper_table` called `idxmax` on pixel AUROC, NaN for
+    the whole task without masks ("idxmax with skipna=True encountered all NA values"), and no README was written."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "plain"
+    for split, cls, count in (("train", "NORMAL", 8), ("test", "NORMAL", 4), ("test", "ABN", 4)):
+        (folder / split / cls).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255 if cls == "NORMAL" else 60, (32, 32)).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / split / cls / f"{i}.png")
+    config = mini_config(
+        tmp_path / "runs",
+        tasks=["synth-oct", f"folder:{folder}"],
+        task={"synth-oct": {"data": TINY_DATA}},
+    )
+    outcomes = run_sweep(config, progress=False)
+    assert {o.status for o in outcomes} == {"finished"}
+    readme = build_report(tmp_path / "runs", tmp_path / "report")
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert readme.is_file() and "synth-oct" in table and "plain" in table

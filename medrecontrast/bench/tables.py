@@ -69,7 +69,7 @@ def paper_table(
     for metric in metrics:
         means, stds = summary[(metric, "mean")], summary[(metric, "std")]
         best = means.groupby(level="task").transform("max")
-        best_method = means.groupby(level="task").idxmax()
+        best_method = best_per_task(means)
         cells = []
         for (task, method), m, sd, b in zip(means.index, means, stds, best):
             several = len(means.xs(task, level="task")) > 1
@@ -92,6 +92,14 @@ def paper_table(
         table["task"] = table["task"].map(lambda t: escape(str(t)))
         table["method"] = table["method"].map(lambda m: escape(display_name(m)))
     return table
+
+
+def best_per_task(means: pd.Series) -> dict:
+    """``task -> (task, method)`` of the highest mean of each task, for a ``(task, method)``-indexed series; a task
+    whose every value is NaN (a pixel metric of a task without masks) has none and is left out (pandas' ``idxmax``
+    raises on an all-NaN group)."""
+    present = means.dropna()
+    return present.groupby(level="task").idxmax().to_dict() if len(present) else {}
 
 
 def latex_escape(text) -> str:
@@ -244,17 +252,17 @@ def patient_table(statistics: SweepStatistics) -> pd.DataFrame:
     tests = statistics.patient_comparisons
     out = pd.DataFrame(index=means.index)
     for metric in present:
-        best = means[metric].groupby(level="task").idxmax()
+        best = best_per_task(means[metric])
         cells = []
         for (task, method), m in means[metric].items():
             several = len(means.xs(task, level="task")) > 1
             cell = _cell(
-                m, stds.at[(task, method), metric], bold=several and best[task] == (task, method), fmt="markdown"
+                m, stds.at[(task, method), metric], bold=several and best.get(task) == (task, method), fmt="markdown"
             )
             bounds = statistics.interval(task, method, metric, unit="patient")
             if bounds is not None and not np.isnan(bounds[0]):
                 cell += _interval(*bounds)
-            if metric == "image_auroc" and several and best[task] != (task, method) and len(tests):
+            if metric == "image_auroc" and several and best.get(task) not in (None, (task, method)) and len(tests):
                 test = tests[
                     (tests["task"] == task)
                     & (tests["metric"] == metric)
