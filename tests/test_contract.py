@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, NotFittedError, build_detector, registered_methods
 from medrecontrast.models.base import Detector, register_detector
 from medrecontrast.run import RunConfig, resolve_run_config
@@ -85,8 +86,19 @@ def test_every_method_keeps_the_contract(method, tmp_path):
     assert before[:2] == after[:2] and torch.equal(before[2], after[2]) and before[3:] == after[3:]
     with pytest.raises(NotFittedError):
         detector.predict(images(2, seed=1))
+    # issue 37 item 8, each failed before for some method: scoring or saving an unfitted detector (RD4AD and
+    # ReContrast returned numbers; a saved file loaded as fitted; PatchCore's save was an AttributeError)
+    with pytest.raises(NotFittedError):
+        detector.score_batch(torch.rand(2, 3, 32, 32))
+    with pytest.raises(NotFittedError):
+        detector.save(tmp_path / "unfitted.pt")
+    assert not (tmp_path / "unfitted.pt").exists()
     train, test = images(8, seed=0), images(6, seed=1)
     assert detector.fit(train, progress=False) is detector and detector.fitted_
+    with pytest.raises(UserInputError, match="divide by 255"):  # 0-255 pixels scored as they are: 5.9e8 scores
+        detector.score_batch(torch.rand(2, 3, 32, 32) * 255)
+    with pytest.raises(UserInputError, match="NaN"):
+        detector.score_batch(torch.full((1, 3, 32, 32), float("nan")))
     first = detector.predict(test)
     assert first.scores.shape == (6,) and first.maps.shape == (6, 32, 32) and np.isfinite(first.scores).all()
     # the seed fixes everything: a second detector of the same options gives the same scores

@@ -111,7 +111,7 @@ def test_features_loss_gradients_step_map_and_score_equal_the_released_code(netw
 def test_the_detector_scores_as_the_released_evaluation(network):
     """score_batch: cal_anomaly_maps -> resize 256 -> 5x5 Gaussian -> top 1 %; the map back at the input size."""
     detector = build_detector("dinomaly", encoder="dinov2_vits14_reg", pretrained=False, device="cpu", amp=False)
-    detector.model = network
+    detector.model, detector.fitted_ = network, True  # the released network's weights, as if loaded
     scores, maps = detector.score_batch(pixels())
     with torch.no_grad():
         targets, outputs = network.eval()(pixels())

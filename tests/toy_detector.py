@@ -57,7 +57,7 @@ class PooledKNN(Detector):
         return self
 
     @torch.no_grad()
-    def score_batch(self, images):
+    def _score_batch(self, images):
         features = self.encoder(images)[2]
         scores = torch.cdist(features.mean(dim=(2, 3)), self.bank_).min(dim=1).values
         maps = torch.linalg.vector_norm(features - self.mean_map_, dim=1, keepdim=True)

@@ -99,6 +99,9 @@ def display_name(method: str) -> str:
     return DETECTORS[method].display_name if method in DETECTORS else method
 
 
+PIXEL_TOLERANCE = 1e-3  # float16 pixels may round a hair outside [0, 1]
+
+
 class NotFittedError(RuntimeError):
     """``predict`` was called on a detector that was neither fitted nor loaded."""
 
@@ -247,7 +250,29 @@ class Detector:
         raise NotImplementedError
 
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scores (B,), maps (B, H, W))`` for a batch of pixels in [0, 1] on ``self.device``."""
+        """``(scores (B,), maps (B, H, W))`` for a batch of pixels in [0, 1] on ``self.device``.
+
+        Refused, as scikit-learn's estimators refuse, on a detector that was neither fitted nor loaded
+        (:class:`NotFittedError`), and on pixels that are not finite or not in [0, 1] (a 0–255 image scored as it
+        is gave scores of 5.9e8; the suite's datasets give [0, 1] and the encoder normalises). A method implements
+        :meth:`_score_batch`."""
+        if not self.fitted_:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted: call fit(train) or Detector.load(path) before scoring."
+            )
+        low, high = torch.aminmax(images.detach().float())
+        low, high = float(low), float(high)
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise UserInputError(f"{type(self).__name__}.score_batch: the images hold NaN or infinite pixels.")
+        if low < -PIXEL_TOLERANCE or high > 1 + PIXEL_TOLERANCE:
+            hint = " (0-255 values: divide by 255)" if high > 2 else ""
+            raise UserInputError(
+                f"{type(self).__name__}.score_batch takes pixels in [0, 1], got values in [{low:g}, {high:g}]{hint}."
+            )
+        return self._score_batch(images)
+
+    def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`score_batch` computes once the input is checked; each method's own."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -303,7 +328,10 @@ class Detector:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write configuration and learned state to one file (atomically)."""
+        """Write configuration and learned state to one file (atomically); refused before ``fit`` (the file would
+        load as a fitted detector of untrained weights)."""
+        if not self.fitted_:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(train) before save(path).")
         atomic_torch_save(
             {
                 "format": DETECTOR_FORMAT,

@@ -516,7 +516,7 @@ class Dinomaly(Detector):
         return self
 
     @torch.no_grad()
-    def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         c = self.config
         size = tuple(images.shape[-2:])

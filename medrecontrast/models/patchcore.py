@@ -274,7 +274,7 @@ class PatchCore(Detector):
         return free
 
     @torch.no_grad()
-    def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.memory_bank_ is None:
             raise RuntimeError("PatchCore.fit must run before scoring")  # score_batch called directly
         features, (h, w) = self.patch_features(images)

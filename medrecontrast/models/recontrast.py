@@ -303,7 +303,7 @@ class ReContrast(Detector):
         return self
 
     @torch.no_grad()
-    def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.eval()
         if uses_channels_last(images.device, self.config.amp, self.config.channels_last, inference=True):
             images = to_channels_last(self.model, images)
