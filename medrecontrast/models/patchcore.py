@@ -13,8 +13,12 @@ The memory bank is the released one (``sampler.py`` ``ApproximateGreedyCoresetSa
 approximate greedy k-center coreset over EVERY patch of every training image, distances on a random
 projection to ``projection_dim`` dimensions (``torch.nn.Linear``'s default initialisation), started
 from the mean distance to ``num_starting_points`` points drawn by NumPy, ``int(N * coreset_ratio)``
-entries; for a seed the suite draws what ``fix_seeds(seed)`` followed by the sampler draws (tested
-against the released sampler's indices). At OCT2017's size (26,315 images x 784 patches, ~84 GB of
+entries; for a seed the suite draws what ``fix_seeds(seed)`` followed *directly* by the sampler draws (tested
+against the released sampler's indices). The released ``bin/run_patchcore.py`` builds the backbone between
+the two, which consumes the global torch stream, so its projection for a seed is another draw: in the full
+released pipeline the banks overlap ~15 % with this suite's for the same seed, about as much as the released
+code's own seed-0 and seed-1 banks overlap (~18 %; both figures from issue 37). Features, the greedy set on
+the same projected features and start points, and the scores given the same bank are identical. At OCT2017's size (26,315 images x 784 patches, ~84 GB of
 1024-d embeddings in float32) the embeddings cannot all be held, so the bank is built in two passes
 within ``memory_budget_gb`` (:func:`plan_memory_bank`): the first keeps only each patch's 128-d
 projection (~10.6 GB) for the greedy search, the second runs the encoder again over the images that
