@@ -46,4 +46,6 @@ def tracked(
         done += count(item)
         if done - reported >= max(1, total // 10) or done >= total:
             reported = done
-            console.print(f"  {description}: {done}/{total}, {time.perf_counter() - began:.0f} s", markup=False)
+            elapsed = time.perf_counter() - began
+            eta = f", ETA {elapsed / done * (total - done):.0f} s" if done < total else ""
+            console.print(f"  {description}: {done}/{total}, {elapsed:.0f} s{eta}", markup=False)

@@ -18,7 +18,9 @@ against the released sampler's indices). The released ``bin/run_patchcore.py`` b
 the two, which consumes the global torch stream, so its projection for a seed is another draw: in the full
 released pipeline the banks overlap ~15 % with this suite's for the same seed, about as much as the released
 code's own seed-0 and seed-1 banks overlap (~18 %; both figures from issue 37). Features, the greedy set on
-the same projected features and start points, and the scores given the same bank are identical. At OCT2017's size (26,315 images x 784 patches, ~84 GB of
+the same projected features and start points, and the scores given the same bank are identical.
+
+At OCT2017's size (26,315 images x 784 patches, ~84 GB of
 1024-d embeddings in float32) the embeddings cannot all be held, so the bank is built in two passes
 within ``memory_budget_gb`` (:func:`plan_memory_bank`): the first keeps only each patch's 128-d
 projection (~10.6 GB) for the greedy search, the second runs the encoder again over the images that
@@ -256,6 +258,7 @@ class PatchCore(Detector):
             device=self.device,
             candidate_ratio=c.candidate_ratio,
             device_budget_bytes=self.device_budget_bytes(),
+            progress=progress,
         )
         if progress:
             stats = self.stats_
@@ -477,6 +480,7 @@ def build_memory_bank(
     device: torch.device | str = "cpu",
     candidate_ratio: float = 1.0,
     device_budget_bytes: int | None = None,
+    progress: bool | int = False,
 ) -> tuple[torch.Tensor, dict]:
     """A coreset memory bank (on ``device``) from streamed ``(B, P, D)`` patch-feature batches.
 
@@ -485,7 +489,8 @@ def build_memory_bank(
     batches serves plans of one pass. The plan (:func:`plan_memory_bank`) is fixed before the first
     batch is stored, so memory never grows past it. The random draws are the released sampler's for
     ``seed`` (:func:`released_projection`, :func:`greedy_coreset`). Returns the bank ``(M, D)`` in
-    selection order and the statistics of the plan.
+    selection order and the statistics of the plan. ``progress`` reports the coreset search's steps
+    (:func:`medrecontrast.progress.tracked`): on a CPU it is the longest stage of the fit.
     """
     device = torch.device(device)
     on_accelerator = device.type != "cpu"
@@ -539,7 +544,7 @@ def build_memory_bank(
     if stored != plan.candidates:
         raise ValueError(f"the feature stream held {stored // plan.per_image} images, not the {num_images} announced")
     streamed = time.perf_counter()
-    selected = greedy_coreset(projected, plan.target, num_starting_points, seed).cpu()
+    selected = greedy_coreset(projected, plan.target, num_starting_points, seed, progress=progress).cpu()
     searched = time.perf_counter()
     if weight is None and plan.passes == 1:  # dim == projection_dim: the projections are the embeddings
         candidates = projected.cpu()
@@ -590,7 +595,12 @@ def _recompute_selected(
 
 
 def greedy_coreset(
-    points: torch.Tensor, count: int, num_starting_points: int = 10, seed: int = 0, chunk_rows: int = 2**20
+    points: torch.Tensor,
+    count: int,
+    num_starting_points: int = 10,
+    seed: int = 0,
+    chunk_rows: int = 2**20,
+    progress: bool | int = False,
 ) -> torch.Tensor:
     """Indices of ``count`` points chosen by approximate greedy k-center selection.
 
@@ -599,7 +609,8 @@ def greedy_coreset(
     for ``seed``, so the first pick is already a far-out point. The distance update runs over ``chunk_rows`` rows at a
     time into preallocated buffers, so the memory beside ``points`` is two vectors of length N and
     one chunk, whatever N; the chosen index stays on the device, so an accelerator never waits for
-    the host between steps.
+    the host between steps. ``progress``: the steps done of ``count`` with an ETA (a bar, or a line every
+    tenth), as the other long stages report.
     """
     n = points.shape[0]
     if count >= n:
@@ -633,7 +644,7 @@ def greedy_coreset(
         nearest += distances
     nearest /= len(starts)
     chosen = torch.empty(count, dtype=torch.long, device=points.device)
-    for step in range(count):
+    for step in tracked(range(count), count, f"coreset search over {n:,} patches (steps)", progress):
         index = nearest.argmax().view(1)
         chosen[step : step + 1] = index
         update(nearest, index)
