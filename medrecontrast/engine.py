@@ -262,7 +262,9 @@ def train_loop(
             value = float(loss.detach())
             if not np.isfinite(value):
                 raise NonFiniteLossError(
-                    f"the loss became {value} at iteration {iteration}; nothing was written for this run"
+                    # counted from 1, as the progress bar and the log count iterations
+                    f"the loss became {value} at iteration {iteration + 1} of {iters}; nothing was written for this "
+                    "run"
                     + (f" after the checkpoint {path}" if path and path.is_file() else "")
                     + ". Try a lower learning rate, encoder BatchNorm in eval mode (encoder_bn_train = false), or "
                     "gradient clipping (grad_clip_norm)."

@@ -130,3 +130,22 @@ def test_a_taken_name_is_refused():
             pass
 
     assert DETECTORS["patchcore"] is first
+
+
+def test_importing_the_methods_and_tasks_leaves_the_callers_random_stream_alone():
+    """Issue 37 item 11, failed before: importing a detector module (or the tasks) moved Python's `random` stream,
+    because importing Rich (rich/style.py) and MONAI draws from it; a script that seeded `random` first got other
+    draws than the same script with the imports above its seed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import random\n"
+        "random.seed(5)\n"
+        "expected = random.Random(5).random()\n"
+        "from medrecontrast.models import recontrast\n"
+        "from medrecontrast import get_task, build_detector\n"
+        "assert random.random() == expected, 'the stream moved'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

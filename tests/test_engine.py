@@ -79,7 +79,8 @@ def test_nan_loss_stops_the_run_with_the_documented_error(tiny_train, tmp_path):
     detector.training_loss = lambda model, images, iteration: (
         original(model, images, iteration) * (float("nan") if iteration == 3 else 1.0)
     )
-    with pytest.raises(NonFiniteLossError, match="the loss became nan at iteration 3"):
+    # the fourth iteration (0-based 3), as the bar counts: it said "iteration 3" while the bar showed 4
+    with pytest.raises(NonFiniteLossError, match="the loss became nan at iteration 4 of"):
         detector.fit(tiny_train, checkpoint=tmp_path / "n.pt", progress=False)
     assert load_checkpoint(tmp_path / "n.pt", {})["iteration"] == 2  # the last good checkpoint survives
 

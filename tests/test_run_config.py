@@ -213,3 +213,22 @@ def test_a_method_that_never_trains_does_not_import_the_training_engine():
         tree = ast.parse(path.read_text())
         imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not any(m.startswith("medrecontrast.tasks") for m in imported), path
+
+
+def test_the_git_revision_is_read_without_taking_the_checkout_index_lock(monkeypatch):
+    """Issue 37 item 11: `git status` on every run briefly created .git/index.lock in the user's checkout (a commit
+    of theirs at that moment failed); every git call now passes --no-optional-locks."""
+    import importlib
+    import subprocess
+
+    environment = importlib.import_module("medrecontrast.run.environment")  # the package exports a function of it
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout="abc\n", stderr="")
+
+    monkeypatch.setattr(environment.subprocess, "run", fake_run)
+    assert environment._git_revision() == "abc+changes"
+    assert calls and all(command[:2] == ["git", "--no-optional-locks"] for command in calls)

@@ -2,9 +2,14 @@
 registers a method when it is imported here; a new method is one module plus one entry in that table."""
 
 import importlib
+import random
 
-from medrecontrast.catalog import METHOD_MODULES
-from medrecontrast.models.base import (
+# Importing Rich (rich/style.py: getrandbits) and MONAI draws from Python's global random stream; a caller who
+# seeded it before importing a detector keeps its draws (the state is restored once every method is imported)
+_CALLER_RANDOM_STATE = random.getstate()
+
+from medrecontrast.catalog import METHOD_MODULES  # noqa: E402
+from medrecontrast.models.base import (  # noqa: E402
     DETECTORS,
     Detector,
     NotFittedError,
@@ -18,6 +23,8 @@ from medrecontrast.models.base import (
 
 for _module in METHOD_MODULES.values():  # registers each built-in method
     importlib.import_module(_module)
+random.setstate(_CALLER_RANDOM_STATE)
+del _CALLER_RANDOM_STATE
 
 __all__ = [
     "DETECTORS",

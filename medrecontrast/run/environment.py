@@ -66,7 +66,13 @@ def _git_revision() -> str | None:
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+            # --no-optional-locks: `git status` would otherwise create .git/index.lock in the user's checkout for a
+            # moment, and a commit of theirs at that moment would fail
+            ["git", "--no-optional-locks", *args],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
         ).stdout.strip()
 
     try:

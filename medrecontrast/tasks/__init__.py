@@ -1,6 +1,12 @@
 """Benchmark tasks: dataset layouts, protocols and per-task settings (one module per dataset)."""
 
-from medrecontrast.tasks.base import (
+import random
+
+# the imports below load Rich and MONAI, whose imports draw from Python's global random stream: a caller's seeded
+# stream is restored once they are done (as medrecontrast.models does)
+_CALLER_RANDOM_STATE = random.getstate()
+
+from medrecontrast.tasks.base import (  # noqa: E402
     DATA_ROOT_ENV,
     Protocol,
     Task,
@@ -9,7 +15,7 @@ from medrecontrast.tasks.base import (
     resolve_data_root,
     task_slug,
 )
-from medrecontrast.tasks.registry import (
+from medrecontrast.tasks.registry import (  # noqa: E402
     expand_tasks,
     family_classes,
     footnotes,
@@ -19,6 +25,9 @@ from medrecontrast.tasks.registry import (
     registry_rows,
     task_names,
 )
+
+random.setstate(_CALLER_RANDOM_STATE)
+del _CALLER_RANDOM_STATE
 
 __all__ = [
     "DATA_ROOT_ENV",
