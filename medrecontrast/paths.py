@@ -105,25 +105,60 @@ def require_writable_folder(path: str | os.PathLike, option: str) -> None:
 REPORT_MARKER = ".medrecontrast-report"
 
 
-def claim_report_folder(folder: str | os.PathLike, write: bool = True) -> Path:
+def claim_report_folder(folder: str | os.PathLike, write: bool = True, sweep: str | os.PathLike | None = None) -> Path:
     """A report folder the suite may write into: new, empty, or one it wrote before (it holds
     :data:`REPORT_MARKER`); anything else is refused, as a user's own folder must never be
-    overwritten. With ``write`` the folder is created and marked."""
+    overwritten. With ``write`` the folder is created and marked.
+
+    With ``sweep`` (the sweep folder the report is of), the folder must also be this sweep's: the marker
+    records the sweep's id (``sweep.json``) and path, and a report made for another sweep that still exists
+    is refused — a copied sweep (same id, another path) must never rewrite its original's report, nor two
+    sweeps share one. A report whose sweep is gone from its recorded path (moved, or deleted) may be claimed."""
     folder = Path(folder)
     require_writable_folder(folder, "report")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / REPORT_MARKER).is_file():
+    marker_file = folder / REPORT_MARKER
+    if folder.is_dir() and any(folder.iterdir()) and not marker_file.is_file():
         raise UserInputError(
             f"report folder {folder} is not empty and was not written by medrecontrast (no {REPORT_MARKER}); "
             "choose an empty or new folder, so that none of its files is overwritten."
         )
+    marker = read_json(marker_file) if marker_file.is_file() else {}
+    owner = {}
+    if sweep is not None:
+        here = Path(sweep).resolve()
+        owner = {"sweep_id": sweep_id(here), "sweep": str(here)}
+        _check_report_owner(folder, marker, owner)
     if write:
         folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / REPORT_MARKER).is_file():
-            write_json(
-                folder / REPORT_MARKER,
-                {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite"},
-            )
+        wanted = {"written_by": "medrecontrast", "purpose": "marks a report folder the suite may rewrite", **owner}
+        if not marker_file.is_file() or (owner and {k: marker.get(k) for k in owner} != owner):
+            write_json(marker_file, {**marker, **wanted})
     return folder
+
+
+def sweep_id(sweep: str | os.PathLike) -> str | None:
+    """The id a sweep folder's ``sweep.json`` records (None: no sweep there, or one written before ids)."""
+    marker = Path(sweep) / "sweep.json"
+    if not marker.is_file():
+        return None
+    try:
+        return read_json(marker).get("id")
+    except UserInputError:
+        return None
+
+
+def _check_report_owner(folder: Path, marker: dict, owner: dict) -> None:
+    recorded, recorded_id = marker.get("sweep"), marker.get("sweep_id")
+    if recorded is None or (recorded == owner["sweep"] and recorded_id == owner["sweep_id"]):
+        return
+    if recorded_id is None or sweep_id(recorded) != recorded_id:
+        return  # the sweep it was made for is no longer where it was (moved or deleted): this one may take it
+    copy = " (a copy of that sweep: it has the same id)" if recorded_id == owner["sweep_id"] else ""
+    raise UserInputError(
+        f"report folder {folder} is the report of the sweep in {recorded}, not of {owner['sweep']}{copy}; writing "
+        "it would leave that report's README and tables disagreeing. Give this sweep its own report folder with "
+        "--report DIR (report=DIR)."
+    )
 
 
 def read_json(path: str | os.PathLike):

@@ -940,3 +940,26 @@ def test_a_sweep_of_tasks_with_and_without_masks_gives_a_report(tmp_path):
     readme = build_report(tmp_path / "runs", tmp_path / "report")
     table = (tmp_path / "report" / "table.md").read_text()
     assert readme.is_file() and "synth-oct" in table and "plain" in table
+
+
+def test_a_copied_sweep_never_writes_into_the_report_of_the_sweep_it_was_copied_from(mini_sweep, tmp_path):
+    """Issue 37 item 1, failed before: `cp -r runs/a runs/b; medrecontrast tables runs/b` rewrote a's report (the
+    report path is stored in sweep.json), leaving a folder whose README and tables disagreed. A report records
+    its sweep's id and path; a copy (same id, other path) is refused while the original exists; a moved sweep
+    keeps its report."""
+    from medrecontrast.bench import write_tables
+
+    original = copy_sweep(mini_sweep, tmp_path / "a")
+    build_report(original, tmp_path / "report-a")
+    before = (tmp_path / "report-a" / "README.md").read_bytes()
+    copy = tmp_path / "b" / "runs"
+    shutil.copytree(original, copy)
+    with pytest.raises(UserInputError, match="a copy of that sweep"):
+        build_report(copy, tmp_path / "report-a")
+    with pytest.raises(UserInputError, match="--report DIR"):
+        write_tables(collect_results(copy), tmp_path / "report-a")
+    assert (tmp_path / "report-a" / "README.md").read_bytes() == before
+    assert build_report(copy, tmp_path / "report-b").is_file()  # its own report folder: fine
+    moved = tmp_path / "moved"
+    shutil.move(original, moved)
+    assert build_report(moved, tmp_path / "report-a").is_file()  # the sweep moved, its report follows

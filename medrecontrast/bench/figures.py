@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from scipy.stats import friedmanchisquare
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from medrecontrast.bench.results import finished, ordered_methods
+from medrecontrast.bench.results import finished, ordered_methods, sweep_of
 from medrecontrast.models import display_name, registered_methods
 from medrecontrast.paths import atomic_path, claim_report_folder
 from medrecontrast.stats import nemenyi_critical_difference
@@ -72,7 +72,7 @@ STYLE = {
 def make_figures(results: pd.DataFrame, folder: str | os.PathLike, statistics=None) -> dict[str, Path]:
     """Every figure of the sweep into ``folder`` as PNG and PDF; returns the PNG paths by name.
     ``statistics`` (``bench.statistics.SweepStatistics``) adds the forest plots and the critical-difference diagram."""
-    folder = claim_report_folder(folder)
+    folder = claim_report_folder(folder, sweep=sweep_of(results))
     done = finished(results)
     figures = {
         "roc": roc_figure(done),

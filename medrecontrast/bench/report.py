@@ -82,7 +82,7 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     out = Path(out)
     folder = Path(folder) if folder else report_folder(out)
     results = collect_results(out)
-    claim_report_folder(folder)
+    claim_report_folder(folder, sweep=out)
     remove_stale_partials(folder)  # temporaries of a report that was killed mid-write
     readme = folder / "README.md"
     if finished(results).empty:  # nothing to tabulate or draw: say what happened to each run instead

@@ -88,6 +88,11 @@ def ordered_methods(names) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def sweep_of(results: pd.DataFrame) -> Path | None:
+    """The sweep folder of a results frame (its run folders are ``<sweep>/<task>/<method>/seed-<n>``)."""
+    return Path(results["folder"].iloc[0]).parents[2] if len(results) else None
+
+
 def finished(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["status"] == "finished"].reset_index(drop=True)
 

@@ -19,6 +19,7 @@ import os
 import platform
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,10 @@ def open_sweep_folder(out: Path, payload: dict) -> None:
     """Create or re-open a sweep folder and record this invocation in ``sweep.json``."""
     check_sweep_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", {"format": SWEEP_FORMAT, **payload})
+    # the sweep's id, kept across invocations: its report folder records it (paths.claim_report_folder), so that a
+    # copy of the sweep (the same id in another folder) never writes into the original's report
+    previous = read_sweep_marker(out) or {}
+    write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "id": previous.get("id") or uuid.uuid4().hex, **payload})
 
 
 CLAIM_TTL_ENV = "MEDRECONTRAST_CLAIM_TTL"

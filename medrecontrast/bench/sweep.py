@@ -50,7 +50,9 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     config = config.resolved()
     require_writable_folder(config.out, "out")
     check_sweep_folder(Path(config.out))
-    claim_report_folder(config.report, write=False)  # a user's folder is refused now, not after hours of training
+    claim_report_folder(
+        config.report, write=False, sweep=config.out
+    )  # a user's folder is refused now, not after hours of training
     names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrecontrast.bench.results import METRICS, TIMINGS, finished
+from medrecontrast.bench.results import METRICS, TIMINGS, finished, sweep_of
 from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
 from medrecontrast.metrics import OPERATING_POINTS, chance_level
 from medrecontrast.models import DETECTORS, display_name, registered_methods
@@ -446,7 +446,7 @@ def write_tables(
 ) -> dict[str, Path]:
     """Write the results frame (CSV, Parquet) and every table (Markdown, LaTeX, CSV) into ``folder``;
     the statistics (intervals, tests, operating points, subtypes) are computed here unless given."""
-    folder = claim_report_folder(folder)
+    folder = claim_report_folder(folder, sweep=sweep_of(results))
     statistics = statistics if statistics is not None else sweep_statistics(results)
     written = {}
 
