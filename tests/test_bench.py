@@ -963,3 +963,32 @@ def test_a_copied_sweep_never_writes_into_the_report_of_the_sweep_it_was_copied_
     moved = tmp_path / "moved"
     shutil.move(original, moved)
     assert build_report(moved, tmp_path / "report-a").is_file()  # the sweep moved, its report follows
+
+
+def test_output_folders_inside_the_data_or_on_each_other_are_refused_at_planning(tmp_path):
+    """Issue 37 item 6, failed before: --out/--report inside a task's data were accepted (the report's PNGs became
+    test images of the next run), and --report equal to --out failed only after the whole sweep had trained."""
+    from PIL import Image
+
+    data = tmp_path / "scans"
+    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "ABN")):
+        (data / split / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((16, 16), 40 * i + (100 if cls == "ABN" else 0), np.uint8)).save(
+                data / split / cls / f"{i}.png"
+            )
+
+    def plan(out, report):
+        config = SweepConfig(
+            tasks=[f"folder:{data}"], methods=["patchcore"], seeds=[0], profile="demo", out=str(out), report=str(report)
+        )
+        return plan_sweep(config)
+
+    with pytest.raises(UserInputError, match="overlap"):
+        plan(tmp_path / "runs", tmp_path / "runs")
+    with pytest.raises(UserInputError, match="--report .* is inside the data"):
+        plan(tmp_path / "runs", data / "test" / "report")
+    with pytest.raises(UserInputError, match="--out .* holds the data"):
+        plan(tmp_path, tmp_path.parent / f"{tmp_path.name}-report")
+    assert len(plan(tmp_path / "runs", tmp_path / "report")) == 1
+    assert not (tmp_path / "runs").exists() and not (data / "test" / "report").exists()

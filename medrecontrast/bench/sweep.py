@@ -48,17 +48,21 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     its folder holds.
     """
     config = config.resolved()
+    names = [t.name for t in expand_tasks(config.tasks)]
+    tasks = {name: get_task(name, **config.task_options(name)) for name in names}
+    _refuse_shared_folders(Path(config.out), Path(config.report))
+    for name, task in tasks.items():  # before the folder checks below, which would blame a non-empty --out
+        _refuse_outputs_in_data(task.root(config.data_root), {"out": config.out, "report": config.report}, name)
     require_writable_folder(config.out, "out")
     check_sweep_folder(Path(config.out))
     claim_report_folder(
         config.report, write=False, sweep=config.out
     )  # a user's folder is refused now, not after hours of training
-    names = [t.name for t in expand_tasks(config.tasks)]
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
     for name in names:
-        task = get_task(name, **config.task_options(name))
+        task = tasks[name]
         data = _check_data(task, config.data_root)
         for method in config.methods:
             base = config.base_method(method)
@@ -234,6 +238,30 @@ def _check_weights(needed: dict) -> None:
         if key not in checked:
             checked.add(key)
             cls.require_weights(options)
+
+
+def _refuse_shared_folders(out: Path, report: Path) -> None:
+    """``--report`` equal to ``--out`` (or one inside the other) failed only after the whole sweep had trained."""
+    out, report = out.resolve(), report.resolve()
+    if out == report or out in report.parents or report in out.parents:
+        raise UserInputError(
+            f"the report folder {report} and the runs folder {out} overlap; the report's files would land among the "
+            "runs (or the runs in the report). Give them separate folders (--out DIR, --report DIR)."
+        )
+
+
+def _refuse_outputs_in_data(data: Path, outputs: dict[str, str], task: str) -> None:
+    """An output folder inside a task's data (the report's PNGs became test images of the next run), or the data
+    inside an output folder (a report rebuild could touch it): refused, naming both."""
+    data = data.resolve()
+    for key, folder in outputs.items():
+        folder = Path(folder).resolve()
+        if folder == data or data in folder.parents or folder in data.parents:
+            inside = "inside the data" if data in folder.parents or folder == data else "holds the data"
+            raise UserInputError(
+                f"--{key} {folder} is {inside} of task '{task}' ({data}): its files would become the task's images, "
+                f"or the task's images its files. Choose an --{key} folder apart from the data."
+            )
 
 
 def _check_data(task, data_root) -> TaskData:
