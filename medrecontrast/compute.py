@@ -140,6 +140,30 @@ def check_amp(amp) -> None:
         raise UserInputError(f"amp must be true, false or 'bf16', got {amp!r}")
 
 
+def require_device(device: str) -> None:
+    """A device this machine has: ``cuda`` / ``cuda:<index>`` only with that GPU, ``mps`` only where Metal is;
+    else a user error naming it and what there is (torch's own message came from every run in turn, then
+    ``--resume`` was advised). Checked when a sweep is planned or a run starts, never when a configuration is
+    read (a GPU run's files stay readable on a laptop)."""
+    if device in ("auto", "cpu"):
+        return
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError):
+        return  # not a device name at all: check_placement says so when the configuration is resolved
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = kind.index or 0
+        if index >= count:
+            have = f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA device"
+            raise UserInputError(
+                f"device {device!r} does not exist here: this machine has {have}. Use --device cpu, or auto (a GPU "
+                "where there is one)."
+            )
+    if kind.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise UserInputError(f"device {device!r} is not available here (no Metal GPU); use --device cpu or auto.")
+
+
 def check_placement(config) -> None:
     """The values of ``device`` and ``num_workers`` (of a detector's configuration or a run's Runtime)."""
     if config.device != "auto":

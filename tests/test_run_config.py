@@ -232,3 +232,21 @@ def test_the_git_revision_is_read_without_taking_the_checkout_index_lock(monkeyp
     monkeypatch.setattr(environment.subprocess, "run", fake_run)
     assert environment._git_revision() == "abc+changes"
     assert calls and all(command[:2] == ["git", "--no-optional-locks"] for command in calls)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path):
+    """Issue 37 item 7, failed before: `--device cuda:7` planned, then every run failed in turn with torch's driver
+    message and `--resume` was advised; `train --device cuda` was a traceback. Reading a GPU run's configuration on
+    a machine without that GPU stays possible (the check is at planning and at the start of a run)."""
+    from medrecontrast.run import train_run
+
+    config = SweepConfig(
+        tasks=["synth-oct"], methods=["patchcore"], seeds=[0], out=str(tmp_path / "runs"), flags={"device": "cuda:7"}
+    )
+    with pytest.raises(UserInputError, match="'cuda:7' does not exist here"):
+        plan_sweep(config)
+    with pytest.raises(UserInputError, match="'cuda:7' does not exist here"):
+        train_run("synth-oct", "patchcore", tmp_path / "run", overrides={"device": "cuda:7"})
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
+    run = resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("flags", {"device": "cuda:7"})])
+    assert RunConfig.from_json(run.to_json()).runtime.device == "cuda:7"

@@ -25,6 +25,7 @@ from medrecontrast.bench.store import (
     run_folder,
     run_status,
 )
+from medrecontrast.compute import require_device
 from medrecontrast.data.check import check_task_data
 from medrecontrast.data.items import TaskData
 from medrecontrast.data.leaks import enforce, find_leaks
@@ -61,6 +62,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
+    for device in sorted({str(config.flags.get("device", "auto")), *_devices_set(config)}):
+        require_device(device)  # a missing GPU is refused now, once, not by every run in turn
     for name in names:
         task = tasks[name]
         data = _check_data(task, config.data_root)
@@ -238,6 +241,14 @@ def _check_weights(needed: dict) -> None:
         if key not in checked:
             checked.add(key)
             cls.require_weights(options)
+
+
+def _devices_set(config: SweepConfig) -> set[str]:
+    """Every ``device`` a section of the sweep sets (``[options]``, ``[method.M]``, ``[task.T]``, ...)."""
+    sections = [config.options, *config.method.values(), *config.variant.values()]
+    for body in config.task.values():
+        sections += [body, *body.get("method", {}).values()]
+    return {str(s["device"]) for s in sections if isinstance(s, dict) and "device" in s}
 
 
 def _refuse_shared_folders(out: Path, report: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from medrecontrast.compute import require_device
 from medrecontrast.data.items import unit_of
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import remove_stale_partials, write_csv, write_json
@@ -52,6 +53,7 @@ def train_run(
     config = resolve_run_config(
         task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant
     )
+    require_device(config.runtime.device)  # before any folder is written
     return run_training(
         config,
         out,
