@@ -37,6 +37,65 @@ UPPER_BOUNDS = {"iters": 10**8, "epochs": 10**6, "batch_size": 2**16, "checkpoin
 MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (the released samplers') takes seeds below 2**32
 
 
+# The range of every float option of any method, by name: (low, high, low included, high included). One table, so a
+# method's new option of a known name (a learning rate, a ratio) is checked without a line in its module; every
+# float option must in any case be finite (NaN and inf are refused by check_field_types).
+INF = float("inf")
+FLOAT_RANGES = {
+    "lr": (0.0, INF, False, False),
+    "lr_decoder": (0.0, INF, False, False),
+    "lr_encoder": (0.0, INF, False, False),
+    "lr_final": (0.0, INF, True, False),
+    "lr_gamma": (0.0, INF, False, False),
+    "weight_decay": (0.0, INF, True, False),
+    "adam_eps": (0.0, INF, False, False),
+    "hard_mining_factor": (0.0, INF, True, False),
+    "alpha_warmup": (0.0, 1.0, True, True),
+    "hard_fraction": (0.0, 1.0, True, True),
+    "bottleneck_dropout": (0.0, 1.0, True, False),
+    "coreset_ratio": (0.0, 1.0, False, True),
+    "candidate_ratio": (0.0, 1.0, False, True),
+    "memory_budget_gb": (0.0, INF, False, False),
+    "gpu_memory_budget_gb": (0.0, INF, False, False),
+    "sigma": (0.0, INF, True, False),
+    "clip_threshold": (0.0, INF, False, False),
+}
+TUPLE_RANGES = {"betas": (0.0, 1.0, True, False)}  # each element
+
+
+def _in_range(value: float, bounds: tuple) -> bool:
+    low, high, low_in, high_in = bounds
+    return (value > low or (low_in and value == low)) and (value < high or (high_in and value == high))
+
+
+def _range_text(bounds: tuple) -> str:
+    low, high, low_in, high_in = bounds
+    if high == INF:
+        return "a number >= 0" if low_in and low == 0 else f"a number > {low:g}"
+    return f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
+def check_float_ranges(config) -> None:
+    """Every float option of ``config`` is finite and, where :data:`FLOAT_RANGES` names it, in its range (a
+    negative or zero learning rate, a coreset ratio of 2: a user error naming the option)."""
+    import dataclasses
+    import math
+
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = list(value) if field.name in TUPLE_RANGES and isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise UserInputError(f"{field.name} must be a finite number, got {value!r}")
+        bounds = TUPLE_RANGES.get(field.name) or FLOAT_RANGES.get(field.name)
+        if bounds is None or value is None:
+            continue
+        for item in values:
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and not _in_range(float(item), bounds):
+                what = "each " if field.name in TUPLE_RANGES else ""
+                raise UserInputError(f"{field.name} must be {what}{_range_text(bounds)}, got {value!r}")
+
+
 def require_positive_ints(config, *names: str) -> None:
     """Each named option of ``config`` is a positive integer, at most its :data:`UPPER_BOUNDS` entry (a
     user error naming it otherwise)."""
@@ -93,6 +152,7 @@ def check_field_types(config) -> None:
         if not any(_is_of(value, kind) for kind in allowed):
             wanted = " or ".join(_TYPE_NAMES.get(kind.split("[")[0], kind) for kind in allowed)
             raise UserInputError(f"{field.name} must be {wanted}, got {value!r}")
+    check_float_ranges(config)
 
 
 def _is_of(value, kind: str) -> bool:

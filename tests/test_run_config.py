@@ -250,3 +250,30 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
     run = resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("flags", {"device": "cuda:7"})])
     assert RunConfig.from_json(run.to_json()).runtime.device == "cuda:7"
+
+
+@pytest.mark.parametrize(
+    "method, option, value, message",
+    [
+        ("recontrast", "lr_decoder", -0.001, "lr_decoder must be a number > 0"),
+        ("rd4ad", "lr_encoder", 0.0, "lr_encoder must be a number > 0"),
+        ("dinomaly", "lr", float("nan"), "lr must be a finite number"),
+        ("recontrast", "weight_decay", float("inf"), "weight_decay must be a finite number"),
+        ("patchcore", "coreset_ratio", 1.5, r"coreset_ratio must be in \(0, 1\]"),
+        ("recontrast", "betas", [0.9, 1.2], r"betas must be each in \[0, 1\)"),
+    ],
+)
+def test_float_options_out_of_range_are_refused_when_the_run_is_resolved(method, option, value, message):
+    """Issue 37 item 7, failed before: learning rates that are negative, zero, NaN or inf (and other float options out
+    of their range) were accepted and failed, or trained nothing, at run time."""
+    with pytest.raises(UserInputError, match=message):
+        resolve_run_config("synth-oct", method, 0, "demo", layers=[("[options]", {option: value})])
+
+
+def test_a_float_option_out_of_range_in_a_sweep_file_is_refused_with_its_line(tmp_path):
+    (tmp_path / "sweep.toml").write_text(
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\n\n[method.rd4ad]\nlr_decoder = -1e-3\n'
+    )
+    config = load_sweep_config(tmp_path / "sweep.toml", out=str(tmp_path / "runs"))
+    with pytest.raises(UserInputError, match=r"lr_decoder must be a number > 0.*sweep.toml, line 5"):
+        plan_sweep(config)
