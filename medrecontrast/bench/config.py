@@ -179,7 +179,9 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
     case (``OCT``) or a family (``mvtec`` reaches every ``mvtec:<class>`` of the sweep; a class's own
     section wins over its family's). A section that names no task at all (a typo) is refused with a
     did-you-mean; one for a real task that this sweep does not run (a shared file narrowed by
-    ``--tasks``) reaches nothing and changes nothing."""
+    ``--tasks``) reaches nothing and changes nothing. A ``folder:<path>`` section reaches the folder task of the
+    same path however it is spelt (trailing slash, relative path); one that reaches no folder of the sweep is
+    refused (it named a path nothing runs)."""
     resolved: dict[str, dict] = {}
     reached = {}
     for key in sections:
@@ -193,6 +195,16 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
                 f"ignored.{hint}"
             ) from None
         reached[key] = [n for n in names if n in planned]
+        if key.lower().startswith("folder:"):
+            # a folder is its path, however spelt: a trailing slash or a relative spelling reaches the same task
+            reached[key] = [n for n in planned if n.lower().startswith("folder:") and _same_folder(n, key)]
+            if not reached[key]:
+                folders = [n for n in planned if n.lower().startswith("folder:")]
+                raise UserInputError(
+                    f'[task."{key}"] names a folder this sweep does not run ('
+                    + (f"its folder tasks: {', '.join(folders)}" if folders else "it runs no folder task")
+                    + "), so its settings would be ignored; spell the section as the task's path."
+                )
     for key in sorted(sections, key=lambda k: -len(reached[k])):  # families first, so each task's own section wins
         for name in reached[key]:
             merged = resolved.setdefault(name, {})
@@ -208,6 +220,15 @@ def _resolve_task_sections(sections: dict, planned: list[str]) -> dict:
                 else:
                     merged[option] = value
     return resolved
+
+
+def _same_folder(first: str, second: str) -> bool:
+    """Whether two ``folder:<path>`` names are one folder (paths compared resolved, not as text)."""
+
+    def path(name: str) -> Path:
+        return Path(name.split(":", 1)[1]).expanduser().resolve()
+
+    return path(first) == path(second)
 
 
 def _check_method_sections(c: "SweepConfig") -> None:

@@ -32,8 +32,8 @@ from medrecontrast.data.leaks import enforce, find_leaks
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
-from medrecontrast.run import RunConfig, environment, read_run_config, resolve_run_config
-from medrecontrast.run.split import training_image_count
+from medrecontrast.run import RunConfig, accepted_keys, environment, read_run_config, resolve_run_config
+from medrecontrast.run.split import split_holdout, training_image_count
 from medrecontrast.tasks import expand_tasks, get_task
 
 
@@ -52,6 +52,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     names = [t.name for t in expand_tasks(config.tasks)]
     tasks = {name: get_task(name, **config.task_options(name)) for name in names}
     _refuse_shared_folders(Path(config.out), Path(config.report))
+    _warn_unreached_options(config)
     for name, task in tasks.items():  # before the folder checks below, which would blame a non-empty --out
         _refuse_outputs_in_data(task.root(config.data_root), {"out": config.out, "report": config.report}, name)
     require_writable_folder(config.out, "out")
@@ -62,6 +63,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
+    held_out: set = set()  # (task, holdout) whose hold-out draw was checked
     for device in sorted({str(config.flags.get("device", "auto")), *_devices_set(config)}):
         require_device(device)  # a missing GPU is refused now, once, not by every run in turn
     for name in names:
@@ -87,6 +89,15 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     UserInputError
                 ) as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
+                if planned.holdout and (name, planned.holdout) not in held_out:
+                    try:  # the run would fail on it after the plan was accepted (and a rerun be refused)
+                        split_holdout(data.train, planned.holdout)
+                    except UserInputError as exc:
+                        raise UserInputError(
+                            f"task '{name}': {exc}; lower holdout (0 trains on every normal) or add training images "
+                            f"[method {method}]{locate_option(config, exc)}"
+                        ) from None
+                    held_out.add((name, planned.holdout))
                 try:  # what needs the training set's size (e.g. PatchCore's memory plan), before anything trains
                     detector_class(base).check_plan(
                         planned.method_config(),
@@ -241,6 +252,24 @@ def _check_weights(needed: dict) -> None:
         if key not in checked:
             checked.add(key)
             cls.require_weights(options)
+
+
+def _warn_unreached_options(config: SweepConfig) -> None:
+    """A key of a shared section ([options], [task.T]) that no method of this sweep takes changes nothing (a
+    shared file's ``coreset_ratio`` in a sweep of RD4AD alone): said once, not silently dropped."""
+    accepted = set().union(*(accepted_keys(config.base_method(m)) for m in config.methods))
+    sections = [("[options]", config.options)] + [
+        (f"[task.{task}]", {k: v for k, v in body.items() if k not in ("method", "data")})
+        for task, body in config.task.items()
+    ]
+    for section, body in sections:
+        unreached = sorted(set(body) - accepted)
+        if unreached:
+            warnings.warn(
+                f"{section}: {', '.join(unreached)} reach(es) no method of this sweep ({', '.join(config.methods)}) "
+                "and change(s) nothing",
+                stacklevel=3,
+            )
 
 
 def _devices_set(config: SweepConfig) -> set[str]:
