@@ -992,3 +992,22 @@ def test_output_folders_inside_the_data_or_on_each_other_are_refused_at_planning
         plan(tmp_path, tmp_path.parent / f"{tmp_path.name}-report")
     assert len(plan(tmp_path / "runs", tmp_path / "report")) == 1
     assert not (tmp_path / "runs").exists() and not (data / "test" / "report").exists()
+
+
+def test_a_non_finite_metric_or_score_never_enters_a_table(mini_sweep, tmp_path):
+    """Issue 37 item 2, failed before: a NaN in one run's metrics.json gave a table cell of the other seed alone,
+    labelled "seeds 2" and bold, then `report` crashed on the figure; a NaN score ranked its image arbitrarily."""
+    from medrecontrast.bench.statistics import sweep_statistics
+
+    sweep = copy_sweep(mini_sweep, tmp_path)
+    run = sorted(sweep.glob("synth-oct/rd4ad/seed-0"))[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "image_auroc": float("nan")}))
+    with pytest.raises(UserInputError, match="image_auroc = nan, not a finite number"):
+        collect_results(sweep)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    scores = pd.read_csv(run / "scores.csv")
+    scores.loc[0, "score"] = float("inf")
+    scores.to_csv(run / "scores.csv", index=False)
+    with pytest.raises(UserInputError, match="1 score"):
+        sweep_statistics(collect_results(sweep), resamples=50)

@@ -6,6 +6,7 @@ to (``folder``), never a separate computation.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -151,6 +152,14 @@ def _row(folder: Path) -> dict:
         # what the finished run keeps on disk (model.pt, scores, maps; checkpoint.pt with keep_checkpoints)
         "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1),
     }
+    for name in METRICS:  # a NaN would become a table cell of the other seeds, labelled with every seed
+        value = metrics.get(name)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise UserInputError(
+                f"{folder}: metrics.json holds {name} = {value!r}, not a finite number, so no table, interval or "
+                f"figure can use this run. Re-evaluate it (`medrecontrast evaluate --run {folder} --force`) or "
+                "rerun it (`bench --force`)."
+            )
     row.update({name: metrics.get(name) for name in METRICS})
     row.update({name: metrics.get("timings", {}).get(name) for name in TIMINGS})
     return row

@@ -23,6 +23,7 @@ import pandas as pd
 from medrecontrast import stats
 from medrecontrast.bench.results import finished
 from medrecontrast.bench.store import read_sweep_marker
+from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.run import PIXEL_STATISTICS
@@ -430,6 +431,14 @@ def _load(row) -> _Run:
     metrics_file = folder / "metrics.json"
     stored = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     held = pd.read_csv(holdout_file) if holdout_file.is_file() else None
+    for name, frame in (("scores.csv", scores), ("holdout_scores.csv", held)):
+        if frame is not None and not np.isfinite(frame["score"].to_numpy(dtype=np.float64)).all():
+            bad = int((~np.isfinite(frame["score"].to_numpy(dtype=np.float64))).sum())
+            raise UserInputError(
+                f"{folder}: {name} holds {bad} score(s) that are not finite numbers (NaN or inf), which would rank "
+                "those images arbitrarily in every interval and figure. Check the images they belong to (`data check "
+                "--deep`), then re-evaluate the run (`medrecontrast evaluate --run ... --force`)."
+            )
     data_file = folder / "data.json"
     record = json.loads(data_file.read_text()) if data_file.is_file() else {}
     return _Run(
