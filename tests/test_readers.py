@@ -171,3 +171,21 @@ def test_jpeg_compressed_dicom_is_read(tmp_path):
     decoded = read_image(tmp_path / "jpeg.dcm")
     assert decoded.shape == (3, 48, 64) or decoded.shape == (1, 48, 64)
     assert np.abs(decoded[0] * 255 - gray).max() <= 3  # lossy JPEG, quality 95
+
+
+def test_a_float_tiff_with_a_nan_pixel_is_refused_naming_the_file_and_count(tmp_path):
+    """Issue 37 item 2, failed before: a float TIFF with one NaN pixel passed `data check --deep` and PatchCore scored
+    the image 3.4e38, ranking a normal above every abnormal. NaN/inf pixels are refused at load, as in NIfTI."""
+    from PIL import Image
+
+    from medrecontrast.data.readers import read_image
+    from medrecontrast.errors import UnreadableImageError
+
+    pixels = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    pixels[2, 3] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "scan.tif")
+    with pytest.raises(UnreadableImageError, match=r"scan.tif: 1 non-finite pixel\(s\)"):
+        read_image(tmp_path / "scan.tif")
+    pixels[2, 3] = 0.5
+    Image.fromarray(pixels, mode="F").save(tmp_path / "fine.tif")
+    assert np.isfinite(read_image(tmp_path / "fine.tif")).all()

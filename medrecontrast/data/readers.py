@@ -151,6 +151,16 @@ def _exif_orientation(im) -> int:
         return 1
 
 
+def require_finite(path, array: np.ndarray) -> np.ndarray:
+    """``array`` if every value is finite; else :class:`UnreadableImageError` with the count (a float TIFF or DICOM
+    with one NaN pixel was scaled into a normal-looking image and PatchCore scored it 3.4e38)."""
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise UnreadableImageError(path, f"{bad:,} non-finite pixel(s) (NaN or ±inf) of {array.size:,}")
+    return array
+
+
 def _read_pil(path) -> np.ndarray:
     from PIL import Image, ImageOps
 
@@ -162,7 +172,7 @@ def _read_pil(path) -> np.ndarray:
         if im.mode == "I" or im.mode.startswith("I;16"):
             array = np.asarray(im, dtype=np.float32) / 65535.0
         elif im.mode == "F":
-            array = _min_max(np.asarray(im, dtype=np.float32))
+            array = _min_max(require_finite(path, np.asarray(im, dtype=np.float32)))
         else:
             grey = im.mode in ("1", "L", "LA")
             array = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
@@ -217,6 +227,7 @@ def _read_dicom(path, frame: int | None, intensity: dict | None = None) -> np.nd
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[0 if frame is None else frame]
+    pixels = require_finite(path, pixels)  # float pixel data (FloatPixelData) may hold NaN or inf
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         pixels = pixels.astype(np.float32) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
         return _channel_first(np.clip(pixels, 0.0, 1.0))
