@@ -589,7 +589,8 @@ def bench(
     if counts.get("failed"):
         err_console.print(
             f"[red]{counts['failed']} run(s) failed[/]; their errors are in the report and in each run's status.json. "
-            "Rerun with --resume to retry them."
+            "Rerun with --resume to retry them (with the settings you have corrected since, if any: a failed run is "
+            "redone from scratch with them)."
         )
         raise typer.Exit(1)
 

@@ -132,6 +132,7 @@ def test_a_taken_name_is_refused():
     assert DETECTORS["patchcore"] is first
 
 
+@pytest.mark.slow
 def test_importing_the_methods_and_tasks_leaves_the_callers_random_stream_alone():
     """Issue 37 item 11, failed before: importing a detector module (or the tasks) moved Python's `random` stream,
     because importing Rich (rich/style.py) and MONAI draws from it; a script that seeded `random` first got other

@@ -334,3 +334,25 @@ def test_a_shared_option_that_reaches_no_method_of_the_sweep_is_said(tmp_path):
     )
     with pytest.warns(UserWarning, match=r"\[options\]: coreset_ratio reach\(es\) no method"):
         plan_sweep(config)
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_retried_with_corrected_settings_by_the_advised_resume(tmp_path):
+    """Issue 37 item 7, failed before: a failed run advised `--resume`; after the user corrected its settings,
+    `--resume` was refused as "another configuration". A failed run holds no result: `--resume` now redoes it with
+    the corrected settings; an interrupted run (a checkpoint of the old settings) still needs `--force`."""
+    import json as _json
+
+    base = dict(tasks=["synth-oct"], methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs"))
+    small = {"data": {"size": 32, "n_train": 6, "n_test_normal": 3, "n_test_abnormal": 3}}
+    run_sweep(SweepConfig(**base, task={"synth-oct": small}), progress=False)
+    [folder] = list((tmp_path / "runs").glob("*/*/seed-0"))
+    corrected = SweepConfig(**base, task={"synth-oct": {**small, "coreset_ratio": 0.2}})
+    for state, allowed in (("failed", True), ("interrupted", False)):
+        (folder / "status.json").write_text(_json.dumps({"status": state, "error": "RuntimeError: boom"}))
+        if allowed:
+            [spec] = plan_sweep(corrected, resume=True)
+            assert spec.force and spec.config.detector["coreset_ratio"] == 0.2
+        else:
+            with pytest.raises(UserInputError, match="another configuration"):
+                plan_sweep(corrected, resume=True)

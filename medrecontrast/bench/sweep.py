@@ -122,15 +122,16 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 if (detector.get("pretrained") or detector.get("weights")) and to_do:
                     cls = detector_class(base)
                     needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
+                redo = force
                 if not force:
-                    _check_existing(folder, planned)
+                    redo = _check_existing(folder, planned, retry_failed=resume)
                 specs.append(
                     RunSpec(
                         config=planned,
                         folder=str(folder),
                         claims=str(Path(config.out) / ".claims"),
                         data_root=config.data_root,
-                        force=force,
+                        force=redo,
                         storage=estimate,
                     )
                 )
@@ -327,18 +328,25 @@ def _check_data(task, data_root) -> TaskData:
     return data
 
 
-def _check_existing(folder: Path, planned: RunConfig) -> None:
+def _check_existing(folder: Path, planned: RunConfig, retry_failed: bool = False) -> bool:
     """A folder's recorded run must be the planned one: the same identity (where and how it computed
-    does not count). Old folders (format 3) are read into a RunConfig and compared the same way."""
+    does not count). Old folders (format 3) are read into a RunConfig and compared the same way.
+
+    With ``retry_failed`` (``--resume``), a *failed* run whose settings the user has since corrected is redone from
+    scratch with them (returns True: the run is forced): a failed run holds no result to keep, and ``--resume`` is
+    what the failure message advises (it was refused after the fix)."""
     if not (folder / "config.json").is_file():
-        return
+        return False
     existing = read_run_config(folder)
     if existing.identity() != planned.identity():
+        if retry_failed and run_status(folder)["status"] == "failed":
+            return True
         raise UserInputError(
             f"{folder} holds a run with another configuration ({', '.join(existing.differences(planned))} differ); "
             "redo the planned runs with these settings "
             "with force=True (their old results are deleted), or choose another out=DIR for a different sweep."
         )
+    return False
 
 
 def run_sweep(
