@@ -857,6 +857,14 @@ def predict(
 
     folder = predict_images(run, [str(p) for p in images], out)
     console.print(escape(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}"), highlight=False)
+    from medrecontrast.run.prediction import UNREADABLE
+
+    if (folder / UNREADABLE).is_file():  # the readable images were scored; the others are listed, and the exit says so
+        import pandas as pd
+
+        for row in pd.read_csv(folder / UNREADABLE).itertuples():
+            err_console.print(f"[red]not scored:[/] {escape(row.path)}: {escape(str(row.problem))}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _print_metrics(folder: Path, metrics: dict) -> None:

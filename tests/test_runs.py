@@ -366,3 +366,26 @@ def test_a_re_evaluation_killed_half_way_is_never_reported_as_finished(tmp_path,
         collect_results(tmp_path / "runs")
     evaluate_run(run, force=True)  # the repair the message names
     assert list(collect_results(tmp_path / "runs")["status"]) == ["finished"]
+
+
+def test_predict_scores_the_good_images_and_lists_the_bad_ones(tmp_path):
+    """Issue 37 item 10, failed before: one bad file stopped `predict` and nothing was scored; `img.png` beside
+    `img.jpg` said "the same image file given twice". Now the readable images are scored, the others listed with
+    their reason (unreadable.csv, and on the terminal) and the exit is non-zero; the twins are named."""
+    from PIL import Image
+
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    rng = np.random.default_rng(0)
+    (tmp_path / "new").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "new" / name)
+    (tmp_path / "new" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = runner.invoke(
+        app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "new"), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1 and "broken.png" in result.output
+    assert sorted(pd.read_csv(tmp_path / "out" / "scores.csv")["id"]) == ["a", "b"]
+    assert list(pd.read_csv(tmp_path / "out" / "unreadable.csv")["path"]) == [str(tmp_path / "new" / "broken.png")]
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "new" / "a.jpg")
+    twins = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "new")])
+    assert twins.exit_code == 2 and "a.png" in twins.output and "a.jpg" in twins.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def predict_images(
             files.append(given)
         else:
             raise UserInputError(f"{given} does not exist.")
+    _refuse_extension_twins(files)
     ids = [strip_image_suffix(p.name) for p in files]
     if len(set(ids)) < len(ids):  # several folders hold the same name: the path below their common folder
         root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
@@ -58,6 +60,10 @@ def predict_images(
     if out.exists() and any(out.iterdir()):
         raise UserInputError(f"{out} is not empty; choose a new or empty out=DIR (predict never overwrites files).")
     detector = Detector.load(run / "model.pt", **expected_network(config))
+    files, ids, unreadable = _readable(files, ids)  # one bad file no longer stops every other from being scored
+    if not files:
+        listed = "; ".join(f"{u['path']}: {u['problem']}" for u in unreadable[:5])
+        raise UserInputError(f"none of the {len(unreadable)} input image(s) can be read: {listed}")
     items = [{"image": str(p), "label": 0, "id": i} for p, i in zip(files, ids)]
     dataset = image_dataset(items, config.image_size, config.crop_size, masks=False, cache="none")
     predictions = detector.predict(dataset, batch_size=batch_size)
@@ -69,9 +75,53 @@ def predict_images(
         frame["label"] = np.where(predictions.scores >= threshold, "abnormal", "normal")
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "scores.csv", frame)
+    if unreadable:
+        write_csv(out / UNREADABLE, pd.DataFrame(unreadable, columns=["path", "problem"]))
+        warnings.warn(
+            f"{len(unreadable)} of {len(unreadable) + len(files)} input image(s) could not be read and were not scored "
+            f"(listed in {out / UNREADABLE}), e.g. {unreadable[0]['path']}: {unreadable[0]['problem']}",
+            stacklevel=2,
+        )
     _save_overlays(files, items, predictions, config, threshold, out / "overlays")
     _save_index(frame, threshold, run, out / "index.html")
     return out
+
+
+UNREADABLE = "unreadable.csv"  # the inputs predict could not read, with the reason (written only when there are any)
+
+
+def _refuse_extension_twins(files: list[Path]) -> None:
+    """``img.png`` beside ``img.jpg``: one image id for two files, named both (the message said "the same image file
+    given twice")."""
+    from medrecontrast.data.readers import strip_image_suffix
+
+    seen: dict[tuple[str, str], Path] = {}
+    for path in files:
+        key = (str(path.resolve().parent), strip_image_suffix(path.name))
+        if key in seen and seen[key].resolve() != path.resolve():
+            raise UserInputError(
+                f"{seen[key]} and {path} are two files with one name (only the extension differs), so their scores and "
+                "overlays would share a name; rename or remove one of them."
+            )
+        seen.setdefault(key, path)
+
+
+def _readable(files: list[Path], ids: list[str]) -> tuple[list[Path], list[str], list[dict]]:
+    """The files that decode (every pixel read once, as `data check --deep` does), their ids, and the others with
+    the reason."""
+    from medrecontrast.data.readers import read_image
+    from medrecontrast.errors import UnreadableImageError
+
+    good, good_ids, bad = [], [], []
+    for path, identifier in zip(files, ids):
+        try:
+            read_image(path)
+        except UnreadableImageError as exc:
+            bad.append({"path": str(path), "problem": exc.reason})
+            continue
+        good.append(path)
+        good_ids.append(identifier)
+    return good, good_ids, bad
 
 
 MAX_SIDE = 2048  # overlays keep the image's own size and aspect up to this long side (a 4000 px photo is halved)
