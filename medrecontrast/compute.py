@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -114,12 +115,29 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         torch.save(obj, handle)
 
 
+def load_torch_file(path: str | os.PathLike, what: str, error: type[Exception] = UserInputError):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code. A file it cannot read
+    is ``error`` saying what the file is not — never torch's advice to pass ``weights_only=False``, which would run
+    whatever code the file holds (wrong and unsafe for a file of unknown origin)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        text = str(exc)
+        if "Unsupported global" in text:
+            reason = (
+                "it holds Python objects, not only tensors (a whole pickled model?): save its state_dict() with "
+                "torch.save and give that file"
+            )
+        else:
+            found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+            first = found.group(1) if found else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            reason = f"not a file written by torch.save ({first.strip()})"
+        raise error(f"{what} {path} cannot be read: {reason}.") from None
+
+
 def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:
     """A dict saved by this suite, read without unpickling code (``weights_only``), of the expected format."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserInputError(f"cannot read {what} {path} ({type(exc).__name__}: {exc}).") from exc
+    state = load_torch_file(path, what)
     found = state.get("format") if isinstance(state, dict) else type(state).__name__
     if found != expected_format:
         raise UserInputError(f"{path} is not a medrecontrast {what} of format {expected_format} (found {found}).")

@@ -14,8 +14,17 @@ CACHE_ENV = "MEDRECONTRAST_CACHE"
 
 
 def cache_dir() -> Path:
-    """``$MEDRECONTRAST_CACHE`` or ``~/.cache/medrecontrast`` (synthetic tasks, decoded images)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medrecontrast").expanduser()
+    """``$MEDRECONTRAST_CACHE`` or ``~/.cache/medrecontrast`` (synthetic tasks, decoded images); a path that exists
+    and is not a folder is a user error naming where it came from (it was a traceback from deep in a run)."""
+    given = os.environ.get(CACHE_ENV)
+    folder = Path(given or Path.home() / ".cache" / "medrecontrast").expanduser()
+    if folder.exists() and not folder.is_dir():
+        source = f"${CACHE_ENV}" if given else "the default cache folder"
+        raise UserInputError(
+            f"the cache folder {folder} ({source}) is a file, not a folder; set {CACHE_ENV} to a folder (it is "
+            "created if missing) or move the file."
+        )
+    return folder
 
 
 @contextmanager

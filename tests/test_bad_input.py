@@ -221,3 +221,30 @@ def test_tasks_json_uses_stable_snake_case_keys():
     tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).stdout)["tasks"]
     assert all(set(row) == {"task", "modality", "train", "test", "masks", "size", "patients"} for row in tasks)
     assert all(re.fullmatch(r"[a-z_]+", key) for row in tasks for key in row)
+
+
+def test_a_cache_path_that_is_a_file_is_one_line(tmp_path, monkeypatch):
+    """Issue 37 item 9, failed before: `MEDRECONTRAST_CACHE` naming a file ended in NotADirectoryError's traceback."""
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("MEDRECONTRAST_CACHE", str(tmp_path / "cache"))
+    result = runner.invoke(
+        app, ["bench", "--tasks", "synth-oct", "--methods", "patchcore", "--seeds", "0", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output and "Traceback" not in result.output
+
+
+def test_a_weights_file_of_random_bytes_is_said_to_be_no_weights_file(tmp_path):
+    """Issue 37 item 9, failed before: PyTorch's own message advised `weights_only=False` — wrong and unsafe for a
+    file of unknown origin. Now it says what the file is not; a pickled model object is told to save its
+    state_dict."""
+    import torch
+
+    from medrecontrast.compute import load_torch_file
+
+    (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(UserInputError) as refused:
+        load_torch_file(tmp_path / "random.pth", "weights file")
+    assert "not a file written by torch.save" in str(refused.value) and "weights_only" not in str(refused.value)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")
+    with pytest.raises(UserInputError, match="save its state_dict"):
+        load_torch_file(tmp_path / "model.pth", "weights file")

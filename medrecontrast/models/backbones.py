@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from medrecontrast.compute import batch_to_device
+from medrecontrast.compute import batch_to_device, load_torch_file
 from medrecontrast.errors import UserInputError
 
 BACKBONES = {
@@ -149,10 +149,7 @@ def _load_weights_file(net: nn.Module, path: Path, backbone: str) -> None:
             f"weights file {path} does not exist (expected the torchvision {backbone} ImageNet state dict, e.g. "
             f"{Path(BACKBONES[backbone][1].IMAGENET1K_V1.url).name})."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsUnavailableError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}).") from exc
+    state = load_torch_file(path, "weights file", WeightsUnavailableError)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     try:
         missing, _ = net.load_state_dict(state, strict=False)
@@ -267,10 +264,7 @@ def resolve_weights_path(weights: str | os.PathLike) -> Path:
 def _load_timm_file(net: nn.Module, name: str, path: Path, backbone: str) -> None:
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} does not exist (expected a {backbone} state dict).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsUnavailableError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}).") from exc
+    state = load_torch_file(path, "weights file", WeightsUnavailableError)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if any(k.startswith("_conv_stem.") for k in state):  # efficientnet_pytorch's names: the same tensors, in order
         full = _timm().create_model(name, pretrained=False).state_dict()

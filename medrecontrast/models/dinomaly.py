@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from medrecontrast.compute import load_torch_file
 from medrecontrast.engine import (
     TrainingConfig,
     TrainingResult,
@@ -176,7 +177,9 @@ def load_dinov2_weights(net: nn.Module, path: Path, name: str) -> None:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "weights file", WeightsUnavailableError)
+    except WeightsUnavailableError:
+        raise
     except Exception as exc:
         raise WeightsUnavailableError(f"cannot read weights file {path} ({type(exc).__name__}: {exc}).") from exc
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
