@@ -120,7 +120,7 @@ def load_torch_file(path: str | os.PathLike, what: str, error: type[Exception] =
     is ``error`` saying what the file is not — never torch's advice to pass ``weights_only=False``, which would run
     whatever code the file holds (wrong and unsafe for a file of unknown origin)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         text = str(exc)
         if "Unsupported global" in text:
@@ -133,6 +133,22 @@ def load_torch_file(path: str | os.PathLike, what: str, error: type[Exception] =
             first = found.group(1) if found else text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             reason = f"not a file written by torch.save ({first.strip()})"
         raise error(f"{what} {path} cannot be read: {reason}.") from None
+    bad = _first_non_finite(state)
+    if bad is not None:  # NaN weights gave NaN scores, and scikit-learn's "Input contains infinity" at the metrics
+        raise error(f"{what} {path} holds NaN or infinite values (first in {bad}); it cannot give meaningful scores.")
+    return state
+
+
+def _first_non_finite(state, prefix: str = "") -> str | None:
+    """The name of the first floating tensor of ``state`` (nested dicts and lists) with a NaN or inf, else None."""
+    if isinstance(state, torch.Tensor):
+        return prefix or "the tensor" if state.is_floating_point() and not torch.isfinite(state).all() else None
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def load_versioned(path: str | os.PathLike, expected_format: int, what: str) -> dict:

@@ -248,3 +248,17 @@ def test_a_weights_file_of_random_bytes_is_said_to_be_no_weights_file(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")
     with pytest.raises(UserInputError, match="save its state_dict"):
         load_torch_file(tmp_path / "model.pth", "weights file")
+
+
+def test_nan_backbone_weights_are_refused_naming_the_tensor(tmp_path):
+    """Issue 37 item 9, failed before: NaN weights loaded, every score was NaN, and scikit-learn said "Input contains
+    infinity" at the metrics."""
+    import torch
+
+    from medrecontrast.compute import load_torch_file
+
+    state = torch.nn.Linear(2, 2).state_dict()
+    state["bias"][1] = float("nan")
+    torch.save({"state_dict": state}, tmp_path / "nan.pth")
+    with pytest.raises(UserInputError, match=r"NaN or infinite values \(first in state_dict.bias\)"):
+        load_torch_file(tmp_path / "nan.pth", "weights file")
