@@ -204,3 +204,30 @@ def test_environment_failures_and_odd_files_are_one_line_not_tracebacks(tmp_path
     monkeypatch.setattr(report_module, "collect_results", full)
     result = runner.invoke(app, ["report", str(runs), "--report", str(tmp_path / "report")])
     assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
+
+
+def test_files_the_suite_cannot_read_are_listed_or_refused_by_name(tmp_path):
+    """Issue 37 item 5, failed before: .npy, .gif and .webp files in a class folder were skipped without a word, and a
+    folder of .mha volumes said "no normal training images found"."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from medrecontrast.errors import DataLayoutError
+    from medrecontrast.tasks import get_task
+
+    root = tmp_path / "data"
+    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "ABN")):
+        (root / split / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / split / cls / "a.png")
+    np.save(root / "train" / "NORMAL" / "b.npy", np.zeros(3))
+    (root / "train" / "NORMAL" / "c.gif").write_bytes(b"GIF89a")
+    (root / "train" / "NORMAL" / "d.gif").write_bytes(b"GIF89a")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_task(f"folder:{root}").load()
+    assert any("3 file(s) not read (.gif 2, .npy 1)" in str(w.message) for w in caught)
+    (root / "test" / "ABN" / "scan.mha").write_bytes(b"ObjectType = Image")
+    with pytest.raises(DataLayoutError, match=r"scan.mha\) are volumes the suite does not read; convert them to NIfTI"):
+        get_task(f"folder:{root}").load()

@@ -49,6 +49,7 @@ def list_image_files(folder: Path, recursive: bool = False) -> list[Path]:
     """
     visible = [p for p in folder.rglob("*") if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
     images = [p for p in visible if p.is_file() and image_format(p)]
+    _say_skipped([p for p in visible if p.is_file() and not image_format(p)], folder)
     if recursive:
         return sorted(images)
     nested = sorted({p.relative_to(folder).parts[0] for p in images if p.parent != folder})
@@ -60,6 +61,36 @@ def list_image_files(folder: Path, recursive: bool = False) -> list[Path]:
             stacklevel=2,
         )
     return sorted(p for p in images if p.parent == folder)
+
+
+VOLUME_FORMATS_NOT_READ = (".mha", ".mhd", ".nrrd", ".nhdr")  # medical volumes no reader of the suite decodes
+
+
+def _say_skipped(files: list[Path], folder: Path) -> None:
+    """Files of a class folder that are no image the suite reads: a medical volume format it cannot decode is
+    refused by name (a folder of .mha files said "no normal training images found"); anything else is listed per
+    extension in a warning (`data check` and planning show it), never skipped without a word."""
+    if not files:
+        return
+    from medrecontrast.data.readers import IMAGE_SUFFIXES
+
+    volumes = [p for p in files if p.name.lower().endswith(VOLUME_FORMATS_NOT_READ)]
+    if volumes:
+        raise DataLayoutError(
+            f"{folder}: {len(volumes)} {volumes[0].suffix} file(s) (e.g. {volumes[0].name}) are volumes the suite does "
+            "not read; convert them to NIfTI (e.g. SimpleITK: sitk.WriteImage(sitk.ReadImage(path), 'x.nii.gz')) and "
+            f"remove the originals. It reads {', '.join(IMAGE_SUFFIXES)}."
+        )
+    by_extension: dict[str, int] = {}
+    for path in files:
+        by_extension[path.suffix.lower() or "(no extension)"] = (
+            by_extension.get(path.suffix.lower() or "(no extension)", 0) + 1
+        )
+    listed = ", ".join(f"{ext} {count}" for ext, count in sorted(by_extension.items()))
+    warnings.warn(
+        f"{folder}: {len(files)} file(s) not read ({listed}); the suite reads {', '.join(IMAGE_SUFFIXES)}",
+        stacklevel=3,
+    )
 
 
 def find_subdir(parent: Path, name: str) -> Path | None:
@@ -313,7 +344,7 @@ def load_folder(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
 
 FOLDER_LAYOUT = (
     "<path>/train/NORMAL/*, <path>/test/NORMAL/*, <path>/test/<CLASS>/* (abnormal; sub-folders read too), optional "
-    "<path>/ground_truth/<CLASS>/<stem>_mask.<ext>; PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
+    "<path>/ground_truth/<CLASS>/<stem>_mask.<ext>; PNG, JPEG, BMP, TIFF, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
 )
 
 
