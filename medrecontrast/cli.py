@@ -311,6 +311,8 @@ def _print_check(summary: dict) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    for line in summary.get("labelling", []):
+        err_console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     leaks = summary.get("leaks") or {}
     for line in leaks.get("warnings", []):
         refused = leaks.get("refused") and "patient(s) have images in both" in line

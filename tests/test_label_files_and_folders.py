@@ -231,3 +231,30 @@ def test_files_the_suite_cannot_read_are_listed_or_refused_by_name(tmp_path):
     (root / "test" / "ABN" / "scan.mha").write_bytes(b"ObjectType = Image")
     with pytest.raises(DataLayoutError, match=r"scan.mha\) are volumes the suite does not read; convert them to NIfTI"):
         get_task(f"folder:{root}").load()
+
+
+def test_abnormal_volumes_without_masks_are_said_or_refused(tmp_path):
+    """Issue 37 item 4, failed before: without a mask every slice of an abnormal volume was labelled abnormal (8 of
+    25 slices held the lesion) with no word. Now `data check`, the run's data.json and the report say so, and
+    unmasked_volumes = "refuse" stops it."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+    from writers import write_nifti
+
+    from medrecontrast.cli import app
+    from medrecontrast.errors import DataLayoutError
+    from medrecontrast.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    write_nifti(tmp_path / "v" / "train" / "NORMAL" / "n1.nii.gz", rng.random((8, 8, 3)))
+    write_nifti(tmp_path / "v" / "test" / "NORMAL" / "n2.nii.gz", rng.random((8, 8, 3)))
+    write_nifti(tmp_path / "v" / "test" / "ABN" / "a1.nii.gz", rng.random((8, 8, 4)))
+    data = get_task(f"folder:{tmp_path / 'v'}").load()
+    [note] = data.labelling_notes()
+    assert "1 abnormal test volume(s) have no mask, so all 4 of their slices are labelled abnormal" in note
+    result = CliRunner().invoke(app, ["data", "check", f"folder:{tmp_path / 'v'}", "--json"])
+    assert json.loads(result.stdout)["labelling"] == [note]
+    with pytest.raises(DataLayoutError, match="a1.nii.gz is an abnormal volume without a mask"):
+        get_task(f"folder:{tmp_path / 'v'}", unmasked_volumes="refuse").load()

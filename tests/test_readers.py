@@ -189,3 +189,40 @@ def test_a_float_tiff_with_a_nan_pixel_is_refused_naming_the_file_and_count(tmp_
     pixels[2, 3] = 0.5
     Image.fromarray(pixels, mode="F").save(tmp_path / "fine.tif")
     assert np.isfinite(read_image(tmp_path / "fine.tif")).all()
+
+
+def test_a_flipped_copy_of_a_volume_gives_the_same_slices(tmp_path):
+    """Issue 37 item 4, failed before: an LAS copy of an RAS volume (the same anatomy, stored mirrored, its affine
+    saying so) gave other slices and other scores. Volumes are reoriented to RAS+ (nibabel's io_orientation, as
+    as_closest_canonical does) before slicing; masks alike."""
+    import nibabel as nib
+
+    volume = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
+    ras = np.diag([2.0, 2.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(volume, ras), str(tmp_path / "ras.nii.gz"))
+    las = ras.copy()
+    las[0, 0], las[0, 3] = -2.0, 2.0 * (volume.shape[0] - 1)  # x runs the other way; the same voxels in space
+    nib.save(nib.Nifti1Image(volume[::-1].copy(), las), str(tmp_path / "las.nii.gz"))
+    swapped = np.zeros((4, 4))
+    swapped[0, 1], swapped[1, 0], swapped[2, 2], swapped[3, 3] = 2.0, 2.0, 3.0, 1.0  # stored y, x, z
+    nib.save(nib.Nifti1Image(volume.transpose(1, 0, 2).copy(), swapped), str(tmp_path / "yxz.nii.gz"))
+    for axis in (0, 1, 2):
+        for k in range(volume.shape[axis]):
+            reference = read_image(tmp_path / "ras.nii.gz", k, axis)
+            for other in ("las.nii.gz", "yxz.nii.gz"):
+                np.testing.assert_array_equal(read_image(tmp_path / other, k, axis), reference)
+    assert read_header(tmp_path / "yxz.nii.gz", 0).num_slices == 6
+
+
+def test_oblique_and_anisotropic_volumes_are_said(tmp_path):
+    import nibabel as nib
+
+    angle = np.radians(10)
+    oblique = np.eye(4)
+    oblique[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), oblique), str(tmp_path / "oblique.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([1, 1, 5.0, 1])), str(tmp_path / "thick.nii.gz"))
+    with pytest.warns(UserWarning, match="oblique"):
+        read_header(tmp_path / "oblique.nii.gz")
+    with pytest.warns(UserWarning, match="anisotropic voxels"):
+        read_header(tmp_path / "thick.nii.gz")

@@ -107,7 +107,8 @@ def item_key(signature: str):
     return hash_item
 
 
-STATISTICS_ONLY = ("patient",)  # item keys the datasets drop (run.lifecycle reads them from the task's items)
+# item keys the datasets drop (run.lifecycle and the report read them from the task's items)
+STATISTICS_ONLY = ("patient", "unmasked_volume")
 
 
 def image_dataset(

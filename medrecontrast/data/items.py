@@ -33,6 +33,19 @@ class TaskData:
         images that have one: see :attr:`missing_masks`)."""
         return any(it.get("mask") is not None for it in self.test if it["label"] == ABNORMAL)
 
+    def labelling_notes(self) -> list[str]:
+        """How labels were given where the files do not say them: slices of abnormal volumes without a mask (every
+        slice abnormal, the lesion's or not: ``data check``, the run's ``data.json`` and the report say so)."""
+        unmasked = [it for it in self.test if it.get("unmasked_volume")]
+        if not unmasked:
+            return []
+        volumes = len({it["image"] for it in unmasked})
+        return [
+            f"{self.task.name}: {volumes} abnormal test volume(s) have no mask, so all {len(unmasked)} of their slices "
+            "are labelled abnormal, those without the lesion too (image AUROC then also measures how a method scores "
+            'healthy slices of a diseased volume); add masks, or unmasked_volumes = "refuse" to be stopped'
+        ]
+
     @property
     def has_patients(self) -> bool:
         """Some item of the task names its patient: intervals and tests then resample patients."""
@@ -90,6 +103,7 @@ class TaskData:
             else None
         )
         summary["unit"] = getattr(self.task, "patients", "") or "one image = one unit"
+        summary["labelling"] = self.labelling_notes()
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)
         return summary

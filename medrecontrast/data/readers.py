@@ -308,10 +308,45 @@ def resolve_window(value) -> tuple[float, float] | None:
 # --- NIfTI ----------------------------------------------------------------------------------------
 
 
+OBLIQUE_RADIANS = 0.05  # an axis more than ~3 degrees off the scanner's: resampling it to the grid is the user's call
+ANISOTROPY = 3.0  # voxels whose longest side is over 3x the shortest: slices along different axes differ in detail
+
+
+def _canonical_orientation(img, path=None, warn: bool = False):
+    """nibabel's orientation of ``img`` onto RAS+ (``io_orientation`` of its affine, the transform
+    ``as_closest_canonical`` applies), so that every volume of a task is sliced along the same anatomical axis
+    whatever order and direction its file stores the voxels in (an LAS copy of an RAS volume gave other slices and
+    other scores). Oblique and strongly anisotropic volumes are kept as they are and said (``warn``)."""
+    import nibabel as nib
+    from nibabel.orientations import io_orientation
+
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if warn:
+        oblique = float(np.max(nib.affines.obliquity(affine)))
+        zooms = [float(z) for z in img.header.get_zooms()[:3] if z > 0]
+        if oblique > OBLIQUE_RADIANS:
+            warnings.warn(
+                f"{path}: the volume is oblique ({np.degrees(oblique):.1f} degrees off the scanner axes); it is sliced "
+                "along its nearest anatomical axis without resampling",
+                stacklevel=3,
+            )
+        if len(zooms) == 3 and max(zooms) / min(zooms) > ANISOTROPY:
+            warnings.warn(
+                f"{path}: anisotropic voxels ({' x '.join(f'{z:g}' for z in zooms)} mm); slices along the coarse axis "
+                "hold much less detail than the others",
+                stacklevel=3,
+            )
+    return io_orientation(affine)
+
+
 def _nifti_shape(path) -> tuple[int, ...]:
     import nibabel as nib
 
-    shape = tuple(int(s) for s in nib.load(path).shape)
+    img = nib.load(path)
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) >= 3:  # the shape after reorientation to RAS+ (axes permuted, never resampled)
+        ornt = _canonical_orientation(img)
+        shape = tuple(shape[int(axis)] for axis in np.argsort(ornt[:, 0])) + shape[3:] if len(ornt) == 3 else shape
     while len(shape) > 2 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) not in (2, 3):
@@ -325,10 +360,17 @@ def _nifti_shape(path) -> tuple[int, ...]:
 
 
 def nifti_geometry(path) -> tuple[tuple[int, ...], np.ndarray]:
-    """The shape (trailing 1s dropped) and the voxel-to-world affine of a NIfTI file, from its header."""
+    """The shape (trailing 1s dropped) and the voxel-to-world affine of a NIfTI file after reorientation to RAS+,
+    from its header."""
     import nibabel as nib
+    from nibabel.orientations import inv_ornt_aff
 
-    return _nifti_shape(path), np.asarray(nib.load(path).affine, dtype=np.float64)
+    img = nib.load(path)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if len(img.shape) >= 3:
+        ornt = _canonical_orientation(img)
+        affine = affine @ inv_ornt_aff(ornt, img.shape[:3])
+    return _nifti_shape(path), affine
 
 
 def check_nifti_mask(image, mask, tolerance: float = 1e-3) -> None:
@@ -349,7 +391,11 @@ def check_nifti_mask(image, mask, tolerance: float = 1e-3) -> None:
 
 
 def _nifti_header(path, slice_axis: int) -> ImageHeader:
+    import nibabel as nib
+
     shape = _nifti_shape(path)
+    if len(shape) == 3:
+        _canonical_orientation(nib.load(path), path, warn=True)
     if len(shape) == 2:
         return ImageHeader(height=shape[0], width=shape[1], channels=1)
     if not 0 <= slice_axis <= 2:
@@ -366,7 +412,13 @@ def _nifti_volume(path: str, mtime_ns: int) -> np.ndarray | UnreadableImageError
 
     try:
         shape = _nifti_shape(path)
-        volume = np.asarray(nib.load(path).get_fdata(dtype=np.float32)).reshape(shape)
+        img = nib.load(path)
+        volume = np.asarray(img.get_fdata(dtype=np.float32))
+        if volume.ndim >= 3:  # RAS+, as _nifti_shape promised (nibabel's apply_orientation: flips and transposes)
+            from nibabel.orientations import apply_orientation
+
+            volume = apply_orientation(volume, _canonical_orientation(img))
+        volume = np.ascontiguousarray(volume).reshape(shape)
     except UnreadableImageError as exc:
         return exc
     except Exception as exc:

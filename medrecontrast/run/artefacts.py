@@ -190,7 +190,7 @@ def data_record(data, data_root) -> dict:
     record = {**data.fingerprint(), "data_root": None if data_root is None else str(data_root)}
     if data.has_patients:  # who the images belong to, and what they share across the splits (the report says it)
         record["patients"] = {"train": patient_counts(data.train), "test": patient_counts(data.test)}
-    leaks = find_leaks(data).lines()
+    leaks = find_leaks(data).lines() + data.labelling_notes()  # what the report must say before the numbers
     if leaks:
         record["leaks"] = leaks
     return {**record, "intensity": intensity} if intensity else record

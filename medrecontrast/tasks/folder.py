@@ -152,6 +152,7 @@ def list_class_folders(
     name as a unit, given for volumes and the ``"file"`` rule), or returns None for an image that is its own unit;
     None (the default) is :func:`patient_rule` of the task's ``patient`` option."""
     slice_axis = int(task.options.get("slice_axis", 2))
+    unmasked = task.options.get("unmasked_volumes", "all")
     patient_option = task.options.get("patient")
     patient_of = patient_of or patient_rule(patient_option, task.name)
     for parent in (root / "train", root / "test", root / "ground_truth"):
@@ -168,6 +169,14 @@ def list_class_folders(
     def records(path: Path, folder: Path, label: int, category: str, mask: Path | None, prefix: str) -> list[dict]:
         stem = _relative_stem(path, folder)
         found, header_patient = _records(path, label, category, mask, f"{prefix}/{stem}", slice_axis)
+        if len(found) > 1 and label == ABNORMAL and mask is None:  # every slice takes the volume's label
+            if unmasked == "refuse":
+                raise DataLayoutError(
+                    f"task '{task.name}': {path} is an abnormal volume without a mask, so which of its {len(found)} "
+                    "slices hold the lesion is unknown; add its mask under ground_truth/, or set the task's option "
+                    'unmasked_volumes = "all" to label every slice abnormal.'
+                )
+            found = [{**r, "unmasked_volume": True} for r in found]
         if recursive:
             subfolder = str(path.parent.relative_to(folder)).removeprefix(".")
             found = [{**r, "subfolder": subfolder} for r in found]
@@ -348,7 +357,16 @@ FOLDER_LAYOUT = (
 )
 
 
-def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None, patient: str | None = None) -> Task:
+UNMASKED_VOLUMES = ("all", "refuse")  # slices of an abnormal volume without a mask: all abnormal, or refused
+
+
+def folder_task(
+    path: str,
+    slice_axis: int = 2,
+    window: str | list | None = None,
+    patient: str | None = None,
+    unmasked_volumes: str = "all",
+) -> Task:
     """The user's own images under ``path`` (``folder:<path>``); 3-D volumes slice along ``slice_axis``;
     DICOM and NIfTI intensities through ``window`` (``[center, width]`` or a preset such as ``"brain"``)
     when given (readers module docstring); each image's patient by ``patient`` (:func:`patient_rule`)."""
@@ -356,6 +374,11 @@ def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None
         raise UserInputError("task 'folder:' needs a path, e.g. folder:/data/my_xrays")
     resolve_window(window)  # a bad window is refused now, naming the option
     check_patient_option(patient, f"folder:{path}")
+    if unmasked_volumes not in UNMASKED_VOLUMES:
+        raise UserInputError(
+            f"unmasked_volumes must be one of {', '.join(UNMASKED_VOLUMES)} (task 'folder:{path}'), got "
+            f"{unmasked_volumes!r}"
+        )
     resolved = Path(path).expanduser().resolve()
     return Task(
         name=f"folder:{path}",
@@ -366,7 +389,13 @@ def folder_task(path: str, slice_axis: int = 2, window: str | list | None = None
         list_items=load_folder,
         layout=FOLDER_LAYOUT,
         locate=lambda task, _: Path(task.options["path"]),
-        options={"path": str(resolved), "slice_axis": slice_axis, "window": window, "patient": patient},
+        options={
+            "path": str(resolved),
+            "slice_axis": slice_axis,
+            "window": window,
+            "patient": patient,
+            "unmasked_volumes": unmasked_volumes,
+        },
         patients=FOLDER_PATIENTS if patient is None else f"patient = {patient!r} (the task's option)",
     )
 
