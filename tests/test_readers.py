@@ -226,3 +226,21 @@ def test_oblique_and_anisotropic_volumes_are_said(tmp_path):
         read_header(tmp_path / "oblique.nii.gz")
     with pytest.warns(UserWarning, match="anisotropic voxels"):
         read_header(tmp_path / "thick.nii.gz")
+
+
+def test_wide_integer_images_are_scaled_by_their_range_and_12_bit_data_is_warned(tmp_path):
+    """Issue 37 item 5, failed before: an int32 TIFF (CT in HU) was divided by 65535 and clipped (93 % of a test
+    image's pixels became 1.0); a 16-bit PNG holding 12-bit data said nothing of its lost contrast."""
+    from PIL import Image
+
+    from medrecontrast.data import readers
+
+    hu = np.linspace(-1000, 3000, 64 * 64).reshape(64, 64).astype(np.int32) * 30  # beyond 16 bits
+    Image.fromarray(hu, mode="I").save(tmp_path / "ct.tif")
+    scaled = read_image(tmp_path / "ct.tif")[0]
+    assert scaled.min() == 0 and scaled.max() == 1 and np.mean(scaled == 1) < 0.01
+    readers._WARNED.discard("16-bit image")
+    twelve = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
+    Image.fromarray(twelve).save(tmp_path / "raw.png")
+    with pytest.warns(UserWarning, match=r"16-bit image holds values up to 4095 \(12-bit data\?\)"):
+        read_image(tmp_path / "raw.png")

@@ -8,7 +8,8 @@ transposes H and W by default, which is why the suite does not use it.
 Intensity scaling happens here because the right rule depends on the format (README "How pixels
 become the network's input"):
 
-* 8-bit PNG/JPEG: divided by 255; 16-bit PNG: divided by 65535.
+* 8-bit PNG/JPEG: divided by 255; 16-bit PNG/TIFF: divided by 65535 (12-bit data in it warned); a signed or
+  32-bit integer image, and a float TIFF, by its own range (never clipped); NaN/inf pixels refused.
 * DICOM, as a viewer shows it: the modality LUT (rescale slope/intercept or LUT, pydicom's
   ``apply_modality_lut``), then the VOI: the task's ``window`` when one is set (``[center, width]`` or a
   preset of :data:`WINDOW_PRESETS`), else the file's own VOI LUT or window (pydicom's ``apply_voi_lut``),
@@ -161,6 +162,25 @@ def require_finite(path, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _scale_integer_image(path, values: np.ndarray) -> np.ndarray:
+    """16- and 32-bit integer PNG/TIFF into [0, 1]: values within [0, 65535] (16-bit data) are divided by 65535,
+    as before; anything else (a signed or 32-bit image, e.g. CT in HU stored as int32) by its own range, never
+    clipped (93 % of one such test image's pixels were clipped to 1). A 16-bit image holding 12-bit data (a
+    detector's raw counts) spreads over a sliver of [0, 1]: warned, as DICOM is."""
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low >= 0 and high <= 65535:
+        if 0 < high < 2**12 and "16-bit image" not in _WARNED:  # 12-bit (or less) data in a 16-bit file
+            _WARNED.add("16-bit image")
+            warnings.warn(
+                f"{path}: the 16-bit image holds values up to {high:g} (12-bit data?), so it uses {high / 65535:.1%} "
+                "of the intensity range and its contrast is nearly lost; rescale it to its full range (or to 8 bits) "
+                "before use. Further images are not listed.",
+                stacklevel=3,
+            )
+        return (values / 65535.0).astype(np.float32)
+    return ((values - low) / max(high - low, 1e-12)).astype(np.float32)
+
+
 def _read_pil(path) -> np.ndarray:
     from PIL import Image, ImageOps
 
@@ -170,7 +190,7 @@ def _read_pil(path) -> np.ndarray:
         # image then lines up with it); PIL's exif_transpose does it and drops the tag.
         im = ImageOps.exif_transpose(opened) if _exif_orientation(opened) != 1 else opened
         if im.mode == "I" or im.mode.startswith("I;16"):
-            array = np.asarray(im, dtype=np.float32) / 65535.0
+            array = _scale_integer_image(path, np.asarray(im, dtype=np.float64))
         elif im.mode == "F":
             array = _min_max(require_finite(path, np.asarray(im, dtype=np.float32)))
         else:
