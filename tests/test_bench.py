@@ -1011,3 +1011,18 @@ def test_a_non_finite_metric_or_score_never_enters_a_table(mini_sweep, tmp_path)
     scores.to_csv(run / "scores.csv", index=False)
     with pytest.raises(UserInputError, match="1 score"):
         sweep_statistics(collect_results(sweep), resamples=50)
+
+
+def test_an_answer_from_a_partial_sweep_says_it_is_partial(mini_sweep):
+    """Issue 37 item 11, failed before: the first of two concurrent sweeps printed an answer from partial results as
+    if it were the sweep's."""
+    from medrecontrast.bench.report import answer_lines
+    from medrecontrast.bench.statistics import sweep_statistics
+
+    root, _, _ = mini_sweep
+    results = collect_results(root / "runs")
+    partial = results.copy()
+    partial.loc[(partial["task"] == "synth-oct") & (partial["seed"] == 1), "status"] = "running"
+    lines = answer_lines(partial, sweep_statistics(partial, resamples=50))
+    assert any(line.startswith("synth-oct: partial, 2 of 4 runs finished;") for line in lines)
+    assert not any("partial" in line for line in answer_lines(results, sweep_statistics(results, resamples=50)))

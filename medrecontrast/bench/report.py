@@ -283,6 +283,9 @@ def answer_lines(results: pd.DataFrame, statistics: SweepStatistics) -> list[str
                 f"per patient ({statistics.patient_score} of its images), {display_name(best)}'s AUROC is "
                 f"{100 * value:.1f} [{100 * patient[0]:.1f}, {100 * patient[1]:.1f}]"
             )
+        planned = int((results["task"] == task).sum())
+        if len(runs) < planned:  # another process may still run the others: this answer is not the sweep's yet
+            parts[0] = f"{task}: partial, {len(runs)} of {planned} runs finished; " + parts[0][len(f"{task}: ") :]
         lines.append("; ".join(parts) + ".")
     return lines
 
