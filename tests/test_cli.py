@@ -342,3 +342,29 @@ def test_loss_is_on_disk_while_training(tmp_path):
             progress=False,
         )
     assert len(pd.read_csv(tmp_path / "loss.csv")) == 5
+
+
+@pytest.mark.slow
+def test_a_sweep_file_mistake_is_answered_before_torch_loads(tmp_path):
+    """Issue 37 item 11, failed before: a TOML mistake took ~9 s to report (torch, MONAI and the models loaded first;
+    a misspelt task took 0.4 s). Now the file is read and checked first."""
+    (tmp_path / "bad.toml").write_text('tasks = ["synth-oct"]\nmethodz = ["rd4ad"]\n')
+    script = (
+        "import sys\n"
+        "from medrecontrast.cli import main\n"
+        f"try:\n    main(['bench', '--config', {str(tmp_path / 'bad.toml')!r}])\n"
+        "except SystemExit as exit:\n    assert exit.code == 2, exit.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
+    assert "line 2: unknown key 'methodz'" in result.stderr
+
+
+def test_the_sweep_file_keys_are_the_sweep_configs_fields():
+    import dataclasses
+
+    from medrecontrast.bench import SweepConfig
+    from medrecontrast.sweepfile import _TYPES
+
+    assert set(_TYPES) | {"source"} == {f.name for f in dataclasses.fields(SweepConfig)}

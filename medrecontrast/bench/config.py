@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from medrecontrast.models import DETECTORS, default_methods
 from medrecontrast.models.base import detector_class
 from medrecontrast.run import PROFILES, accepted_keys, default_profile
 from medrecontrast.stats import check_patient_score
+from medrecontrast.sweepfile import _line_of, read_sweep_file
 from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
@@ -248,42 +248,11 @@ def _check_method_sections(c: "SweepConfig") -> None:
 
 
 def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
-    """A sweep config from a TOML file, with ``flags`` (not None) taking precedence."""
+    """A sweep config from a TOML file, with ``flags`` (not None) taking precedence. The file's own checks (UTF-8,
+    TOML, top-level keys and types, tables) are :func:`medrecontrast.sweepfile.read_sweep_file`'s, which the
+    command line runs before torch loads; the option names of its sections are checked here."""
+    raw, text = read_sweep_file(path)
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"sweep config {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserInputError(
-            f"cannot read {path}: it is not UTF-8 text (byte {exc.start}); TOML files are UTF-8, save it as UTF-8."
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserInputError(f"cannot parse {path}: {exc}") from None
-    known = {f.name: f for f in dataclasses.fields(SweepConfig)}
-    for key, value in raw.items():
-        if key not in known:
-            raise UserInputError(
-                f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}"
-            )
-        _check_type(path, text, key, value)
-        if key == "patient_score":
-            try:
-                check_patient_score(value)
-            except UserInputError as exc:
-                raise UserInputError(f"{path}, line {_line_of(text, key)}: {exc}") from None
-    for section in ("method", "task", "variant"):
-        for name, body in raw.get(section, {}).items():
-            if not isinstance(body, dict):
-                raise UserInputError(
-                    f"{path}, line {_line_of(text, name)}: [{section}.{name}] must be a table of options"
-                )
-    for task, body in raw.get("task", {}).items():
-        for inner in ("method", "data"):
-            if inner in body and not isinstance(body[inner], dict):
-                raise UserInputError(f"{path}, line {_line_of(text, inner)}: [task.{task}.{inner}] must be a table")
     _check_option_names(path, text, raw)
     return SweepConfig(**{**raw, **{k: v for k, v in flags.items() if v is not None}, "source": str(path)})
 
@@ -323,58 +292,3 @@ def _check_option_names(path: Path, text: str, raw: dict) -> None:
                     f"{path}, line {_line_of(text, key, section)}: unknown option '{key}' in [{section}].{hint} "
                     f"Known: {', '.join(sorted(known))}"
                 )
-
-
-_TYPES = {
-    "tasks": list,
-    "methods": list,
-    "seeds": list,
-    "profile": str,
-    "name": str,
-    "out": str,
-    "report": str,
-    "data_root": str,
-    "weights": str,
-    "executor": str,
-    "address": str,
-    "gpus_per_run": (int, float),
-    "cpus_per_run": int,
-    "options": dict,
-    "method": dict,
-    "task": dict,
-    "variant": dict,
-    "flags": dict,
-    "patient_score": str,
-}
-
-
-def _check_type(path: Path, text: str, key: str, value) -> None:
-    expected = _TYPES[key]
-    if (
-        not isinstance(value, expected)
-        or (key == "seeds" and not all(isinstance(s, int) for s in value))
-        or (key in ("tasks", "methods") and not all(isinstance(s, str) for s in value))
-    ):
-        wanted = {"seeds": "a list of integers", "tasks": "a list of names", "methods": "a list of names"}.get(
-            key, getattr(expected, "__name__", "a number")
-        )
-        raise UserInputError(f"{path}, line {_line_of(text, key)}: '{key}' must be {wanted}, got {value!r}")
-
-
-def _line_of(text: str, key: str, section: str | None = None) -> int | str:
-    """Line number where ``key`` is assigned or opens a table (for error messages); with ``section``
-    (``task.oct``), the assignment inside that table if the file has one there."""
-    pattern = re.compile(rf'^\s*(\[[^\]]*)?["\']?{re.escape(key)}["\']?\s*(=|\]|\.)')
-    lines = text.splitlines()
-    if section is not None:
-        header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]")
-        inside = False
-        for number, line in enumerate(lines, start=1):
-            if line.lstrip().startswith("["):
-                inside = bool(header.match(line))
-            elif inside and pattern.search(line):
-                return number
-    for number, line in enumerate(lines, start=1):
-        if pattern.search(line):
-            return number
-    return "?"
