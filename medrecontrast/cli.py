@@ -113,9 +113,16 @@ def user_errors(command):
                 raise
             # a full disk, a quota, a read-only or forbidden folder: what to do is the user's, so one line
             where = f" ({exc.filename})" if exc.filename else ""
+            remedy = {  # what the user can do depends on what stopped the write (a read-only folder is not full)
+                errno.ENOSPC: "free space or choose another folder",
+                errno.EDQUOT: "free space within your quota or choose another folder",
+                errno.EROFS: "the file system is read-only: choose a folder on a writable one",
+                errno.EACCES: "you may not write there: choose a folder you can write to, or change its permissions",
+                errno.EPERM: "you may not write there: choose a folder you can write to, or change its permissions",
+            }[exc.errno]
             err_console.print(
-                f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; free space or choose "
-                "another folder (files already written are complete: each is written whole or not at all).",
+                f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; {remedy} (files already "
+                "written are complete: each is written whole or not at all).",
                 highlight=False,
                 soft_wrap=True,
             )

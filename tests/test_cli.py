@@ -1,5 +1,6 @@
 """The command line: help with examples, tables, JSON, exit codes."""
 
+import errno
 import json
 import os
 import subprocess
@@ -368,3 +369,27 @@ def test_the_sweep_file_keys_are_the_sweep_configs_fields():
     from medrecontrast.sweepfile import _TYPES
 
     assert set(_TYPES) | {"source"} == {f.name for f in dataclasses.fields(SweepConfig)}
+
+
+@pytest.mark.parametrize(
+    "code, said",
+    [
+        (errno.EACCES, "you may not write there"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.ENOSPC, "free space or choose another folder"),
+    ],
+)
+def test_a_folder_that_cannot_be_written_is_said_for_what_it_is(code, said, monkeypatch, tmp_path):
+    """Issue 37 item 9, failed before: `train --out` on a read-only folder blamed "free space"."""
+    import os as _os
+
+    from medrecontrast import cli
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, _os.strerror(code), str(tmp_path / "out"))
+
+    monkeypatch.setattr("medrecontrast.run.run_training", refuse)
+    result = runner.invoke(cli.app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and said in result.output and "Traceback" not in result.output
+    if code != errno.ENOSPC:
+        assert "free space" not in result.output

@@ -53,7 +53,6 @@ def train_run(
     config = resolve_run_config(
         task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant
     )
-    require_device(config.runtime.device)  # before any folder is written
     return run_training(
         config,
         out,
@@ -85,6 +84,7 @@ def run_training(
     from medrecontrast.tasks import get_task
 
     task = task if task is not None else get_task(config.task, **config.task_options)
+    require_device(config.runtime.device)  # a GPU this machine lacks: refused before any folder is written
     out = Path(out)
     _claim_folder(out, config, resume, force)
     remove_stale_partials(out)  # temporaries of a killed process (a full disk keeps them otherwise)
