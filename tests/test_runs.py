@@ -389,3 +389,50 @@ def test_predict_scores_the_good_images_and_lists_the_bad_ones(tmp_path):
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "new" / "a.jpg")
     twins = runner.invoke(app, ["predict", "--run", str(tmp_path / "pc"), str(tmp_path / "new")])
     assert twins.exit_code == 2 and "a.png" in twins.output and "a.jpg" in twins.output
+
+
+@pytest.mark.slow
+def test_data_changed_after_training_is_said_by_every_evaluation_bench_and_the_report(tmp_path):
+    """Issue 37 item 3, failed before: adding, removing or editing images and re-evaluating printed new numbers with
+    no word; data.json was overwritten by the first re-evaluation, so a second recorded the changed data as "trained
+    on" and "same data as training: true"; bench skipped finished runs on changed data without comment."""
+    import time as _time
+
+    from PIL import Image
+
+    from medrecontrast.bench import SweepConfig, build_report, plan_sweep, run_sweep
+    from medrecontrast.run import evaluate_run
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "scans"
+    for split, cls, count in (("train", "NORMAL", 6), ("test", "NORMAL", 3), ("test", "ABN", 3)):
+        (data / split / cls).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 120 if cls == "NORMAL" else 255, (24, 24)).astype(np.uint8)
+            Image.fromarray(pixels).save(data / split / cls / f"{i}.png")
+    config = SweepConfig(
+        tasks=[f"folder:{data}"],
+        methods=["patchcore"],
+        seeds=[0],
+        profile="demo",
+        out=str(tmp_path / "runs"),
+        report=str(tmp_path / "report"),
+        options={"image_size": 32},
+    )
+    run_sweep(config, progress=False)
+    [run] = list((tmp_path / "runs").glob("*/patchcore/seed-0"))
+    _time.sleep(0.01)
+    Image.fromarray(rng.integers(0, 255, (24, 24)).astype(np.uint8)).save(data / "test" / "ABN" / "new.png")
+    Image.fromarray(rng.integers(0, 120, (24, 24)).astype(np.uint8)).save(data / "test" / "NORMAL" / "0.png")
+    with pytest.warns(UserWarning, match=r"finished on other files than the task has now \(test: 1 added"):
+        plan_sweep(config)
+    for _ in range(2):
+        with pytest.warns(
+            UserWarning, match=r"changed since the run was trained \(test: 1 added \(ABN/new\), 1 changed"
+        ):
+            evaluate_run(run, force=True)
+    history = json.loads((run / "evaluations.json").read_text())
+    assert [entry["same_data_as_training"] for entry in history] == [False, False]
+    assert history[0]["trained_on"] == history[1]["trained_on"]  # the training record, never overwritten
+    text = build_report(tmp_path / "runs", tmp_path / "report").read_text()
+    assert "evaluated on files that changed since it was trained (test: 1 added (ABN/new)" in text

@@ -23,6 +23,7 @@ import pandas as pd
 from medrecontrast import stats
 from medrecontrast.bench.results import finished
 from medrecontrast.bench.store import read_sweep_marker
+from medrecontrast.data.items import describe_changes
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
 from medrecontrast.models import DETECTORS, registered_methods
@@ -123,6 +124,7 @@ class _Run:
     patients: np.ndarray | None = None  # each test image's patient (None: the task names none)
     holdout_patients: np.ndarray | None = None
     leaks: list[str] = field(default_factory=list)  # what data.json says the splits share
+    changed: dict | None = None  # files added, removed or changed between training and the last evaluation
 
 
 @dataclass
@@ -163,6 +165,12 @@ def sweep_statistics(
             runs = [replace(r, patients=None, holdout_patients=None) for r in runs]
         reference = runs[0]
         notes += [line for line in reference.leaks if line not in notes]  # one task's runs read the same files
+        for run in runs:
+            if run.changed:
+                notes.append(
+                    f"{task} · {run.method} · seed {run.seed}: evaluated on files that changed since it was trained "
+                    f"({describe_changes(run.changed)})"
+                )
         sampling = _sampling(task, reference, resamples, seed)
         counts.append(_counts(task, reference))
         _image_statistics(task, runs, sampling, level, image)
@@ -452,6 +460,7 @@ def _load(row) -> _Run:
         holdout_patients=None if held is None or "patient" not in held else held["patient"].astype(str).to_numpy(),
         patients=scores["patient"].astype(str).to_numpy() if "patient" in scores else None,
         leaks=list(record.get("leaks", [])),
+        changed=record.get("changed_since_training"),
         quantile=float(config.get("threshold_quantile", THRESHOLD_QUANTILE)),
         pixels=pixels,
         stored={k: float(v) for k, v in stored.items() if k in METRICS and isinstance(v, (int, float))},

@@ -69,6 +69,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     for name in names:
         task = tasks[name]
         data = _check_data(task, config.data_root)
+        current = {"sha256": data.fingerprint()["sha256"], "manifest": None, "data": data}
         for method in config.methods:
             base = config.base_method(method)
             layers = config.layers(name, method)
@@ -109,6 +110,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 folder = run_folder(config.out, name, method, seed)
                 detector = planned.detector
                 to_do = force or run_status(folder)["status"] != "finished"
+                if not to_do:
+                    _say_changed_data(folder, data, current)
                 estimate = detector_class(base).storage_estimate(
                     planned.method_config(),
                     train_images=training_image_count(len(data.train), planned.holdout),
@@ -279,6 +282,29 @@ def _devices_set(config: SweepConfig) -> set[str]:
     for body in config.task.values():
         sections += [body, *body.get("method", {}).values()]
     return {str(s["device"]) for s in sections if isinstance(s, dict) and "device" in s}
+
+
+def _say_changed_data(folder: Path, data, current: dict) -> None:
+    """A finished run is skipped; if the task's files changed since it trained (or was last evaluated), say which
+    (its results are of the old files), once per run."""
+    from medrecontrast.data.items import describe_changes, manifest_changes
+    from medrecontrast.paths import read_json
+    from medrecontrast.run.artefacts import DATA_RECORD, TRAINING_DATA
+
+    recorded = folder / DATA_RECORD
+    if not recorded.is_file() or read_json(recorded).get("sha256") == current["sha256"]:
+        return
+    detail = ""
+    if (folder / TRAINING_DATA).is_file():
+        if current["manifest"] is None:
+            current["manifest"] = current["data"].manifest()
+        changes = manifest_changes(read_json(folder / TRAINING_DATA)["files"], current["manifest"])
+        detail = f" ({describe_changes(changes)})" if changes else ""
+    warnings.warn(
+        f"{folder}: finished on other files than the task has now{detail}; it is kept as it is: re-score it with "
+        "`medrecontrast evaluate --run DIR --force` or redo it with `bench --force`",
+        stacklevel=3,
+    )
 
 
 def _refuse_shared_folders(out: Path, report: Path) -> None:

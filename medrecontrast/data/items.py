@@ -80,6 +80,23 @@ class TaskData:
                     files += 1
         return {"sha256": digest.hexdigest(), "files": files}
 
+    def manifest(self) -> dict:
+        """Every file the task reads, by split and item id: ``[size, modification time in ns]`` (``None`` where it
+        cannot be stat'ed); what :func:`manifest_changes` compares, to say which files were added, removed or
+        changed since a run trained."""
+        out: dict = {}
+        for split, items in (("train", self.train), ("test", self.test)):
+            entries = {}
+            for item in items:
+                path = item.get("image")
+                try:
+                    info = os.stat(path)
+                    entries[str(item["id"])] = [info.st_size, info.st_mtime_ns]
+                except (OSError, TypeError):
+                    entries[str(item["id"])] = None
+            out[split] = entries
+        return out
+
     def counts(self) -> dict:
         """Counts per split and label, and per source category, as `data check --json` prints them."""
         summary: dict = {"task": self.task.name}
@@ -107,6 +124,35 @@ class TaskData:
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)
         return summary
+
+
+def manifest_changes(before: dict, after: dict) -> dict:
+    r"""``{split: {"added": [...], "removed": [...], "changed": [...]}}`` (item ids, sorted) between two
+    :meth:`TaskData.manifest`\ s; splits without a change are left out."""
+    changes = {}
+    for split in ("train", "test"):
+        old, new = before.get(split, {}), after.get(split, {})
+        found = {
+            "added": sorted(set(new) - set(old)),
+            "removed": sorted(set(old) - set(new)),
+            "changed": sorted(k for k in set(old) & set(new) if old[k] != new[k]),
+        }
+        if any(found.values()):
+            changes[split] = found
+    return changes
+
+
+def describe_changes(changes: dict, limit: int = 3) -> str:
+    """``training: 1 added (x), 2 changed (a, b); test: 1 removed (y)`` for :func:`manifest_changes`."""
+    parts = []
+    for split, found in changes.items():
+        kinds = [
+            f"{len(ids)} {kind} ({', '.join(ids[:limit])}{' ...' if len(ids) > limit else ''})"
+            for kind, ids in found.items()
+            if ids
+        ]
+        parts.append(f"{'training' if split == 'train' else 'test'}: {', '.join(kinds)}")
+    return "; ".join(parts)
 
 
 def unit_of(item: dict) -> str:

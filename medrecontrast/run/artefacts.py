@@ -24,6 +24,9 @@ from medrecontrast.stats import pixel_statistics
 
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
 DATA_RECORD = "data.json"  # fingerprint of the task's files the run last trained or evaluated on
+# every file the run was TRAINED on (split, id, size, mtime): written once when it trains, never by a re-evaluation,
+# so that every later evaluation, `bench` and the report can say which files were added, removed or changed since
+TRAINING_DATA = "training_data.json"
 EVALUATIONS = "evaluations.json"  # every re-evaluation: when, on which data, where the previous results went
 PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for intervals of the pixel metrics
 RESULT_FILES = ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD)

@@ -14,17 +14,25 @@ import os
 import shutil
 import time
 import traceback
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from medrecontrast.compute import require_device
-from medrecontrast.data.items import unit_of
+from medrecontrast.data.items import describe_changes, manifest_changes, unit_of
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import remove_stale_partials, write_csv, write_json
 from medrecontrast.resources import peak_memory
-from medrecontrast.run.artefacts import DATA_RECORD, EVALUATIONS, data_record, evaluate_detector, keep_previous_results
+from medrecontrast.run.artefacts import (
+    DATA_RECORD,
+    EVALUATIONS,
+    TRAINING_DATA,
+    data_record,
+    evaluate_detector,
+    keep_previous_results,
+)
 from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
 from medrecontrast.run.environment import environment
 from medrecontrast.run.split import groups_of_test_images, run_datasets, split_holdout
@@ -137,7 +145,9 @@ def patient_lists(data, config) -> dict:
 
 def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_root, progress) -> dict:
     data = task.load(data_root)
-    write_json(out / DATA_RECORD, data_record(data, data_root))
+    record = data_record(data, data_root)
+    write_json(out / DATA_RECORD, record)
+    write_json(out / TRAINING_DATA, {"sha256": record["sha256"], "files": data.manifest()})
     train, test, holdout = run_datasets(data, config)
     from medrecontrast.models.base import detector_class
 
@@ -224,7 +234,24 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
         raise UserInputError(f"{model_path} holds a '{detector.name}' detector but the run is '{config.method}'.")
     data = task.load(data_root)
     fingerprint = data_record(data, data_root)
-    recorded = json.loads((run / DATA_RECORD).read_text()) if (run / DATA_RECORD).is_file() else None
+    # what the run was trained on: its training record (never overwritten), else (runs of earlier versions) the data
+    # record as it stood before this evaluation
+    trained = json.loads((run / TRAINING_DATA).read_text()) if (run / TRAINING_DATA).is_file() else None
+    recorded = (
+        {"sha256": trained["sha256"]}
+        if trained
+        else json.loads((run / DATA_RECORD).read_text())
+        if (run / DATA_RECORD).is_file()
+        else None
+    )
+    changes = manifest_changes(trained["files"], data.manifest()) if trained else {}
+    if changes:
+        fingerprint["changed_since_training"] = changes
+        warnings.warn(
+            f"{run}: the task's files changed since the run was trained ({describe_changes(changes)}); its new "
+            "numbers are of these files",
+            stacklevel=2,
+        )
     has_results = (run / "metrics.json").is_file()
     if has_results and not force:
         same = recorded is not None and recorded.get("sha256") == fingerprint["sha256"]
