@@ -350,8 +350,15 @@ def forest_figure(subtypes: pd.DataFrame):
                     )
                     ax.plot(100 * rows_m.at[kind, "auroc"], y, "o", color=METHOD_COLORS[method], ms=3.5)
             ax.axvline(50, ls=":", color="grey", lw=0.8)
-            counts = rows_of_task.drop_duplicates("subtype").set_index("subtype")["abnormal"]
-            ax.set_yticks(range(len(kinds)), [f"{kind} (n={counts[kind]})" for kind in kinds])
+            first = rows_of_task.drop_duplicates("subtype").set_index("subtype")
+            patients = first["abnormal_patients"] if "abnormal_patients" in first else None
+
+            def label(kind: str) -> str:  # images, and the patients they come from where the task names them
+                if patients is not None and pd.notna(patients[kind]):
+                    return f"{kind}\n(n={first.at[kind, 'abnormal']}, {int(patients[kind])} patients)"
+                return f"{kind} (n={first.at[kind, 'abnormal']})"
+
+            ax.set_yticks(range(len(kinds)), [label(kind) for kind in kinds])
             ax.set_ylim(len(kinds) - 0.5, -0.5)
             ax.set(title=task, xlabel="image AUROC against all test normals (%)", xlim=(100 * low, 100.5))
         for ax in list(axes.flat)[len(tasks) :]:
