@@ -550,8 +550,9 @@ def test_a_run_held_by_a_live_process_needs_no_resume(mini_sweep, tmp_path):
 
 
 def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
-    """After a NaN, fixing the learning rate and --resume was refused ("another configuration") with no
-    way out; now the message names --force, which redoes the named runs from scratch."""
+    """After a NaN, fixing the learning rate and --resume was refused ("another configuration"); the failure
+    message advises --resume, so --resume now redoes a failed run with the corrected settings (issue 37 item 7),
+    and --force redoes any run from scratch."""
     from medrecontrast.models import rd4ad
 
     def nan(self, *args, **kwargs):
@@ -570,8 +571,14 @@ def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
         seeds=[0],
         method={"rd4ad": {"iters": 3, "batch_size": 4, "lr_decoder": 0.001}},
     )
+    assert [o.status for o in run_sweep(fixed, resume=True, progress=False)] == ["finished"]
+    assert (
+        json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"]
+        == 0.001
+    )
+    again = mini_config(out, tasks=["synth-oct"], methods=["rd4ad"], seeds=[0])  # a finished run: --force only
     with pytest.raises(UserInputError, match="force=True"):
-        run_sweep(fixed, resume=True, progress=False)
+        run_sweep(again, resume=True, progress=False)
     assert [o.status for o in run_sweep(fixed, force=True, progress=False)] == ["finished"]
     assert (
         json.loads((out / "synth-oct" / "rd4ad" / "seed-0" / "config.json").read_text())["detector"]["lr_decoder"]

@@ -54,7 +54,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     _refuse_shared_folders(Path(config.out), Path(config.report))
     _warn_unreached_options(config)
     for name, task in tasks.items():  # before the folder checks below, which would blame a non-empty --out
-        _refuse_outputs_in_data(task.root(config.data_root), {"out": config.out, "report": config.report}, name)
+        for part in task.members or (task,):  # a unified task's data are its members'
+            _refuse_outputs_in_data(part.root(config.data_root), {"out": config.out, "report": config.report}, name)
     require_writable_folder(config.out, "out")
     check_sweep_folder(Path(config.out))
     claim_report_folder(
