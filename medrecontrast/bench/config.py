@@ -1,4 +1,4 @@
-"""What a sweep runs: tasks x methods x seeds, a profile, and per-task/per-method overrides.
+r"""What a sweep runs: tasks x methods x seeds, a profile, and per-task/per-method overrides.
 
 Everything a ``bench`` flag sets can also come from a TOML file; flags win over the file::
 
@@ -9,6 +9,7 @@ Everything a ``bench`` flag sets can also come from a TOML file; flags win over 
     profile = "paper"
     data_root = "/data"
     executor = "ray"
+    patient_score = "max"          # a patient's score from its images' (max, mean, top<k>): statistics only
 
     [options]                      # every run
     holdout = 0.05
@@ -20,6 +21,8 @@ Everything a ``bench`` flag sets can also come from a TOML file; flags win over 
     coreset_ratio = 0.001
     [task.aptos.data]              # options of the task itself (get_task)
     n_train = 500
+    [task."folder:/data/scans".data]
+    patient = '^(\w+)_\d+'         # who each image belongs to (a folder task's option)
     [variant.rc-no-sg]             # a named method variant: a method plus overrides, listed in
     method = "recontrast"          # `methods` and shown as a row of every table and figure
     stop_gradient = false
