@@ -261,6 +261,13 @@ def data_check(
             "over the path below the class folder. Default: sub-folders, DICOM PatientID, volumes."
         ),
     ] = None,
+    task_option: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--task-option",
+            help="An option of the task itself, KEY=VALUE (as [task.T.data] in a sweep file), e.g. missing=skip.",
+        ),
+    ] = None,
     window: Annotated[
         Optional[str],
         typer.Option(
@@ -283,6 +290,14 @@ def data_check(
         raise UserInputError(f"--window applies to folder: tasks; task '{task}' has its own reading rule")
     if patient is not None and not is_folder:
         raise UserInputError(f"--patient applies to folder: tasks; task '{task}' has its own patient rule")
+    for given in task_option or []:
+        key, sep, value = given.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--task-option takes KEY=VALUE (e.g. missing=skip), got {given!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value  # a plain word: a string
     from medrecontrast.data.check import check_task_data
     from medrecontrast.tasks import get_task
 

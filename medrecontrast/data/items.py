@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NORMAL, ABNORMAL = 0, 1
 
@@ -26,6 +26,7 @@ class TaskData:
     train: list[dict]
     test: list[dict]
     fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
+    notes: list = field(default_factory=list)  # what the task's loader must tell (files of a split left out, ...)
 
     @property
     def has_masks(self) -> bool:
@@ -38,12 +39,13 @@ class TaskData:
         slice abnormal, the lesion's or not: ``data check``, the run's ``data.json`` and the report say so)."""
         unmasked = [it for it in self.test if it.get("unmasked_volume")]
         if not unmasked:
-            return []
+            return list(self.notes)
         volumes = len({it["image"] for it in unmasked})
         return [
             f"{self.task.name}: {volumes} abnormal test volume(s) have no mask, so all {len(unmasked)} of their slices "
             "are labelled abnormal, those without the lesion too (image AUROC then also measures how a method scores "
-            'healthy slices of a diseased volume); add masks, or unmasked_volumes = "refuse" to be stopped'
+            'healthy slices of a diseased volume); add masks, or unmasked_volumes = "refuse" to be stopped',
+            *self.notes,
         ]
 
     @property

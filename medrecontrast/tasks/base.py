@@ -42,7 +42,8 @@ class Task:
     protocol: Protocol
     image_size: int
     crop_size: int | None
-    # Reads the layout under the task's folder and returns (train items, test items).
+    # Reads the layout under the task's folder and returns (train items, test items), or (train, test, notes): lines
+    # the run, `data check` and the report must say (files of a released split left out, ...).
     list_items: Callable[["Task", Path], tuple[list[dict], list[dict]]] = field(repr=False, compare=False)
     folder: str | None = None  # folder under the data root; None for tasks that carry their own path
     layout: str = ""  # the expected files, in words, for error messages and `medrecontrast tasks`
@@ -72,7 +73,9 @@ class Task:
         root = self.root(data_root)
         if not root.is_dir():
             raise DataLayoutError(f"task '{self.name}': folder {root} does not exist. {self.layout_hint()}")
-        train, test = self.list_items(self, root)
+        listed = self.list_items(self, root)
+        train, test = listed[:2]
+        notes = list(listed[2]) if len(listed) > 2 else []  # what the loader must tell (e.g. files left out)
         if not any(it["label"] == NORMAL for it in train):
             raise DataLayoutError(
                 f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}"
@@ -89,7 +92,11 @@ class Task:
         _require_unique_ids(self, train)
         _require_unique_ids(self, test)
         return TaskData(
-            task=self, train=train, test=test, fundus_crop=self.fundus_crop and not _all_prepared(train + test)
+            task=self,
+            train=train,
+            test=test,
+            fundus_crop=self.fundus_crop and not _all_prepared(train + test),
+            notes=notes,
         )
 
     def _load_members(self, data_root) -> TaskData:

@@ -20,6 +20,7 @@ from medrecontrast.tasks import (
     chest_xray,
     folder,
     isic2018,
+    medianomaly,
     medmnist,
     mvtec,
     oct2017,
@@ -29,7 +30,7 @@ from medrecontrast.tasks import (
 from medrecontrast.tasks.base import ONE_IMAGE, Task, TaskFamily
 from medrecontrast.tasks.unified import unified_task
 
-MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, folder, synthetic)
+MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, medianomaly, folder, synthetic)
 
 
 def _unified(variant: str) -> Task:
