@@ -336,9 +336,9 @@ def _print_check(summary: dict) -> None:
     for line in summary.get("labelling", []):
         err_console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     leaks = summary.get("leaks") or {}
-    for line in leaks.get("warnings", []):
-        refused = leaks.get("refused") and "patient(s) have images in both" in line
-        style = "[red]problem:[/]" if refused else "[yellow]warning:[/]"
+    for index, line in enumerate(leaks.get("warnings", [])):
+        # a refused leak is the shared patients', the first line where there are any (DataLeaks.lines)
+        style = "[red]problem:[/]" if leaks.get("refused") and index == 0 else "[yellow]warning:[/]"
         err_console.print(f"{style} {escape(line)}", highlight=False, soft_wrap=True)
     console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
     if summary.get("masks_missing"):

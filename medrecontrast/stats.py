@@ -73,17 +73,6 @@ def cluster_bootstrap(
     return cluster_counts[:, image_cluster], cluster_counts, names[order]
 
 
-def check_patient_score(value) -> str:
-    """``max``, ``mean`` or ``top<k>`` (k >= 1): how a patient's image scores become the patient's score."""
-    from medrecontrast.errors import UserInputError
-
-    if isinstance(value, str) and (
-        value in ("max", "mean") or (value[:3] == "top" and value[3:].isdigit() and int(value[3:]) >= 1)
-    ):
-        return value
-    raise UserInputError(f"patient_score must be max, mean or top<k> (e.g. top3), got {value!r}")
-
-
 def reduce_by_cluster(values: np.ndarray, clusters: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
     """``(cluster names in first-appearance order, one value per cluster)``: the ``max``, ``mean`` or ``top<k>``
     (mean of the k largest) of each cluster's values."""

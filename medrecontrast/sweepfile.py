@@ -12,6 +12,16 @@ from pathlib import Path
 from medrecontrast.errors import UserInputError
 
 
+def check_patient_score(value) -> str:
+    """``max``, ``mean`` or ``top<k>`` (k >= 1): how a patient's image scores become the patient's score (the
+    statistics' ``patient_score``; here, in this light module, so that a sweep file is checked before torch loads)."""
+    if isinstance(value, str) and (
+        value in ("max", "mean") or (value[:3] == "top" and value[3:].isdigit() and int(value[3:]) >= 1)
+    ):
+        return value
+    raise UserInputError(f"patient_score must be max, mean or top<k> (e.g. top3), got {value!r}")
+
+
 def read_sweep_file(path: str | Path) -> tuple[dict, str]:
     """``(the TOML's content, its text)`` after every check that needs no method: the file is UTF-8 TOML, each
     top-level key is a sweep key (:data:`_TYPES`, the fields of ``SweepConfig``) of its type, the sections that
@@ -36,13 +46,11 @@ def read_sweep_file(path: str | Path) -> tuple[dict, str]:
                 f"{path}, line {_line_of(text, key)}: unknown key '{key}'; known keys: {', '.join(known)}"
             )
         _check_type(path, text, key, value)
-        if key == "patient_score" and not (
-            value in ("max", "mean") or (value[:3] == "top" and value[3:].isdigit() and int(value[3:]) >= 1)
-        ):
-            raise UserInputError(
-                f"{path}, line {_line_of(text, key)}: patient_score must be max, mean or top<k> (e.g. top3), got "
-                f"{value!r}"
-            )
+        if key == "patient_score":
+            try:
+                check_patient_score(value)
+            except UserInputError as exc:
+                raise UserInputError(f"{path}, line {_line_of(text, key)}: {exc}") from None
     for section in ("method", "task", "variant"):
         for name, body in raw.get(section, {}).items():
             if not isinstance(body, dict):

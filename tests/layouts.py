@@ -105,3 +105,14 @@ def medical_folder(root: Path) -> Path:
     write_nifti(folder / "test" / "TUMOUR" / "vol.nii.gz", volume)
     write_nifti(folder / "ground_truth" / "TUMOUR" / "vol_mask.nii.gz", lesion)
     return folder
+
+
+def folder(root: Path, train: int = 6, normal: int = 3, abnormal: int = 3, size: int = 24, seed: int = 0) -> Path:
+    """A user's `folder:` layout (train/NORMAL, test/NORMAL, test/ABN) of random grey PNGs, the abnormal ones
+    brighter on average; every file differs from every other (no byte-identical pair across the splits)."""
+    rng = np.random.default_rng(seed)
+    for split, cls, count in (("train", "NORMAL", train), ("test", "NORMAL", normal), ("test", "ABN", abnormal)):
+        for i in range(count):
+            high = 255 if cls == "ABN" else 120
+            write_png(root / split / cls / f"{i}.png", rng.integers(0, high, (size, size)).astype(np.uint8))
+    return root

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import layouts
 import numpy as np
 import pandas as pd
 import pytest
@@ -928,15 +929,7 @@ def test_report_says_where_it_writes_before_writing(mini_sweep, tmp_path):
 def test_a_sweep_of_tasks_with_and_without_masks_gives_a_report(tmp_path):
     """Issue 37 item 0, failed before: every run finished, then `paper_table` called `idxmax` on pixel AUROC, NaN for
     the whole task without masks ("idxmax with skipna=True encountered all NA values"), and no README was written."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "plain"
-    for split, cls, count in (("train", "NORMAL", 8), ("test", "NORMAL", 4), ("test", "ABN", 4)):
-        (folder / split / cls).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 255 if cls == "NORMAL" else 60, (32, 32)).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / split / cls / f"{i}.png")
+    folder = layouts.folder(tmp_path / "plain", train=8, normal=4, abnormal=4, size=32)
     config = mini_config(
         tmp_path / "runs",
         tasks=["synth-oct", f"folder:{folder}"],
@@ -975,15 +968,7 @@ def test_a_copied_sweep_never_writes_into_the_report_of_the_sweep_it_was_copied_
 def test_output_folders_inside_the_data_or_on_each_other_are_refused_at_planning(tmp_path):
     """Issue 37 item 6, failed before: --out/--report inside a task's data were accepted (the report's PNGs became
     test images of the next run), and --report equal to --out failed only after the whole sweep had trained."""
-    from PIL import Image
-
-    data = tmp_path / "scans"
-    for split, cls in (("train", "NORMAL"), ("test", "NORMAL"), ("test", "ABN")):
-        (data / split / cls).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(np.full((16, 16), 40 * i + (100 if cls == "ABN" else 0), np.uint8)).save(
-                data / split / cls / f"{i}.png"
-            )
+    data = layouts.folder(tmp_path / "scans", train=3, size=16)
 
     def plan(out, report):
         config = SweepConfig(

@@ -4,7 +4,7 @@ or how a value was spelled."""
 import json
 from pathlib import Path
 
-import numpy as np
+import layouts
 import pytest
 from test_bench import mini_config
 from typer.testing import CliRunner
@@ -280,22 +280,10 @@ def test_a_float_option_out_of_range_in_a_sweep_file_is_refused_with_its_line(tm
         plan_sweep(config)
 
 
-def _scans(root: Path, train: int = 3) -> Path:
-    from PIL import Image
-
-    for split, cls, count in (("train", "NORMAL", train), ("test", "NORMAL", 2), ("test", "ABN", 2)):
-        (root / split / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            Image.fromarray(np.full((16, 16), 30 * i + (90 if cls == "ABN" else 0), np.uint8)).save(
-                root / split / cls / f"{i}.png"
-            )
-    return root
-
-
 def test_a_hold_out_the_training_set_cannot_give_is_refused_at_planning(tmp_path):
     """Issue 37 item 7, failed before: `--dry-run` accepted a hold-out that left no training image, the run
     failed, and the corrected command was then refused as an unfinished run."""
-    data = _scans(tmp_path / "scans", train=1)
+    data = layouts.folder(tmp_path / "scans", train=1)
     config = SweepConfig(
         tasks=[f"folder:{data}"],
         methods=["patchcore"],
@@ -312,7 +300,7 @@ def test_a_hold_out_the_training_set_cannot_give_is_refused_at_planning(tmp_path
 def test_a_folder_section_reaches_its_task_however_the_path_is_spelt(tmp_path, monkeypatch):
     """Issue 37 item 7, failed before: `[task."folder:/data/x/"]` (a trailing slash) or a relative spelling of the
     sweep's folder was silently ignored; a folder section that reaches no task of the sweep is refused."""
-    data = _scans(tmp_path / "scans")
+    data = layouts.folder(tmp_path / "scans")
     monkeypatch.chdir(tmp_path)
     common = dict(methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs"))
     config = SweepConfig(tasks=[f"folder:{data}"], task={"folder:scans/": {"holdout": 0.4}}, **common)

@@ -2,6 +2,7 @@
 
 import json
 
+import layouts
 import numpy as np
 import pandas as pd
 import pytest
@@ -403,13 +404,8 @@ def test_data_changed_after_training_is_said_by_every_evaluation_bench_and_the_r
     from medrecontrast.bench import SweepConfig, build_report, plan_sweep, run_sweep
     from medrecontrast.run import evaluate_run
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "scans"
-    for split, cls, count in (("train", "NORMAL", 6), ("test", "NORMAL", 3), ("test", "ABN", 3)):
-        (data / split / cls).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 120 if cls == "NORMAL" else 255, (24, 24)).astype(np.uint8)
-            Image.fromarray(pixels).save(data / split / cls / f"{i}.png")
+    rng = np.random.default_rng(1)
+    data = layouts.folder(tmp_path / "scans")
     config = SweepConfig(
         tasks=[f"folder:{data}"],
         methods=["patchcore"],

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from medrecontrast import metrics, stats
 from medrecontrast.errors import UserInputError
+from medrecontrast.sweepfile import check_patient_score
 
 
 def _simulated(auroc: float, normals: int, abnormals: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -210,4 +211,4 @@ def test_patient_scores_reduce_by_max_mean_and_top_k():
         5.0,
     ]
     with pytest.raises(UserInputError, match="patient_score"):
-        stats.check_patient_score("median")
+        check_patient_score("median")

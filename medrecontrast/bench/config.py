@@ -45,8 +45,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.models import DETECTORS, default_methods
 from medrecontrast.models.base import detector_class
 from medrecontrast.run import PROFILES, accepted_keys, default_profile
-from medrecontrast.stats import check_patient_score
-from medrecontrast.sweepfile import _line_of, read_sweep_file
+from medrecontrast.sweepfile import _line_of, check_patient_score, read_sweep_file
 from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 

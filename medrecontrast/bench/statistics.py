@@ -28,6 +28,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
 from medrecontrast.models import DETECTORS, registered_methods
 from medrecontrast.run import PIXEL_STATISTICS
+from medrecontrast.sweepfile import check_patient_score
 
 ALPHA = 0.05
 
@@ -93,6 +94,23 @@ class SweepStatistics:
         ]
         return None if rows.empty else (float(rows["low"].iloc[0]), float(rows["high"].iloc[0]))
 
+    def patient_values(self) -> pd.DataFrame:
+        """Each run's patient-level point values, indexed ``(task, method, seed)``, one column per metric (empty
+        where no task names its patients): what ``patients.md`` and ``results.csv``'s patient rows show."""
+        rows = self.patient_intervals
+        rows = rows[(rows["seed"] != MEAN) & (rows["interval"] == "bootstrap")]
+        if rows.empty:
+            return pd.DataFrame()
+        return rows.pivot_table(index=["task", "method", "seed"], columns="metric", values="value", sort=False)
+
+    def all_intervals(self) -> pd.DataFrame:
+        """``intervals.csv``: the image-level rows, then the patient-level ones (``unit`` tells them apart)."""
+        return _both(self.intervals, self.patient_intervals)
+
+    def all_comparisons(self) -> pd.DataFrame:
+        """``comparisons.csv``: the image-level tests, then the patient-level ones."""
+        return _both(self.comparisons, self.patient_comparisons)
+
     def has_patients(self, task: str) -> bool:
         rows = self.counts[self.counts["task"] == task]
         return bool(len(rows)) and pd.notna(rows["normal_patients"].iloc[0])
@@ -107,6 +125,11 @@ class SweepStatistics:
         if pd.notna(r["normal_patients"]):
             text += f" from {int(r['normal_patients'])} + {int(r['abnormal_patients'])} patients"
         return text
+
+
+def _both(image: pd.DataFrame, patient: pd.DataFrame) -> pd.DataFrame:
+    """One frame of the two units' rows (the image frame, columns and all, where there are no patient rows)."""
+    return pd.concat([image, patient], ignore_index=True) if len(patient) else image
 
 
 @dataclass
@@ -153,7 +176,7 @@ def sweep_statistics(
     ``benchmarks/patient_intervals.py``)."""
     began = time.perf_counter()
     done = finished(results)
-    patient_score = stats.check_patient_score(patient_score or recorded_patient_score(results))
+    patient_score = check_patient_score(patient_score or recorded_patient_score(results))
     image, patient = _Frames(), _Frames()
     subtypes, counts, notes = [], [], []
     for task in done["task"].unique():
@@ -305,15 +328,15 @@ def _counts(task: str, reference: _Run) -> dict:
     }
     if patients is not None:
         abnormal = set(patients[labels == 1])
+        if reference.holdout is None:
+            held = 0
+        elif reference.holdout_patients is not None:
+            held = len(set(reference.holdout_patients))
+        else:  # held-out normals without patient names (runs of earlier versions): one each
+            held = len(reference.holdout)
+        # a patient is abnormal when any of its images is; the others are normal patients
         row.update(
-            # a patient is abnormal when any of its images is; the others are normal patients
-            normal_patients=len(set(patients) - abnormal),
-            abnormal_patients=len(abnormal),
-            holdout_patients=0
-            if reference.holdout is None
-            else len(set(reference.holdout_patients))
-            if reference.holdout_patients is not None
-            else len(reference.holdout),
+            normal_patients=len(set(patients) - abnormal), abnormal_patients=len(abnormal), holdout_patients=held
         )
     return row
 

@@ -8,6 +8,7 @@ run is recorded with its error and the others go on.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import warnings
@@ -69,8 +70,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
         require_device(device)  # a missing GPU is refused now, once, not by every run in turn
     for name in names:
         task = tasks[name]
-        data = _check_data(task, config.data_root)
-        current = {"sha256": data.fingerprint()["sha256"], "manifest": None, "data": data}
+        data, fingerprint = _check_data(task, config.data_root)
+        manifest = functools.cache(data.manifest)  # every file stat'ed once, and only if a finished run needs it
         for method in config.methods:
             base = config.base_method(method)
             layers = config.layers(name, method)
@@ -112,7 +113,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 detector = planned.detector
                 to_do = force or run_status(folder)["status"] != "finished"
                 if not to_do:
-                    _say_changed_data(folder, data, current)
+                    _say_changed_data(folder, fingerprint, manifest)
                 estimate = detector_class(base).storage_estimate(
                     planned.method_config(),
                     train_images=training_image_count(len(data.train), planned.holdout),
@@ -285,7 +286,7 @@ def _devices_set(config: SweepConfig) -> set[str]:
     return {str(s["device"]) for s in sections if isinstance(s, dict) and "device" in s}
 
 
-def _say_changed_data(folder: Path, data, current: dict) -> None:
+def _say_changed_data(folder: Path, fingerprint: str, manifest) -> None:
     """A finished run is skipped; if the task's files changed since it trained (or was last evaluated), say which
     (its results are of the old files), once per run."""
     from medrecontrast.data.items import describe_changes, manifest_changes
@@ -293,13 +294,11 @@ def _say_changed_data(folder: Path, data, current: dict) -> None:
     from medrecontrast.run.artefacts import DATA_RECORD, TRAINING_DATA
 
     recorded = folder / DATA_RECORD
-    if not recorded.is_file() or read_json(recorded).get("sha256") == current["sha256"]:
+    if not recorded.is_file() or read_json(recorded).get("sha256") == fingerprint:
         return
     detail = ""
     if (folder / TRAINING_DATA).is_file():
-        if current["manifest"] is None:
-            current["manifest"] = current["data"].manifest()
-        changes = manifest_changes(read_json(folder / TRAINING_DATA)["files"], current["manifest"])
+        changes = manifest_changes(read_json(folder / TRAINING_DATA)["files"], manifest())
         detail = f" ({describe_changes(changes)})" if changes else ""
     warnings.warn(
         f"{folder}: finished on other files than the task has now{detail}; it is kept as it is: re-score it with "
@@ -332,18 +331,18 @@ def _refuse_outputs_in_data(data: Path, outputs: dict[str, str], task: str) -> N
             )
 
 
-def _check_data(task, data_root) -> TaskData:
+def _check_data(task, data_root) -> tuple[TaskData, str]:
     """Missing folders and broken files stop the sweep now, not at hour three: every image and mask
-    is decoded once (a truncated file passes a header check); returns the loaded data. A task whose files (paths, sizes,
-    modification times) were all decoded before is not decoded again: the fingerprint is remembered
-    in the cache folder."""
+    is decoded once (a truncated file passes a header check); returns the loaded data and its fingerprint. A task
+    whose files (paths, sizes, modification times) were all decoded before is not decoded again: the fingerprint is
+    remembered in the cache folder."""
     data = task.load(data_root)
     for line in enforce(data, find_leaks(data)):  # a user's split sharing a patient is refused; others warned
         warnings.warn(f"{line} (the report repeats this)", stacklevel=2)
     fingerprint = data.fingerprint()
     memo = cache_dir() / "checked" / f"{fingerprint['sha256']}.ok"
     if memo.is_file():
-        return data
+        return data, fingerprint["sha256"]
     report = check_task_data(data, deep=True, progress=True)
     if not report.ok:
         first = report.problems[0]
@@ -352,7 +351,7 @@ def _check_data(task, data_root) -> TaskData:
             f"Run `medrecontrast data check {task.name} --deep` to list them all, then fix or remove them."
         )
     write_json(memo, {"task": task.name, "files": fingerprint["files"], "decoded": True})
-    return data
+    return data, fingerprint["sha256"]
 
 
 def _check_existing(folder: Path, planned: RunConfig, retry_failed: bool = False) -> bool:

@@ -241,12 +241,10 @@ def patient_table(statistics: SweepStatistics) -> pd.DataFrame:
     ``patient_score`` of its image scores, a patient abnormal when any of its images is; seed mean ± std [95 %
     patient bootstrap interval], in %, with ``†`` where DeLong's test (over patients, Holm-adjusted) finds a
     method not significantly worse than the best."""
-    rows = statistics.patient_intervals
-    if rows.empty:
+    values = statistics.patient_values()
+    if values.empty:
         return pd.DataFrame()
-    per_seed = rows[(rows["seed"] != "mean") & (rows["interval"] == "bootstrap")]
-    present = [m for m in PATIENT_METRICS if m in set(per_seed["metric"])]
-    values = per_seed.pivot_table(index=["task", "method", "seed"], columns="metric", values="value", sort=False)
+    present = [m for m in PATIENT_METRICS if m in values.columns]
     grouped = (values[present] * 100).groupby(level=["task", "method"], sort=False)
     means, stds = grouped.mean(), grouped.std()
     tests = statistics.patient_comparisons
@@ -284,11 +282,9 @@ def results_by_unit(results: pd.DataFrame, statistics: SweepStatistics) -> pd.Da
     whose images name their patients, one more per run at the patient level (``unit`` = patient: the same metric
     columns computed over patient scores, see :func:`patient_table`)."""
     images = results.assign(unit="image")
-    rows = statistics.patient_intervals
-    rows = rows[(rows["seed"] != "mean") & (rows["interval"] == "bootstrap")]
-    if rows.empty:
+    values = statistics.patient_values()
+    if values.empty:
         return images[["unit", *results.columns]]
-    values = rows.pivot_table(index=["task", "method", "seed"], columns="metric", values="value", sort=False)
     patients = []
     for run in finished(results).itertuples(index=False):
         key = (run.task, run.method, run.seed)
@@ -304,11 +300,7 @@ def results_by_unit(results: pd.DataFrame, statistics: SweepStatistics) -> pd.Da
 def comparison_table(statistics: SweepStatistics) -> pd.DataFrame:
     """Every paired comparison behind the daggers: difference in points, p, Holm-adjusted p, test, and the unit
     (image; patient for the patient-level table's) and what was resampled."""
-    rows = (
-        pd.concat([f for f in (statistics.comparisons, statistics.patient_comparisons) if len(f)], ignore_index=True)
-        if len(statistics.comparisons) or len(statistics.patient_comparisons)
-        else statistics.comparisons
-    )
+    rows = statistics.all_comparisons()
     if rows.empty:
         return pd.DataFrame()
     out = rows.assign(
@@ -475,11 +467,7 @@ def write_tables(
     save("table_image_auroc.tex", lambda p: p.write_text(latex_table(results, statistics, ("image_auroc",))))
     save("table_all.tex", lambda p: p.write_text(latex_table(results, statistics, None)))
     save("table.csv", lambda p: summary_frame(results, statistics).to_csv(p))
-    intervals = pd.concat(
-        [f for f in (statistics.intervals, statistics.patient_intervals) if len(f)] or [statistics.intervals],
-        ignore_index=True,
-    )
-    save("intervals.csv", lambda p: intervals.to_csv(p, index=False))
+    save("intervals.csv", lambda p: statistics.all_intervals().to_csv(p, index=False))
     for name, frame in (
         ("operating_points", operating_point_table(statistics)),
         ("patients", patient_table(statistics)),

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 NORMAL, ABNORMAL = 0, 1
+ONE_IMAGE = "one image = one unit"  # a task whose files name no patient: every image is its own unit
 
 
 @dataclass
@@ -121,7 +122,7 @@ class TaskData:
             if self.has_patients
             else None
         )
-        summary["unit"] = getattr(self.task, "patients", "") or "one image = one unit"
+        summary["unit"] = getattr(self.task, "patients", "") or ONE_IMAGE
         summary["labelling"] = self.labelling_notes()
         summary["masks"] = sum(it.get("mask") is not None for it in self.test)
         summary["masks_missing"] = len(self.missing_masks)

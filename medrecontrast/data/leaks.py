@@ -51,7 +51,8 @@ class DataLeaks:
         return os.path.relpath(path, self.root) if self.root else path
 
     def lines(self) -> list[str]:
-        """One sentence per kind of leak found, for `data check`, the planning warning and the report."""
+        """One sentence per kind of leak found, for `data check`, the planning warning and the report; the shared
+        patients' first, where there are any."""
         out = []
         if self.patients:
             names = ", ".join(p["patient"] for p in self.patients[:SHOWN]) + _more(self.patients)

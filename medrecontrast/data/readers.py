@@ -366,7 +366,7 @@ def _nifti_shape(path) -> tuple[int, ...]:
     shape = tuple(int(s) for s in img.shape)
     if len(shape) >= 3:  # the shape after reorientation to RAS+ (axes permuted, never resampled)
         ornt = _canonical_orientation(img)
-        shape = tuple(shape[int(axis)] for axis in np.argsort(ornt[:, 0])) + shape[3:] if len(ornt) == 3 else shape
+        shape = tuple(shape[int(axis)] for axis in np.argsort(ornt[:, 0])) + shape[3:]
     while len(shape) > 2 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) not in (2, 3):

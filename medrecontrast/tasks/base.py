@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # the item vocabulary, and TaskData re-exported
-from medrecontrast.data.items import ABNORMAL, NORMAL, TaskData  # noqa: F401
+from medrecontrast.data.items import ABNORMAL, NORMAL, ONE_IMAGE, TaskData  # noqa: F401
 from medrecontrast.errors import DataLayoutError, UserInputError
 
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
-ONE_IMAGE = "one image = one unit"  # a task whose files name no patient: every image is its own unit
 
 
 @dataclass(frozen=True)

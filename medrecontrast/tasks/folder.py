@@ -14,6 +14,7 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +82,7 @@ def _say_skipped(files: list[Path], folder: Path) -> None:
             "not read; convert them to NIfTI (e.g. SimpleITK: sitk.WriteImage(sitk.ReadImage(path), 'x.nii.gz')) and "
             f"remove the originals. It reads {', '.join(IMAGE_SUFFIXES)}."
         )
-    by_extension: dict[str, int] = {}
-    for path in files:
-        by_extension[path.suffix.lower() or "(no extension)"] = (
-            by_extension.get(path.suffix.lower() or "(no extension)", 0) + 1
-        )
+    by_extension = Counter(path.suffix.lower() or "(no extension)" for path in files)
     listed = ", ".join(f"{ext} {count}" for ext, count in sorted(by_extension.items()))
     warnings.warn(
         f"{folder}: {len(files)} file(s) not read ({listed}); the suite reads {', '.join(IMAGE_SUFFIXES)}",
