@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from medrecontrast.data.dataset import task_datasets
@@ -24,13 +24,20 @@ def training_image_count(total: int, fraction: float) -> int:
     return total - holdout_count(total, fraction)
 
 
+def _draw_key(item_id) -> bytes:
+    """Where an image stands in the hold-out draw: SHA-256 of ``HOLDOUT_SEED`` and its id (a keyed, stable order;
+    Python's ``hash`` is salted per process and numpy's permutation draws by position)."""
+    return hashlib.sha256(f"{HOLDOUT_SEED}:{item_id}".encode()).digest()
+
+
 def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
     """``(train, holdout)``: a fixed random ``fraction`` of the normal training items is held out.
 
-    The draw depends only on the items' ids (``HOLDOUT_SEED``), so every method and seed of a task
-    trains on the same images and calibrates on the same held-out ones. Where the items name their
-    patients, whole patients are held out (in a random order, until at least ``fraction`` of the images
-    are), so that no held-out normal shares a patient with a training image; with one image per patient
+    The draw depends only on the items' ids (``HOLDOUT_SEED``), not on their order or on the other images,
+    so every method and seed of a task trains on the same images and calibrates on the same held-out ones,
+    and adding or removing an image moves at most the images at the edge of the draw. Where the items name their
+    patients, whole patients are held out (each where its first image stands in the draw, until at least
+    ``fraction`` of the images are), so that no held-out normal shares a patient with a training image; with one image per patient
     this is the same draw as by image.
     """
     if fraction <= 0:
@@ -38,18 +45,20 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     count = holdout_count(len(items), fraction)
     if count >= len(items):
         raise UserInputError(f"holdout {fraction} would leave no training images out of {len(items)}")
-    units = [unit_of(it) for it in items] if has_patients(items) else list(range(len(items)))
-    distinct = list(dict.fromkeys(units))
-    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(distinct))
+    units = [unit_of(it) for it in items] if has_patients(items) else [f"image:{it['id']}" for it in items]
+    # Each image's place in the draw is a keyed hash of its id, not its position: adding, removing or
+    # reordering other images leaves it where it was. A unit (patient) comes in at its first image.
+    rank = sorted(range(len(items)), key=lambda i: _draw_key(items[i]["id"]))
+    distinct = list(dict.fromkeys(units[i] for i in rank))
     sizes = {u: 0 for u in distinct}
     for u in units:
         sizes[u] += 1
     held_units, taken = set(), 0
-    for index in order:
+    for unit in distinct:
         if taken >= count:
             break
-        held_units.add(distinct[index])
-        taken += sizes[distinct[index]]
+        held_units.add(unit)
+        taken += sizes[unit]
     if taken >= len(items):
         raise UserInputError(
             f"holdout {fraction} would leave no training images out of {len(items)} (whole patients are held out)"
