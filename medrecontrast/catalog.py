@@ -16,6 +16,10 @@ METHOD_MODULES = {
     "rd4ad": "medrecontrast.models.rd4ad",
     "patchcore": "medrecontrast.models.patchcore",
     "dinomaly": "medrecontrast.models.dinomaly",
+    "ae": "medrecontrast.models.ae",
+    "vae": "medrecontrast.models.vae",
+    "memae": "medrecontrast.models.memae",
+    "aeu": "medrecontrast.models.aeu",
 }
 
 

@@ -209,6 +209,7 @@ def methods_command(
             "display_name": cls.display_name,
             "trains": cls.trains,
             "size_multiple": cls.size_multiple,
+            "reference": cls.citation,
             "options": options,
         }
         # what differs from the authors' networks with a timm backbone (ReContrast, RD4AD: a generic decoder)
@@ -228,6 +229,8 @@ def methods_command(
         for option, default in method["options"].items():
             table.add_row(option, json.dumps(default, default=str))
         console.print(table)
+        if method["reference"]:
+            console.print(f"  Reference: {escape(method['reference'])}", highlight=False)
         for note in method["backbone_notes"]:
             console.print(f"  {escape(note)}", highlight=False)
     console.print(

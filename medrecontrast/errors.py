@@ -59,6 +59,8 @@ FLOAT_RANGES = {
     "gpu_memory_budget_gb": (0.0, INF, False, False),
     "sigma": (0.0, INF, True, False),
     "clip_threshold": (0.0, INF, False, False),
+    "kl_weight": (0.0, INF, True, False),
+    "entropy_weight": (0.0, INF, True, False),
 }
 TUPLE_RANGES = {"betas": (0.0, 1.0, True, False)}  # each element
 

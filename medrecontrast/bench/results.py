@@ -141,7 +141,7 @@ def _row(folder: Path) -> dict:
         "profile": config["profile"],
         "holdout": config["holdout"],
         "backbone": backbone_of(config["method"], config["detector"]),
-        "pretrained": config["detector"]["pretrained"],
+        "pretrained": bool(config["detector"].get("pretrained", False)),  # a method that has no weights to load (AE)
         "image_size": config["crop_size"] or config["image_size"],
         "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"),
         "batch_size": config["detector"].get("batch_size"),

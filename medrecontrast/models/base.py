@@ -148,6 +148,7 @@ class Detector:
     # The method's own published numbers, in percent, by task (or task family: "mvtec" holds the
     # class mean), metric name -> value; the report sets its runs beside them.
     paper_results: ClassVar[dict[str, dict[str, float]]] = {}
+    citation: ClassVar[str] = ""  # the paper and released code the method follows (`medrecontrast methods` shows it)
     random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
     # part of a sweep that names no methods (the ReContrast paper's comparison); a method that needs weights most
     # users must fetch first (Dinomaly's DINOv2) is run by naming it
@@ -354,7 +355,10 @@ class Detector:
         if mismatched:
             details = ", ".join(f"{k} is {saved['config'].get(k)!r}, expected {v!r}" for k, v in mismatched.items())
             raise UserInputError(f"{path} holds a '{method}' detector whose {details}.")
-        config = {**saved["config"], "pretrained": False, "weights": None}  # the saved state holds every weight
+        config = dict(saved["config"])
+        for key, value in (("pretrained", False), ("weights", None)):  # the saved state holds every weight
+            if key in config:
+                config[key] = value
         if device is not None:
             config["device"] = device
         detector = build_detector(method, **config)

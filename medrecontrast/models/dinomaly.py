@@ -418,6 +418,10 @@ LITE = {
 class Dinomaly(Detector):
     Config = DinomalyConfig
     display_name = "Dinomaly"
+    citation = (
+        "Guo et al., Dinomaly: The less is more philosophy in multi-class unsupervised anomaly detection, CVPR 2025; "
+        "code github.com/guojiajeremy/Dinomaly"
+    )
     order = 3
     trains = True
     backbone_option = "encoder"

@@ -130,6 +130,10 @@ class PatchCoreConfig:
 class PatchCore(Detector):
     Config = PatchCoreConfig
     display_name = "PatchCore"
+    citation = (
+        "Roth et al., Towards total recall in industrial anomaly detection, CVPR 2022; "
+        "code github.com/amazon-science/patchcore-inspection"
+    )
     order = 2
     # demo: a smaller memory-bank vector for minutes on a CPU; lite: the paper's 1 % coreset ("PatchCore-1%"),
     # whose greedy search is a tenth of the 10 % one's on ~550 k patches of 700 images at 224 px

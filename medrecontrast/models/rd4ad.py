@@ -43,6 +43,10 @@ class RD4AD(ReContrast):
     # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
     profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}, "lite": {**LITE_SCHEDULE, "epochs": None}}
     reference = False
+    citation = (
+        "Deng & Li, Anomaly detection via reverse distillation from one-class embedding, CVPR 2022; "
+        "code github.com/hq-deng/RD4AD"
+    )
     paper_results = {}
     random_weights_caveat = ""
 

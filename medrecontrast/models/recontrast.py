@@ -156,6 +156,10 @@ class ReContrast(Detector):
     size_multiple = SIZE_MULTIPLE
     profile_options = {"demo": DEMO_SCHEDULE, "lite": LITE_SCHEDULE}
     reference = True
+    citation = (
+        "Guo et al., ReContrast: Domain-specific anomaly detection via contrastive reconstruction, NeurIPS 2023; "
+        "code github.com/guojiajeremy/ReContrast"
+    )
     random_weights_caveat = (
         "**ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
         "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); "

@@ -35,10 +35,10 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
 
     The draw depends only on the items' ids (``HOLDOUT_SEED``), not on their order or on the other images,
     so every method and seed of a task trains on the same images and calibrates on the same held-out ones,
-    and adding or removing an image moves at most the images at the edge of the draw. Where the items name their
-    patients, whole patients are held out (each where its first image stands in the draw, until at least
-    ``fraction`` of the images are), so that no held-out normal shares a patient with a training image; with one image per patient
-    this is the same draw as by image.
+    and adding or removing an image moves at most the images at the edge of the draw. Where the items name
+    their patients, whole patients are held out (each where its first image stands in the draw, until at least
+    ``fraction`` of the images are), so that no held-out normal shares a patient with a training image; with
+    one image per patient this is the same draw as by image.
     """
     if fraction <= 0:
         return list(items), []
