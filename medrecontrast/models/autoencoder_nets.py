@@ -96,7 +96,7 @@ class VaeBottleNeck(BottleNeck):
         if self.generator is None:
             eps = torch.randn_like(std)
         else:
-            eps = torch.randn(std.shape, generator=self.generator, device=self.generator.device).to(std)
+            eps = torch.randn(std.shape, generator=self.generator, device=std.device, dtype=std.dtype)
         z = eps * std + mu
         return {"out": self.unflatten(self.linear_dec(z)), "mu": mu, "log_var": log_var}
 

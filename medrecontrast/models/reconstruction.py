@@ -244,7 +244,7 @@ class ReconstructionDetector(Detector):
         if hasattr(bottleneck, "generator"):
             bottleneck.generator = self._scoring_stream
         try:
-            x = network_input(images.float(), self.config.in_channels)
+            x = network_input(images.to(next(model.parameters()).dtype), self.config.in_channels)
             maps = self.score_map(x, model(x))
         finally:
             if hasattr(bottleneck, "generator"):
