@@ -360,7 +360,8 @@ def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
     rows = []
     for family, reference in published.items():
         classes_in_family = family_classes(family)
-        part = done[(done["family"] == family) & ((done["task"] == family) | (classes_in_family is not None))]
+        # a task by its whole name (oct, medianomaly:brain-tumor), or every class of a family (mvtec)
+        part = done[(done["task"] == family) | ((done["family"] == family) & (classes_in_family is not None))]
         if part.empty:
             continue
         classes = part["task"].nunique()
