@@ -34,7 +34,7 @@ from medrecontrast.errors import UserInputError
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
 from medrecontrast.run import RunConfig, accepted_keys, environment, read_run_config, resolve_run_config
-from medrecontrast.run.split import split_holdout, training_image_count
+from medrecontrast.run.split import holdout_split
 from medrecontrast.tasks import expand_tasks, get_task
 
 
@@ -94,7 +94,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
                 if planned.holdout and (name, planned.holdout) not in held_out:
                     try:  # the run would fail on it after the plan was accepted (and a rerun be refused)
-                        split_holdout(data.train, planned.holdout)
+                        holdout_split(data, planned.holdout)
                     except UserInputError as exc:
                         raise UserInputError(
                             f"task '{name}': {exc}; lower holdout (0 trains on every normal) or add training images "
@@ -104,7 +104,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 try:  # what needs the training set's size (e.g. PatchCore's memory plan), before anything trains
                     detector_class(base).check_plan(
                         planned.method_config(),
-                        train_images=training_image_count(len(data.train), planned.holdout),
+                        train_images=len(holdout_split(data, planned.holdout)[0]),
                         input_size=planned.crop_size or planned.image_size,
                     )
                 except UserInputError as exc:
@@ -116,7 +116,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     _say_changed_data(folder, fingerprint, manifest)
                 estimate = detector_class(base).storage_estimate(
                     planned.method_config(),
-                    train_images=training_image_count(len(data.train), planned.holdout),
+                    train_images=len(holdout_split(data, planned.holdout)[0]),
                     input_size=planned.crop_size or planned.image_size,
                 )
                 if estimate is not None:  # what the finished run keeps: model.pt, and its checkpoint if asked to

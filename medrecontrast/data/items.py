@@ -28,6 +28,9 @@ class TaskData:
     test: list[dict]
     fundus_crop: bool = False  # APTOS photos not yet prepared by `medrecontrast data prepare aptos`
     notes: list = field(default_factory=list)  # what the task's loader must tell (files of a split left out, ...)
+    # normals of the benchmark's own validation split (BMAD's valid/good): a run's held-out normals where it holds
+    # any out (run.split.holdout_split), in place of training normals
+    validation: list = field(default_factory=list)
 
     @property
     def has_masks(self) -> bool:
@@ -88,7 +91,12 @@ class TaskData:
         cannot be stat'ed); what :func:`manifest_changes` compares, to say which files were added, removed or
         changed since a run trained."""
         out: dict = {}
-        for split, items in (("train", self.train), ("test", self.test)):
+        splits = (
+            ("train", self.train),
+            ("test", self.test),
+            *((("validation", self.validation),) if self.validation else ()),
+        )
+        for split, items in splits:
             entries = {}
             for item in items:
                 path = item.get("image")
@@ -133,7 +141,7 @@ def manifest_changes(before: dict, after: dict) -> dict:
     r"""``{split: {"added": [...], "removed": [...], "changed": [...]}}`` (item ids, sorted) between two
     :meth:`TaskData.manifest`\ s; splits without a change are left out."""
     changes = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "validation"):
         old, new = before.get(split, {}), after.get(split, {})
         found = {
             "added": sorted(set(new) - set(old)),

@@ -35,7 +35,7 @@ from medrecontrast.run.artefacts import (
 )
 from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
 from medrecontrast.run.environment import environment
-from medrecontrast.run.split import groups_of_test_images, run_datasets, split_holdout
+from medrecontrast.run.split import groups_of_test_images, holdout_split, run_datasets
 from medrecontrast.signals import interruption_of, sigterm_raises
 
 
@@ -139,7 +139,7 @@ def patient_lists(data, config) -> dict:
     the task names no patient): ``evaluate_detector``'s ``patients`` and ``holdout_patients``."""
     if not data.has_patients:
         return {"patients": None, "holdout_patients": None}
-    held = split_holdout(data.train, config.holdout)[1]
+    held = holdout_split(data, config.holdout)[1]
     return {"patients": [unit_of(it) for it in data.test], "holdout_patients": [unit_of(it) for it in held] or None}
 
 

@@ -67,6 +67,15 @@ def split_holdout(items: list[dict], fraction: float) -> tuple[list[dict], list[
     return [it for it, h in zip(items, held) if not h], [it for it, h in zip(items, held) if h]
 
 
+def holdout_split(data: TaskData, fraction: float) -> tuple[list[dict], list[dict]]:
+    """``(train, holdout)`` of a run: where the task has a released validation split (BMAD) and the run holds
+    normals out (``fraction > 0``), its validation normals are held out and every training normal trains (the
+    fraction is not used: the task's notes say so); else :func:`split_holdout` of the training normals."""
+    if fraction > 0 and data.validation:
+        return list(data.train), list(data.validation)
+    return split_holdout(data.train, fraction)
+
+
 def groups_of_test_images(data: TaskData) -> list[str] | None:
     """The member task of each test image of a unified task (None for other tasks)."""
     return [it["group"] for it in data.test] if data.task.members else None
@@ -81,7 +90,7 @@ def run_datasets(data: TaskData, config) -> tuple[Dataset, Dataset, Dataset | No
     """``(train, test, holdout)`` datasets of a run (a :class:`~medrecontrast.run.RunConfig`): the training
     normals minus the held-out ones, the test set, and the held-out normals (None with ``holdout = 0``),
     at the run's sizes."""
-    fit_items, holdout_items = split_holdout(data.train, config.holdout)
+    fit_items, holdout_items = holdout_split(data, config.holdout)
 
     def datasets(train_items: list[dict]) -> tuple[Dataset, Dataset]:
         return task_datasets(

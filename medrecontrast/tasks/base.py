@@ -42,7 +42,8 @@ class Task:
     image_size: int
     crop_size: int | None
     # Reads the layout under the task's folder and returns (train items, test items), or (train, test, notes): lines
-    # the run, `data check` and the report must say (files of a released split left out, ...).
+    # the run, `data check` and the report must say (files of a released split left out, ...), or (train, test,
+    # notes, validation): the normals of a released validation split, held out in place of training normals.
     list_items: Callable[["Task", Path], tuple[list[dict], list[dict]]] = field(repr=False, compare=False)
     folder: str | None = None  # folder under the data root; None for tasks that carry their own path
     layout: str = ""  # the expected files, in words, for error messages and `medrecontrast tasks`
@@ -75,6 +76,7 @@ class Task:
         listed = self.list_items(self, root)
         train, test = listed[:2]
         notes = list(listed[2]) if len(listed) > 2 else []  # what the loader must tell (e.g. files left out)
+        validation = list(listed[3]) if len(listed) > 3 else []  # a released validation split's normals (BMAD)
         if not any(it["label"] == NORMAL for it in train):
             raise DataLayoutError(
                 f"task '{self.name}': no normal training images found under {root}. {self.layout_hint()}"
@@ -96,6 +98,7 @@ class Task:
             test=test,
             fundus_crop=self.fundus_crop and not _all_prepared(train + test),
             notes=notes,
+            validation=validation,
         )
 
     def _load_members(self, data_root) -> TaskData:
@@ -122,6 +125,11 @@ class Task:
             train=[it for part in parts for it in tagged(part, part.train)],
             test=[it for part in parts for it in tagged(part, part.test)],
             fundus_crop=parts[0].fundus_crop,
+            notes=[note for part in parts for note in part.notes],
+            # a member without a validation split would hold none out: then none of them uses one
+            validation=[it for part in parts for it in tagged(part, part.validation)]
+            if all(part.validation for part in parts)
+            else [],
         )
 
     def layout_hint(self) -> str:

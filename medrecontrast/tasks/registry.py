@@ -16,6 +16,7 @@ from dataclasses import replace
 from medrecontrast.errors import UserInputError
 from medrecontrast.tasks import (
     aptos,
+    bmad,
     brain_mri,
     chest_xray,
     folder,
@@ -30,7 +31,7 @@ from medrecontrast.tasks import (
 from medrecontrast.tasks.base import ONE_IMAGE, Task, TaskFamily
 from medrecontrast.tasks.unified import unified_task
 
-MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, medianomaly, folder, synthetic)
+MODULES = (aptos, oct2017, isic2018, mvtec, visa, chest_xray, brain_mri, medmnist, medianomaly, bmad, folder, synthetic)
 
 
 def _unified(variant: str) -> Task:
