@@ -103,6 +103,8 @@ def test_refusals_name_the_file_and_the_layout(tmp_path):
 
 def test_the_six_benchmarks_are_listed_and_image_level_sets_read_their_class_folders(tmp_path):
     assert {f"bmad:{v}" for v in ("brain", "liver", "retina", "oct", "chest", "histopathology")} <= set(task_names())
+    uni = get_task("uni-medical")  # ADer's Uni-Medical: one model over the three sets with masks
+    assert [m.name for m in uni.members] == ["bmad:brain", "bmad:liver", "bmad:retina"] and uni.image_size == 224
     base = tmp_path / "bmad" / "camelyon16_256"
     for split, cls, n in (("train", "good", 3), ("valid", "good", 2), ("test", "good", 2), ("test", "Ungood", 2)):
         for k in range(n):

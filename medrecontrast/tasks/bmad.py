@@ -31,6 +31,7 @@ from pathlib import Path
 from medrecontrast.data.readers import PIL_SUFFIXES, strip_image_suffix
 from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.tasks.base import ABNORMAL, NORMAL, Protocol, Task, TaskFamily, item, require_dir
+from medrecontrast.tasks.unified import unified_task
 
 RELEASE = "bmad"
 SIZE = 224  # config/*.yaml: image_size 224, center_crop null
@@ -175,7 +176,23 @@ def bmad_task(variant: str = "") -> Task:
     )
 
 
+UNI_MEDICAL = ("brain", "liver", "retina")  # ADer's Uni-Medical: one model over BMAD's three sets with masks
+
+
+def uni_medical_task(variant: str = "") -> Task:
+    """``uni-medical``: one model trained on the normals of ``bmad:brain``, ``bmad:liver`` and ``bmad:retina``
+    together, evaluated on each test set and their mean (ADer's protocol, at BMAD's 224 px)."""
+    if variant:
+        raise UserInputError(f"task 'uni-medical' has no variants (got 'uni-medical:{variant}')")
+    return unified_task(
+        "uni-medical", [bmad_task(v) for v in UNI_MEDICAL], "BMAD's brain MRI, liver CT and retinal OCT sets"
+    )
+
+
 FAMILIES = (
+    TaskFamily(
+        "uni-medical", uni_medical_task, listed=("uni-medical",), examples=lambda: [("uni-medical", uni_medical_task())]
+    ),
     TaskFamily(
         "bmad",
         bmad_task,
