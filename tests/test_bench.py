@@ -382,6 +382,10 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     table = paper_comparison(pd.DataFrame(rows))
     brain = table[(table["task"] == "medianomaly:brain-tumor") & (table["metric"] == "I-AUROC")].iloc[0]
     assert brain["method"] == "AE" and brain["paper"] == "85.90" and brain["difference"] == "-0.90"
+    bmad = paper_comparison(
+        pd.DataFrame([{**rows[-1], "task": "bmad:brain", "method": "patchcore", "image_auroc": 0.9}])
+    )
+    assert bmad.iloc[0]["paper"] == "91.55"  # BMAD's Table 2
     mvtec = table[table["task"].str.startswith("mvtec (")].iloc[0]
     assert (
         mvtec["task"] == "mvtec (mean of 2/15 classes)"
