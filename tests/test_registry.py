@@ -81,7 +81,7 @@ def test_unknown_options():
 
 def test_registry_rows_cover_every_name():
     rows = registry_rows()
-    assert len(rows) == 27 and {"task", "modality", "size", "masks", "patients"} <= set(
+    assert len(rows) == 30 and {"task", "modality", "size", "masks", "patients"} <= set(
         rows[0]
     )  # issue 19: method settings are listed by `methods`
     assert all(n.split(":")[0].split(" ")[0] in " ".join(r["task"] for r in rows) for n in task_names())

@@ -34,6 +34,8 @@ from medrecontrast.models.base import Detector, state_bytes
 RELEASED_SIZE = 64  # options.py --input-size
 # options.py: self.epochs by dataset (the datasets not listed train 250); keyed here by this suite's task names
 RELEASED_EPOCHS = {"medianomaly:brain-tumor": 600}
+# options.py: self.in_c (RGB for Camelyon16; grey elsewhere, ISIC2018 included)
+RELEASED_CHANNELS = {"medianomaly:camelyon16": 3}
 # PIL's convert("L") (ITU-R 601-2 luma), the released grey input
 LUMA = (0.299, 0.587, 0.114)
 CITATION = (
@@ -47,16 +49,19 @@ CITATION = (
 # read where this suite is developed; AE-U is not in that table.
 AE4AD_TABLE2 = {
     "ae": {
+        "medianomaly:brats2021": {"image_auroc": 82.6, "image_ap": 92.0, "pixel_ap": 33.2},  # ±0.1, ±0.1, ±2.2
         "medianomaly:rsna": {"image_auroc": 67.5, "image_ap": 66.7},  # ±0.9, ±0.5
         "medianomaly:vincxr": {"image_auroc": 56.4, "image_ap": 60.2},  # ±0.4, ±0.5
         "medianomaly:brain-tumor": {"image_auroc": 85.9, "image_ap": 76.9},  # ±0.3, ±0.1
     },
     "vae": {
+        "medianomaly:brats2021": {"image_auroc": 80.6, "image_ap": 90.9, "pixel_ap": 44.0},  # ±0.8, ±0.5, ±5.3
         "medianomaly:rsna": {"image_auroc": 67.9, "image_ap": 67.0},  # ±0.8, ±0.8
         "medianomaly:vincxr": {"image_auroc": 56.4, "image_ap": 60.1},  # ±0.4, ±0.5
         "medianomaly:brain-tumor": {"image_auroc": 85.3, "image_ap": 76.5},  # ±0.4, ±0.3
     },
     "memae": {
+        "medianomaly:brats2021": {"image_auroc": 63.9, "image_ap": 78.5, "pixel_ap": 22.8},  # ±7.7, ±6.9, ±5.6
         "medianomaly:rsna": {"image_auroc": 69.6, "image_ap": 68.1},  # ±0.4, ±0.4
         "medianomaly:vincxr": {"image_auroc": 56.9, "image_ap": 60.9},  # ±0.9, ±0.9
         "medianomaly:brain-tumor": {"image_auroc": 82.6, "image_ap": 74.3},  # ±0.6, ±0.2
@@ -127,8 +132,12 @@ class ReconstructionDetector(Detector):
 
     @classmethod
     def task_options(cls, task) -> dict:
-        """The released epochs for the task's MedIAnomaly dataset (``options.py``); 250 elsewhere."""
-        return {"epochs": RELEASED_EPOCHS[task.name], "iters": None} if task.name in RELEASED_EPOCHS else {}
+        """The released epochs and channels for the task's MedIAnomaly dataset (``options.py``); 250 epochs of grey
+        images elsewhere."""
+        options = {"epochs": RELEASED_EPOCHS[task.name], "iters": None} if task.name in RELEASED_EPOCHS else {}
+        if task.name in RELEASED_CHANNELS:
+            options["in_channels"] = RELEASED_CHANNELS[task.name]
+        return options
 
     @classmethod
     def check_plan(cls, config, *, train_images: int, input_size: int) -> None:

@@ -10,7 +10,10 @@ released files (checked against ``../shared/data`` in the tests): RSNA 3,851 / 1
 refused at load, naming the first few and the count; the task option ``missing = "skip"`` proceeds without them,
 and the run and the report say how many of which split are absent. The suite's methods keep their own input sizes
 (MedIAnomaly's own methods read 64 px grey images; this suite's read the task's 256 px). MedIAnomaly's other
-benchmarks (ISIC2018, Camelyon16, BraTS2021) are folder layouts, not loaded here.
+benchmarks are folder layouts, read as its ``dataload.py`` reads them: ``isic2018`` (the official ISIC 2018 Task 3
+folders: the Training set's NV images train, the whole Test set tests, 909 NV + 603 others), ``camelyon16``
+(``train/good``; ``test/{good,Ungood}``) and ``brats2021`` (``train/``; ``test/{normal,tumor}`` with each tumour
+slice's mask in ``test/annotation`` under its name with ``flair`` -> ``seg``).
 
 The file names carry no patient (RSNA and VinCXR names are one image each; BrainTumor's are Kaggle image names;
 LAG's numbers): one image = one unit. BrainTumor's abnormal names say the tumour (``Te-gl``/``Tr-gl`` glioma,
@@ -20,9 +23,10 @@ LAG's numbers): one image = one unit. BrainTumor's abnormal names say the tumour
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from medrecontrast.data.readers import strip_image_suffix
+from medrecontrast.data.readers import PIL_SUFFIXES, strip_image_suffix
 from medrecontrast.errors import DataLayoutError, UserInputError
 from medrecontrast.tasks.base import ABNORMAL, NORMAL, Protocol, Task, TaskFamily, item, require_dir, require_file
 
@@ -33,6 +37,22 @@ BENCHMARKS = {
     "brain-tumor": ("BrainTumor", "brain MRI"),
     "lag": ("LAG", "fundus"),
 }
+# MedIAnomaly's folder benchmarks (dataloaders/dataload.py): variant -> (folder, modality, layout in words)
+FOLDER_BENCHMARKS = {
+    "isic2018": (
+        "ISIC2018_Task3",
+        "dermoscopy",
+        "ISIC2018_Task3_{Training,Test}_Input/*.jpg and ISIC2018_Task3_{Training,Test}_GroundTruth/*.csv (the official "
+        "Task 3 folders; NV normal)",
+    ),
+    "camelyon16": ("Camelyon16", "histopathology", "{train/good, test/good, test/Ungood}/*.png"),
+    "brats2021": (
+        "BraTS2021",
+        "brain MRI",
+        "train/*.png, test/{normal,tumor}/*.png, test/annotation/* (the tumour slice's name with flair -> seg)",
+    ),
+}
+BRATS_SUBJECT = re.compile(r"(BraTS\d*_\d+)")
 MISSING = ("refuse", "skip")
 SHOWN = 5
 TUMOUR_PREFIXES = {"gl": "glioma", "me": "meningioma", "pi": "pituitary"}
@@ -100,12 +120,88 @@ def load_medianomaly(task: Task, root: Path) -> tuple[list[dict], list[dict], li
     return records("train/0", NORMAL), records("test/0", NORMAL) + records("test/1", ABNORMAL), notes
 
 
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PIL_SUFFIXES)
+
+
+def load_isic(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
+    """``ISICDataset``: the Training set's NV images train; the whole Test set tests (NV normal, 909 + 603)."""
+    from medrecontrast.tasks.isic2018 import subset_items
+
+    return subset_items(task, root, "Training", normals_only=True), subset_items(task, root, "Test", normals_only=False)
+
+
+def load_camelyon(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
+    """``Camelyon16AD``: ``train/good`` trains, ``test/good`` and ``test/Ungood`` test (RGB, in_c = 3)."""
+
+    def records(folder: str, label: int) -> list[dict]:
+        directory = require_dir(root / folder, f"{folder} images", task)
+        return [
+            item(p, label, folder.rsplit("/", 1)[1], id=f"{folder}/{strip_image_suffix(p.name)}")
+            for p in _pngs(directory)
+        ]
+
+    return records("train/good", NORMAL), records("test/good", NORMAL) + records("test/Ungood", ABNORMAL)
+
+
+def load_brats(task: Task, root: Path) -> tuple[list[dict], list[dict]]:
+    """``BraTSAD``: ``train/`` trains; ``test/normal`` and ``test/tumor`` test, each tumour slice's mask in
+    ``test/annotation`` under its name with ``flair`` replaced by ``seg`` (a missing mask is refused: the released
+    loader stops there too). Patients: the BraTS subject (``BraTS2021_00000``) where the name holds one."""
+    masks = require_dir(root / "test" / "annotation", "tumour masks", task)
+
+    def records(folder: str, label: int) -> list[dict]:
+        out = []
+        for p in _pngs(require_dir(root / folder, f"{folder} images", task)):
+            mask = None
+            if label == ABNORMAL:
+                mask = masks / p.name.replace("flair", "seg")
+                if not mask.is_file():
+                    raise DataLayoutError(
+                        f"task '{task.name}': {p} has no mask {mask} (its name with flair -> seg, as the release "
+                        "names them)."
+                    )
+            subject = BRATS_SUBJECT.search(p.name)
+            extra = {"patient": subject.group(1)} if subject else {}
+            category = folder.rsplit("/", 1)[-1]
+            out.append(item(p, label, category, mask, id=f"{folder}/{strip_image_suffix(p.name)}", **extra))
+        return out
+
+    return records("train", NORMAL), records("test/normal", NORMAL) + records("test/tumor", ABNORMAL)
+
+
+FOLDER_LOADERS = {"isic2018": load_isic, "camelyon16": load_camelyon, "brats2021": load_brats}
+
+
 def medianomaly_task(variant: str = "", missing: str = "refuse") -> Task:
     """``medianomaly:<name>``; ``missing`` = refuse (default) or skip files the split lists but the folder lacks."""
-    if variant not in BENCHMARKS:
+    if variant not in BENCHMARKS and variant not in FOLDER_BENCHMARKS:
         raise UserInputError(
             f"task 'medianomaly' needs one of its benchmarks, e.g. medianomaly:brain-tumor; known: "
-            f"{', '.join(BENCHMARKS)}" + (f" (got '{variant}')" if variant else "")
+            f"{', '.join([*BENCHMARKS, *FOLDER_BENCHMARKS])}" + (f" (got '{variant}')" if variant else "")
+        )
+    if variant in FOLDER_BENCHMARKS:
+        if missing != "refuse":
+            raise UserInputError(
+                f"task 'medianomaly:{variant}' is a folder layout with no split file: it takes no missing option"
+            )
+        folder, modality, layout = FOLDER_BENCHMARKS[variant]
+        return Task(
+            name=f"medianomaly:{variant}",
+            modality=modality,
+            protocol=Protocol(
+                "medianomaly",
+                "the normal training images (dataload.py)",
+                "the normal and abnormal test images (dataload.py)",
+                has_masks=variant == "brats2021",
+            ),
+            image_size=256,
+            crop_size=None,
+            list_items=FOLDER_LOADERS[variant],
+            folder=f"{RELEASE}/{folder}",
+            layout=f"<data root>/{RELEASE}/{folder}/" + layout,
+            options={"variant": variant},
+            patients="the BraTS subject of BraTS2021_<id>_... names" if variant == "brats2021" else "",
         )
     if missing not in MISSING:
         raise UserInputError(
@@ -131,7 +227,7 @@ FAMILIES = (
     TaskFamily(
         "medianomaly",
         medianomaly_task,
-        listed=tuple(f"medianomaly:{v}" for v in BENCHMARKS),
-        examples=lambda: [(f"medianomaly:{v}", medianomaly_task(v)) for v in BENCHMARKS],
+        listed=tuple(f"medianomaly:{v}" for v in [*BENCHMARKS, *FOLDER_BENCHMARKS]),
+        examples=lambda: [(f"medianomaly:{v}", medianomaly_task(v)) for v in [*BENCHMARKS, *FOLDER_BENCHMARKS]],
     ),
 )
