@@ -103,6 +103,12 @@ def test_refusals_name_the_file_and_the_layout(tmp_path):
 
 def test_the_six_benchmarks_are_listed_and_image_level_sets_read_their_class_folders(tmp_path):
     assert {f"bmad:{v}" for v in ("brain", "liver", "retina", "oct", "chest", "histopathology")} <= set(task_names())
+    from medrecontrast.run import resolve_run_config
+
+    for method in ("patchcore", "rd4ad", "recontrast", "ae"):  # BMAD ran every method at 224 px, no crop
+        run = resolve_run_config("bmad:retina", method, 0, "paper")
+        assert (run.image_size, run.crop_size) == (224, None), method
+    assert resolve_run_config("uni-medical", "patchcore", 0, "paper").crop_size is None
     uni = get_task("uni-medical")  # ADer's Uni-Medical: one model over the three sets with masks
     assert [m.name for m in uni.members] == ["bmad:brain", "bmad:liver", "bmad:retina"] and uni.image_size == 224
     base = tmp_path / "bmad" / "camelyon16_256"

@@ -8,6 +8,7 @@ documented precedence, README "Sweeps")::
     (task <t>)               the task's image and crop sizes
     (<method> for <t>)       the method's own per-task settings (``Detector.task_options``)
     (<method> <p> profile)   the method's per-profile options and sizes
+    (<task>'s benchmark sizes) the sizes a benchmark prescribes to every method (BMAD), where it does
     user layers, in the order given: a sweep's [options], [variant.V], [method.M], [task.T],
     [task.T.method.M], then the command line's flags (--device, --holdout, --iters)
 
@@ -296,6 +297,8 @@ def resolve_run_config(
         f"({method}'s {profile} profile)",
         {**cls.profile_options.get(profile, {}), **cls.profile_sizes.get(profile, {})},
     )
+    if task.prescribed_sizes:  # a benchmark that ran every method at one size (BMAD: 224 px, no crop)
+        apply(f"({task.name}'s benchmark sizes)", task.prescribed_sizes)
     if weights is not None:  # a weights file named by the caller wins over the profile's
         apply("weights", {"weights": weights})
     for name, given in layers:

@@ -59,6 +59,9 @@ class Task:
     # How the task finds the patient (any unit of analysis: patient, eye, volume) of each item, in words, for
     # `medrecontrast tasks`; "" where its files say nothing of patients: then one image is one unit, never guessed.
     patients: str = ""
+    # Sizes a benchmark prescribes to every method (BMAD ran each at 224 px, no crop): a run's sizes after the
+    # method's own (profile, task settings); the user's layers still override them. None: each method its own.
+    prescribed_sizes: dict | None = field(default=None, compare=False)
 
     def root(self, data_root: str | os.PathLike | None = None) -> Path:
         """The folder holding this task's files."""

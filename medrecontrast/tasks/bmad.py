@@ -12,7 +12,8 @@ Published counts (BMAD's Table 2): train / valid / test = BraTS2021 7,500 / 83 /
 tumour), liver 1,542 / 166 / 1,493 (833 + 660), RESC 4,297 / 115 / 1,805 (1,041 + 764), OCT2017 26,315 / 32 / 968,
 RSNA 8,000 / 1,490 / 17,194, Camelyon16 5,088 / 236 / 1,997; the test lists of the first three are checked against
 the released lists in the tests. BMAD's configs resize every image to 224 px without a crop (``image_size: 224``,
-``center_crop: null``): the tasks' size.
+``center_crop: null``) for every method: the tasks prescribe it to every method (PatchCore's paper profile would
+otherwise crop 256 -> 224).
 
 Protocol: ``train/good`` trains; ``test/`` tests. BMAD's labelled validation split is not a test set: its normals
 are the held-out normals of a run that asks for a label-free threshold (``holdout > 0``) in place of training
@@ -173,6 +174,7 @@ def bmad_task(variant: str = "") -> Task:
         ),
         options={"variant": variant},
         patients=PATIENTS.get(pattern, ""),
+        prescribed_sizes={"image_size": SIZE, "crop_size": None},
     )
 
 

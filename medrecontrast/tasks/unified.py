@@ -42,6 +42,7 @@ def unified_task(name: str, members: list[Task], what: str) -> Task:
         layout=first.layout,
         fundus_crop=first.fundus_crop,
         members=tuple(members),
+        prescribed_sizes=first.prescribed_sizes if len({str(m.prescribed_sizes) for m in members}) == 1 else None,
         # each member's own rule; a member without patient information keeps one image = one unit
         patients="; ".join(dict.fromkeys(f"{m.name}: {m.patients}" for m in members if m.patients)),
     )
