@@ -214,8 +214,12 @@ def test_methods_lists_each_method_with_its_options_and_tasks_has_json():
     methods = json.loads(result.output)
     assert list(methods)[:3] == ["recontrast", "rd4ad", "patchcore"]
     assert methods["rd4ad"]["options"]["epochs"] == 200 and methods["patchcore"]["trains"] is False
+    # MedIAnomaly's reconstruction baselines, each with its options and the paper and code it follows
+    assert {"ae", "vae", "memae", "aeu"} <= set(methods) and methods["memae"]["options"]["mem_size"] == 25
+    assert all("github.com/" in methods[m]["reference"] for m in ("ae", "vae", "memae", "aeu", "recontrast"))
     listing = runner.invoke(app, ["methods"]).output
     assert "coreset_ratio" in listing and "hard_fraction_ramp" in listing  # dinomaly is listed too
+    assert "Reference: Cai et al., MedIAnomaly" in listing.replace("\n", " ")
     assert "([options], [method.<name>], [task.<task>.method.<name>])" in listing  # not eaten as Rich markup
     tasks = json.loads(runner.invoke(app, ["tasks", "--json"]).output)
     assert {"aptos", "isic:test"} <= {row["task"] for row in tasks["tasks"]} and tasks["notes"]
