@@ -385,7 +385,10 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     bmad = paper_comparison(
         pd.DataFrame([{**rows[-1], "task": "bmad:brain", "method": "patchcore", "image_auroc": 0.9}])
     )
-    assert bmad.iloc[0]["paper"] == "91.55"  # BMAD's Table 2
+    assert bmad.iloc[0]["paper"] == "91.55" and bmad.iloc[0]["source"].startswith("BMAD's Table 2")
+    assert (
+        brain["source"].startswith("AE4AD") and table[table["task"] == "oct"].iloc[0]["source"] == "the method's paper"
+    )
     mvtec = table[table["task"].str.startswith("mvtec (")].iloc[0]
     assert (
         mvtec["task"] == "mvtec (mean of 2/15 classes)"

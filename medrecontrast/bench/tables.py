@@ -349,7 +349,8 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
     for method in registered_methods():
         rows += _paper_rows(finished(results), method, DETECTORS[method].paper_results)
     return pd.DataFrame(
-        rows, columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol"]
+        rows,
+        columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol", "source"],
     )
 
 
@@ -385,6 +386,7 @@ def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
                     "seeds": len(values),
                     "profile": ", ".join(sorted(part["profile"].unique())),
                     "protocol": ", ".join(sorted({protocols[not h] for h in part["holdout"].fillna(0).astype(float)})),
+                    "source": DETECTORS[method].paper_sources.get(family, "the method's paper"),
                 }
             )
     return rows

@@ -149,6 +149,9 @@ class Detector:
     # class mean), metric name -> value; the report sets its runs beside them.
     paper_results: ClassVar[dict[str, dict[str, float]]] = {}
     citation: ClassVar[str] = ""  # the paper and released code the method follows (`medrecontrast methods` shows it)
+    # where a ``paper_results`` entry comes from when not from the method's own paper (BMAD's table), by its key;
+    # the comparison with the published numbers shows it beside each number
+    paper_sources: ClassVar[dict[str, str]] = {}
     random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
     # part of a sweep that names no methods (the ReContrast paper's comparison); a method that needs weights most
     # users must fetch first (Dinomaly's DINOv2) is run by naming it

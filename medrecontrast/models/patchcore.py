@@ -139,6 +139,10 @@ class PatchCore(Detector):
         "bmad:chest": {"image_auroc": 75.17},
         "bmad:histopathology": {"image_auroc": 69.34},
     }
+    paper_sources = {
+        task: "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
+        for task in ("bmad:brain", "bmad:liver", "bmad:retina", "bmad:oct", "bmad:chest", "bmad:histopathology")
+    }
     display_name = "PatchCore"
     citation = (
         "Roth et al., Towards total recall in industrial anomaly detection, CVPR 2022; "

@@ -57,6 +57,10 @@ class RD4AD(ReContrast):
         "bmad:chest": {"image_auroc": 67.53},
         "bmad:histopathology": {"image_auroc": 66.59},
     }
+    paper_sources = {
+        task: "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
+        for task in ("bmad:brain", "bmad:liver", "bmad:retina", "bmad:oct", "bmad:chest", "bmad:histopathology")
+    }
     random_weights_caveat = ""
 
     @classmethod

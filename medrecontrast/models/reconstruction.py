@@ -47,6 +47,7 @@ CITATION = (
 # repeated runs, their spread ± in the comments), as the authors show it in github.com/caiyu6666/AE4AD
 # figs/tab2.png: the same code (merged into MedIAnomaly), data and splits. MedIAnomaly's own tables could not be
 # read where this suite is developed; AE-U is not in that table.
+AE4AD_SOURCE = "AE4AD (Cai, Chen & Cheng, MICCAI 2024), Table 2 (caiyu6666/AE4AD figs/tab2.png)"
 AE4AD_TABLE2 = {
     "ae": {
         "medianomaly:brats2021": {"image_auroc": 82.6, "image_ap": 92.0, "pixel_ap": 33.2},  # ±0.1, ±0.1, ±2.2
@@ -124,6 +125,7 @@ class ReconstructionDetector(Detector):
     profile_sizes = {p: {"image_size": RELEASED_SIZE, "crop_size": None} for p in ("paper", "demo", "lite")}
     profile_options = {"demo": {"iters": 300, "epochs": None, "batch_size": 32}}
     citation = CITATION
+    paper_sources = {task: AE4AD_SOURCE for table in AE4AD_TABLE2.values() for task in table}
 
     @classmethod
     def backbone_of(cls, options: dict) -> str:
