@@ -65,7 +65,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
     specs = []
     needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
-    held_out: set = set()  # (task, holdout) whose hold-out draw was checked
+    # (task, holdout) -> how many training images its runs train on: the hold-out draw, made (and checked) once
+    train_counts: dict = {}
     for device in sorted({str(config.flags.get("device", "auto")), *_devices_set(config)}):
         require_device(device)  # a missing GPU is refused now, once, not by every run in turn
     for name in names:
@@ -92,19 +93,19 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     UserInputError
                 ) as exc:  # a bad option: say which run and where it was set, before anything trains
                     raise UserInputError(f"{exc} [task {name}, method {method}]{locate_option(config, exc)}") from None
-                if planned.holdout and (name, planned.holdout) not in held_out:
+                if (name, planned.holdout) not in train_counts:
                     try:  # the run would fail on it after the plan was accepted (and a rerun be refused)
-                        holdout_split(data, planned.holdout)
+                        train_counts[name, planned.holdout] = len(holdout_split(data, planned.holdout)[0])
                     except UserInputError as exc:
                         raise UserInputError(
                             f"task '{name}': {exc}; lower holdout (0 trains on every normal) or add training images "
                             f"[method {method}]{locate_option(config, exc)}"
                         ) from None
-                    held_out.add((name, planned.holdout))
+                train_images = train_counts[name, planned.holdout]
                 try:  # what needs the training set's size (e.g. PatchCore's memory plan), before anything trains
                     detector_class(base).check_plan(
                         planned.method_config(),
-                        train_images=len(holdout_split(data, planned.holdout)[0]),
+                        train_images=train_images,
                         input_size=planned.crop_size or planned.image_size,
                     )
                 except UserInputError as exc:
@@ -116,7 +117,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     _say_changed_data(folder, fingerprint, manifest)
                 estimate = detector_class(base).storage_estimate(
                     planned.method_config(),
-                    train_images=len(holdout_split(data, planned.holdout)[0]),
+                    train_images=train_images,
                     input_size=planned.crop_size or planned.image_size,
                 )
                 if estimate is not None:  # what the finished run keeps: model.pt, and its checkpoint if asked to

@@ -99,6 +99,9 @@ def display_name(method: str) -> str:
     return DETECTORS[method].display_name if method in DETECTORS else method
 
 
+# the source of BMAD's published numbers, which PatchCore's and RD4AD's ``paper_results`` hold for the bmad: tasks
+BMAD_TABLE2 = "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
+
 PIXEL_TOLERANCE = 1e-3  # float16 pixels may round a hair outside [0, 1]
 
 

@@ -64,7 +64,7 @@ from medrecontrast.compute import (
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import build_encoder
-from medrecontrast.models.base import Detector, register_detector, state_bytes
+from medrecontrast.models.base import BMAD_TABLE2, Detector, register_detector, state_bytes
 from medrecontrast.progress import tracked
 
 PATCH_REDUCTIONS = (8, 16)  # the released code's layer2 + layer3 of a ResNet
@@ -139,10 +139,7 @@ class PatchCore(Detector):
         "bmad:chest": {"image_auroc": 75.17},
         "bmad:histopathology": {"image_auroc": 69.34},
     }
-    paper_sources = {
-        task: "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
-        for task in ("bmad:brain", "bmad:liver", "bmad:retina", "bmad:oct", "bmad:chest", "bmad:histopathology")
-    }
+    paper_sources = dict.fromkeys(paper_results, BMAD_TABLE2)
     display_name = "PatchCore"
     citation = (
         "Roth et al., Towards total recall in industrial anomaly detection, CVPR 2022; "

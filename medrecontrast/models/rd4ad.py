@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medrecontrast.models.base import register_detector
+from medrecontrast.models.base import BMAD_TABLE2, register_detector
 from medrecontrast.models.recontrast import DEMO_SCHEDULE, LITE_SCHEDULE, ReContrast, ReContrastConfig
 
 RD4AD_EPOCHS = 200
@@ -57,10 +57,7 @@ class RD4AD(ReContrast):
         "bmad:chest": {"image_auroc": 67.53},
         "bmad:histopathology": {"image_auroc": 66.59},
     }
-    paper_sources = {
-        task: "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
-        for task in ("bmad:brain", "bmad:liver", "bmad:retina", "bmad:oct", "bmad:chest", "bmad:histopathology")
-    }
+    paper_sources = dict.fromkeys(paper_results, BMAD_TABLE2)
     random_weights_caveat = ""
 
     @classmethod

@@ -19,11 +19,6 @@ def holdout_count(total: int, fraction: float) -> int:
     return 0 if fraction <= 0 else max(1, round(total * fraction))
 
 
-def training_image_count(total: int, fraction: float) -> int:
-    """How many of ``total`` training normals train when ``fraction`` of them are held out."""
-    return total - holdout_count(total, fraction)
-
-
 def _draw_key(item_id) -> bytes:
     """Where an image stands in the hold-out draw: SHA-256 of ``HOLDOUT_SEED`` and its id (a keyed, stable order;
     Python's ``hash`` is salted per process and numpy's permutation draws by position)."""

@@ -31,7 +31,16 @@ from pathlib import Path
 
 from medrecontrast.data.readers import PIL_SUFFIXES, strip_image_suffix
 from medrecontrast.errors import DataLayoutError, UserInputError
-from medrecontrast.tasks.base import ABNORMAL, NORMAL, Protocol, Task, TaskFamily, item, require_dir
+from medrecontrast.tasks.base import (
+    ABNORMAL,
+    NORMAL,
+    Protocol,
+    Task,
+    TaskFamily,
+    item,
+    require_dir,
+    resolve_data_root,
+)
 from medrecontrast.tasks.unified import unified_task
 
 RELEASE = "bmad"
@@ -116,8 +125,6 @@ def _split(task: Task, root: Path, split: str, label: int, masks: bool, pattern)
 def locate_bmad(task: Task, data_root) -> Path:
     """The first of the benchmark's folder names that exists under ``<data root>/bmad/`` (else the first name, which
     the missing-folder message then shows)."""
-    from medrecontrast.tasks.base import resolve_data_root
-
     base = resolve_data_root(data_root, task) / RELEASE
     names = BENCHMARKS[task.options["variant"]][0]
     return next((base / n for n in names if (base / n).is_dir()), base / names[0])
