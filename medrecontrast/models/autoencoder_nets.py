@@ -83,21 +83,19 @@ class VaeBottleNeck(BottleNeck):
     """The encoder gives a mean and a log-variance; the decoder reads one sample ``mu + eps * exp(log_var / 2)``.
 
     The released network samples in training *and* evaluation (``reparameterize`` has no eval branch), so a
-    VAE's scores are random; ``generator`` draws ``eps`` from a stream of the caller's (the detector's own, seeded,
-    so that scoring is repeatable) instead of torch's global one (training, as released)."""
+    VAE's scores are random; ``eps`` gives the draws (the detector's scoring takes them from its own seeded stream,
+    so that scoring is repeatable, and an exported file takes them as an input); without it they come from torch's
+    global stream (training, as released)."""
 
     def __init__(self, in_planes: int, feature_size: int, mid_num: int = 2048, latent_size: int = 16):
         super().__init__(in_planes, feature_size, mid_num, latent_size, code=2)
-        self.generator: torch.Generator | None = None
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict:
         mu, log_var = self.linear_enc(x.flatten(1)).chunk(2, dim=1)
         std = torch.exp(0.5 * log_var)
-        if self.generator is None:
+        if eps is None:
             eps = torch.randn_like(std)
-        else:
-            eps = torch.randn(std.shape, generator=self.generator, device=std.device, dtype=std.dtype)
-        z = eps * std + mu
+        z = eps.to(std.dtype) * std + mu
         return {"out": self.unflatten(self.linear_dec(z)), "mu": mu, "log_var": log_var}
 
 
@@ -197,9 +195,12 @@ class AE(nn.Module):
         out_planes = 2 * in_planes if uncertainty else in_planes  # AE-U: reconstruction and log-variance
         self.de_block4 = BasicBlock(w, out_planes, de_num_layers, upsample=True, last_layer=True)
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict:
+        """``eps``: a VAE's draws (``(N, latent_size)``); refused for the other bottlenecks."""
         en4 = self.en_block4(self.en_block3(self.en_block2(self.en_block1(x))))
-        bottle = self.bottle_neck(en4)
+        if eps is not None and not isinstance(self.bottle_neck, VaeBottleNeck):
+            raise ValueError("only a VAE's bottleneck takes random draws (eps)")
+        bottle = self.bottle_neck(en4) if eps is None else self.bottle_neck(en4, eps)
         out = self.de_block4(self.de_block3(self.de_block2(self.de_block1(bottle.pop("out")))))
         if self.uncertainty:
             x_hat, log_var = out.chunk(2, 1)

@@ -161,6 +161,9 @@ class Detector:
     default_sweep: ClassVar[bool] = True
     # the option that names the network (tables' "backbone" column, Detector.load's check); Dinomaly: "encoder"
     backbone_option: ClassVar[str] = "backbone"
+    # how far an exported file's float32 scores and maps may be from the checkpoint's, relative to the largest
+    # checkpoint score (map value) of the images checked; measured per method (README, "Export")
+    export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-4, "map": 1e-4}
 
     @classmethod
     def backbone_of(cls, options: dict) -> str:
@@ -281,6 +284,53 @@ class Detector:
     def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What :meth:`score_batch` computes once the input is checked; each method's own."""
         raise NotImplementedError
+
+    def scoring_module(self, amp: bool | str = False) -> torch.nn.Module:
+        """The detector's scoring as one module, ``forward(images[, eps]) -> (scores (B,), maps (B, H, W))`` of pixels
+        in [0, 1], which :meth:`export` writes; a method that cannot be exported does not implement it."""
+        raise UserInputError(f"method '{self.name}' cannot be exported (it has no scoring module)")
+
+    def noise_shape(self, batch: int) -> tuple[int, ...] | None:
+        """The shape of the random draws ``eps`` that a batch's scores take (a VAE's), None where scoring is not
+        random."""
+        return None
+
+    def export(
+        self, path: str | os.PathLike, format: str = "onnx", *, input_size: int, metadata: dict | None = None
+    ) -> "os.PathLike":
+        """Write the fitted detector's scoring (:meth:`scoring_module`, float32) as ``format`` (``onnx`` or
+        ``torchscript``) to ``path``: a graph from ``(batch, 3, input_size, input_size)`` pixels in [0, 1] to image
+        scores and anomaly maps (:mod:`medrecontrast.deploy.formats` has the contract). ``metadata`` is added to
+        what the file records. No parity check here: ``medrecontrast.run.export_run`` checks a run's export."""
+        from medrecontrast.deploy.formats import check_format, write_exported
+
+        check_format(format)
+        if not self.fitted_:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(train) before export(path).")
+        if input_size % self.size_multiple:
+            raise UserInputError(f"{self.name} needs an input side that is a multiple of {self.size_multiple}")
+        module = self.scoring_module().cpu().float()
+        inputs = {"images": torch.rand(2, 3, input_size, input_size)}
+        noise = self.noise_shape(2)
+        if noise is not None:
+            inputs["eps"] = torch.randn(noise)
+        record = {
+            "method": self.name,
+            "display_name": self.display_name,
+            "config": dataclasses.asdict(self.config),
+            "input_side": input_size,
+            **(metadata or {}),
+        }
+        try:
+            return write_exported(module, inputs, path, format, record)
+        finally:
+            self.to_device()
+
+    def to_device(self) -> None:
+        """Put the detector's state back on ``self.device`` (export moves it to the CPU)."""
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(self.device)
 
     def state_dict(self) -> dict:
         raise NotImplementedError

@@ -144,7 +144,8 @@ class DinoV2Encoder(nn.Module):
         """DINOv2's rule (``dinov2/models/vision_transformer.py``): the patch grid's embeddings resized with
         ``scale_factor = (grid + 0.1) / sqrt(N)``, bicubic, no antialias."""
         count, dim = self.pos_embed.shape[1], self.pos_embed.shape[2]
-        h0, w0 = height // PATCH_SIZE, width // PATCH_SIZE
+        # plain ints: the grid is fixed by the input side (a traced export keeps these embeddings as constants)
+        h0, w0 = int(height) // PATCH_SIZE, int(width) // PATCH_SIZE
         if h0 * w0 == count and height == width:
             return self.pos_embed.to(dtype)
         side = math.sqrt(count)
@@ -341,6 +342,29 @@ class ViTill(nn.Module):
         return [fuse(features, g) for g in self.groups], [fuse(decoded, g) for g in self.groups]
 
 
+class DinomalyScorer(nn.Module):
+    """``forward(images) -> (scores, maps)``: ViTill (under ``amp``'s autocast), the mean of the groups' 1 - cos
+    maps (``cal_anomaly_maps``, float32), resized to ``eval_size``, the 5 x 5 Gaussian, the top-1 % score, and
+    the map resized back to the input."""
+
+    def __init__(self, model: ViTill, *, sigma: float, blur_kernel: int, eval_size: int | None, amp: bool | str):
+        super().__init__()
+        self.model, self.sigma, self.blur_kernel, self.eval_size, self.amp = model, sigma, blur_kernel, eval_size, amp
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = tuple(images.shape[-2:])
+        with autocast(images.device, self.amp):
+            targets, outputs = self.model(images)
+        maps = anomaly_map(targets, outputs, size, reduction="mean")
+        if self.eval_size is not None:
+            maps = F.interpolate(maps, size=(self.eval_size, self.eval_size), mode="bilinear", align_corners=False)
+        maps = gaussian_blur_kernel(maps, self.sigma, self.blur_kernel)
+        scores = image_scores(maps, "top1")
+        if maps.shape[-2:] != size:
+            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        return scores, maps[:, 0]
+
+
 # --- the detector ---------------------------------------------------------------------------------
 
 
@@ -522,21 +546,14 @@ class Dinomaly(Detector):
         self._record_training(result, c.batch_size)
         return self
 
+    def scoring_module(self, amp: bool | str = False) -> "DinomalyScorer":
+        """Pixels in [0, 1] -> ``(scores, maps)`` as one module; scoring and export run this same module."""
+        c = self.config
+        return DinomalyScorer(self.model.eval(), sigma=c.sigma, blur_kernel=c.blur_kernel, eval_size=c.eval_size, amp=amp)
+
     @torch.no_grad()
     def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.eval()
-        c = self.config
-        size = tuple(images.shape[-2:])
-        with autocast(images.device, c.amp):
-            targets, outputs = self.model(images)
-        maps = anomaly_map(targets, outputs, size, reduction="mean")  # cal_anomaly_maps (float32)
-        if c.eval_size is not None:
-            maps = F.interpolate(maps, size=(c.eval_size, c.eval_size), mode="bilinear", align_corners=False)
-        maps = gaussian_blur_kernel(maps, c.sigma, c.blur_kernel)
-        scores = image_scores(maps, "top1")
-        if maps.shape[-2:] != size:
-            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-        return scores, maps[:, 0]
+        return self.scoring_module(self.config.amp)(images)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict()}

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from medrecontrast.compute import (
@@ -327,6 +328,22 @@ class PatchCore(Detector):
         weights = 1 - torch.softmax(distances, dim=1)[:, 0]
         return weights * score
 
+    def scoring_module(self, amp: bool | str = False) -> "PatchCoreScorer":
+        """Pixels in [0, 1] -> ``(scores, maps)`` as one graph for export: the sparse poolings as dense matrices and
+        the nearest-neighbour search as a matrix product and top-k over the memory bank (the same numbers as
+        :meth:`_score_batch`'s faiss or chunked search, up to float rounding; export measures the difference).
+        Refused where the bank is larger than :data:`MAX_EXPORT_BANK_BYTES`."""
+        if self.memory_bank_ is None:
+            raise RuntimeError("PatchCore.fit must run before export")
+        bank_bytes = self.memory_bank_.numel() * FLOAT_BYTES
+        if bank_bytes > MAX_EXPORT_BANK_BYTES:
+            raise UserInputError(
+                f"PatchCore's memory bank is {_size(bank_bytes)}B ({self.memory_bank_.shape[0]:,} x "
+                f"{self.memory_bank_.shape[1]} floats); an exported graph holds at most {_size(MAX_EXPORT_BANK_BYTES)}B "
+                "of it (ONNX keeps a graph in one 2 GB protobuf): fit with a smaller coreset_ratio or embed_dim"
+            )
+        return PatchCoreScorer(self)
+
     def state_dict(self) -> dict:
         return {"encoder": self.model.state_dict(), "memory_bank": self.memory_bank_.cpu()}
 
@@ -334,6 +351,68 @@ class PatchCore(Detector):
         self.model.load_state_dict(state["encoder"])
         self.memory_bank_ = state["memory_bank"].to(self.device)
         self._index = None
+
+
+# the largest memory bank an exported graph holds: ONNX stores a graph in one protobuf of at most 2 GB, beside the
+# encoder's weights (WRN50-2: 270 MB) and the pooling matrices
+MAX_EXPORT_BANK_BYTES = 1 << 30
+
+
+class PatchCoreScorer(nn.Module):
+    """``forward(images) -> (scores, maps)`` of a fitted PatchCore as plain tensor operations (exportable): the
+    encoder's stride-8 and stride-16 levels, each layer's 3 x 3 patches pooled by its dense pooling matrix
+    (:meth:`PatchCore._projections` as one product; layer3 pooled, then upsampled), the squared distance to every
+    memory-bank row as ``|q|^2 - 2 q.b + |b|^2`` and its ``num_neighbors`` smallest, the patch-score map upsampled,
+    blurred, and the image score (with ``reweight``, eq. 7 of the paper)."""
+
+    def __init__(self, detector: "PatchCore"):
+        super().__init__()
+        c = detector.config
+        self.encoder = detector.model.eval()
+        self.level2 = self.encoder.reductions.index(PATCH_REDUCTIONS[0])
+        self.level3 = self.encoder.reductions.index(PATCH_REDUCTIONS[1])
+        self.patch_size, self.embed_dim, self.sigma = c.patch_size, c.embed_dim, c.sigma
+        bank = detector.memory_bank_.float()
+        self.k = min(c.num_neighbors, bank.shape[0])
+        self.reweight_k = min(c.reweight_neighbors, bank.shape[0]) if c.reweight else 1
+        self.register_buffer("bank", bank)
+        self.register_buffer("bank_norms", (bank * bank).sum(dim=1))
+        # the dense (C*p*p, embed_dim) pooling matrix of each level, as PatchCore._projections
+        dim, area = self.embed_dim, self.patch_size**2
+        merge = adaptive_pool_matrix(2 * dim, dim)
+        channels2, channels3 = self.encoder.channels[self.level2], self.encoder.channels[self.level3]
+        self.register_buffer("pool2", (adaptive_pool_matrix(channels2 * area, dim) @ merge[:dim]).to(bank.device))
+        self.register_buffer("pool3", (adaptive_pool_matrix(channels3 * area, dim) @ merge[dim:]).to(bank.device))
+
+    def nearest(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared distances and indices of each query's ``k`` nearest bank rows (:class:`NearestNeighbourIndex`)."""
+        squared = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ self.bank.T + self.bank_norms
+        values, index = squared.topk(k, dim=1, largest=False)
+        return values.clamp_min(0), index
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        levels = self.encoder(images)
+        f2, f3 = levels[self.level2].float(), levels[self.level3].float()
+        batch, (h, w) = f2.shape[0], f2.shape[-2:]
+        p = self.patch_size
+        low = (F.unfold(f3, p, padding=(p - 1) // 2).transpose(1, 2) @ self.pool3).transpose(1, 2)
+        low = F.interpolate(low.reshape(batch, -1, *f3.shape[-2:]), size=(h, w), mode="bilinear", align_corners=False)
+        features = F.unfold(f2, p, padding=(p - 1) // 2).transpose(1, 2) @ self.pool2 + low.flatten(2).transpose(1, 2)
+        squared, nearest = self.nearest(features.reshape(-1, self.embed_dim), self.k)
+        patch_scores = squared.mean(dim=1).reshape(batch, h * w)
+        maps = F.interpolate(
+            patch_scores.reshape(batch, 1, h, w), size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
+        maps = gaussian_blur(maps, self.sigma)
+        worst = patch_scores.argmax(dim=1, keepdim=True)
+        score = patch_scores.gather(1, worst)[:, 0]
+        if self.reweight_k <= 1:
+            return score, maps[:, 0]
+        worst_feature = features.gather(1, worst[:, :, None].expand(-1, 1, self.embed_dim))[:, 0]
+        anchor = self.bank[nearest[:, 0].reshape(batch, h * w).gather(1, worst)[:, 0]]
+        _, support = self.nearest(anchor, self.reweight_k)
+        distances = torch.linalg.vector_norm(worst_feature[:, None, :] - self.bank[support], dim=-1)
+        return (1 - torch.softmax(distances, dim=1)[:, 0]) * score, maps[:, 0]
 
 
 def adaptive_pool_matrix(in_features: int, out_features: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from medrecontrast.compute import own_random_streams
@@ -109,6 +110,21 @@ def network_input(images: torch.Tensor, in_channels: int) -> torch.Tensor:
     elif images.shape[1] != in_channels:
         raise UserInputError(f"images of {images.shape[1]} channels cannot become {in_channels}-channel input")
     return (images - 0.5) / 0.5
+
+
+class ReconstructionScorer(nn.Module):
+    """``forward(images, eps=None) -> (scores, maps)``: the released input (grey or RGB, ``(x - 0.5) / 0.5``), the
+    network (a VAE's sample is ``mu + eps * std`` with the draws ``eps`` given), the method's per-pixel score map
+    and its mean as the image score (``AEWorker.evaluation``)."""
+
+    def __init__(self, model: AE, in_channels: int, score_map):
+        super().__init__()
+        self.model, self.in_channels, self.score_map = model, in_channels, score_map
+
+    def forward(self, images: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = network_input(images.to(next(self.model.parameters()).dtype), self.in_channels)
+        maps = self.score_map(x, self.model(x, eps))
+        return maps.mean(dim=(1, 2, 3)), maps[:, 0]
 
 
 class ReconstructionDetector(Detector):
@@ -246,21 +262,25 @@ class ReconstructionDetector(Detector):
         self._scoring_stream = None
         return super().predict(test, *args, **kwargs)
 
+    def noise_shape(self, batch: int) -> tuple[int, int] | None:
+        """The shape of the random draws a batch's scores take (VAE: ``(batch, latent_size)``), None for the others."""
+        return (batch, self.config.latent_size) if self.bottleneck == "vae" else None
+
+    def scoring_module(self, amp: bool | str = False) -> "ReconstructionScorer":
+        """Pixels in [0, 1] (and a VAE's draws ``eps``) -> ``(scores, maps)``; scoring and export run this module."""
+        if self.model_ is None:
+            raise RuntimeError(f"{self.name}: fit or load the detector before scoring")
+        return ReconstructionScorer(self.model_.eval(), self.config.in_channels, self.score_map)
+
     @torch.no_grad()
     def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model_.eval()
+        shape = self.noise_shape(images.shape[0])
+        if shape is None:
+            return self.scoring_module()(images)
         if self._scoring_stream is None:
             self._scoring_stream = torch.Generator(device=images.device).manual_seed(self.config.seed)
-        bottleneck = model.bottle_neck
-        if hasattr(bottleneck, "generator"):
-            bottleneck.generator = self._scoring_stream
-        try:
-            x = network_input(images.to(next(model.parameters()).dtype), self.config.in_channels)
-            maps = self.score_map(x, model(x))
-        finally:
-            if hasattr(bottleneck, "generator"):
-                bottleneck.generator = None  # training draws from torch's global stream, as released
-        return maps.mean(dim=(1, 2, 3)), maps[:, 0]
+        eps = torch.randn(shape, generator=self._scoring_stream, device=images.device)
+        return self.scoring_module()(images, eps)
 
     def state_dict(self) -> dict:
         return {"model": self.model_.state_dict(), "input_size": self.input_size_}

@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from medrecontrast.engine import (
@@ -49,6 +50,38 @@ from medrecontrast.models.decoder import GENERIC_DECODER
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
 
 IMAGE_SCORES = ("max", "mean", "top1")
+
+
+class ReverseDistillationScorer(nn.Module):
+    """``forward(images) -> (scores (B,), maps (B, H, W))`` of a reverse-distillation network (ReContrast, RD4AD):
+    the network (under ``amp``'s autocast), then in float32 the sum or mean of the pairs' 1 - cos maps upsampled
+    to the input, the Gaussian (scipy's, or the unified scripts' kernel) and the image score."""
+
+    def __init__(
+        self,
+        model: ReverseDistillationNet,
+        *,
+        map_reduction: str,
+        sigma: float,
+        blur_kernel: int | None,
+        image_score: str,
+        amp: bool | str = False,
+    ):
+        super().__init__()
+        self.model = model
+        self.map_reduction, self.sigma, self.blur_kernel = map_reduction, sigma, blur_kernel
+        self.image_score, self.amp = image_score, amp
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(images.device, self.amp):
+            targets, outputs = self.model(images)
+        maps = anomaly_map(targets, outputs, tuple(images.shape[-2:]), reduction=self.map_reduction)
+        maps = (
+            gaussian_blur(maps, self.sigma)
+            if self.blur_kernel is None
+            else gaussian_blur_kernel(maps, self.sigma, self.blur_kernel)
+        )
+        return image_scores(maps, self.image_score), maps[:, 0]
 OPTIMIZERS = ("adamw", "adamw_groups", "adam")
 
 
@@ -306,21 +339,24 @@ class ReContrast(Detector):
         self._record_training(result, c.batch_size)
         return self
 
+    def scoring_module(self, amp: bool | str = False) -> "ReverseDistillationScorer":
+        """Pixels in [0, 1] -> ``(scores, maps)``: the network, the map fusion, the blur and the score reduction
+        as one module; scoring and export run this same module (export: float32, ``amp=False``)."""
+        c = self.config
+        return ReverseDistillationScorer(
+            self.model.eval(),
+            map_reduction=c.map_reduction,
+            sigma=c.sigma,
+            blur_kernel=c.blur_kernel,
+            image_score=c.image_score,
+            amp=amp,
+        )
+
     @torch.no_grad()
     def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.eval()
         if uses_channels_last(images.device, self.config.amp, self.config.channels_last, inference=True):
             images = to_channels_last(self.model, images)
-        with autocast(images.device, self.config.amp):
-            targets, outputs = self.model(images)
-        c = self.config
-        maps = anomaly_map(targets, outputs, tuple(images.shape[-2:]), reduction=c.map_reduction)
-        maps = (
-            gaussian_blur(maps, c.sigma)
-            if c.blur_kernel is None
-            else gaussian_blur_kernel(maps, c.sigma, c.blur_kernel)
-        )
-        return image_scores(maps, self.config.image_score), maps[:, 0]
+        return self.scoring_module(self.config.amp)(images)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict()}

@@ -1,0 +1,230 @@
+"""Export a finished run's detector (ONNX or TorchScript) and prove the file scores as the checkpoint does.
+
+Parity is checked, not hoped for (anomalib's exported PatchCore scored image AUROC 0.47 where its checkpoint scored
+0.66, anomalib #3726): the run's own test images (all, or ``check`` of them spread over the set) are scored by the
+checkpoint (float32 on the CPU) and by the written file, and the file is kept only when every image's score and
+every map value is within the method's ``export_tolerance`` of the checkpoint's, relative to the largest
+checkpoint score (map value) checked. The numbers go into ``export.json`` beside the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from medrecontrast.errors import UserInputError
+from medrecontrast.paths import write_json
+from medrecontrast.progress import tracked
+
+EXPORT_RECORD = "export.json"  # beside the exported files: one entry per file, by its name
+
+
+class ExportParityError(UserInputError):
+    """The exported file does not score as the checkpoint does (beyond the method's tolerance)."""
+
+
+def export_run(
+    run: str | os.PathLike,
+    format: str = "onnx",
+    out: str | os.PathLike | None = None,
+    *,
+    check: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    force: bool = False,
+    progress: bool | int = False,
+) -> dict:
+    """Export the detector of the finished ``run`` as ``format`` to ``out`` (default ``<run>/export/model.onnx`` or
+    ``model.torchscript.pt``), check parity on ``check`` of the run's test images (None: all) and return the
+    ``export.json`` entry. A file that fails the check is not written (:class:`ExportParityError` with the
+    numbers); an existing ``out`` is refused unless ``force``."""
+    from medrecontrast.deploy.formats import FORMATS, check_format
+    from medrecontrast.models.base import Detector
+    from medrecontrast.run.config import expected_network, read_run_config
+    from medrecontrast.run.split import run_datasets
+    from medrecontrast.tasks import get_task
+
+    check_format(format)
+    run = Path(run)
+    model_path = run / "model.pt"
+    if not (run / "config.json").is_file() or not model_path.is_file():
+        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
+    if check is not None and check < 1:
+        raise UserInputError(f"--check must be at least 1 (test images to compare), got {check}")
+    out = Path(out) if out else run / "export" / f"model{FORMATS[format]}"
+    if out.exists() and not force:
+        raise UserInputError(f"{out} exists; choose another --out or pass --force to replace it.")
+    _read_record(out.parent / EXPORT_RECORD)  # a foreign export.json is refused before anything is computed
+    config = read_run_config(run)
+    detector = Detector.load(model_path, device="cpu", **expected_network(config))
+    if hasattr(detector.config, "amp") and detector.config.amp:
+        detector.config.amp = False  # parity is of float32 scoring: the exported graph is float32
+    test = run_datasets(get_task(config.task, **config.task_options).load(data_root), config)[1]
+    indices = _spread(len(test), check)
+    from torch.utils.data import Subset
+
+    checked = Subset(test, indices)
+    side = config.crop_size or config.image_size
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    tolerance = dict(type(detector).export_tolerance)
+    record = {
+        "run": str(run),
+        "run_name": config.name,
+        "model_sha256": _sha256(model_path),
+        "image_size": config.image_size,
+        "crop_size": config.crop_size,
+        "threshold_holdout": metrics.get("threshold_holdout"),
+        "tolerance": tolerance,
+        "noise": _noise(detector),
+    }
+    began = time.perf_counter()
+    partial = out.with_name(f".{out.name}.{os.getpid()}.checking")
+    try:
+        detector.export(partial, format, input_size=side, metadata=record)
+        seconds = time.perf_counter() - began
+        reference = detector.predict(checked, batch_size=batch_size, progress=progress)
+        parity = compare_with_file(partial, checked, reference, detector, batch_size, progress)
+        entry = {
+            "file": out.name,
+            "format": format,
+            "opset": _opset(format),
+            "method": detector.name,
+            **record,
+            "checked_images": len(indices),
+            "test_images": len(test),
+            **parity,
+            "export_seconds": round(seconds, 2),
+            "versions": _versions(format),
+        }
+        failed = [
+            f"{what} differs by {entry[f'max_{what}_difference_relative']:.3g} of the largest (tolerance {limit:g})"
+            for what, limit in tolerance.items()
+            if not entry[f"max_{what}_difference_relative"] <= limit
+        ]
+        if failed:
+            raise ExportParityError(
+                f"the exported {format} file does not score as {model_path} does, so it was not written: "
+                f"{'; '.join(failed)} over {len(indices)} test image(s) (max score difference "
+                f"{entry['max_score_difference']:.4g}, image AUROC {entry['image_auroc_checkpoint']} checkpoint vs "
+                f"{entry['image_auroc_exported']} exported)."
+            )
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    _record(out.parent / EXPORT_RECORD, entry)
+    return entry
+
+
+def compare_with_file(path, dataset, reference, detector=None, batch_size: int = 16, progress=False) -> dict:
+    """Score ``dataset`` with the exported file at ``path`` and compare with the checkpoint's ``reference``
+    predictions: the largest absolute and relative (to the largest checkpoint value) score and map differences,
+    and the image AUROC both ways (None where the images checked are of one class)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from medrecontrast.deploy.formats import ExportedModel
+    model = ExportedModel(path)
+    stream = None
+    if model.noise is not None:
+        stream = torch.Generator().manual_seed(int(model.noise["seed"]))
+    scores, maps = [], []
+    loader = DataLoader(dataset, batch_size=batch_size)
+    for batch in tracked(loader, len(dataset), "scoring with the exported file", progress, count=lambda b: len(b["image"])):
+        images = batch["image"].float()
+        eps = None if stream is None else torch.randn((len(images), *model.noise["shape"][1:]), generator=stream)
+        batch_scores, batch_maps = model(images.numpy(), None if eps is None else eps.numpy())
+        scores.append(batch_scores)
+        maps.append(batch_maps)
+    scores, maps = np.concatenate(scores), np.concatenate(maps)
+    score_diff = float(np.abs(scores - reference.scores).max())
+    map_diff = float(np.abs(maps - reference.maps).max())
+    labels = reference.labels
+    return {
+        "max_score_difference": score_diff,
+        "max_score_difference_relative": score_diff / max(float(np.abs(reference.scores).max()), 1e-12),
+        "max_map_difference": map_diff,
+        "max_map_difference_relative": map_diff / max(float(np.abs(reference.maps).max()), 1e-12),
+        "image_auroc_checkpoint": _auroc(labels, reference.scores),
+        "image_auroc_exported": _auroc(labels, scores),
+    }
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Image AUROC in percent of the labelled images (None where they are of one class)."""
+    from sklearn.metrics import roc_auc_score
+
+    known = labels >= 0
+    if len(np.unique(labels[known])) < 2:
+        return None
+    return round(100 * float(roc_auc_score(labels[known], scores[known])), 4)
+
+
+def _spread(total: int, count: int | None) -> list[int]:
+    """``count`` indices spread evenly over ``total`` test images (every image where None or more)."""
+    if count is None or count >= total:
+        return list(range(total))
+    return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
+
+
+def _noise(detector) -> dict | None:
+    shape = detector.noise_shape(1)
+    if shape is None:
+        return None
+    return {
+        "input": "eps",
+        "shape": ["batch", *shape[1:]],
+        "seed": int(detector.config.seed),
+        "draw": "standard normal, torch.randn((batch, *shape[1:]), generator=torch.Generator().manual_seed(seed)), "
+        "batch after batch in the order the images are scored (as the checkpoint draws them)",
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _opset(format: str) -> int | None:
+    from medrecontrast.deploy.formats import OPSET
+
+    return OPSET if format == "onnx" else None
+
+
+def _versions(format: str) -> dict:
+    names = ["medrecontrast", "torch"] + (["onnx", "onnxscript", "onnxruntime"] if format == "onnx" else [])
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _record(path: Path, entry: dict) -> None:
+    """Add ``entry`` to ``export.json`` (by file name), keeping the other files' entries."""
+    entries = _read_record(path)
+    entries[entry["file"]] = entry
+    write_json(path, entries)
+
+
+def _read_record(path: Path) -> dict:
+    """The entries of an ``export.json`` (none where it does not exist); refused where it is not one of ours."""
+    entries = {}
+    if path.is_file():
+        try:
+            entries = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise UserInputError(f"{path} is not an export record of medrecontrast; move it away first.") from None
+        if not isinstance(entries, dict) or any(not isinstance(v, dict) or "file" not in v for v in entries.values()):
+            raise UserInputError(f"{path} is not an export record of medrecontrast; move it away first.")
+    return entries
