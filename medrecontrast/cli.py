@@ -864,30 +864,50 @@ def evaluate(
 @app.command("predict")
 @user_errors
 def predict(
-    run: Annotated[Path, typer.Option("--run", help="A finished run folder (written by `train` or `bench`).")],
     images: Annotated[
         list[Path], typer.Argument(help="Image files or folders (searched recursively), any format the suite reads.")
     ],
+    run: Annotated[
+        Optional[Path],
+        typer.Option("--run", help="A finished run folder (written by `train` or `bench`).", show_default=False),
+    ] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model",
+            help="An exported file (`medrecontrast export`): .onnx (onnxruntime) or .torchscript.pt (torch.jit); "
+            "runs without the suite's training code.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Optional[Path],
         typer.Option(
             "--out",
-            help="Where to write (default: <run>/predictions/<UTC time>); must be new or empty.",
+            help="Where to write (default: <run>/predictions/<UTC time>, or beside the --model file); must be new or "
+            "empty.",
             show_default=False,
         ),
     ] = None,
 ):
-    """Score new images with a run's saved model, without retraining: scores.csv (and a label at the
-    run's label-free threshold where it has one) and anomaly-map overlays as PNG.
+    """Score new images with a run's saved model (--run) or an exported file (--model), without retraining:
+    scores.csv (and a label at the run's label-free threshold where it has one) and anomaly-map overlays as PNG.
 
     Example: medrecontrast predict --run runs/demo/synth-oct/patchcore/seed-0 scans/
     """
+    if (run is None) == (model is None):
+        raise UserInputError("give exactly one of --run RUN_FOLDER or --model FILE (an exported file).")
     _quick_checks(run=run, images=images)
-    from medrecontrast.run import predict_images
+    if model is not None:
+        from medrecontrast.deploy.predict import predict_with_model
 
-    folder = predict_images(run, [str(p) for p in images], out)
+        folder = predict_with_model(model, [str(p) for p in images], out)
+    else:
+        from medrecontrast.run import predict_images
+
+        folder = predict_images(run, [str(p) for p in images], out)
     console.print(escape(f"scores: {folder / 'scores.csv'}; overlays: {folder / 'overlays'}"), highlight=False)
-    from medrecontrast.run.prediction import UNREADABLE
+    from medrecontrast.deploy.outputs import UNREADABLE
 
     if (folder / UNREADABLE).is_file():  # the readable images were scored; the others are listed, and the exit says so
         import pandas as pd
@@ -895,6 +915,82 @@ def predict(
         for row in pd.read_csv(folder / UNREADABLE).itertuples():
             err_console.print(f"[red]not scored:[/] {escape(row.path)}: {escape(str(row.problem))}", highlight=False)
         raise typer.Exit(1)
+
+
+ExportFormat = enum.Enum("ExportFormat", {name: name for name in ("onnx", "torchscript")}, type=str)
+
+
+@app.command("export")
+@user_errors
+def export(
+    run: Annotated[Path, typer.Option("--run", help="A finished run folder (written by `train` or `bench`).")],
+    format: Annotated[
+        ExportFormat, typer.Option("--format", help="onnx (onnxruntime; recommended) or torchscript (torch.jit).")
+    ] = ExportFormat.onnx,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="The file to write (default: <run>/export/model.onnx or model.torchscript.pt); never overwritten "
+            "without --force.",
+            show_default=False,
+        ),
+    ] = None,
+    check: Annotated[
+        Optional[int],
+        typer.Option(
+            "--check",
+            min=1,
+            help="Compare the file with the checkpoint on N of the run's test images, spread over the set "
+            "(default: all of them).",
+            show_default=False,
+        ),
+    ] = None,
+    data_root: DataRoot = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Replace an existing --out file.")] = False,
+    verify: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--verify",
+            help="Write nothing: check that this exported file scores the run's test images as its checkpoint does.",
+            show_default=False,
+        ),
+    ] = None,
+):
+    """Export a run's detector (pre- and post-processing included) and check that the file scores the run's test
+    images as the checkpoint does; a file that does not is not written (exit 1, with the numbers). The measured
+    differences, AUROC both ways and versions go into export.json beside the file.
+
+    Example: medrecontrast export --run runs/demo/synth-oct/patchcore/seed-0 --format onnx
+    """
+    _quick_checks(run=run)
+    if verify is not None:
+        from medrecontrast.run.export import verify_export
+
+        found = verify_export(run, verify, check=check, data_root=data_root, progress=True)
+        console.print(
+            escape(
+                f"{verify} scores {found['checked_images']} test image(s) of {run} as its checkpoint does: largest "
+                f"difference score {found['max_score_difference_relative']:.2g}, map "
+                f"{found['max_map_difference_relative']:.2g} of the largest."
+            ),
+            highlight=False,
+        )
+        return
+    from medrecontrast.run.export import export_run
+
+    entry = export_run(run, format.value, out, check=check, data_root=data_root, force=force, progress=True)
+    folder = Path(out).parent if out else run / "export"
+    console.print(
+        escape(
+            f"{folder / entry['file']}: {entry['checked_images']} test image(s) checked; largest difference from the "
+            f"checkpoint: score {entry['max_score_difference_relative']:.2g}, map "
+            f"{entry['max_map_difference_relative']:.2g} of the largest (tolerance {entry['tolerance']['score']:g}, "
+            f"{entry['tolerance']['map']:g}); image AUROC {entry['image_auroc_checkpoint']} checkpoint, "
+            f"{entry['image_auroc_exported']} exported. Record: {folder / 'export.json'}"
+        ),
+        highlight=False,
+    )
 
 
 def _print_metrics(folder: Path, metrics: dict) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medrecontrast.deploy.formats import OPSET
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import write_json
 from medrecontrast.progress import tracked
@@ -45,83 +46,126 @@ def export_run(
     ``export.json`` entry. A file that fails the check is not written (:class:`ExportParityError` with the
     numbers); an existing ``out`` is refused unless ``force``."""
     from medrecontrast.deploy.formats import FORMATS, check_format
-    from medrecontrast.models.base import Detector
-    from medrecontrast.run.config import expected_network, read_run_config
-    from medrecontrast.run.split import run_datasets
-    from medrecontrast.tasks import get_task
 
     check_format(format)
-    run = Path(run)
-    model_path = run / "model.pt"
-    if not (run / "config.json").is_file() or not model_path.is_file():
-        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
-    if check is not None and check < 1:
-        raise UserInputError(f"--check must be at least 1 (test images to compare), got {check}")
+    run = _finished(run)
     out = Path(out) if out else run / "export" / f"model{FORMATS[format]}"
     if out.exists() and not force:
         raise UserInputError(f"{out} exists; choose another --out or pass --force to replace it.")
     _read_record(out.parent / EXPORT_RECORD)  # a foreign export.json is refused before anything is computed
-    config = read_run_config(run)
-    detector = Detector.load(model_path, device="cpu", **expected_network(config))
-    if hasattr(detector.config, "amp") and detector.config.amp:
-        detector.config.amp = False  # parity is of float32 scoring: the exported graph is float32
-    test = run_datasets(get_task(config.task, **config.task_options).load(data_root), config)[1]
-    indices = _spread(len(test), check)
-    from torch.utils.data import Subset
-
-    checked = Subset(test, indices)
-    side = config.crop_size or config.image_size
+    detector, config = _checkpoint(run)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    tolerance = dict(type(detector).export_tolerance)
     record = {
         "run": str(run),
         "run_name": config.name,
-        "model_sha256": _sha256(model_path),
+        "model_sha256": _sha256(run / "model.pt"),
         "image_size": config.image_size,
         "crop_size": config.crop_size,
         "threshold_holdout": metrics.get("threshold_holdout"),
-        "tolerance": tolerance,
+        "tolerance": dict(type(detector).export_tolerance),
         "noise": _noise(detector),
     }
     began = time.perf_counter()
     partial = out.with_name(f".{out.name}.{os.getpid()}.checking")
     try:
-        detector.export(partial, format, input_size=side, metadata=record)
+        detector.export(partial, format, input_size=config.crop_size or config.image_size, metadata=record)
         seconds = time.perf_counter() - began
-        reference = detector.predict(checked, batch_size=batch_size, progress=progress)
-        parity = compare_with_file(partial, checked, reference, detector, batch_size, progress)
-        entry = {
-            "file": out.name,
-            "format": format,
-            "opset": _opset(format),
-            "method": detector.name,
-            **record,
-            "checked_images": len(indices),
-            "test_images": len(test),
-            **parity,
-            "export_seconds": round(seconds, 2),
-            "versions": _versions(format),
-        }
-        failed = [
-            f"{what} differs by {entry[f'max_{what}_difference_relative']:.3g} of the largest (tolerance {limit:g})"
-            for what, limit in tolerance.items()
-            if not entry[f"max_{what}_difference_relative"] <= limit
-        ]
-        if failed:
-            raise ExportParityError(
-                f"the exported {format} file does not score as {model_path} does, so it was not written: "
-                f"{'; '.join(failed)} over {len(indices)} test image(s) (max score difference "
-                f"{entry['max_score_difference']:.4g}, image AUROC {entry['image_auroc_checkpoint']} checkpoint vs "
-                f"{entry['image_auroc_exported']} exported)."
-            )
+        parity = _verify(partial, run, detector, config, check, data_root, batch_size, progress, written=False)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
+    entry = {
+        "file": out.name,
+        "format": format,
+        "opset": OPSET if format == "onnx" else None,
+        "method": detector.name,
+        **record,
+        **parity,
+        "export_seconds": round(seconds, 2),
+        "versions": _versions(format),
+    }
     _record(out.parent / EXPORT_RECORD, entry)
     return entry
 
 
-def compare_with_file(path, dataset, reference, detector=None, batch_size: int = 16, progress=False) -> dict:
+def verify_export(
+    run: str | os.PathLike,
+    file: str | os.PathLike,
+    *,
+    check: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    progress: bool | int = False,
+) -> dict:
+    """Check that the exported ``file`` scores ``check`` of the finished ``run``'s test images (None: all) as the
+    run's checkpoint does; returns the differences, or raises :class:`ExportParityError` with them (e.g. a file
+    exported from another run)."""
+    from medrecontrast.deploy.formats import ExportedModel
+
+    run = _finished(run)
+    meta = ExportedModel(file).metadata  # a file that is not an exported one is refused before anything is scored
+    origin = "" if meta.get("model_sha256") == _sha256(run / "model.pt") else f" (it was exported from {meta.get('run')})"
+    detector, config = _checkpoint(run)
+    return _verify(Path(file), run, detector, config, check, data_root, batch_size, progress, written=True, note=origin)
+
+
+def _finished(run) -> Path:
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "model.pt").is_file():
+        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
+    return run
+
+
+def _checkpoint(run: Path):
+    """The run's detector on the CPU in float32 (the exported graph's precision), and its configuration."""
+    from medrecontrast.models.base import Detector
+    from medrecontrast.run.config import expected_network, read_run_config
+
+    config = read_run_config(run)
+    detector = Detector.load(run / "model.pt", device="cpu", **expected_network(config))
+    if getattr(detector.config, "amp", False):
+        detector.config.amp = False
+    return detector, config
+
+
+def _verify(
+    file: Path, run: Path, detector, config, check, data_root, batch_size, progress, *, written, note: str = ""
+) -> dict:
+    """Score ``check`` of the run's test images with the checkpoint and the file; the parity numbers, or
+    :class:`ExportParityError`."""
+    from torch.utils.data import Subset
+
+    from medrecontrast.run.split import run_datasets
+    from medrecontrast.tasks import get_task
+
+    if check is not None and check < 1:
+        raise UserInputError(f"check must be at least 1 (test images to compare), got {check}")
+    test = run_datasets(get_task(config.task, **config.task_options).load(data_root), config)[1]
+    indices = _spread(len(test), check)
+    checked = Subset(test, indices)
+    reference = detector.predict(checked, batch_size=batch_size, progress=progress)
+    parity = {
+        "checked_images": len(indices),
+        "test_images": len(test),
+        **compare_with_file(file, checked, reference, batch_size, progress),
+    }
+    tolerance = type(detector).export_tolerance
+    failed = [
+        f"{what} differs by {parity[f'max_{what}_difference_relative']:.3g} of the largest (tolerance {limit:g})"
+        for what, limit in tolerance.items()
+        if not parity[f"max_{what}_difference_relative"] <= limit
+    ]
+    if failed:
+        raise ExportParityError(
+            f"the exported file{note} {'' if written else '(not written) '}does not score as {run / 'model.pt'} does: "
+            f"{'; '.join(failed)} over {len(indices)} test image(s) (max score difference "
+            f"{parity['max_score_difference']:.4g}, image AUROC {parity['image_auroc_checkpoint']} checkpoint vs "
+            f"{parity['image_auroc_exported']} exported)."
+        )
+    return parity
+
+
+def compare_with_file(path, dataset, reference, batch_size: int = 16, progress=False) -> dict:
     """Score ``dataset`` with the exported file at ``path`` and compare with the checkpoint's ``reference``
     predictions: the largest absolute and relative (to the largest checkpoint value) score and map differences,
     and the image AUROC both ways (None where the images checked are of one class)."""
@@ -191,12 +235,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _opset(format: str) -> int | None:
-    from medrecontrast.deploy.formats import OPSET
-
-    return OPSET if format == "onnx" else None
 
 
 def _versions(format: str) -> dict:
