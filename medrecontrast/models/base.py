@@ -163,7 +163,7 @@ class Detector:
     backbone_option: ClassVar[str] = "backbone"
     # how far an exported file's float32 scores and maps may be from the checkpoint's, relative to the largest
     # checkpoint score (map value) of the images checked; measured per method (README, "Export")
-    export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-4, "map": 1e-4}
+    export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-5, "map": 1e-5}
 
     @classmethod
     def backbone_of(cls, options: dict) -> str:

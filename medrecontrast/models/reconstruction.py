@@ -279,7 +279,8 @@ class ReconstructionDetector(Detector):
             return self.scoring_module()(images)
         if self._scoring_stream is None:
             self._scoring_stream = torch.Generator(device=images.device).manual_seed(self.config.seed)
-        eps = torch.randn(shape, generator=self._scoring_stream, device=images.device)
+        dtype = next(self.model_.parameters()).dtype  # drawn in the network's precision, as the sample is taken
+        eps = torch.randn(shape, generator=self._scoring_stream, device=images.device, dtype=dtype)
         return self.scoring_module()(images, eps)
 
     def state_dict(self) -> dict:
