@@ -385,7 +385,9 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     bmad = paper_comparison(
         pd.DataFrame([{**rows[-1], "task": "bmad:brain", "method": "patchcore", "image_auroc": 0.9}])
     )
-    assert bmad.iloc[0]["paper"] == "91.55" and bmad.iloc[0]["source"].startswith("BMAD's Table 2")
+    assert bmad.iloc[0]["paper"] == "91.55" and bmad.iloc[0]["source"].startswith("BMAD's Table 2, first version")
+    uni = paper_comparison(pd.DataFrame([{**rows[-1], "task": "uni-medical", "method": "rd4ad", "image_auroc": 0.8}]))
+    assert uni.iloc[0]["paper"] == "76.10" and uni.iloc[0]["source"].startswith("ADer's benchmark")
     assert (
         brain["source"].startswith("AE4AD") and table[table["task"] == "oct"].iloc[0]["source"] == "the method's paper"
     )

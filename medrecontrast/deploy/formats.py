@@ -71,7 +71,9 @@ def write_exported(module, inputs: dict, path: str | os.PathLike, format: str, m
                 warnings.filterwarnings("ignore", message=r".*deprecated.*")
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
                 traced = torch.jit.trace(module, examples, check_trace=False)
-                torch.jit.save(traced, str(partial), _extra_files={TORCHSCRIPT_EXTRA: json.dumps(metadata, default=str)})
+                torch.jit.save(
+                    traced, str(partial), _extra_files={TORCHSCRIPT_EXTRA: json.dumps(metadata, default=str)}
+                )
     return path
 
 
@@ -149,7 +151,9 @@ class ExportedModel:
                 ) from None
             props = self.session.get_modelmeta().custom_metadata_map
             if METADATA_KEY not in props:
-                raise UserInputError(f"{self.path} is an ONNX file without medrecontrast's metadata: not exported by it.")
+                raise UserInputError(
+                    f"{self.path} is an ONNX file without medrecontrast's metadata: not exported by it."
+                )
             self.metadata = json.loads(props[METADATA_KEY])
         else:
             import torch

@@ -100,7 +100,15 @@ def display_name(method: str) -> str:
 
 
 # the source of BMAD's published numbers, which PatchCore's and RD4AD's ``paper_results`` hold for the bmad: tasks
-BMAD_TABLE2 = "BMAD's Table 2 (DorisBao/BMAD imgs/table.png, 146a04c)"
+# BMAD published its Table 2 twice: imgs/table.png (146a04c, 2023-06-07; these numbers, the ones the BMAD issue quotes)
+# and a revision, imgs/new-table.JPG (ed83d5f, 2024-04-28, the one its README now shows), whose PatchCore and RD4AD
+# numbers differ by 0.02-0.97 points (e.g. PatchCore RSNA 75.17 -> 76.14, BraTS 91.55 -> 91.65); README, "Benchmarks"
+BMAD_TABLE2 = "BMAD's Table 2, first version (DorisBao/BMAD imgs/table.png, 146a04c; revised in imgs/new-table.JPG)"
+# ADer's benchmark table (zhangzjn/ADer configs/benchmark/README.md, ac5f4fc), Uni-Medical, 100 epochs: ADer's own
+# re-implementations, one model for BMAD's brain, liver and retinal sets at 256 px, the mean of the three classes
+ADER_UNI_MEDICAL = (
+    "ADer's benchmark (zhangzjn/ADer configs/benchmark/README.md, ac5f4fc), Uni-Medical, 100 epochs, 256 px"
+)
 
 PIXEL_TOLERANCE = 1e-3  # float16 pixels may round a hair outside [0, 1]
 

@@ -549,7 +549,9 @@ class Dinomaly(Detector):
     def scoring_module(self, amp: bool | str = False) -> "DinomalyScorer":
         """Pixels in [0, 1] -> ``(scores, maps)`` as one module; scoring and export run this same module."""
         c = self.config
-        return DinomalyScorer(self.model.eval(), sigma=c.sigma, blur_kernel=c.blur_kernel, eval_size=c.eval_size, amp=amp)
+        return DinomalyScorer(
+            self.model.eval(), sigma=c.sigma, blur_kernel=c.blur_kernel, eval_size=c.eval_size, amp=amp
+        )
 
     @torch.no_grad()
     def _score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

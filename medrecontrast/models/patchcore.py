@@ -343,7 +343,8 @@ class PatchCore(Detector):
         if bank_bytes > MAX_EXPORT_BANK_BYTES:
             raise UserInputError(
                 f"PatchCore's memory bank is {_size(bank_bytes)}B ({self.memory_bank_.shape[0]:,} x "
-                f"{self.memory_bank_.shape[1]} floats); an exported graph holds at most {_size(MAX_EXPORT_BANK_BYTES)}B "
+                f"{self.memory_bank_.shape[1]} floats); an exported graph holds at most "
+                f"{_size(MAX_EXPORT_BANK_BYTES)}B "
                 "of it (ONNX keeps a graph in one 2 GB protobuf): fit with a smaller coreset_ratio or embed_dim"
             )
         return PatchCoreScorer(self)

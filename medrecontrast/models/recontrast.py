@@ -82,6 +82,8 @@ class ReverseDistillationScorer(nn.Module):
             else gaussian_blur_kernel(maps, self.sigma, self.blur_kernel)
         )
         return image_scores(maps, self.image_score), maps[:, 0]
+
+
 OPTIMIZERS = ("adamw", "adamw_groups", "adam")
 
 

@@ -31,11 +31,15 @@ from medrecontrast.run.config import (
     run_config,
 )
 from medrecontrast.run.environment import cpu_model, environment
+from medrecontrast.run.export import ExportParityError, export_run, verify_export
 from medrecontrast.run.lifecycle import evaluate_run, run_training, train_run
 from medrecontrast.run.prediction import predict_images
 from medrecontrast.run.split import HOLDOUT_SEED, groups_of_test_images, run_datasets, split_holdout
 
 __all__ = [
+    "ExportParityError",
+    "export_run",
+    "verify_export",
     "DATA_RECORD",
     "EVALUATIONS",
     "EXAMPLES",

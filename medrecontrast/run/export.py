@@ -104,7 +104,9 @@ def verify_export(
 
     run = _finished(run)
     meta = ExportedModel(file).metadata  # a file that is not an exported one is refused before anything is scored
-    origin = "" if meta.get("model_sha256") == _sha256(run / "model.pt") else f" (it was exported from {meta.get('run')})"
+    origin = (
+        "" if meta.get("model_sha256") == _sha256(run / "model.pt") else f" (it was exported from {meta.get('run')})"
+    )
     detector, config = _checkpoint(run)
     return _verify(Path(file), run, detector, config, check, data_root, batch_size, progress, written=True, note=origin)
 
@@ -173,13 +175,16 @@ def compare_with_file(path, dataset, reference, batch_size: int = 16, progress=F
     from torch.utils.data import DataLoader
 
     from medrecontrast.deploy.formats import ExportedModel
+
     model = ExportedModel(path)
     stream = None
     if model.noise is not None:
         stream = torch.Generator().manual_seed(int(model.noise["seed"]))
     scores, maps = [], []
     loader = DataLoader(dataset, batch_size=batch_size)
-    for batch in tracked(loader, len(dataset), "scoring with the exported file", progress, count=lambda b: len(b["image"])):
+    for batch in tracked(
+        loader, len(dataset), "scoring with the exported file", progress, count=lambda b: len(b["image"])
+    ):
         images = batch["image"].float()
         eps = None if stream is None else torch.randn((len(images), *model.noise["shape"][1:]), generator=stream)
         batch_scores, batch_maps = model(images.numpy(), None if eps is None else eps.numpy())

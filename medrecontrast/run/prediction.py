@@ -41,7 +41,9 @@ def predict_images(
         raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
     config = read_run_config(run)
     files, ids = collect_images(inputs)
-    out = claim_output(Path(out) if out else run / "predictions" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    out = claim_output(
+        Path(out) if out else run / "predictions" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    )
     detector = Detector.load(run / "model.pt", **expected_network(config))
     files, ids, unreadable = readable(files, ids)  # one bad file no longer stops every other from being scored
     if not files:
