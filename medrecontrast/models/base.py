@@ -170,8 +170,9 @@ class Detector:
     # the option that names the network (tables' "backbone" column, Detector.load's check); Dinomaly: "encoder"
     backbone_option: ClassVar[str] = "backbone"
     # how far an exported file's float32 scores and maps may be from the checkpoint's, relative to the largest
-    # checkpoint score (map value) of the images checked; measured per method (README, "Export")
-    export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-5, "map": 1e-5}
+    # checkpoint score (map value) of the images checked (README, "Export"): measured up to 5.4e-6 (AE-U's maps, whose
+    # exp(-log_var) weighting amplifies the graph's rounding), 1e-6 elsewhere; a file of another run is off by 1e-2
+    export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-4, "map": 1e-4}
 
     @classmethod
     def backbone_of(cls, options: dict) -> str:
