@@ -20,6 +20,17 @@ METHOD_MODULES = {
     "vae": "medrecontrast.models.vae",
     "memae": "medrecontrast.models.memae",
     "aeu": "medrecontrast.models.aeu",
+    # anomalib's image models that run offline (the anomalib extra); models/anomalib_bridge.py: MODELS
+    **{
+        f"anomalib:{name}": "medrecontrast.models.anomalib_bridge"
+        for name in (
+            "padim",
+            "patchcore",
+            "stfpm",
+            "fastflow",
+            "reverse_distillation",
+        )
+    },
 }
 
 
@@ -34,4 +45,8 @@ def check_method_names(names, variants=()) -> None:
     """Refuse a name that is neither a built-in method nor one of ``variants`` (a sweep file's own names)."""
     for name in names or ():
         if name not in METHOD_MODULES and name not in variants:
+            if str(name).startswith("anomalib:"):
+                from medrecontrast.models.anomalib_bridge import refuse_unsupported
+
+                refuse_unsupported(str(name))
             raise UserInputError(unknown_method_message(name, list(METHOD_MODULES)))

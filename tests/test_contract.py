@@ -30,6 +30,7 @@ SMALL = {
     "epochs": None,
     "batch_size": 4,
     "embed_dim": 16,
+    "max_epochs": 1,
 }
 
 

@@ -53,7 +53,19 @@ COMMANDS = readme_command_lines(README.read_text(encoding="utf-8"))
 
 def test_the_readme_shows_command_lines_of_every_kind():
     kinds = {shlex.split(line)[1] for line in COMMANDS if len(shlex.split(line)) > 1}
-    assert {"bench", "data", "train", "evaluate", "predict", "export", "tables", "figures", "report", "tasks", "methods"} <= kinds
+    assert {
+        "bench",
+        "data",
+        "train",
+        "evaluate",
+        "predict",
+        "export",
+        "tables",
+        "figures",
+        "report",
+        "tasks",
+        "methods",
+    } <= kinds
     assert len(COMMANDS) >= 25
 
 

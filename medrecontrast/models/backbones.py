@@ -53,12 +53,7 @@ class ResNetEncoder(nn.Module):
             raise UserInputError(
                 f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)} or timm:<name> (any timm CNN)"
             )
-        builder, _ = BACKBONES[backbone]
-        net = builder(weights=None)
-        if weights is not None:
-            _load_weights_file(net, resolve_weights_path(weights), backbone)
-        elif pretrained:
-            _load_torchvision_weights(net, backbone)
+        net = resnet_network(backbone, pretrained, weights)
         self.backbone = backbone
         # not persistent: saved detectors and checkpoints hold only learned weights, as before
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -73,6 +68,18 @@ class ResNetEncoder(nn.Module):
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         return [f1, f2, f3]
+
+
+def resnet_network(backbone: str, pretrained: bool = True, weights: str | os.PathLike | None = None) -> nn.Module:
+    """The whole torchvision ResNet ``backbone`` (every layer, the classifier too) with the suite's weights: a local
+    ``weights`` file, torchvision's ImageNet weights where ``pretrained``, else random."""
+    builder, _ = BACKBONES[backbone]
+    net = builder(weights=None)
+    if weights is not None:
+        _load_weights_file(net, resolve_weights_path(weights), backbone)
+    elif pretrained:
+        _load_torchvision_weights(net, backbone)
+    return net
 
 
 def _out_channels(layer: nn.Sequential) -> int:

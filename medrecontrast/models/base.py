@@ -160,6 +160,7 @@ class Detector:
     # class mean), metric name -> value; the report sets its runs beside them.
     paper_results: ClassVar[dict[str, dict[str, float]]] = {}
     citation: ClassVar[str] = ""  # the paper and released code the method follows (`medrecontrast methods` shows it)
+    requires: ClassVar[str] = ""  # what a method needs beyond the core install (`medrecontrast methods` shows it)
     # where a ``paper_results`` entry comes from when not from the method's own paper (BMAD's table), by its key;
     # the comparison with the published numbers shows it beside each number
     paper_sources: ClassVar[dict[str, str]] = {}
