@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medrecontrast.catalog import NEEDS_DOWNLOAD
 from medrecontrast.compute import loader_options, seed_everything
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints, require_seed
 from medrecontrast.models.base import Detector, register_detector
@@ -84,39 +85,6 @@ MODELS = {
         paper="Deng & Li, CVPR 2022",
     ),
 }
-# anomalib models that fetch files when they are built or trained; refused when a sweep is planned
-NEEDS_DOWNLOAD = {
-    "efficient_ad": "EfficientAD's pre-trained PDN teacher (efficientad_pretrained_weights.zip, from GitHub) and "
-    "ImageNette for its penalty",
-    "draem": "the DTD texture dataset (its anomaly source, downloaded into ./datasets/dtd)",
-    "dsr": "DSR's pre-trained VQ model (vq_model_pretrained_128_4096.pckl, from Google Drive)",
-    "csflow": "torchvision's EfficientNet-B5 weights (efficientnet_b5_lukemelas-1a07897c.pth)",
-    "cfa": "torchvision's ImageNet weights of its backbone (e.g. resnet18-f37072fd.pth)",
-    "winclip": "OpenCLIP ViT-B-16-plus-240 weights (from the Hugging Face hub)",
-    "dinomaly": "DINOv2 weights (from the Hugging Face hub; the suite's own `dinomaly` method takes a local file)",
-    "anomaly_dino": "DINOv2 weights (from the Hugging Face hub)",
-    "vlm_ad": "a vision-language model served by an API",
-}
-# anomalib models the suite does not offer for another reason than a download
-NOT_OFFERED = {
-    "dfkde": "it gives an image score but no anomaly map, which every method of the suite gives",
-    "cflow": "its training stopped on too few feature fibres in a batch at the suite's sizes (anomalib 2.7)",
-}
-
-
-def refuse_unsupported(method: str) -> None:
-    """A user error for an ``anomalib:<model>`` name this suite does not run: what the model would download, or the
-    models it runs."""
-    model = method[len(PREFIX) :]
-    runs = ", ".join(PREFIX + name for name in MODELS)
-    if model in NEEDS_DOWNLOAD:
-        raise UserInputError(
-            f"{method}: anomalib's model needs {NEEDS_DOWNLOAD[model]}, which it downloads when it is built or "
-            f"trained; this suite runs the anomalib models that need no download: {runs}"
-        )
-    if model in NOT_OFFERED:
-        raise UserInputError(f"{method} is not offered: {NOT_OFFERED[model]}; the anomalib models it runs: {runs}")
-    raise UserInputError(f"unknown method '{method}'; the anomalib models this suite runs: {runs}")
 
 
 @dataclass(kw_only=True)
@@ -446,8 +414,8 @@ def _load_part(part: nn.Module, source: dict, what: str, backbone: str) -> None:
     missing = [k for k in own if k not in source or tuple(source[k].shape) != tuple(own[k].shape)]
     if missing:
         raise UserInputError(
-            f"{what}: the suite's {backbone} weights lack {len(missing)} of its {len(own)} tensors (e.g. {missing[0]}); "
-            "choose layers up to the suite's deepest level, or pretrained = false"
+            f"{what}: the suite's {backbone} weights do not fit {len(missing)} of its {len(own)} tensors "
+            f"(e.g. {missing[0]}); give a weights file of this backbone, or pretrained = false"
         )
     target.load_state_dict({k: source[k] for k in own})
 
