@@ -202,7 +202,13 @@ def methods_command(
     for name in registered_methods():
         cls = DETECTORS[name]
         options = {
-            f.name: (f.default if f.default is not dataclasses.MISSING else None)
+            f.name: (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else f.default_factory()
+                if f.default_factory is not dataclasses.MISSING
+                else None
+            )
             for f in dataclasses.fields(cls.Config)
         }
         methods[name] = {
@@ -210,6 +216,7 @@ def methods_command(
             "trains": cls.trains,
             "size_multiple": cls.size_multiple,
             "reference": cls.citation,
+            "requires": cls.requires,
             "options": options,
         }
         # what differs from the authors' networks with a timm backbone (ReContrast, RD4AD: a generic decoder)
@@ -217,8 +224,12 @@ def methods_command(
         # the method's own per-task settings (e.g. ReContrast's TASK_SETTINGS), for the tasks `tasks` lists
         settings = {label: cls.task_options(task) for label, task in examples}
         methods[name]["task_settings"] = {label: options for label, options in settings.items() if options}
+    from medrecontrast.catalog import NEEDS_DOWNLOAD, NOT_OFFERED
+
+    refused = {f"anomalib:{name}": f"needs {what} (downloaded at run time)" for name, what in NEEDS_DOWNLOAD.items()}
+    refused.update({f"anomalib:{name}": why for name, why in NOT_OFFERED.items()})
     if as_json:
-        print(json.dumps(methods, default=str))
+        print(json.dumps({**methods, "not_offered": refused}, default=str))
         return
     for name, method in methods.items():
         table = Table(
@@ -231,8 +242,13 @@ def methods_command(
         console.print(table)
         if method["reference"]:
             console.print(f"  Reference: {escape(method['reference'])}", highlight=False)
+        if method["requires"]:
+            console.print(f"  Needs: {escape(method['requires'])}", highlight=False)
         for note in method["backbone_notes"]:
             console.print(f"  {escape(note)}", highlight=False)
+    console.print("anomalib models not offered here (refused when a sweep is planned):")
+    for name, why in refused.items():
+        console.print(f"  {escape(name)}: {escape(why)}", highlight=False)
     console.print(
         escape(
             "Set options per sweep in a TOML file ([options], [method.<name>], [task.<task>.method.<name>]); see "

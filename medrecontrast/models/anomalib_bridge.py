@@ -498,6 +498,7 @@ def _register(name: str, spec: ModelSpec, order: int) -> type[AnomalibDetector]:
             "__doc__": f"anomalib's {spec.cls} ({spec.paper}) as the suite's method ``{PREFIX}{name}``.",
             "model_name": name,
             "spec": spec,
+            "trains": spec.trains,  # over epochs, by anomalib's Engine (no loss curve, no bit-wise resume)
             "display_name": f"anomalib {spec.cls}",
             "order": order,
             "citation": f"{spec.paper}; anomalib's implementation (github.com/open-edge-platform/anomalib)",
