@@ -388,6 +388,13 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     assert bmad.iloc[0]["paper"] == "91.55" and bmad.iloc[0]["source"].startswith("BMAD's Table 2, first version")
     uni = paper_comparison(pd.DataFrame([{**rows[-1], "task": "uni-medical", "method": "rd4ad", "image_auroc": 0.8}]))
     assert uni.iloc[0]["paper"] == "76.10" and uni.iloc[0]["source"].startswith("ADer's benchmark")
+    from medrecontrast.bench.tables import published_notes
+
+    notes = published_notes(pd.DataFrame({"task": ["medianomaly:brain-tumor", "bmad:brain", "uni-medical", "oct"]}))
+    assert set(notes) == {"medianomaly:brain-tumor", "bmad:brain", "uni-medical"}
+    assert (
+        "lite profile's EfficientNet-Lite0" in notes["medianomaly:brain-tumor"] and "2024-04-28" in notes["bmad:brain"]
+    )
     assert (
         brain["source"].startswith("AE4AD") and table[table["task"] == "oct"].iloc[0]["source"] == "the method's paper"
     )

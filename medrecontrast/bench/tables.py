@@ -481,9 +481,13 @@ def write_tables(
             save(f"{name}.md", lambda p, f=frame: p.write_text(markdown(f) + "\n"))
             save(f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     comparison = paper_comparison(results)
+    sources = "".join(f"\n- {task}: {text}" for task, text in published_notes(results).items())
     save(
         "paper_comparison.md",
-        lambda p: p.write_text(markdown(comparison) + "\n" if len(comparison) else no_reference() + "\n"),
+        lambda p: p.write_text(
+            (markdown(comparison) + "\n" if len(comparison) else no_reference() + "\n")
+            + (f"\nWhat is known of the benchmarks' published numbers:\n{sources}\n" if sources else "")
+        ),
     )
     save("paper_comparison.csv", lambda p: comparison.to_csv(p, index=False))
     per_class = per_class_table(results)
@@ -503,6 +507,22 @@ def parquet_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("pyarrow") is not None
+
+
+def published_notes(results: pd.DataFrame) -> dict[str, str]:
+    """Each task of the sweep whose benchmark says what is known of its published numbers (``Task.published``)."""
+    from medrecontrast.errors import UserInputError
+    from medrecontrast.tasks import get_task
+
+    notes = {}
+    for task in dict.fromkeys(results["task"]) if "task" in results else ():
+        try:
+            text = get_task(str(task)).published
+        except UserInputError:  # a task this version no longer knows
+            continue
+        if text:
+            notes[str(task)] = text
+    return notes
 
 
 def no_reference() -> str:

@@ -62,6 +62,9 @@ class Task:
     # Sizes a benchmark prescribes to every method (BMAD ran each at 224 px, no crop): a run's sizes after the
     # method's own (profile, task settings); the user's layers still override them. None: each method its own.
     prescribed_sizes: dict | None = field(default=None, compare=False)
+    # What is known of the benchmark's published numbers, in words: the report's comparison with the published
+    # numbers repeats it for each task of the sweep (which table the numbers come from, what could not be found)
+    published: str = field(default="", compare=False)
 
     def root(self, data_root: str | os.PathLike | None = None) -> Path:
         """The folder holding this task's files."""
