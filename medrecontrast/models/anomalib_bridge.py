@@ -155,9 +155,11 @@ class AnomalibDetector(Detector):
 
     @classmethod
     def notes(cls, options: dict) -> list[str]:
+        """The report's "not the authors' network" line: anomalib's implementation, not the paper's code."""
         return [
-            f"{cls.display_name}: anomalib's own model and training (Engine), scored by its torch module after its "
-            "pre-processor; raw scores (no post-processor); backbone weights loaded by the suite."
+            f"{cls.display_name} is anomalib's implementation of the method (not its authors' code), trained by "
+            "anomalib's Engine and scored by its torch module after its pre-processor (raw scores, no "
+            "post-processor); the backbone weights are the suite's."
         ]
 
     @classmethod
