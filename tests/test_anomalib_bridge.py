@@ -110,3 +110,20 @@ def test_a_sweep_of_three_anomalib_models_gives_a_report_with_intervals(tmp_path
     main = [line.split("|") for line in readme.splitlines() if line.startswith("| synth-oct | anomalib:")][:3]
     assert {row[2].strip() for row in main} == {"anomalib:padim", "anomalib:stfpm", "anomalib:fastflow"}
     assert all("[" in cell for row in main for cell in row[3:6])  # image AUROC, AP, F1 each with its interval
+
+
+def test_the_medical_zoo_config_plans_three_anomalib_models_beside_the_suites():
+    from pathlib import Path
+
+    from medrecontrast.bench import load_sweep_config
+
+    config = load_sweep_config(Path(__file__).parent.parent / "configs" / "medical-zoo.toml").resolved()
+    assert config.tasks == ["chest-xray", "medianomaly:brain-tumor"] and config.profile == "lite"
+    assert [m for m in config.methods if m.startswith("anomalib:")] == [
+        "anomalib:padim",
+        "anomalib:stfpm",
+        "anomalib:patchcore",
+    ]
+    assert {"recontrast", "rd4ad", "patchcore", "ae", "vae", "memae", "aeu"} <= set(config.methods)
+    assert config.method["anomalib:stfpm"]["max_epochs"] == 10
+    assert config.method["anomalib:patchcore"]["options"] == {"coreset_sampling_ratio": 0.01}
