@@ -27,7 +27,7 @@ def tiny_datasets(size=64):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["anomalib:padim", "anomalib:stfpm"])
-def test_the_bridge_scores_as_anomalibs_own_engine_predict(method):
+def test_the_bridge_scores_as_anomalibs_own_engine_predict(method, tmp_path):
     """The bridge's scores and maps are those of anomalib's Engine.predict on the same fitted model and images."""
     from anomalib.engine import Engine
     from torch.utils.data import DataLoader
@@ -37,7 +37,7 @@ def test_the_bridge_scores_as_anomalibs_own_engine_predict(method):
     train, test = tiny_datasets()
     detector = build_detector(method, backbone="resnet18", pretrained=False, max_epochs=2, batch_size=4, device="cpu")
     predictions = detector.fit(train, progress=False).predict(test, batch_size=4)
-    engine = Engine(logger=False, accelerator="cpu", devices=1, enable_progress_bar=False, default_root_dir="/tmp")
+    engine = Engine(logger=False, accelerator="cpu", devices=1, enable_progress_bar=False, default_root_dir=tmp_path)
     batches = engine.predict(detector.module_, dataloaders=DataLoader(test, batch_size=4, collate_fn=to_image_batch))
     scores = torch.cat([b.pred_score.reshape(-1) for b in batches]).numpy()
     maps = torch.cat([b.anomaly_map.reshape(-1, 64, 64) for b in batches]).numpy()
