@@ -344,3 +344,10 @@ def test_a_failed_run_is_retried_with_corrected_settings_by_the_advised_resume(t
         else:
             with pytest.raises(UserInputError, match="another configuration"):
                 plan_sweep(corrected, resume=True)
+
+
+def test_a_runs_input_size_is_its_crop_where_it_crops():
+    """One rule for the network's input side (it was spelled `crop_size or image_size` in four places)."""
+    assert resolve_run_config("synth-oct", "rd4ad", 0, "demo").input_size == 64
+    paper = resolve_run_config("mvtec:bottle", "patchcore", 0, "paper")
+    assert (paper.image_size, paper.crop_size, paper.input_size) == (256, 224, 224)

@@ -106,7 +106,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     detector_class(base).check_plan(
                         planned.method_config(),
                         train_images=train_images,
-                        input_size=planned.crop_size or planned.image_size,
+                        input_size=planned.input_size,
                     )
                 except UserInputError as exc:
                     raise UserInputError(f"{exc} [task {name}, method {method}]") from None
@@ -118,7 +118,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                 estimate = detector_class(base).storage_estimate(
                     planned.method_config(),
                     train_images=train_images,
-                    input_size=planned.crop_size or planned.image_size,
+                    input_size=planned.input_size,
                 )
                 if estimate is not None:  # what the finished run keeps: model.pt, and its checkpoint if asked to
                     kept = estimate["checkpoint"] if planned.runtime.keep_checkpoints else 0

@@ -165,6 +165,11 @@ class RunConfig:
         """The method or variant name under which tables and folders show this run."""
         return self.variant or self.method
 
+    @property
+    def input_size(self) -> int:
+        """The side of the network's input: the centre crop where the run crops, else the resized image's side."""
+        return self.crop_size or self.image_size
+
     # --- files ----------------------------------------------------------------------------------
     def to_json(self) -> dict:
         payload = {"format": RUN_FORMAT, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}

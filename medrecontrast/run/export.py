@@ -68,7 +68,7 @@ def export_run(
     began = time.perf_counter()
     partial = out.with_name(f".{out.name}.{os.getpid()}.checking")
     try:
-        detector.export(partial, format, input_size=config.crop_size or config.image_size, metadata=record)
+        detector.export(partial, format, input_size=config.input_size, metadata=record)
         seconds = time.perf_counter() - began
         parity = _verify(partial, run, detector, config, check, data_root, batch_size, progress, written=False)
         os.replace(partial, out)

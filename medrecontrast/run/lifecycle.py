@@ -154,7 +154,7 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
     # the checks a sweep makes when it is planned (PatchCore's memory plan, Dinomaly's patch multiple), for a
     # run trained on its own (train, the API) too
     detector_class(config.method).check_plan(
-        config.method_config(), train_images=len(train), input_size=config.crop_size or config.image_size
+        config.method_config(), train_images=len(train), input_size=config.input_size
     )
     detector = config.build_detector()
     with peak_memory(detector.device) as memory:
