@@ -119,6 +119,19 @@ def readable(files: list[Path], ids: list[str]) -> tuple[list[Path], list[str], 
     return good, good_ids, bad
 
 
+def readable_dataset(files: list[Path], ids: list[str], image_size: int, crop_size: int | None):
+    """``(files, ids, unreadable, dataset)``: the inputs that decode, as a dataset resized like the run's test images,
+    and the others with the reason; refused where none can be read."""
+    from medrecontrast.data.dataset import image_dataset
+
+    files, ids, unreadable = readable(files, ids)  # one bad file no longer stops every other from being scored
+    if not files:
+        listed = "; ".join(f"{u['path']}: {u['problem']}" for u in unreadable[:5])
+        raise UserInputError(f"none of the {len(unreadable)} input image(s) can be read: {listed}")
+    items = [{"image": str(p), "label": 0, "id": i} for p, i in zip(files, ids)]
+    return files, ids, unreadable, image_dataset(items, image_size, crop_size, masks=False, cache="none")
+
+
 MAX_SIDE = 2048  # overlays keep the image's own size and aspect up to this long side (a 4000 px photo is halved)
 
 

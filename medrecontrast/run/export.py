@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medrecontrast.deploy.formats import OPSET
+from medrecontrast.deploy.formats import OPSET, ExportedModel
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import write_json
-from medrecontrast.progress import tracked
 
 EXPORT_RECORD = "export.json"  # beside the exported files: one entry per file, by its name
 
@@ -70,7 +69,9 @@ def export_run(
     try:
         detector.export(partial, format, input_size=config.input_size, metadata=record)
         seconds = time.perf_counter() - began
-        parity = _verify(partial, run, detector, config, check, data_root, batch_size, progress, written=False)
+        parity = _verify(
+            ExportedModel(partial), run, detector, config, check, data_root, batch_size, progress, written=False
+        )
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -100,15 +101,14 @@ def verify_export(
     """Check that the exported ``file`` scores ``check`` of the finished ``run``'s test images (None: all) as the
     run's checkpoint does; returns the differences, or raises :class:`ExportParityError` with them (e.g. a file
     exported from another run)."""
-    from medrecontrast.deploy.formats import ExportedModel
-
     run = _finished(run)
-    meta = ExportedModel(file).metadata  # a file that is not an exported one is refused before anything is scored
+    model = ExportedModel(file)  # a file that is not an exported one is refused before anything is scored
+    meta = model.metadata
     origin = (
         "" if meta.get("model_sha256") == _sha256(run / "model.pt") else f" (it was exported from {meta.get('run')})"
     )
     detector, config = _checkpoint(run)
-    return _verify(Path(file), run, detector, config, check, data_root, batch_size, progress, written=True, note=origin)
+    return _verify(model, run, detector, config, check, data_root, batch_size, progress, written=True, note=origin)
 
 
 def _finished(run) -> Path:
@@ -131,10 +131,10 @@ def _checkpoint(run: Path):
 
 
 def _verify(
-    file: Path, run: Path, detector, config, check, data_root, batch_size, progress, *, written, note: str = ""
+    model, run: Path, detector, config, check, data_root, batch_size, progress, *, written, note: str = ""
 ) -> dict:
-    """Score ``check`` of the run's test images with the checkpoint and the file; the parity numbers, or
-    :class:`ExportParityError`."""
+    """Score ``check`` of the run's test images with the checkpoint and the exported ``model``
+    (:class:`~medrecontrast.deploy.formats.ExportedModel`); the parity numbers, or :class:`ExportParityError`."""
     from torch.utils.data import Subset
 
     from medrecontrast.run.split import run_datasets
@@ -149,7 +149,7 @@ def _verify(
     parity = {
         "checked_images": len(indices),
         "test_images": len(test),
-        **compare_with_file(file, checked, reference, batch_size, progress),
+        **compare_with_file(model, checked, reference, batch_size, progress),
     }
     tolerance = type(detector).export_tolerance
     failed = [
@@ -167,30 +167,14 @@ def _verify(
     return parity
 
 
-def compare_with_file(path, dataset, reference, batch_size: int = 16, progress=False) -> dict:
-    """Score ``dataset`` with the exported file at ``path`` and compare with the checkpoint's ``reference``
-    predictions: the largest absolute and relative (to the largest checkpoint value) score and map differences,
-    and the image AUROC both ways (None where the images checked are of one class)."""
-    import torch
-    from torch.utils.data import DataLoader
+def compare_with_file(model, dataset, reference, batch_size: int = 16, progress=False) -> dict:
+    """Score ``dataset`` with the exported ``model`` (:class:`~medrecontrast.deploy.formats.ExportedModel`) and
+    compare with the checkpoint's ``reference`` predictions: the largest absolute and relative (to the largest
+    checkpoint value) score and map differences, and the image AUROC both ways (None where the images checked are
+    of one class)."""
+    from medrecontrast.deploy.predict import score_dataset
 
-    from medrecontrast.deploy.formats import ExportedModel
-
-    model = ExportedModel(path)
-    stream = None
-    if model.noise is not None:
-        stream = torch.Generator().manual_seed(int(model.noise["seed"]))
-    scores, maps = [], []
-    loader = DataLoader(dataset, batch_size=batch_size)
-    for batch in tracked(
-        loader, len(dataset), "scoring with the exported file", progress, count=lambda b: len(b["image"])
-    ):
-        images = batch["image"].float()
-        eps = None if stream is None else torch.randn((len(images), *model.noise["shape"][1:]), generator=stream)
-        batch_scores, batch_maps = model(images.numpy(), None if eps is None else eps.numpy())
-        scores.append(batch_scores)
-        maps.append(batch_maps)
-    scores, maps = np.concatenate(scores), np.concatenate(maps)
+    _, scores, maps = score_dataset(model, dataset, batch_size, progress)
     score_diff = float(np.abs(scores - reference.scores).max())
     map_diff = float(np.abs(maps - reference.maps).max())
     labels = reference.labels
@@ -206,12 +190,12 @@ def compare_with_file(path, dataset, reference, batch_size: int = 16, progress=F
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """Image AUROC in percent of the labelled images (None where they are of one class)."""
-    from sklearn.metrics import roc_auc_score
+    from medrecontrast.metrics import image_metrics
 
     known = labels >= 0
     if len(np.unique(labels[known])) < 2:
         return None
-    return round(100 * float(roc_auc_score(labels[known], scores[known])), 4)
+    return round(100 * image_metrics(labels[known], scores[known])["image_auroc"], 4)
 
 
 def _spread(total: int, count: int | None) -> list[int]:

@@ -12,7 +12,7 @@ from medrecontrast.deploy.outputs import (
     claim_output,
     collect_images,
     map_on_original,
-    readable,
+    readable_dataset,
     write_prediction,
 )
 from medrecontrast.errors import UserInputError
@@ -33,7 +33,6 @@ def predict_images(
     threshold and the label it gives) and ``overlays/<id>.png`` (the image with its anomaly map, one
     colour scale for all images). Returns ``out``.
     """
-    from medrecontrast.data.dataset import image_dataset
     from medrecontrast.models.base import Detector
 
     run = Path(run)
@@ -45,12 +44,7 @@ def predict_images(
         Path(out) if out else run / "predictions" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     )
     detector = Detector.load(run / "model.pt", **expected_network(config))
-    files, ids, unreadable = readable(files, ids)  # one bad file no longer stops every other from being scored
-    if not files:
-        listed = "; ".join(f"{u['path']}: {u['problem']}" for u in unreadable[:5])
-        raise UserInputError(f"none of the {len(unreadable)} input image(s) can be read: {listed}")
-    items = [{"image": str(p), "label": 0, "id": i} for p, i in zip(files, ids)]
-    dataset = image_dataset(items, config.image_size, config.crop_size, masks=False, cache="none")
+    files, ids, unreadable, dataset = readable_dataset(files, ids, config.image_size, config.crop_size)
     predictions = detector.predict(dataset, batch_size=batch_size)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     write_prediction(
