@@ -127,3 +127,11 @@ def test_the_medical_zoo_config_plans_three_anomalib_models_beside_the_suites():
     assert {"recontrast", "rd4ad", "patchcore", "ae", "vae", "memae", "aeu"} <= set(config.methods)
     assert config.method["anomalib:stfpm"]["max_epochs"] == 10
     assert config.method["anomalib:patchcore"]["options"] == {"coreset_sampling_ratio": 0.01}
+
+
+def test_the_catalogue_lists_exactly_the_models_the_bridge_registers():
+    """The command line checks names in the catalogue before torch loads: it must name the bridge's models."""
+    from medrecontrast.catalog import ANOMALIB_MODULE, METHOD_MODULES
+    from medrecontrast.models.anomalib_bridge import MODELS
+
+    assert {n for n, module in METHOD_MODULES.items() if module == ANOMALIB_MODULE} == {f"anomalib:{m}" for m in MODELS}

@@ -21,6 +21,7 @@ patients, the field's splits), seeds, run folders and its evaluation, statistics
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import inspect
 import logging
@@ -35,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medrecontrast.catalog import NEEDS_DOWNLOAD
-from medrecontrast.compute import loader_options, seed_everything
+from medrecontrast.compute import loader_options, own_random_streams, seed_everything
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints, require_seed
 from medrecontrast.models.base import Detector, register_detector
 
@@ -249,7 +250,7 @@ class AnomalibDetector(Detector):
         if len(train) == 0:
             raise UserInputError("cannot train on an empty dataset")
         side = int(train[0]["image"].shape[-1])
-        with own_streams(c.seed):
+        with own_random_streams(c.seed):
             self._build(side, load_weights=True)
         seed_everything(c.seed)
         epochs = c.max_epochs or self.spec.epochs
@@ -263,7 +264,7 @@ class AnomalibDetector(Detector):
         )
         scratch = Path(tempfile.mkdtemp(prefix="anomalib-"))  # Lightning's checkpoints: not kept (model.pt is)
         try:
-            with _quiet_lightning(progress):
+            with _quiet_lightning():
                 engine = Engine(
                     default_root_dir=scratch,
                     logger=False,
@@ -295,7 +296,7 @@ class AnomalibDetector(Detector):
         return {"model": self.module_.state_dict(), "input_size": self.input_size_}
 
     def load_state_dict(self, state: dict) -> None:
-        with own_streams(self.config.seed):
+        with own_random_streams(self.config.seed):
             self._build(int(state["input_size"]), load_weights=False)
         _resize_buffers(self.module_, state["model"])
         self.module_.load_state_dict(state["model"])
@@ -328,16 +329,36 @@ def to_image_batch(items: list[dict]):
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _feature_info(name: str) -> dict:
+    """What anomalib's extractors will see of the timm network ``name``: its feature modules, their strides and
+    channels, and the mean and std of its weights (``pretrained_cfg``), from one unweighted construction."""
+    import timm
+
+    from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    try:
+        net = timm.create_model(name, pretrained=False, features_only=True)
+    except Exception as exc:
+        raise UserInputError(f"backbone {name!r}: timm cannot build it with features_only ({exc})") from None
+    config = getattr(net, "pretrained_cfg", None) or {}
+    return {
+        "modules": [info["module"] for info in net.feature_info.info],
+        "strides": list(net.feature_info.reduction()),
+        "channels": list(net.feature_info.channels()),
+        "mean": list(config.get("mean", IMAGENET_MEAN)),
+        "std": list(config.get("std", IMAGENET_STD)),
+    }
+
+
 def _normalisation(backbone: str) -> tuple[list[float], list[float]]:
     """The mean and std the backbone's weights were trained with (timm's ``pretrained_cfg``; ImageNet's for
     torchvision's ResNets), as the suite's own encoders normalise."""
     from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD, is_timm
 
     if is_timm(backbone):
-        import timm
-
-        config = timm.create_model(_anomalib_backbone(backbone), pretrained=False).pretrained_cfg or {}
-        return list(config.get("mean", IMAGENET_MEAN)), list(config.get("std", IMAGENET_STD))
+        info = _feature_info(_anomalib_backbone(backbone))
+        return info["mean"], info["std"]
     return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
@@ -347,11 +368,8 @@ PADIM_FEATURES = {"resnet18": 100, "wide_resnet50_2": 550}  # anomalib's own tab
 def _padim_features(backbone: str, layers) -> int:
     """PaDiM's random channel selection for a backbone anomalib has no number for: the same share of the layers'
     channels as anomalib's resnet18 (100 of 448)."""
-    import timm
-
-    net = timm.create_model(backbone, pretrained=False, features_only=True)
-    names = [info["module"] for info in net.feature_info.info]
-    total = sum(net.feature_info.channels()[names.index(layer)] for layer in layers)
+    info = _feature_info(backbone)
+    total = sum(info["channels"][info["modules"].index(layer)] for layer in layers)
     return max(1, round(total * 100 / 448))
 
 
@@ -375,20 +393,14 @@ def _layers(config: AnomalibConfig, spec: ModelSpec) -> tuple[str, ...] | None:
         if config.layers is not None:
             raise UserInputError(f"anomalib's {spec.cls} chooses its own layers; remove layers")
         return None
-    import timm
-
-    name = _anomalib_backbone(config.backbone)
-    try:
-        net = timm.create_model(name, pretrained=False, features_only=True)
-    except Exception as exc:
-        raise UserInputError(f"backbone {config.backbone!r}: timm cannot build {name!r} ({exc})") from None
-    modules = [info["module"] for info in net.feature_info.info]
+    info = _feature_info(_anomalib_backbone(config.backbone))
+    modules = info["modules"]
     if config.layers is not None:
         unknown = [layer for layer in config.layers if layer not in modules]
         if unknown:
             raise UserInputError(f"layers {unknown} are not feature layers of {config.backbone}: {', '.join(modules)}")
         return tuple(config.layers)
-    strides = list(net.feature_info.reduction())
+    strides = info["strides"]
     missing = [s for s in spec.strides if s not in strides]
     if missing:
         raise UserInputError(
@@ -453,7 +465,7 @@ def _no_downloads():
 
 
 @contextlib.contextmanager
-def _quiet_lightning(progress: bool):
+def _quiet_lightning():
     """Lightning's banners (GPU available, model summary, tips) are not a run's output: warnings and errors only."""
     import warnings
 
@@ -472,14 +484,6 @@ def _quiet_lightning(progress: bool):
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def own_streams(seed: int):
-    from medrecontrast.compute import own_random_streams
-
-    with own_random_streams(seed):
-        yield
 
 
 def _anomalib_version() -> str | None:
