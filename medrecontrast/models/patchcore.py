@@ -202,12 +202,8 @@ class PatchCore(Detector):
         rather than a dense one or ``adaptive_avg_pool1d`` (benchmarks/README.md, "Decisions measured in the code")."""
         key = (channels2, channels3, device)
         if key not in self._projections_cache:
-            dim, area = self.config.embed_dim, self.config.patch_size**2
-            merge = adaptive_pool_matrix(2 * dim, dim)
-            self._projections_cache[key] = tuple(
-                SparsePooling.of(adaptive_pool_matrix(c * area, dim) @ m, device)
-                for c, m in ((channels2, merge[:dim]), (channels3, merge[dim:]))
-            )
+            matrices = pooling_matrices(channels2, channels3, self.config.embed_dim, self.config.patch_size)
+            self._projections_cache[key] = tuple(SparsePooling.of(m, device) for m in matrices)
         return self._projections_cache[key]
 
     @classmethod
@@ -382,18 +378,16 @@ class PatchCoreScorer(nn.Module):
         self.reweight_k = min(c.reweight_neighbors, bank.shape[0]) if c.reweight else 1
         self.register_buffer("bank", bank)
         self.register_buffer("bank_norms", (bank * bank).sum(dim=1))
-        # the dense (C*p*p, embed_dim) pooling matrix of each level, as PatchCore._projections
-        dim, area = self.embed_dim, self.patch_size**2
-        merge = adaptive_pool_matrix(2 * dim, dim)
+        # the dense (C*p*p, embed_dim) pooling matrix of each level (PatchCore._projections applies them sparsely)
         channels2, channels3 = self.encoder.channels[self.level2], self.encoder.channels[self.level3]
-        self.register_buffer("pool2", (adaptive_pool_matrix(channels2 * area, dim) @ merge[:dim]).to(bank.device))
-        self.register_buffer("pool3", (adaptive_pool_matrix(channels3 * area, dim) @ merge[dim:]).to(bank.device))
+        pool2, pool3 = pooling_matrices(channels2, channels3, self.embed_dim, self.patch_size)
+        self.register_buffer("pool2", pool2.to(bank.device))
+        self.register_buffer("pool3", pool3.to(bank.device))
 
     def nearest(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squared distances and indices of each query's ``k`` nearest bank rows (:class:`NearestNeighbourIndex`)."""
-        squared = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ self.bank.T + self.bank_norms
-        values, index = squared.topk(k, dim=1, largest=False)
-        return values.clamp_min(0), index
+        """Squared distances and indices of each query's ``k`` nearest bank rows, in one product (no chunks: the
+        batch is a graph input)."""
+        return nearest_rows(queries, self.bank, self.bank_norms, k)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         levels = self.encoder(images)
@@ -418,6 +412,17 @@ class PatchCoreScorer(nn.Module):
         _, support = self.nearest(anchor, self.reweight_k)
         distances = torch.linalg.vector_norm(worst_feature[:, None, :] - self.bank[support], dim=-1)
         return (1 - torch.softmax(distances, dim=1)[:, 0]) * score, maps[:, 0]
+
+
+def pooling_matrices(channels2: int, channels3: int, embed_dim: int, patch_size: int) -> tuple[torch.Tensor, ...]:
+    """The ``(C*p*p, embed_dim)`` matrix of each level's unfolded patches: its ``MeanMapper`` pooling times its half
+    of the ``Aggregator`` pooling (:meth:`PatchCore._projections`)."""
+    area = patch_size**2
+    merge = adaptive_pool_matrix(2 * embed_dim, embed_dim)
+    return tuple(
+        adaptive_pool_matrix(c * area, embed_dim) @ m
+        for c, m in ((channels2, merge[:embed_dim]), (channels3, merge[embed_dim:]))
+    )
 
 
 def adaptive_pool_matrix(in_features: int, out_features: int) -> torch.Tensor:
@@ -753,6 +758,16 @@ def greedy_coreset(
 # --- nearest neighbours ---------------------------------------------------------------------------
 
 
+def nearest_rows(
+    queries: torch.Tensor, bank: torch.Tensor, bank_norms: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared Euclidean distances ``(n, k)`` (clamped at 0) and indices of each query's ``k`` nearest ``bank`` rows,
+    as ``|q|^2 - 2 q.b + |b|^2`` (``bank_norms`` = ``|b|^2``)."""
+    squared = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ bank.T + bank_norms
+    values, index = squared.topk(k, dim=1, largest=False)
+    return values.clamp_min(0), index
+
+
 class NearestNeighbourIndex:
     """Exact k-nearest-neighbour search over a fixed memory bank, built once per bank, returning
     SQUARED Euclidean distances as faiss ``IndexFlatL2`` does: a faiss flat index on the CPU when
@@ -783,9 +798,7 @@ class NearestNeighbourIndex:
         step = max(1, self.chunk_elements // max(self.bank.shape[0], 1))
         distances, indices = [], []
         for start in range(0, queries.shape[0], step):
-            q = queries[start : start + step]
-            squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ self.bank.T + self.bank_norms
-            values, index = squared.topk(k, dim=1, largest=False)
-            distances.append(values.clamp_min(0))
+            values, index = nearest_rows(queries[start : start + step], self.bank, self.bank_norms, k)
+            distances.append(values)
             indices.append(index)
         return torch.cat(distances), torch.cat(indices)
