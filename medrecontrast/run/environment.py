@@ -21,7 +21,7 @@ def environment() -> dict:
     result was produced with: CPU results depend on the instruction set oneDNN picks and on the
     thread count (README "Reproducibility")."""
     packages = {
-        name: _version(name)
+        name: package_version(name)
         for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")
     }
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
@@ -50,7 +50,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of the package ``name`` (None where it is not installed)."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

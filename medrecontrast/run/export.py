@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -227,14 +226,10 @@ def _sha256(path: Path) -> str:
 
 
 def _versions(format: str) -> dict:
+    from medrecontrast.run.environment import package_version
+
     names = ["medrecontrast", "torch"] + (["onnx", "onnxscript", "onnxruntime"] if format == "onnx" else [])
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {name: package_version(name) for name in names}
 
 
 def _record(path: Path, entry: dict) -> None:
