@@ -78,7 +78,7 @@ class TrainingConfig:
     lr_milestone: float | None = None  # fraction of the iterations after which every lr *= lr_gamma (MultiStepLR)
     lr_gamma: float = 0.2
     # TensorBoard event files (loss and learning rates per iteration) in <run>/tensorboard/; needs the
-    # tensorboard package and a run folder (a checkpoint path)
+    # tensorboard package and a run folder (train, bench)
     tensorboard: bool = False
 
     def __post_init__(self):
@@ -164,6 +164,23 @@ def batch_indices(
             iteration += 1
 
 
+@dataclass(frozen=True)
+class TrainingFiles:
+    """Where a trainer writes while it trains: the checkpoint (for resume), the loss log (read while a long run
+    trains) and TensorBoard's folder. A run folder gives all three (``RunFolder.training_files``); a bare path given
+    as ``checkpoint`` is the checkpoint alone."""
+
+    checkpoint: Path
+    loss_log: Path | None = None
+    tensorboard: Path | None = None
+
+    @classmethod
+    def of(cls, given: TrainingFiles | str | os.PathLike | None) -> TrainingFiles | None:
+        if not given:
+            return None
+        return given if isinstance(given, TrainingFiles) else cls(Path(given))
+
+
 def train_loop(
     model: torch.nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
@@ -171,7 +188,7 @@ def train_loop(
     dataset: Dataset,
     config: TrainingConfig,
     identity: dict,
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: TrainingFiles | str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool | int = True,
     lr_schedule: Callable[[int], float] | None = None,
@@ -180,48 +197,32 @@ def train_loop(
     ``loss_fn(model, images, iteration)``; ``config`` is a :class:`TrainingConfig` or extends it.
 
     ``identity`` (method, backbone, ...) is stored in the checkpoint; resuming from a checkpoint
-    with another identity is refused. At every checkpoint the losses so far are also written to
-    ``loss.csv`` beside it, so a long run's curve can be read while it trains. ``progress``: True
-    draws a bar on a terminal and prints a plain line every tenth of the run elsewhere (a log
-    file); an integer N prints a plain line every N iterations; False prints nothing. ``lr_schedule``:
-    the factor of every group's initial learning rate at an iteration (e.g. Dinomaly's warm-up and
-    cosine), instead of ``lr_milestone``; a pure function of the iteration, so a resumed run needs no
+    with another identity is refused. ``checkpoint``: a path, or the :class:`TrainingFiles` of a run folder (then
+    at every checkpoint the losses so far are also written to its loss log, so a long run's curve can be read
+    while it trains). ``progress``: True draws a bar on a terminal and prints a plain line every tenth of the run
+    elsewhere (a log file); an integer N prints a plain line every N iterations; False prints nothing.
+    ``lr_schedule``: the factor of every group's initial learning rate at an iteration (e.g. Dinomaly's warm-up
+    and cosine), instead of ``lr_milestone``; a pure function of the iteration, so a resumed run needs no
     scheduler state.
+
+    The steps, each a function below: :func:`_resume_or_seed`, :func:`_learning_rate_factor`, :func:`_one_iteration`,
+    :class:`_Reporter` (progress, log lines, TensorBoard) and :func:`_write_checkpoint`.
     """
     if lr_schedule is not None and config.lr_milestone is not None:
         raise UserInputError("give either lr_milestone or a learning-rate schedule, not both")
+    files = TrainingFiles.of(checkpoint)
     device = resolve_device(config.device)
     iters = resolve_iterations(config, len(dataset))
-    milestone = None if config.lr_milestone is None else int(iters * config.lr_milestone)
     channels_last = uses_channels_last(device, config.amp, config.channels_last)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     result = TrainingResult()
-    previous_seconds = 0.0
-    start = 0
-    path = Path(checkpoint) if checkpoint else None
-    if resume and path is not None and path.is_file():
-        try:
-            state = load_checkpoint(path, identity)
-        except UserInputError as exc:
-            raise UserInputError(f"{exc} To start this run again, delete {path} or pass force=True.") from None
-        model.load_state_dict(state["model"])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        _set_rng_state(state["rng"])
-        start = int(state["iteration"])
-        result.losses = state["losses"].tolist()
-        result.resumed_from = start
-        previous_seconds = float(state.get("seconds", 0.0))
-    else:
-        seed_everything(config.seed)
+    previous_seconds = _resume_or_seed(model, optimizers, identity, config, files, resume, result)
+    start = result.resumed_from
     if device.type == "cuda" and config.cudnn_benchmark:
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = (
-            True,
-            False,
-        )  # after MONAI's set_determinism
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False  # after set_determinism
 
     model.train()
     batches = batch_indices(len(dataset), config.batch_size, config.seed, start, config.drop_last)
@@ -233,84 +234,147 @@ def train_loop(
         dataset, batch_sampler=_Sampler(batches, iters - start), **loader_options(device, config.num_workers)
     )
     began = last = time.perf_counter()
-    console = Console(stderr=True)
-    every = (
-        progress
-        if not isinstance(progress, bool)
-        else (max(1, iters // 10) if progress and not console.is_terminal else 0)
-    )
-    board = _tensorboard(path) if config.tensorboard else None
-    with _progress(bool(progress) and not every) as bar, deferred_stop() as stop:
-        task = bar.add_task("training", total=iters, completed=start, loss=loss_text(result.losses))
+    board = _tensorboard(files) if config.tensorboard else None
+    reporter = _Reporter(progress, iters, start, began, result.losses, board)
+    with reporter, deferred_stop() as stop:
         for iteration, batch in enumerate(loader, start=start):
-            images = batch_to_device(batch["image"], device)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            factor = None  # a pure function of the iteration, so a resumed run needs no scheduler state
-            if milestone is not None:
-                factor = config.lr_gamma if iteration >= milestone else 1.0
-            elif lr_schedule is not None:
-                factor = lr_schedule(iteration)
-            if factor is not None:
-                for optimizer in optimizers.values():
-                    for group in optimizer.param_groups:
-                        group["lr"] = group["initial_lr"] * factor
-            for optimizer in optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
-            with autocast(device, config.amp):
-                loss = loss_fn(step_model, images, iteration)
-            value = float(loss.detach())
+            factor = _learning_rate_factor(config, iters, lr_schedule, iteration)
+            value = _one_iteration(
+                step_model, optimizers, loss_fn, batch, iteration, device, channels_last, factor, trained, config
+            )
             if not np.isfinite(value):
                 raise NonFiniteLossError(
                     # counted from 1, as the progress bar and the log count iterations
                     f"the loss became {value} at iteration {iteration + 1} of {iters}; nothing was written for this "
                     "run"
-                    + (f" after the checkpoint {path}" if path and path.is_file() else "")
+                    + (f" after the checkpoint {files.checkpoint}" if files and files.checkpoint.is_file() else "")
                     + ". Try a lower learning rate, encoder BatchNorm in eval mode (encoder_bn_train = false), or "
                     "gradient clipping (grad_clip_norm)."
                 )
-            loss.backward()
-            if config.grad_clip_norm:
-                torch.nn.utils.clip_grad_norm_(trained, max_norm=config.grad_clip_norm)
-            for optimizer in optimizers.values():
-                optimizer.step()
             result.losses.append(value)
             result.iterations_run += 1
             now = time.perf_counter()
             result.iteration_seconds.append(now - last)
             last = now
             done = iteration + 1
-            bar.update(task, completed=done, loss=loss_text(result.losses))
-            if every and (done % every == 0 or done == iters):
-                elapsed = now - began
-                remaining = elapsed / max(done - start, 1) * (iters - done)
-                console.print(
-                    f"  iteration {done}/{iters}  loss {value:.4f}  {elapsed:.0f} s elapsed, ETA {remaining:.0f} s",
-                    highlight=False,
-                )
-            if board is not None:
-                board.add_scalar("loss", value, iteration)
-                for name, optimizer in optimizers.items():
-                    for index, group in enumerate(optimizer.param_groups):
-                        board.add_scalar(f"lr/{name}/{index}", group["lr"], iteration)
-            if path is not None and (done % config.checkpoint_every == 0 or done == iters or stop):
-                save_checkpoint(path, model, optimizers, done, result.losses, identity, previous_seconds + now - began)
-                write_csv(
-                    path.with_name("loss.csv"),
-                    pd.DataFrame({"iteration": range(len(result.losses)), "loss": result.losses}),
+            reporter.iteration(done, result.losses, now, iteration, optimizers)
+            if files is not None and (done % config.checkpoint_every == 0 or done == iters or stop):
+                _write_checkpoint(
+                    files, model, optimizers, done, result.losses, identity, previous_seconds + now - began
                 )
             if stop:  # Ctrl-C or SIGTERM during this iteration: stopped here, its checkpoint written
-                if board is not None:
-                    board.close()
                 raise Interrupted(
-                    stop["signum"], f"after iteration {done}/{iters}" + (f", checkpoint {path} written" if path else "")
+                    stop["signum"],
+                    f"after iteration {done}/{iters}" + (f", checkpoint {files.checkpoint} written" if files else ""),
                 )
-    if board is not None:
-        board.close()
     result.seconds = time.perf_counter() - began
     result.total_seconds = previous_seconds + result.seconds
     model.eval()
     return result
+
+
+def _resume_or_seed(model, optimizers, identity, config, files, resume, result) -> float:
+    """Load the checkpoint's model, optimisers, RNG states and losses when resuming (``result.resumed_from``
+    says from which iteration), else seed every generator; returns the training seconds of earlier segments."""
+    path = None if files is None else files.checkpoint
+    if not (resume and path is not None and path.is_file()):
+        seed_everything(config.seed)
+        return 0.0
+    try:
+        state = load_checkpoint(path, identity)
+    except UserInputError as exc:
+        raise UserInputError(f"{exc} To start this run again, delete {path} or pass force=True.") from None
+    model.load_state_dict(state["model"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    _set_rng_state(state["rng"])
+    result.losses = state["losses"].tolist()
+    result.resumed_from = int(state["iteration"])
+    return float(state.get("seconds", 0.0))
+
+
+def _learning_rate_factor(config, iters: int, lr_schedule, iteration: int) -> float | None:
+    """The factor of every group's initial learning rate at ``iteration`` (None: leave the rates as they are);
+    a pure function of the iteration, so a resumed run needs no scheduler state."""
+    if config.lr_milestone is not None:
+        return config.lr_gamma if iteration >= int(iters * config.lr_milestone) else 1.0
+    if lr_schedule is not None:
+        return lr_schedule(iteration)
+    return None
+
+
+def _one_iteration(model, optimizers, loss_fn, batch, iteration, device, channels_last, factor, trained, config):
+    """One optimisation step on ``batch``; returns the loss as a float (a non-finite loss returns before the step)."""
+    images = batch_to_device(batch["image"], device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    if factor is not None:
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    with autocast(device, config.amp):
+        loss = loss_fn(model, images, iteration)
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        return value
+    loss.backward()
+    if config.grad_clip_norm:
+        torch.nn.utils.clip_grad_norm_(trained, max_norm=config.grad_clip_norm)
+    for optimizer in optimizers.values():
+        optimizer.step()
+    return value
+
+
+class _Reporter:
+    """What a training run shows while it trains: the progress bar (a terminal), a plain line every tenth of the run
+    or every ``progress`` iterations (a log file), and TensorBoard's loss and learning rates."""
+
+    def __init__(self, progress, iters: int, start: int, began: float, losses: list[float], board):
+        self.iters, self.start, self.began, self.first_loss = iters, start, began, loss_text(losses)
+        console = Console(stderr=True)
+        self.console = console
+        self.every = (
+            progress
+            if not isinstance(progress, bool)
+            else (max(1, iters // 10) if progress and not console.is_terminal else 0)
+        )
+        self.board = board
+        self.bar = _progress(bool(progress) and not self.every)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task("training", total=self.iters, completed=self.start, loss=self.first_loss)
+        return self
+
+    def __exit__(self, *exc):
+        if self.board is not None:
+            self.board.close()
+        return self.bar.__exit__(*exc)
+
+    def iteration(self, done: int, losses: list[float], now: float, iteration: int, optimizers: dict) -> None:
+        value = losses[-1]
+        self.bar.update(self.task, completed=done, loss=loss_text(losses))
+        if self.every and (done % self.every == 0 or done == self.iters):
+            elapsed = now - self.began
+            remaining = elapsed / max(done - self.start, 1) * (self.iters - done)
+            self.console.print(
+                f"  iteration {done}/{self.iters}  loss {value:.4f}  {elapsed:.0f} s elapsed, ETA {remaining:.0f} s",
+                highlight=False,
+            )
+        if self.board is not None:
+            self.board.add_scalar("loss", value, iteration)
+            for name, optimizer in optimizers.items():
+                for index, group in enumerate(optimizer.param_groups):
+                    self.board.add_scalar(f"lr/{name}/{index}", group["lr"], iteration)
+
+
+def _write_checkpoint(files: TrainingFiles, model, optimizers, done, losses, identity, seconds) -> None:
+    save_checkpoint(files.checkpoint, model, optimizers, done, losses, identity, seconds)
+    if files.loss_log is not None:
+        write_csv(files.loss_log, pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
 
 
 class _Sampler:
@@ -327,16 +391,13 @@ class _Sampler:
         return self.count
 
 
-def _tensorboard(checkpoint: Path | None):
-    """A TensorBoard writer into ``<run>/tensorboard`` (the checkpoint's folder)."""
-    if checkpoint is None:
-        raise UserInputError(
-            "tensorboard = true writes into the run folder; train through a run (train, bench) or pass a checkpoint "
-            "path to fit"
-        )
+def _tensorboard(files: TrainingFiles | None):
+    """A TensorBoard writer into the run folder's ``tensorboard`` folder."""
+    if files is None or files.tensorboard is None:
+        raise UserInputError("tensorboard = true writes into the run folder; train through a run (train, bench)")
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(checkpoint.parent / "tensorboard"))
+    return SummaryWriter(log_dir=str(files.tensorboard))
 
 
 def loss_text(losses: list[float]) -> str:

@@ -135,3 +135,21 @@ def test_the_catalogue_lists_exactly_the_models_the_bridge_registers():
     from medrecontrast.models.anomalib_bridge import MODELS
 
     assert {n for n, module in METHOD_MODULES.items() if module == ANOMALIB_MODULE} == {f"anomalib:{m}" for m in MODELS}
+
+
+@pytest.mark.slow
+def test_the_seed_fixes_the_initial_weights_whether_or_not_a_build_came_first():
+    """Failed before: the first PaDiM of a process (random weights) drew the cached timm construction that reads the
+    backbone's layers from its seeded streams, so a second PaDiM of the same seed had other weights and scores
+    (14.2 vs 15.4; the contract test caught it when it ran before any other anomalib build)."""
+    from medrecontrast.models import build_detector
+    from medrecontrast.models.anomalib_bridge import _feature_info
+
+    _feature_info.cache_clear()
+    train, test = tiny_datasets(32)
+    options = dict(backbone="resnet18", pretrained=False, device="cpu", max_epochs=1, batch_size=4, seed=0)
+    first = build_detector("anomalib:padim", **options).fit(train, progress=False)
+    second = build_detector("anomalib:padim", **options).fit(train, progress=False)
+    for name, tensor in first.state_dict()["model"].items():
+        assert torch.equal(tensor, second.state_dict()["model"][name]), name
+    np.testing.assert_array_equal(first.predict(test).scores, second.predict(test).scores)

@@ -21,6 +21,7 @@ MODULES = sorted(
 )
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone():
     """Each module, imported first in a fresh package state, loads (a cycle would fail on one of them)."""
     script = (
@@ -79,6 +80,7 @@ def toy_method():
     DETECTORS.pop("pooled-knn", None)
 
 
+@pytest.mark.slow
 def test_a_new_method_is_one_file_and_one_import(tmp_path, toy_method):
     """A toy method runs through a sweep, the tables and every figure with no other edit."""
     assert registered_methods()[-1] == toy_method and display_name(toy_method) == "Pooled kNN"
@@ -112,6 +114,7 @@ def test_a_new_method_is_one_file_and_one_import(tmp_path, toy_method):
     )
 
 
+@pytest.mark.slow
 def test_a_new_dataset_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):
     import toy_dataset
 
@@ -156,3 +159,67 @@ def test_metric_keys_are_one_list():
     assert set(metrics) - {"threshold_oracle", "threshold_holdout"} <= set(METRICS)
     with pytest.raises(ValueError, match="unknown metric"):
         check_metric_keys({"image_auroc": 0.5, "image_aucroc": 0.5})
+
+
+def _docstrings(tree) -> set[int]:
+    """ids of the docstring nodes of a module, its classes and functions."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def test_only_the_run_folder_knows_its_file_names():
+    """Issue 34 item 1: the run folder's file names are spelled in run/folder.py only (docstrings may name them);
+    every other module reads and writes a run folder through RunFolder. A dataset's own files (MedIAnomaly's
+    data.json) are the task module's."""
+    import re
+
+    from medrecontrast.run.folder import RunFolder
+
+    names = {
+        value for key, value in vars(RunFolder).items() if key.isupper() and isinstance(value, str) and "." in value
+    }
+    assert {"config.json", "metrics.json", "scores.csv", "status.json", "model.pt", "checkpoint.pt"} <= names
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in sorted(names)) + r")\b")
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() == "run/folder.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                for hit in pattern.findall(node.value):
+                    if not (hit == RunFolder.DATA_RECORD and path.parent.name == "tasks"):
+                        found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {hit}")
+    assert not found, found
+
+
+def test_the_catalogue_is_the_card_and_construction_is_a_hook():
+    """Issue 34 item 3: what the benchmark says about a method lives in its frozen MethodCard, never as a class
+    attribute of Detector or of a method; a method builds its networks in ``construct`` (on its own random streams),
+    with no rewriting of ``__init__``."""
+    import dataclasses
+
+    from medrecontrast.models import DETECTORS, Detector, MethodCard
+
+    card_fields = {f.name for f in dataclasses.fields(MethodCard)}
+    for cls in {Detector, *DETECTORS.values(), *(c.__mro__[1] for c in DETECTORS.values())}:
+        stray = card_fields & set(vars(cls))
+        assert not stray, f"{cls.__qualname__} declares {stray} outside its card"
+    for name, cls in DETECTORS.items():
+        assert isinstance(cls.card, MethodCard), name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cls.card.order = 0
+        with pytest.raises(TypeError):
+            cls.card.paper_results["x"] = {}  # the published numbers are read-only too
+    assert "__init_subclass__" not in vars(Detector)
+
+
+def test_the_command_line_stays_thin():
+    """Issue 34 item 4: the CLI prints what the package computes; it stays under 600 lines."""
+    assert len((PACKAGE / "cli.py").read_text().splitlines()) < 600

@@ -119,6 +119,7 @@ n_test_abnormal = 3
 """
 
 
+@pytest.mark.slow
 def test_bench_on_a_real_layout_writes_runs_and_report(tmp_path):
     layouts.mvtec(tmp_path)
     (tmp_path / "sweep.toml").write_text(TINY_TOML)
@@ -225,6 +226,7 @@ def test_methods_lists_each_method_with_its_options_and_tasks_has_json():
     assert {"aptos", "isic:test"} <= {row["task"] for row in tasks["tasks"]} and tasks["notes"]
 
 
+@pytest.mark.slow
 def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_path):
     """Issue 11 item 18: --profile and --executor showed <str>; method typos got no hint; no --device."""
     help_text = runner.invoke(app, ["bench", "--help"], env={"COLUMNS": "200"}).output
@@ -251,6 +253,7 @@ def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_
     assert bad.exit_code == 2 and "device must be" in bad.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_same_command_line():
     """``python -m medrecontrast`` works where the package is on the path but not installed (the GPU image)."""
     import subprocess
@@ -263,6 +266,7 @@ def test_python_dash_m_runs_the_same_command_line():
     assert "recontrast" in result.stdout.lower() and "patchcore" in result.stdout.lower()
 
 
+@pytest.mark.slow
 def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owners():
     """Issue 11 item 17: `medrecontrast --help`, `tasks` and argument errors must not pay for torch,
     MONAI, scikit-learn or matplotlib (10 s and 1 GB before); the choices the CLI spells for that
@@ -289,6 +293,7 @@ def test_the_command_line_imports_nothing_heavy_and_its_choices_match_their_owne
     )
 
 
+@pytest.mark.slow
 def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path):
     """Issue 11 item 19: outside a terminal a sweep prints plain progress lines (before: nothing
     until the end), a sweep-level ETA, and bench.log in the sweep folder keeps every line; --quiet
@@ -319,12 +324,13 @@ def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path)
     assert "[1/2]" in (tmp_path / "quiet" / "bench.log").read_text()
 
 
+@pytest.mark.slow
 def test_loss_is_on_disk_while_training(tmp_path):
     """Issue 11 item 19: a run that dies at iteration 8 of 10 has its first checkpoint's losses in loss.csv."""
-    import pandas as pd
     import torch
 
     from medrecontrast.engine import TrainingConfig, train_loop
+    from medrecontrast.run.folder import RunFolder
 
     model = torch.nn.Linear(3 * 8 * 8, 1)
 
@@ -343,10 +349,10 @@ def test_loss_is_on_disk_while_training(tmp_path):
             data,
             config,
             {"method": "toy"},
-            tmp_path / "checkpoint.pt",
+            RunFolder(tmp_path).training_files(),  # a run's checkpoint and loss log (a bare path: the checkpoint)
             progress=False,
         )
-    assert len(pd.read_csv(tmp_path / "loss.csv")) == 5
+    assert len(RunFolder(tmp_path).loss()) == 5
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ adds in tests (tests/toy_detector.py) are collected too, and registered only whi
 import dataclasses
 import inspect
 import random
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -66,12 +67,13 @@ def streams() -> tuple:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS, indirect=True)
 def test_every_method_keeps_the_contract(method, tmp_path):
     cls = DETECTORS[method]
     # declarations the runner, the tables and the CLI read
-    assert cls.name == method and cls.display_name and isinstance(cls.trains, bool) and cls.size_multiple >= 1
-    assert isinstance(cls.paper_results, dict) and isinstance(cls.reference, bool)
+    assert cls.name == method and cls.card.display_name and isinstance(cls.trains, bool) and cls.size_multiple >= 1
+    assert isinstance(cls.card.paper_results, Mapping) and isinstance(cls.card.reference, bool)
     # options as typed keyword-only parameters (help() and an IDE show them)
     parameters = inspect.signature(cls).parameters
     assert set(parameters) == {f.name for f in dataclasses.fields(cls.Config)}

@@ -30,6 +30,7 @@ def tiny_task():
     return task_datasets(data, image_size=32, cache="memory")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["recontrast", "rd4ad", "patchcore"])
 def test_fit_predict_save_load_gives_identical_scores(method, tiny_task, tmp_path):
     train, test = tiny_task

@@ -266,6 +266,7 @@ def test_a_tiny_head_to_head_runs_end_to_end_through_tables_figures_and_predict(
     assert len(scores) == 3 and scores["score"].notna().all() and len(list((predicted / "overlays").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_a_single_run_at_a_size_that_is_not_a_multiple_of_the_patch_is_refused_before_training(tmp_path):
     """`train` (run_training) makes the sweep's planning checks too: 64 px would drop 8 px of every image."""
     from medrecontrast.run import resolve_run_config, run_training

@@ -41,6 +41,7 @@ def test_data_order_is_a_function_of_seed_and_iteration():
     assert sorted(next(tiny)) == [0, 1, 2]  # a dataset smaller than one batch still trains
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_reaches_the_same_weights(tiny_train, tmp_path):
     straight = rc().fit(tiny_train, checkpoint=tmp_path / "a.pt", progress=False)
 
@@ -64,6 +65,7 @@ def test_resume_after_interruption_reaches_the_same_weights(tiny_train, tmp_path
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_kind(tiny_train, tmp_path):
     rc(iters=2).fit(tiny_train, checkpoint=tmp_path / "c.pt", progress=False)
     rd = build_detector("rd4ad", backbone="resnet18", pretrained=False, iters=4, batch_size=4)
@@ -73,6 +75,7 @@ def test_resume_refuses_a_checkpoint_of_another_kind(tiny_train, tmp_path):
         rd.fit(tiny_train, checkpoint=tmp_path / "c.pt", resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_with_the_documented_error(tiny_train, tmp_path):
     detector = rc()
     original = detector.training_loss
@@ -92,6 +95,7 @@ def test_no_half_stable_variant_is_offered():
         rc(reset_optimizer_every=500)
 
 
+@pytest.mark.slow
 def test_no_gradient_clipping_by_default(tiny_train, monkeypatch):
     """Every clip_grad_norm_ in the released training scripts is commented out."""
     calls = []
@@ -121,6 +125,7 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     assert torch.load(target, weights_only=True)["value"].item() == 1
 
 
+@pytest.mark.slow
 def test_a_resumed_run_reports_the_training_time_of_every_segment(tiny_train, tmp_path):
     """Resumed runs once recorded only the last segment (train_s 2.0 s, train_images_per_s 0.0 instead of 96.8 s)."""
     import time
@@ -144,6 +149,7 @@ def test_a_resumed_run_reports_the_training_time_of_every_segment(tiny_train, tm
     assert resumed.images_seen_ == 6 * 4  # every iteration's batch, not only the resumed segment's
 
 
+@pytest.mark.slow
 def test_the_terminal_bar_never_shows_a_nan_loss_before_the_first_iteration(tiny_train, monkeypatch, capsys):
     """Issue 23 item 3: the bar was seeded with NaN, so every run showed `loss nan` while its first
     iteration ran, although a NaN loss stops a run; it shows a dash until the first loss is known."""

@@ -33,7 +33,7 @@ def test_every_feature_and_reconstruction(backbone, size):
 
 def test_one_view_network_has_no_output_heads():
     """RD4AD's de_resnet returns its layers' raw outputs: no 1x1 head set (de_resnet.py:260 returns [feature_c,
-    feature_b, feature_a]; README "Paper fidelity")."""
+    feature_b, feature_a]; docs/tasks.md, "Paper fidelity")."""
     net = ReverseDistillationNet("resnet18", pretrained=False, two_views=False, train_encoder=False)
     assert net.frozen_encoder is None and len(net.decoder.heads) == 0
     assert not any(

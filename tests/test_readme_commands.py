@@ -1,4 +1,5 @@
-"""Issue 23 item 1: every command line the README shows parses as written (a stale flag fails here).
+"""Issue 23 item 1: every command line the README and the documentation pages (docs/) show parses as written (a
+stale flag fails here).
 
 Each ``medrecontrast ...`` line of a shell block and each inline ``medrecontrast ...`` command is split as a
 shell would and parsed by the CLI's own click commands down to the sub-command (unknown options, missing
@@ -14,6 +15,7 @@ import typer
 from medrecontrast.cli import VARIADIC_OPTIONS, app, expand_variadic
 
 README = Path(__file__).parent.parent / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]
 
 
 def readme_command_lines(text: str) -> list[str]:
@@ -48,7 +50,9 @@ def parse(line: str) -> None:
         args = rest[1:]
 
 
-COMMANDS = readme_command_lines(README.read_text(encoding="utf-8"))
+COMMANDS = list(
+    dict.fromkeys(line for page in PAGES for line in readme_command_lines(page.read_text(encoding="utf-8")))
+)
 
 
 def test_the_readme_shows_command_lines_of_every_kind():

@@ -1,5 +1,5 @@
-"""Task names, aliases, expansion and the per-task settings of the released recontrast_<task>.py scripts (README "Paper
-fidelity")."""
+"""Task names, aliases, expansion and the per-task settings of the released recontrast_<task>.py scripts
+(docs/tasks.md, "Paper fidelity")."""
 
 import pytest
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import layouts
 import pytest
-from test_bench import mini_config
+from conftest import mini_config
 from typer.testing import CliRunner
 
 from medrecontrast.bench import SweepConfig, load_sweep_config, run_sweep
@@ -24,6 +24,7 @@ def model_stamps(out: Path) -> dict:
     return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in sorted(out.glob("*/*/seed-*/model.pt"))}
 
 
+@pytest.mark.slow
 def test_a_finished_sweep_is_extended_on_another_device_with_restated_defaults(tmp_path):
     """Re-planned with the device set, every default restated (identity and Runtime ones) and a new seed:
     nothing is retrained or refused, the new seed runs."""
@@ -68,6 +69,7 @@ def test_a_finished_sweep_is_extended_on_another_device_with_restated_defaults(t
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_a_changed_identity_field_is_still_refused_with_its_key(tmp_path):
     out = tmp_path / "runs"
     run_sweep(one_task(out, seeds=[0], methods=["patchcore"]), progress=False)
@@ -78,6 +80,7 @@ def test_a_changed_identity_field_is_still_refused_with_its_key(tmp_path):
         plan_sweep(changed)
 
 
+@pytest.mark.slow
 def test_old_run_folders_of_format_3_are_read(tmp_path):
     """A format-3 config.json (every option in "detector", the spelled values in "overrides") is read
     into a RunConfig of the same identity: the old sweep is extended, not refused."""
@@ -147,6 +150,7 @@ def test_errors_name_the_key_the_layer_and_the_toml_line(tmp_path):
         resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"device": "tpu"})])
 
 
+@pytest.mark.slow
 def test_the_cli_names_flags_where_the_api_names_arguments(tmp_path):
     """Core messages speak the API (``force=True``); the command line says ``--force``."""
     from medrecontrast.cli import in_flags
@@ -190,6 +194,7 @@ def _as_toml(config: SweepConfig, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_importing_the_bench_keeps_the_users_matplotlib_backend():
     """Importing medrecontrast.bench used to force Agg, which broke a notebook's inline plots."""
     import subprocess

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from medrecontrast.compute import batch_to_device
 from medrecontrast.errors import require_positive_ints
 from medrecontrast.models.backbones import ResNetEncoder
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import Detector, MethodCard, register_detector
 
 
 @dataclass
@@ -35,10 +35,11 @@ class PooledKNNConfig:
 @register_detector("pooled-knn")
 class PooledKNN(Detector):
     Config = PooledKNNConfig
-    display_name = "Pooled kNN"
+    card = MethodCard(
+        display_name="Pooled kNN",
+    )
 
-    def __init__(self, **config):
-        super().__init__(**config)
+    def construct(self) -> None:
         c = self.config
         self.encoder = ResNetEncoder(c.backbone, pretrained=c.pretrained, weights=c.weights).eval().to(self.device)
         self.bank_: torch.Tensor | None = None

@@ -3,7 +3,7 @@
 from medrecontrast.bench.config import SweepConfig, load_sweep_config
 from medrecontrast.bench.executors import Outcome, execute_run, run_local, run_ray
 from medrecontrast.bench.figures import make_figures
-from medrecontrast.bench.report import build_report, report_folder
+from medrecontrast.bench.report import WrittenReport, build_report, report_folder, write_report
 from medrecontrast.bench.results import collect_results, finished
 from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
 from medrecontrast.bench.store import RunSpec, run_folder, run_status
@@ -24,7 +24,9 @@ __all__ = [
     "RunSpec",
     "SweepConfig",
     "SweepStatistics",
+    "WrittenReport",
     "build_report",
+    "write_report",
     "collect_results",
     "comparison_table",
     "cost_table",

@@ -82,8 +82,9 @@ class SweepConfig:
     # only (no run depends on it), recorded in sweep.json for `tables`/`report`
     patient_score: str = "max"
 
-    def resolved(self) -> "SweepConfig":
-        """A copy with every default filled in and every name checked."""
+    def resolved(self) -> "ResolvedSweep":
+        """A :class:`ResolvedSweep`: every default filled in and every name checked (once: resolving a resolved
+        sweep returns it as it is)."""
         c = dataclasses.replace(self)
         c.profile = c.profile or default_profile(c.tasks or SYNTHETIC_TASKS)
         if c.profile not in PROFILES:
@@ -121,7 +122,7 @@ class SweepConfig:
         c.name = c.name or (Path(c.out).name if c.out else c.profile)
         c.out = str(Path(c.out or Path("runs") / c.name).absolute())
         c.report = str(Path(c.report or Path("reports") / c.name).absolute())
-        return c
+        return ResolvedSweep(**{f.name: getattr(c, f.name) for f in dataclasses.fields(SweepConfig)})
 
     def base_method(self, method: str) -> str:
         """The registered method behind a name of ``methods`` (itself, or a variant's ``method``)."""
@@ -249,6 +250,23 @@ def _check_method_sections(c: "SweepConfig") -> None:
             )
 
 
+@dataclass
+class ResolvedSweep(SweepConfig):
+    """A sweep with every default filled in (:meth:`SweepConfig.resolved`): its tasks, seeds, profile, name and
+    folders are set, its names checked. The plan, the executors, ``--dry-run`` and the report read this; nothing
+    resolves it again."""
+
+    tasks: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    profile: str = ""
+    name: str = ""
+    out: str = ""
+    report: str = ""
+
+    def resolved(self) -> "ResolvedSweep":
+        return self
+
+
 def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
     """A sweep config from a TOML file, with ``flags`` (not None) taking precedence. The file's own checks (UTF-8,
     TOML, top-level keys and types, tables) are :func:`medrecontrast.sweepfile.read_sweep_file`'s, which the
@@ -257,6 +275,16 @@ def load_sweep_config(path: str | Path, **flags) -> SweepConfig:
     path = Path(path)
     _check_option_names(path, text, raw)
     return SweepConfig(**{**raw, **{k: v for k, v in flags.items() if v is not None}, "source": str(path)})
+
+
+def sweep_from_command_line(config_file: str | Path | None, flags: dict, settings: dict) -> SweepConfig:
+    """The resolved sweep a command line asks for: the TOML file (if any) with the ``flags`` that name sweep fields
+    (not None) over it, then the run settings given on the command line (``holdout``, ``device``,
+    ``keep_checkpoints``; not None) as one more layer over every section of the file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    sweep = load_sweep_config(config_file, **given) if config_file else SweepConfig(**given)
+    sweep.flags = {**sweep.flags, **{k: v for k, v in settings.items() if v is not None}}
+    return sweep.resolved()
 
 
 def _check_option_names(path: Path, text: str, raw: dict) -> None:

@@ -7,7 +7,6 @@ laptop to a cluster changes only ``--executor``.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -24,6 +23,7 @@ from medrecontrast.bench.store import Claim, RunSpec, run_status
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import CACHE_ENV
 from medrecontrast.run import run_training
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.tasks import DATA_ROOT_ENV
 
 # soft_wrap: a sweep's lines are never wrapped at the terminal's (or a pipe's 80-column) width; logs keep them whole
@@ -77,8 +77,7 @@ def execute_run(spec: RunSpec, progress: bool | int = True) -> Outcome:
 
 
 def _read_metrics(folder: str) -> dict:
-    path = Path(folder) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return RunFolder(folder).metrics()
 
 
 def run_local(
@@ -91,7 +90,7 @@ def run_local(
     durations: dict[str, list[float]] = {}
     already = 0
     for number, spec in enumerate(specs, start=1):
-        if run_status(spec.folder)["status"] == "finished" and not spec.force:
+        if not spec.to_do:  # finished when the sweep was planned
             outcome = execute_run(spec, progress=progress)  # claims it, reads its metrics
             if outcome.status == "skipped":
                 already += 1

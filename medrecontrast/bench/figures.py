@@ -7,7 +7,6 @@ folders it lists: ``scores.csv`` (ROC, score distributions), ``loss.csv`` (loss 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from medrecontrast.bench.results import finished, ordered_methods, sweep_of
 from medrecontrast.models import display_name, registered_methods
 from medrecontrast.paths import atomic_path, claim_report_folder
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.stats import nemenyi_critical_difference
 from medrecontrast.tasks import task_slug
 
@@ -112,7 +112,7 @@ def roc_figure(done: pd.DataFrame):
         for ax, task in zip(axes, tasks):
             for method, runs in _by_method(done[done["task"] == task]):
                 for run in runs.itertuples():
-                    scores = pd.read_csv(Path(run.folder) / "scores.csv")
+                    scores = RunFolder(run.folder).scores()
                     fpr, tpr, _ = roc_curve(scores["label"], scores["score"])
                     ax.plot(fpr, tpr, color=METHOD_COLORS[method], alpha=0.75, lw=0.8)
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
@@ -219,7 +219,7 @@ def score_figure(done: pd.DataFrame, task: str | None = None):
         thresholds_drawn = set()
         for ax, method in zip(axes.flat, methods):
             runs = runs_of_task[runs_of_task["method"] == method].sort_values("seed")
-            scores = pd.read_csv(Path(runs.iloc[0]["folder"]) / "scores.csv")
+            scores = RunFolder(runs.iloc[0]["folder"]).scores()
             scores["class"] = scores["label"].map({0: "normal", 1: "abnormal"})
             sns.histplot(
                 scores,
@@ -234,8 +234,7 @@ def score_figure(done: pd.DataFrame, task: str | None = None):
                 ax=ax,
                 legend=False,
             )
-            metrics_file = Path(runs.iloc[0]["folder"]) / "metrics.json"
-            thresholds = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+            thresholds = RunFolder(runs.iloc[0]["folder"]).metrics()
             for key, style in (("threshold_oracle", "--"), ("threshold_holdout", ":")):
                 if thresholds.get(key) is not None:
                     ax.axvline(thresholds[key], color="black", ls=style, lw=0.9)
@@ -264,7 +263,7 @@ def score_figure(done: pd.DataFrame, task: str | None = None):
 def loss_figure(done: pd.DataFrame):
     """Training loss per iteration, one panel per objective (method: their losses are on different
     scales), one line per task (mean over seeds, band = min..max)."""
-    trained = done[done["folder"].map(lambda f: (Path(f) / "loss.csv").is_file())]
+    trained = done[done["folder"].map(lambda f: RunFolder(f).has_loss())]
     if trained.empty:
         return None
     methods = ordered_methods(trained["method"])
@@ -278,10 +277,7 @@ def loss_figure(done: pd.DataFrame):
                 if runs.empty:
                     continue
                 curves = pd.concat(
-                    [
-                        pd.read_csv(Path(f) / "loss.csv").set_index("iteration")["loss"].rename(i)
-                        for i, f in enumerate(runs["folder"])
-                    ],
+                    [RunFolder(f).loss().rename(i) for i, f in enumerate(runs["folder"])],
                     axis=1,
                 )
                 smooth = curves.rolling(max(1, len(curves) // 30), min_periods=1).mean()
@@ -304,7 +300,7 @@ def pr_figure(done: pd.DataFrame):
             prevalence = None
             for method, runs in _by_method(done[done["task"] == task]):
                 for run in runs.itertuples():
-                    scores = pd.read_csv(Path(run.folder) / "scores.csv")
+                    scores = RunFolder(run.folder).scores()
                     precision, recall, _ = precision_recall_curve(scores["label"], scores["score"])
                     prevalence = float(scores["label"].mean())
                     ax.plot(recall, precision, color=METHOD_COLORS[method], alpha=0.75, lw=0.8, drawstyle="steps-post")
@@ -474,9 +470,7 @@ def examples_figure(done: pd.DataFrame, task: str):
     image is not blended under it), with the mask's outline in cyan and the image's score."""
     runs = done[done["task"] == task].sort_values("seed")
     methods = ordered_methods(runs["method"])
-    examples = {
-        m: _shared(_load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz")) for m in methods
-    }
+    examples = {m: _shared(_load_examples(runs[runs["method"] == m].iloc[0]["folder"])) for m in methods}
     if not examples:
         return None
     first = examples[methods[0]]
@@ -546,7 +540,7 @@ def cases_figure(done: pd.DataFrame, task: str):
     in cyan, the score and the true label. None for runs written before the cases were kept."""
     runs = done[done["task"] == task].sort_values("seed")
     methods = ordered_methods(runs["method"])
-    stored = {m: _load_examples(Path(runs[runs["method"] == m].iloc[0]["folder"]) / "examples.npz") for m in methods}
+    stored = {m: _load_examples(runs[runs["method"] == m].iloc[0]["folder"]) for m in methods}
     if not stored or any("case" not in e for e in stored.values()):
         return None
     from medrecontrast.run.artefacts import CASES
@@ -602,10 +596,9 @@ def _example_of(examples: dict[str, np.ndarray], image_id) -> tuple[np.ndarray, 
     return examples["images"][index], examples["maps"][index], float(examples["scores"][index])
 
 
-def _load_examples(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``examples.npz``, read once (``np.load`` re-reads the zip on each access); maps as float32."""
-    with np.load(path) as stored:
-        arrays = dict(stored)
+def _load_examples(folder) -> dict[str, np.ndarray]:
+    """Every array of a run's examples, read once (``np.load`` re-reads the zip on each access); maps as float32."""
+    arrays = RunFolder(folder).examples()
     arrays["maps"] = arrays["maps"].astype(np.float32)
     return arrays
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS, display_name
 from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
 from medrecontrast.run import protocol_label
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.tasks.base import task_slug
 
 FIGURE_CAPTIONS = {
@@ -77,14 +79,29 @@ def report_folder(out: str | Path) -> Path:
     return Path(config.get("report") or Path("reports") / Path(out).name)
 
 
+@dataclass(frozen=True)
+class WrittenReport:
+    """What :func:`write_report` wrote: the README's path and the answer lines (one per task: which method is best
+    and which are not significantly worse; none where no run finished)."""
+
+    readme: Path
+    answers: tuple[str, ...]
+
+
 def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
     """Collect the sweep ``out``, write tables, figures and README.md into ``folder``; returns the README path."""
+    return write_report(out, folder).readme
+
+
+def write_report(out: str | Path, folder: str | Path | None = None) -> WrittenReport:
+    """:func:`build_report`, returning the README's path with the answer lines it wrote."""
     out = Path(out)
     folder = Path(folder) if folder else report_folder(out)
     results = collect_results(out)
     claim_report_folder(folder, sweep=out)
     remove_stale_partials(folder)  # temporaries of a report that was killed mid-write
     readme = folder / "README.md"
+    answers: list[str] = []
     if finished(results).empty:  # nothing to tabulate or draw: say what happened to each run instead
         write_csv(folder / "results.csv", results)
         text = render_failures(out, results)
@@ -100,7 +117,7 @@ def build_report(out: str | Path, folder: str | Path | None = None) -> Path:
         partial.write_text(text)
     with atomic_path(folder / HTML_REPORT) as partial:
         partial.write_text(render_html(text, folder), encoding="utf-8")
-    return readme
+    return WrittenReport(readme, tuple(answers))
 
 
 HTML_REPORT = "report.html"  # README.md as one self-contained page: every figure inline, links to the files beside it
@@ -326,7 +343,7 @@ def _warnings(results: pd.DataFrame, statistics: SweepStatistics) -> list[str]:
         ]
     random_weights = done[~done["pretrained"].astype(bool)]
     for method in dict.fromkeys(random_weights["base_method"]):
-        caveat = DETECTORS[method].random_weights_caveat if method in DETECTORS else ""
+        caveat = DETECTORS[method].card.random_weights_caveat if method in DETECTORS else ""
         if caveat:
             lines.append(f"- {caveat}")
     lines += [f"- {note}" for note in statistics.notes]
@@ -338,8 +355,8 @@ def render_failures(out: Path, results: pd.DataFrame) -> str:
     states = [run_state(out, r) for r in results.itertuples()]
     failed = any(r.status == "failed" for r in results.itertuples())
     advice = (
-        "Each failed run's error is in its `status.json`; fix the cause, then rerun the same `medrecontrast bench` "
-        "command with `--resume`."
+        f"Each failed run's error is in its `{RunFolder.STATUS}`; fix the cause, then rerun the same "
+        "`medrecontrast bench` command with `--resume`."
         if failed
         else "No run failed: they were stopped or have not started; rerun the same `medrecontrast bench` command with "
         "`--resume` to continue them."

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from medrecontrast.bench.store import read_sweep_marker, run_status
+from medrecontrast.bench.store import read_sweep_marker
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import METRICS, check_metric_keys
 from medrecontrast.models import backbone_of, registered_methods
-from medrecontrast.paths import read_json
 from medrecontrast.run.artefacts import check_evaluation
+from medrecontrast.run.folder import RunFolder, run_folders
 
-UNKNOWN = "unknown"  # a planned run with no config.json: never started, or killed before it wrote one
+UNKNOWN = "unknown"  # a planned run that recorded no configuration: never started, or killed before it wrote one
 
 TIMINGS = (
     "train_s",
@@ -38,9 +38,9 @@ def collect_results(out: str | Path) -> pd.DataFrame:
         raise UserInputError(
             f"{out} is not a sweep folder (no sweep.json); run `medrecontrast bench --out {out}` first."
         )
-    rows = [_row(config_file.parent) for config_file in sorted(out.glob("*/*/seed-*/config.json"))]
+    rows = [_row(folder) for folder in run_folders(out)]
     present = {Path(row["folder"]).resolve() for row in rows}
-    # planned runs that left no config.json (killed before it, or a full disk) are counted, not lost
+    # planned runs that left no configuration (killed before it, or a full disk) are counted, not lost
     rows += [
         {
             "task": p["task"],
@@ -67,7 +67,7 @@ def collect_results(out: str | Path) -> pd.DataFrame:
 
 
 def _refuse_mixed_data(frame: pd.DataFrame) -> None:
-    """One table never mixes runs of one task that read different files (``data.json``'s fingerprint)."""
+    """One table never mixes runs of one task that read different files (their data records' fingerprint)."""
     known = frame[frame["status"].eq("finished") & frame["data_fingerprint"].notna()]
     for task, runs in known.groupby("task"):
         if runs["data_fingerprint"].nunique() > 1:
@@ -122,41 +122,39 @@ def _columns() -> list[str]:
     ]
 
 
-def _row(folder: Path) -> dict:
-    config = read_json(folder / "config.json")
-    status = run_status(folder)
-    metrics_file = folder / "metrics.json"
-    metrics = read_json(metrics_file) if metrics_file.is_file() and status["status"] == "finished" else {}
-    check_metric_keys(metrics, str(metrics_file))
-    if metrics and (folder / "scores.csv").is_file():  # the two files of one evaluation, or an error
-        check_evaluation(folder, pd.read_csv(folder / "scores.csv", usecols=lambda c: c == "evaluation"), metrics)
-    environment_file = folder / "environment.json"
-    environment = read_json(environment_file) if environment_file.is_file() else {}
+def _row(folder: RunFolder) -> dict:
+    config = folder.config()
+    status = folder.status()
+    metrics = folder.metrics() if status["status"] == "finished" else {}
+    check_metric_keys(metrics, str(folder.metrics_path))
+    if metrics and folder.has_scores():  # the two files of one evaluation, or an error
+        check_evaluation(folder, folder.scores(columns=lambda c: c == "evaluation"), metrics)
+    record = folder.data_record()
     row = {
-        "task": config["task"],
-        "method": config.get("variant") or config["method"],
-        "base_method": config["method"],
-        "seed": config["seed"],
+        "task": config.task,
+        "method": config.name,
+        "base_method": config.method,
+        "seed": config.seed,
         "status": status["status"],
-        "profile": config["profile"],
-        "holdout": config["holdout"],
-        "backbone": backbone_of(config["method"], config["detector"]),
-        "pretrained": bool(config["detector"].get("pretrained", False)),  # a method that has no weights to load (AE)
-        "image_size": config["crop_size"] or config["image_size"],
-        "iters": config["detector"].get("iters") or metrics.get("timings", {}).get("train_iterations"),
-        "batch_size": config["detector"].get("batch_size"),
-        "device": environment.get("device"),
+        "profile": config.profile,
+        "holdout": config.holdout,
+        "backbone": backbone_of(config.method, config.detector),
+        "pretrained": bool(config.detector.get("pretrained", False)),  # a method that has no weights to load (AE)
+        "image_size": config.input_size,
+        "iters": config.detector.get("iters") or metrics.get("timings", {}).get("train_iterations"),
+        "batch_size": config.detector.get("batch_size"),
+        "device": folder.environment().get("device"),
         "error": status.get("error"),
-        "data_fingerprint": read_json(folder / "data.json").get("sha256") if (folder / "data.json").is_file() else None,
+        "data_fingerprint": record.get("sha256") if record else None,
         "folder": str(folder),
-        # what the finished run keeps on disk (model.pt, scores, maps; checkpoint.pt with keep_checkpoints)
-        "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1),
+        # what the finished run keeps on disk (its model, scores, maps; its checkpoint with keep_checkpoints)
+        "disk_mb": folder.disk_mb(),
     }
     for name in METRICS:  # a NaN would become a table cell of the other seeds, labelled with every seed
         value = metrics.get(name)
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
             raise UserInputError(
-                f"{folder}: metrics.json holds {name} = {value!r}, not a finite number, so no table, interval or "
+                f"{folder}: {folder.METRICS} holds {name} = {value!r}, not a finite number, so no table, interval or "
                 f"figure can use this run. Re-evaluate it (`medrecontrast evaluate --run {folder} --force`) or "
                 "rerun it (`bench --force`)."
             )

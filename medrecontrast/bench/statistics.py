@@ -11,7 +11,6 @@ and seed, so that seed means and method differences are computed on the same res
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from dataclasses import dataclass, field, replace
@@ -25,18 +24,18 @@ from medrecontrast.bench.results import finished
 from medrecontrast.bench.store import read_sweep_marker
 from medrecontrast.data.items import describe_changes
 from medrecontrast.errors import UserInputError
-from medrecontrast.metrics import METRICS, OPERATING_POINTS, THRESHOLD_QUANTILE
+from medrecontrast.metrics import METRICS, OPERATING_POINTS
 from medrecontrast.models import DETECTORS, registered_methods
-from medrecontrast.run import PIXEL_STATISTICS
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.sweepfile import check_patient_score
 
 ALPHA = 0.05
 
 
 def reference_methods() -> list[str]:
-    """The methods that declare themselves the suite's reference (``Detector.reference``): each is also
+    """The methods that declare themselves the suite's reference (``Detector.card.reference``): each is also
     compared against every other method, not only against the best."""
-    return [m for m in registered_methods() if DETECTORS[m].reference]
+    return [m for m in registered_methods() if DETECTORS[m].card.reference]
 
 
 MEAN = "mean"  # the ``seed`` of a seed-mean row
@@ -180,25 +179,13 @@ def sweep_statistics(
     image, patient = _Frames(), _Frames()
     subtypes, counts, notes = [], [], []
     for task in done["task"].unique():
-        runs = [_load(row) for row in done[done["task"] == task].itertuples()]
-        runs, left_out = _same_test_set(runs)
-        if left_out:
-            notes.append(f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics")
-        if not by_patient:
-            runs = [replace(r, patients=None, holdout_patients=None) for r in runs]
-        reference = runs[0]
-        notes += [line for line in reference.leaks if line not in notes]  # one task's runs read the same files
-        for run in runs:
-            if run.changed:
-                notes.append(
-                    f"{task} · {run.method} · seed {run.seed}: evaluated on files that changed since it was trained "
-                    f"({describe_changes(run.changed)})"
-                )
-        sampling = _sampling(task, reference, resamples, seed)
-        counts.append(_counts(task, reference))
+        runs, task_notes = _task_runs(task, done, by_patient)
+        notes += [line for line in task_notes if line not in notes]
+        sampling = _sampling(task, runs[0], resamples, seed)
+        counts.append(_counts(task, runs[0]))
         _image_statistics(task, runs, sampling, level, image)
         subtypes += _subtypes(task, _by_method(runs), level, sampling.clusters)
-        if sampling.clusters is not None:
+        if sampling.clusters is not None:  # the same statistics of the patients' scores, resampling patients
             patient_runs = [_patient_run(run, patient_score) for run in runs]
             patient_sampling = _Sampling(sampling.patient_weights, sampling.patient_holdout)
             _image_statistics(task, patient_runs, patient_sampling, level, patient, unit="patient")
@@ -206,36 +193,8 @@ def sweep_statistics(
         intervals=image.interval_frame(),
         comparisons=image.comparison_frame(),
         operating_points=image.point_frame(),
-        subtypes=pd.DataFrame(
-            subtypes,
-            columns=[
-                "task",
-                "subtype",
-                "method",
-                "abnormal",
-                "normal",
-                "auroc",
-                "auroc_std",
-                "low",
-                "high",
-                "resampled",
-                "abnormal_patients",
-                "normal_patients",
-            ],
-        ),
-        counts=pd.DataFrame(
-            counts,
-            columns=[
-                "task",
-                "normal",
-                "abnormal",
-                "holdout",
-                "prevalence",
-                "normal_patients",
-                "abnormal_patients",
-                "holdout_patients",
-            ],
-        ),
+        subtypes=pd.DataFrame(subtypes, columns=SUBTYPE_COLUMNS),
+        counts=pd.DataFrame(counts, columns=COUNT_COLUMNS),
         patient_intervals=patient.interval_frame(),
         patient_comparisons=patient.comparison_frame(),
         patient_points=patient.point_frame(),
@@ -244,6 +203,53 @@ def sweep_statistics(
         seconds=time.perf_counter() - began,
         notes=notes,
     )
+
+
+SUBTYPE_COLUMNS = [
+    "task",
+    "subtype",
+    "method",
+    "abnormal",
+    "normal",
+    "auroc",
+    "auroc_std",
+    "low",
+    "high",
+    "resampled",
+    "abnormal_patients",
+    "normal_patients",
+]
+COUNT_COLUMNS = [
+    "task",
+    "normal",
+    "abnormal",
+    "holdout",
+    "prevalence",
+    "normal_patients",
+    "abnormal_patients",
+    "holdout_patients",
+]
+
+
+def _task_runs(task: str, done: pd.DataFrame, by_patient: bool) -> tuple[list[_Run], list[str]]:
+    """The finished runs of ``task`` that scored the same test set (loaded once), and what the report must say of
+    them: runs left out, the task's leaks (one task's runs read the same files) and runs evaluated on changed files.
+    ``by_patient=False`` forgets the patients."""
+    runs = [_load(row) for row in done[done["task"] == task].itertuples()]
+    runs, left_out = _same_test_set(runs)
+    notes = [f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics"] * bool(
+        left_out
+    )
+    if not by_patient:
+        runs = [replace(r, patients=None, holdout_patients=None) for r in runs]
+    notes += list(runs[0].leaks)
+    notes += [
+        f"{task} · {run.method} · seed {run.seed}: evaluated on files that changed since it was trained "
+        f"({describe_changes(run.changed)})"
+        for run in runs
+        if run.changed
+    ]
+    return runs, notes
 
 
 def recorded_patient_score(results: pd.DataFrame) -> str:
@@ -449,20 +455,16 @@ def _image_statistics(
 
 
 def _load(row) -> _Run:
-    folder = Path(row.folder)
-    scores = pd.read_csv(folder / "scores.csv").sort_values("id", kind="stable")
-    holdout_file = folder / "holdout_scores.csv"
-    pixels = None
-    if (folder / PIXEL_STATISTICS).is_file():
-        with np.load(folder / PIXEL_STATISTICS) as stored:
-            pixels = dict(stored)
+    folder = RunFolder(row.folder)
+    scores = folder.scores().sort_values("id", kind="stable")
+    pixels = folder.pixel_statistics()
+    if pixels is not None:
         order = np.argsort(pixels.pop("ids"), kind="stable")  # the same id order as the scores
         pixels = {k: (v[order] if k != "thresholds" else v) for k, v in pixels.items()}
-    config = json.loads((folder / "config.json").read_text())
-    metrics_file = folder / "metrics.json"
-    stored = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    held = pd.read_csv(holdout_file) if holdout_file.is_file() else None
-    for name, frame in (("scores.csv", scores), ("holdout_scores.csv", held)):
+    config = folder.config()
+    stored = folder.metrics()
+    held = folder.holdout_scores()
+    for name, frame in ((folder.SCORES, scores), (folder.HOLDOUT_SCORES, held)):
         if frame is not None and not np.isfinite(frame["score"].to_numpy(dtype=np.float64)).all():
             bad = int((~np.isfinite(frame["score"].to_numpy(dtype=np.float64))).sum())
             raise UserInputError(
@@ -470,8 +472,7 @@ def _load(row) -> _Run:
                 "those images arbitrarily in every interval and figure. Check the images they belong to (`data check "
                 "--deep`), then re-evaluate the run (`medrecontrast evaluate --run ... --force`)."
             )
-    data_file = folder / "data.json"
-    record = json.loads(data_file.read_text()) if data_file.is_file() else {}
+    record = folder.data_record() or {}
     return _Run(
         method=row.method,
         seed=int(row.seed),
@@ -484,7 +485,7 @@ def _load(row) -> _Run:
         patients=scores["patient"].astype(str).to_numpy() if "patient" in scores else None,
         leaks=list(record.get("leaks", [])),
         changed=record.get("changed_since_training"),
-        quantile=float(config.get("threshold_quantile", THRESHOLD_QUANTILE)),
+        quantile=float(config.threshold_quantile),
         pixels=pixels,
         stored={k: float(v) for k, v in stored.items() if k in METRICS and isinstance(v, (int, float))},
     )

@@ -28,6 +28,7 @@ from filelock import FileLock
 from medrecontrast.errors import UserInputError, require_format
 from medrecontrast.paths import write_json
 from medrecontrast.run.config import RunConfig
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.tasks.base import task_slug
 
 SWEEP_FORMAT = 1
@@ -45,6 +46,17 @@ class RunSpec:
     force: bool = False  # redo the run from scratch, whatever its folder holds (bench --force)
     # the method's storage_estimate for this run (bytes) plus "kept" (what the finished run keeps), where it has one
     storage: dict | None = None
+    status: str = "absent"  # the run folder's status when the sweep was planned (RunFolder.status)
+    train_images: int | None = None  # how many normals it trains on (after the hold-out)
+
+    @property
+    def to_do(self) -> bool:
+        """Planned to run: not finished when planned, or forced."""
+        return self.force or self.status != "finished"
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
 
     @property
     def task(self) -> str:
@@ -73,16 +85,8 @@ def run_folder(out: str | Path, task: str, method: str, seed: int) -> Path:
 
 
 def run_status(folder: str | Path) -> dict:
-    """``{"status": "absent" | "running" | "failed" | "evaluating" | "interrupted" | "finished", ...}`` of a run
-    folder (``evaluating``: a re-evaluation replacing its results, or one that was killed doing so;
-    ``interrupted``: stopped by Ctrl-C or SIGTERM, its last checkpoint kept)."""
-    path = Path(folder) / "status.json"
-    if not path.is_file():
-        return {"status": "absent"}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {"status": "running"}  # cut off mid-write by a crash: treat as interrupted
+    """A run folder's status (:meth:`RunFolder.status <medrecontrast.run.folder.RunFolder.status>`)."""
+    return RunFolder(folder).status()
 
 
 def read_sweep_marker(out: Path) -> dict | None:

@@ -9,7 +9,6 @@ run is recorded with its error and the others go on.
 from __future__ import annotations
 
 import functools
-import json
 import time
 import warnings
 from pathlib import Path
@@ -33,7 +32,7 @@ from medrecontrast.data.leaks import enforce, find_leaks
 from medrecontrast.errors import UserInputError
 from medrecontrast.models.base import detector_class
 from medrecontrast.paths import cache_dir, claim_report_folder, require_writable_folder, write_json
-from medrecontrast.run import RunConfig, accepted_keys, environment, read_run_config, resolve_run_config
+from medrecontrast.run import RunConfig, RunFolder, accepted_keys, environment, resolve_run_config
 from medrecontrast.run.split import holdout_split
 from medrecontrast.tasks import expand_tasks, get_task
 
@@ -112,7 +111,8 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     raise UserInputError(f"{exc} [task {name}, method {method}]") from None
                 folder = run_folder(config.out, name, method, seed)
                 detector = planned.detector
-                to_do = force or run_status(folder)["status"] != "finished"
+                status = run_status(folder)["status"]  # read once: the plan carries it
+                to_do = force or status != "finished"
                 if not to_do:
                     _say_changed_data(folder, fingerprint, manifest)
                 estimate = detector_class(base).storage_estimate(
@@ -130,7 +130,7 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
                 redo = force
                 if not force:
-                    redo = _check_existing(folder, planned, retry_failed=resume)
+                    redo = _check_existing(folder, planned, status, retry_failed=resume)
                 specs.append(
                     RunSpec(
                         config=planned,
@@ -139,12 +139,14 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                         data_root=config.data_root,
                         force=redo,
                         storage=estimate,
+                        status=status,
+                        train_images=train_images,
                     )
                 )
     _check_weights(needed)
     check_disk_space(config.out, disk)
     unfinished_states = ("running", "failed", "evaluating", "interrupted")
-    unfinished = [s for s in specs if run_status(s.folder)["status"] in unfinished_states]
+    unfinished = [s for s in specs if s.status in unfinished_states]
     live = [
         s for s in unfinished if Claim(s.claims, s.key).held_elsewhere()
     ]  # another bench runs them now: they are skipped, not resumed
@@ -175,15 +177,13 @@ def describe_plan(specs: list[RunSpec]):
 
     finished_seconds: dict[tuple[str, str], list[float]] = {}
     for spec in specs:
-        if run_status(spec.folder)["status"] == "finished":
-            metrics_file = Path(spec.folder) / "metrics.json"
-            timings = json.loads(metrics_file.read_text()).get("timings", {}) if metrics_file.is_file() else {}
+        if spec.status == "finished":
+            timings = RunFolder(spec.folder).metrics().get("timings", {})
             seconds = (timings.get("train_s") or 0) + (timings.get("inference_s") or 0)
             if seconds:
                 finished_seconds.setdefault((spec.method, spec.task), []).append(seconds)
     rows = []
     for spec in specs:
-        status = run_status(spec.folder)["status"]
         same = finished_seconds.get((spec.method, spec.task)) or [
             t for (method, _), values in finished_seconds.items() if method == spec.method for t in values
         ]
@@ -195,7 +195,7 @@ def describe_plan(specs: list[RunSpec]):
                 "task": spec.task,
                 "method": spec.method,
                 "seed": spec.seed,
-                "status": "to do" if spec.force or status != "finished" else "finished",
+                "status": "to do" if spec.to_do else "finished",
                 "settings": ", ".join(f"{k}={v}" for k, v in settings.items()),
                 "model MiB": round(storage["model"] / 2**20) if storage else None,
                 "checkpoint MiB": round(storage["checkpoint"] / 2**20) if storage else None,
@@ -291,15 +291,14 @@ def _say_changed_data(folder: Path, fingerprint: str, manifest) -> None:
     """A finished run is skipped; if the task's files changed since it trained (or was last evaluated), say which
     (its results are of the old files), once per run."""
     from medrecontrast.data.items import describe_changes, manifest_changes
-    from medrecontrast.paths import read_json
-    from medrecontrast.run.artefacts import DATA_RECORD, TRAINING_DATA
 
-    recorded = folder / DATA_RECORD
-    if not recorded.is_file() or read_json(recorded).get("sha256") == fingerprint:
+    run = RunFolder(folder)
+    recorded, trained = run.data_record(), run.training_data()
+    if recorded is None or recorded.get("sha256") == fingerprint:
         return
     detail = ""
-    if (folder / TRAINING_DATA).is_file():
-        changes = manifest_changes(read_json(folder / TRAINING_DATA)["files"], manifest())
+    if trained is not None:
+        changes = manifest_changes(trained["files"], manifest())
         detail = f" ({describe_changes(changes)})" if changes else ""
     warnings.warn(
         f"{folder}: finished on other files than the task has now{detail}; it is kept as it is: re-score it with "
@@ -355,18 +354,18 @@ def _check_data(task, data_root) -> tuple[TaskData, str]:
     return data, fingerprint["sha256"]
 
 
-def _check_existing(folder: Path, planned: RunConfig, retry_failed: bool = False) -> bool:
+def _check_existing(folder: Path, planned: RunConfig, status: str, retry_failed: bool = False) -> bool:
     """A folder's recorded run must be the planned one: the same identity (where and how it computed
     does not count). Old folders (format 3) are read into a RunConfig and compared the same way.
 
     With ``retry_failed`` (``--resume``), a *failed* run whose settings the user has since corrected is redone from
     scratch with them (returns True: the run is forced): a failed run holds no result to keep, and ``--resume`` is
     what the failure message advises (it was refused after the fix)."""
-    if not (folder / "config.json").is_file():
+    if not RunFolder(folder).has_config():
         return False
-    existing = read_run_config(folder)
+    existing = RunFolder(folder).config()
     if existing.identity() != planned.identity():
-        if retry_failed and run_status(folder)["status"] == "failed":
+        if retry_failed and status == "failed":
             return True
         raise UserInputError(
             f"{folder} holds a run with another configuration ({', '.join(existing.differences(planned))} differ); "
@@ -412,7 +411,7 @@ def run_sweep(
         },
     )
     log = out / "bench.log"
-    todo = sum(run_status(s.folder)["status"] != "finished" or s.force for s in specs)
+    todo = sum(s.to_do for s in specs)
     say(
         escape(
             f"sweep {config.name}: {len(specs)} run(s) planned ({todo} to do), profile {config.profile}, executor "
@@ -433,3 +432,27 @@ def run_sweep(
             )
         )
     return list(run_local(specs, progress=progress, log=log, quiet=quiet))
+
+
+def dry_run(sweep, *, resume: bool = False, force: bool = False):
+    """``bench --dry-run``: the checked plan (:func:`describe_plan`) and one line on the runs to do, the disk they
+    need and their expected time; nothing is written."""
+    from medrecontrast.bench.executors import duration_text
+
+    specs = plan_sweep(sweep, resume=resume, force=force)
+    plan = describe_plan(specs)
+    todo = [(s.label, s.storage) for s, status in zip(specs, plan["status"]) if s.storage and status == "to do"]
+    kept, transient = disk_needed(todo)
+    free = free_space(sweep.out)
+    expected = plan.loc[plan["status"] == "to do", "expected s"]
+    time_line = (
+        f"expected time of the runs to do: {duration_text(expected.sum())}"
+        if len(expected) and expected.notna().all()
+        else "expected time: no basis yet for every run (no finished run of its method in this sweep folder)"
+    )
+    summary = (
+        f"{len(plan)} run(s), {int((plan['status'] == 'to do').sum())} to do; disk: about {kept / 2**20:,.0f} MiB "
+        f"kept + {transient / 2**20:,.0f} MiB while a checkpoint is written, {free / 2**30:,.1f} GiB free; "
+        f"{time_line}. Nothing was run (--dry-run)."
+    )
+    return plan, summary

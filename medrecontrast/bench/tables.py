@@ -2,12 +2,11 @@
 
 Numbers are percentages with two decimals, as the paper prints them. The comparison with the
 paper puts each method's rows beside the numbers its module declares (``paper_results``: for ReContrast
-its own training logs; README "Paper fidelity").
+its own training logs; docs/tasks.md, "Paper fidelity").
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from medrecontrast.bench.statistics import SweepStatistics, sweep_statistics
 from medrecontrast.metrics import OPERATING_POINTS, chance_level
 from medrecontrast.models import DETECTORS, display_name, registered_methods
 from medrecontrast.paths import atomic_path, claim_report_folder
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.tasks import family_classes
 
 
@@ -339,7 +339,7 @@ def subtype_table(statistics: SweepStatistics) -> pd.DataFrame:
 
 
 def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
-    """Each method's rows beside its own paper's numbers (``Detector.paper_results``): ours (mean ±
+    """Each method's rows beside its own paper's numbers (``Detector.card.paper_results``): ours (mean ±
     std), paper, ours − paper.
 
     The classes of a family (MVTec AD, VisA) are averaged per seed first, as the papers report the
@@ -347,7 +347,7 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for method in registered_methods():
-        rows += _paper_rows(finished(results), method, DETECTORS[method].paper_results)
+        rows += _paper_rows(finished(results), method, DETECTORS[method].card.paper_results)
     return pd.DataFrame(
         rows,
         columns=["method", "task", "metric", "ours", "paper", "difference", "seeds", "profile", "protocol", "source"],
@@ -386,7 +386,7 @@ def _paper_rows(done: pd.DataFrame, method: str, published: dict) -> list[dict]:
                     "seeds": len(values),
                     "profile": ", ".join(sorted(part["profile"].unique())),
                     "protocol": ", ".join(sorted({protocols[not h] for h in part["holdout"].fillna(0).astype(float)})),
-                    "source": DETECTORS[method].paper_sources.get(family, "the method's paper"),
+                    "source": DETECTORS[method].card.paper_sources.get(family, "the method's paper"),
                 }
             )
     return rows
@@ -396,8 +396,7 @@ def per_class_table(results: pd.DataFrame) -> pd.DataFrame:
     """Unified tasks: each class's metrics (mean ± std over seeds, in %) per method, from the runs' ``per_class``."""
     rows = []
     for run in finished(results).itertuples():
-        path = Path(run.folder) / "metrics.json"
-        per_class = json.loads(path.read_text()).get("per_class", {}) if path.is_file() else {}
+        per_class = RunFolder(run.folder).metrics().get("per_class", {})
         rows += [
             {
                 "task": run.task,
@@ -528,9 +527,9 @@ def published_notes(results: pd.DataFrame) -> dict[str, str]:
 def no_reference() -> str:
     """What the paper comparison says when no run of the sweep has a published number."""
     published = "; ".join(
-        f"{display_name(m)}: {', '.join(DETECTORS[m].paper_results)}"
+        f"{display_name(m)}: {', '.join(DETECTORS[m].card.paper_results)}"
         for m in registered_methods()
-        if DETECTORS[m].paper_results
+        if DETECTORS[m].card.paper_results
     )
     return f"No task of this sweep has a reference number in a method's paper ({published})."
 

@@ -95,3 +95,66 @@ def _open(path: str, record: dict, deep: bool, key: str = "image") -> tuple[int,
         return array.shape[1], array.shape[2]
     header: ImageHeader = read_header(path, axis)
     return header.height, header.width
+
+
+def print_check(summary: dict, console, err_console) -> None:
+    """``data check``'s summary (:meth:`CheckReport.to_dict`) on rich consoles: the counts table, the unit of analysis,
+    notes, leaks and problems (stderr), and the verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"task {summary['task']}")
+    patients = summary.get("patients")
+    for column in ("split", "label / class", "images", *(["patients"] if patients else [])):
+        table.add_column(column)
+    for split in ("train", "test"):
+        for label, n in summary[split].items():
+            table.add_row(split, label, str(n), *([str(patients[split].get(label, 0))] if patients else []))
+            for category, count in summary["categories_by_label"][split].get(label, {}).items():
+                # under the label it belongs to
+                table.add_row("", f"  {escape(category)}", str(count), *([""] if patients else []), style="dim")
+    console.print(table)
+    console.print(
+        escape(
+            f"unit of analysis: {summary['unit']}"
+            if patients
+            else "unit of analysis: one image = one unit (the files name no patient)"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in summary.get("labelling", []):
+        err_console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    leaks = summary.get("leaks") or {}
+    for index, line in enumerate(leaks.get("warnings", [])):
+        # a refused leak is the shared patients', the first line where there are any (DataLeaks.lines)
+        style = "[red]problem:[/]" if leaks.get("refused") and index == 0 else "[yellow]warning:[/]"
+        err_console.print(f"{style} {escape(line)}", highlight=False, soft_wrap=True)
+    console.print(f"test images with a pixel mask: {summary['masks']}; files opened: {summary['checked']}")
+    if summary.get("masks_missing"):
+        err_console.print(
+            f"[yellow]warning:[/] {summary['masks_missing']} abnormal test image(s) have no mask: pixel AUROC and "
+            "AUPRO will use the others only"
+        )
+    if summary["fundus_crop"]:
+        console.print(f"fundus border crop: {summary['fundus_crop']}")
+    for problem in summary["problems"][:20]:
+        err_console.print(
+            f"[red]problem:[/] {escape(str(problem['file']))}: {escape(str(problem['problem']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(summary["problems"]) > 20:
+        err_console.print(f"... and {len(summary['problems']) - 20} more problems (use --json for all)")
+    if not summary["ok"]:
+        what = (
+            "move each shared patient's images to one side" if leaks.get("refused") else "fix or remove the files above"
+        )
+        console.print(f"[red]FAILED[/]: {what}, then check again")
+    elif summary["checked"] == "headers":
+        console.print(
+            "[green]OK[/] (headers and sizes only: a truncated or corrupt file passes this check; --deep decodes "
+            "every image, as bench does before training)"
+        )
+    else:
+        console.print("[green]OK[/] (every image and mask decoded)")

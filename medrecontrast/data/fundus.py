@@ -1,4 +1,4 @@
-"""Crop the black border of a fundus photograph (the APTOS preprocessing; README "Data protocols")."""
+"""Crop the black border of a fundus photograph (the APTOS preprocessing; docs/tasks.md, "Data protocols")."""
 
 from __future__ import annotations
 

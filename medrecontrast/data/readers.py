@@ -5,7 +5,7 @@ indexed ``[channel, row, column]`` exactly as the file stores its rows (PIL's ``
 ``Rows x Columns``; for NIfTI the array axes as stored, without reorientation). MONAI's own PIL reader
 transposes H and W by default, which is why the suite does not use it.
 
-Intensity scaling happens here because the right rule depends on the format (README "How pixels
+Intensity scaling happens here because the right rule depends on the format (docs/data.md, "How pixels
 become the network's input"):
 
 * 8-bit PNG/JPEG: divided by 255; 16-bit PNG/TIFF: divided by 65535 (12-bit data in it warned); a signed or

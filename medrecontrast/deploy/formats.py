@@ -66,7 +66,7 @@ def write_exported(module, inputs: dict, path: str | os.PathLike, format: str, m
             import warnings
 
             with warnings.catch_warnings():
-                # torch.jit.trace/save announce their deprecation (the README says so once), and the trace warns
+                # torch.jit.trace/save announce their deprecation (docs/export.md says so once), and the trace warns
                 # that a Python condition on a tensor (the size-multiple check) is fixed: the side is fixed
                 warnings.filterwarnings("ignore", message=r".*deprecated.*")
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -119,7 +119,7 @@ def detect_format(path: str | os.PathLike) -> str:
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names) and not any("/code/" in n for n in names):
             raise UserInputError(
-                f"{path} is a PyTorch checkpoint (a run's model.pt?), not an exported file: score with "
+                f"{path} is a PyTorch checkpoint (a run's saved model?), not an exported file: score with "
                 "`predict --run RUN_FOLDER`, or export the run first (`medrecontrast export --run RUN_FOLDER`)."
             )
         raise UserInputError(f"{path} is a TorchScript archive without medrecontrast's metadata: not exported by it.")

@@ -69,8 +69,10 @@ def write_prediction(
     if threshold is not None:
         frame["threshold_holdout"] = threshold
         frame["label"] = np.where(scores >= threshold, "abnormal", "normal")
+    from medrecontrast.run.folder import PREDICTION_SCORES  # deferred: the run package imports this module
+
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "scores.csv", frame)
+    write_csv(out / PREDICTION_SCORES, frame)
     if unreadable:
         write_csv(out / UNREADABLE, pd.DataFrame(unreadable, columns=["path", "problem"]))
         warnings.warn(

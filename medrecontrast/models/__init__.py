@@ -12,6 +12,7 @@ from medrecontrast.catalog import METHOD_MODULES  # noqa: E402
 from medrecontrast.models.base import (  # noqa: E402
     DETECTORS,
     Detector,
+    MethodCard,
     NotFittedError,
     Predictions,
     backbone_of,
@@ -29,6 +30,7 @@ del _CALLER_RANDOM_STATE
 __all__ = [
     "DETECTORS",
     "Detector",
+    "MethodCard",
     "NotFittedError",
     "Predictions",
     "backbone_of",

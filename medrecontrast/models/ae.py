@@ -14,9 +14,11 @@ from medrecontrast.models.reconstruction import AE4AD_TABLE2, ReconstructionDete
 
 @register_detector("ae")
 class AutoEncoder(ReconstructionDetector):
-    display_name = "AE"
-    order = 4
-    paper_results = AE4AD_TABLE2["ae"]
+    card = ReconstructionDetector.card.but(
+        display_name="AE",
+        order=4,
+        paper_results=AE4AD_TABLE2["ae"],
+    )
 
     def criterion(self, x: torch.Tensor, out: dict) -> torch.Tensor:
         return ((x - out["x_hat"]) ** 2).mean()

@@ -16,10 +16,12 @@ from medrecontrast.models.reconstruction import ReconstructionDetector
 
 @register_detector("aeu")
 class AEU(ReconstructionDetector):
-    display_name = "AE-U"
-    order = 7
+    card = ReconstructionDetector.card.but(
+        display_name="AE-U",
+        order=7,
+        paper_results={},  # not in the table the suite could read (reconstruction.AE4AD_TABLE2)
+    )
     uncertainty = True
-    paper_results = {}  # not in the table the suite could read (reconstruction.AE4AD_TABLE2)
 
     @staticmethod
     def weighted_error(x: torch.Tensor, out: dict) -> torch.Tensor:

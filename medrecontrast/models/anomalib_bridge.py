@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from medrecontrast.catalog import NEEDS_DOWNLOAD
 from medrecontrast.compute import loader_options, own_random_streams, seed_everything
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints, require_seed
-from medrecontrast.models.base import Detector, register_detector
+from medrecontrast.models.base import Detector, MethodCard, register_detector
 
 ANOMALIB_INSTALL = "pip install 'medrecontrast[anomalib]'"
 PREFIX = "anomalib:"
@@ -142,12 +142,15 @@ class AnomalibDetector(Detector):
     model_name: ClassVar[str]
     spec: ClassVar[ModelSpec]
     size_multiple = 32
-    default_sweep = False
-    requires = ANOMALIB_INSTALL
-    profile_options = {"demo": {"max_epochs": 1, "batch_size": 8}}
-    random_weights_caveat = (
-        "**anomalib's feature-based models from random weights say nothing about the methods:** they model "
-        "pretrained features; run the lite or paper profile."
+    card = MethodCard(
+        display_name="anomalib",  # each model's card names it (anomalib PaDiM, ...)
+        default_sweep=False,
+        requires=ANOMALIB_INSTALL,
+        profile_options={"demo": {"max_epochs": 1, "batch_size": 8}},
+        random_weights_caveat=(
+            "**anomalib's feature-based models from random weights say nothing about the methods:** they model "
+            "pretrained features; run the lite or paper profile."
+        ),
     )
 
     @classmethod
@@ -158,7 +161,7 @@ class AnomalibDetector(Detector):
     def notes(cls, options: dict) -> list[str]:
         """The report's "not the authors' network" line: anomalib's implementation, not the paper's code."""
         return [
-            f"{cls.display_name} is anomalib's implementation of the method (not its authors' code), trained by "
+            f"{cls.card.display_name} is anomalib's implementation of the method (not its authors' code), trained by "
             "anomalib's Engine and scored by its torch module after its pre-processor (raw scores, no "
             "post-processor); the backbone weights are the suite's."
         ]
@@ -196,8 +199,7 @@ class AnomalibDetector(Detector):
         if options.get("pretrained") or options.get("weights"):
             require_weights(options["backbone"], options.get("weights"))
 
-    def __init__(self, **config):
-        super().__init__(**config)
+    def construct(self) -> None:
         self.module_ = None  # anomalib's Lightning module, built at fit or load (it needs the input side)
         self.input_size_: int | None = None
 
@@ -338,7 +340,10 @@ def _feature_info(name: str) -> dict:
     from medrecontrast.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 
     try:
-        net = timm.create_model(name, pretrained=False, features_only=True)
+        # on streams of its own: the construction is cached, so drawing from the caller's streams (a seeded build)
+        # would make a method's initial weights depend on whether another build came first
+        with own_random_streams(0):
+            net = timm.create_model(name, pretrained=False, features_only=True)
     except Exception as exc:
         raise UserInputError(f"backbone {name!r}: timm cannot build it with features_only ({exc})") from None
     config = getattr(net, "pretrained_cfg", None) or {}
@@ -505,9 +510,11 @@ def _register(name: str, spec: ModelSpec, order: int) -> type[AnomalibDetector]:
             "model_name": name,
             "spec": spec,
             "trains": spec.trains,  # over epochs, by anomalib's Engine (no loss curve, no bit-wise resume)
-            "display_name": f"anomalib {spec.cls}",
-            "order": order,
-            "citation": f"{spec.paper}; anomalib's implementation (github.com/open-edge-platform/anomalib)",
+            "card": AnomalibDetector.card.but(
+                display_name=f"anomalib {spec.cls}",
+                order=order,
+                citation=f"{spec.paper}; anomalib's implementation (github.com/open-edge-platform/anomalib)",
+            ),
         },
     )
     return register_detector(f"{PREFIX}{name}")(cls)

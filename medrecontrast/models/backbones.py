@@ -245,10 +245,9 @@ def _load_timm_pretrained(net: nn.Module, name: str, backbone: str) -> None:
     except Exception as exc:  # offline, no cache
         raise WeightsUnavailableError(
             f"cannot load ImageNet weights for {backbone} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "timm "
-            "downloads them from the Hugging Face hub into its cache ($HF_HOME); without internet, pass a local "
-            "file as weights=PATH (for timm:tf_efficientnet_lite0 the lite extra ships one: see README), or use "
-            "pretrained=False only if you want random weights."
+            "timm downloads them from the Hugging Face hub into its cache ($HF_HOME); without internet, pass a local "
+            "file as weights=PATH (for timm:tf_efficientnet_lite0 the lite extra ships one: see docs/methods.md), or "
+            "use pretrained=False only if you want random weights."
         ) from exc
     net.load_state_dict(source.state_dict())
 

@@ -1,10 +1,12 @@
 """One interface for every method: configure, ``fit`` on normals, ``predict``, ``save``/``load``.
 
 A method is one module: a configuration dataclass (checked when it is built), a :class:`Detector`
-subclass registered with :func:`register_detector`, and class attributes that declare what the
-runner, the sweep, the tables, the figures and the CLI need to know about it (display name, order,
-whether it trains, the input-size multiple, its options per task and per profile). None of those
-hold a list of methods: adding one is a new file plus one import line in ``models/__init__.py``.
+subclass registered with :func:`register_detector` that holds the algorithm (what it needs to run: whether it
+trains, the input-size multiple, its networks built in :meth:`Detector.construct`), and its :class:`MethodCard`
+(``Detector.card``, as torchvision's ``Weights.meta``): what the sweep, the tables, the figures, the report and
+the CLI say about it (display name, order, reference, published results, default sweep, caveats, options and
+sizes per profile). None of those hold a list of methods: adding one is a new file plus one import line in
+``models/__init__.py``.
 Notebooks build detectors with ``build_detector("recontrast", backbone="resnet18", pretrained=False)``.
 """
 
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import inspect
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -68,8 +71,8 @@ def detector_class(name: str) -> type["Detector"]:
 
 
 def registered_methods() -> list[str]:
-    """Every registered method, in the order tables, legends and colours use (``order``, then name)."""
-    return sorted(DETECTORS, key=lambda name: (DETECTORS[name].order, name))
+    """Every registered method, in the order tables, legends and colours use (its card's ``order``, then name)."""
+    return sorted(DETECTORS, key=lambda name: (DETECTORS[name].card.order, name))
 
 
 def state_bytes(build, *, optimizer_moments: int = 2) -> dict:
@@ -84,8 +87,8 @@ def state_bytes(build, *, optimizer_moments: int = 2) -> dict:
 
 
 def default_methods() -> list[str]:
-    """The methods of a sweep that names none: every registered method that declares ``default_sweep``."""
-    return [name for name in registered_methods() if DETECTORS[name].default_sweep]
+    """The methods of a sweep that names none: every registered method whose card says ``default_sweep``."""
+    return [name for name in registered_methods() if DETECTORS[name].card.default_sweep]
 
 
 def backbone_of(method: str, options: dict) -> str:
@@ -96,13 +99,13 @@ def backbone_of(method: str, options: dict) -> str:
 
 def display_name(method: str) -> str:
     """How tables and figures name ``method``; a sweep's variant (not registered) keeps its own name."""
-    return DETECTORS[method].display_name if method in DETECTORS else method
+    return DETECTORS[method].card.display_name if method in DETECTORS else method
 
 
 # the source of BMAD's published numbers, which PatchCore's and RD4AD's ``paper_results`` hold for the bmad: tasks
 # BMAD published its Table 2 twice: imgs/table.png (146a04c, 2023-06-07; these numbers, the ones the BMAD issue quotes)
 # and a revision, imgs/new-table.JPG (ed83d5f, 2024-04-28, the one its README now shows), whose PatchCore and RD4AD
-# numbers differ by 0.02-0.97 points (e.g. PatchCore RSNA 75.17 -> 76.14, BraTS 91.55 -> 91.65); README, "Benchmarks"
+# numbers differ by 0.02-0.97 points (e.g. PatchCore RSNA 75.17 -> 76.14, BraTS 91.55 -> 91.65); docs/data.md
 BMAD_TABLE2 = "BMAD's Table 2, first version (DorisBao/BMAD imgs/table.png, 146a04c; revised in imgs/new-table.JPG)"
 # ADer's benchmark table (zhangzjn/ADer configs/benchmark/README.md, ac5f4fc), Uni-Medical, 100 epochs: ADer's own
 # re-implementations, one model for BMAD's brain, liver and retinal sets at 256 px, the mean of the three classes
@@ -111,6 +114,45 @@ ADER_UNI_MEDICAL = (
 )
 
 PIXEL_TOLERANCE = 1e-3  # float16 pixels may round a hair outside [0, 1]
+
+
+def _frozen(value):
+    """A read-only view of nested mappings (a card's published numbers cannot be changed by a caller)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    return value
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What the benchmark says about a method, apart from its algorithm (as torchvision's ``Weights.meta``):
+    read by the sweep, the tables, the figures, the report and ``medrecontrast methods``. Frozen; a subclass's
+    card is its parent's with changes (:meth:`but`)."""
+
+    display_name: str  # in tables, legends and the report
+    order: int = 100  # position in tables and figures, and so its colour
+    reference: bool = False  # the suite's reference method: compared against every other one
+    citation: str = ""  # the paper and released code the method follows
+    requires: str = ""  # what the method needs beyond the core install
+    # the method's own published numbers, in percent, by task (or task family: "mvtec" holds the class mean),
+    # metric name -> value; the report sets its runs beside them
+    paper_results: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # where a ``paper_results`` entry comes from when not from the method's own paper (BMAD's table), by its key
+    paper_sources: Mapping[str, str] = field(default_factory=dict)
+    random_weights_caveat: str = ""  # what the report says of its runs from random (not pretrained) weights
+    # part of a sweep that names no methods (the ReContrast paper's comparison); a method that needs weights most
+    # users must fetch first (Dinomaly's DINOv2) is run by naming it
+    default_sweep: bool = True
+    profile_options: Mapping[str, Mapping] = field(default_factory=dict)  # options a run profile sets (demo: short)
+    profile_sizes: Mapping[str, Mapping] = field(default_factory=dict)  # input sizes a profile uses, not the task's
+
+    def __post_init__(self):
+        for name in ("paper_results", "paper_sources", "profile_options", "profile_sizes"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    def but(self, **changes) -> "MethodCard":
+        """This card with ``changes`` (a subclass's card from its parent's)."""
+        return dataclasses.replace(self, **changes)
 
 
 class NotFittedError(RuntimeError):
@@ -144,34 +186,20 @@ class Detector:
     ``iters_`` is the number of training iterations (None for methods that do not iterate),
     ``losses_`` the loss per iteration (None likewise) and ``stats_`` what the fit measured or decided
     (a run records it in ``fit_stats.json``).
+
+    A method builds its networks in :meth:`construct`, which runs on the method's own random streams.
     """
 
-    # --- what a method declares ---------------------------------------------------------------
+    # --- what a method declares: its card, and what its algorithm needs -------------------------
     name: ClassVar[str]  # the registry key, set by register_detector
-    display_name: ClassVar[str]  # in tables, legends and the report
+    card: ClassVar[MethodCard]  # what the benchmark says about it (MethodCard)
     Config: ClassVar[type]  # dataclass of every option; validates itself in __post_init__
-    order: ClassVar[int] = 100  # position in tables and figures, and so its colour
     trains: ClassVar[bool] = False  # learns over iterations: a loss curve, checkpoints, resume
     size_multiple: ClassVar[int] = 1  # the input side must be a multiple of this
-    profile_options: ClassVar[dict[str, dict]] = {}  # options each run profile sets (e.g. demo: a short schedule)
-    profile_sizes: ClassVar[dict[str, dict]] = {}  # input sizes a profile uses instead of the task's
-    reference: ClassVar[bool] = False  # the suite's reference method: compared against every other one
-    # The method's own published numbers, in percent, by task (or task family: "mvtec" holds the
-    # class mean), metric name -> value; the report sets its runs beside them.
-    paper_results: ClassVar[dict[str, dict[str, float]]] = {}
-    citation: ClassVar[str] = ""  # the paper and released code the method follows (`medrecontrast methods` shows it)
-    requires: ClassVar[str] = ""  # what a method needs beyond the core install (`medrecontrast methods` shows it)
-    # where a ``paper_results`` entry comes from when not from the method's own paper (BMAD's table), by its key;
-    # the comparison with the published numbers shows it beside each number
-    paper_sources: ClassVar[dict[str, str]] = {}
-    random_weights_caveat: ClassVar[str] = ""  # what the report says of its runs from random (not pretrained) weights
-    # part of a sweep that names no methods (the ReContrast paper's comparison); a method that needs weights most
-    # users must fetch first (Dinomaly's DINOv2) is run by naming it
-    default_sweep: ClassVar[bool] = True
     # the option that names the network (tables' "backbone" column, Detector.load's check); Dinomaly: "encoder"
     backbone_option: ClassVar[str] = "backbone"
     # how far an exported file's float32 scores and maps may be from the checkpoint's, relative to the largest
-    # checkpoint score (map value) of the images checked (README, "Export"): measured up to 5.4e-6 (AE-U's maps, whose
+    # checkpoint score (map value) of the images checked (docs/export.md): measured up to 5.4e-6 (AE-U's maps, whose
     # exp(-log_var) weighting amplifies the graph's rounding), 1e-6 elsewhere; a file of another run is off by 1e-2
     export_tolerance: ClassVar[dict[str, float]] = {"score": 1e-4, "map": 1e-4}
 
@@ -214,30 +242,20 @@ class Detector:
         """The method's options for ``task`` (e.g. ReContrast's per-task schedule); none by default."""
         return {}
 
-    def __init_subclass__(cls, **kwargs):
-        """Each subclass's construction runs on its own random streams (:func:`own_random_streams`,
-        seeded by the ``seed`` option): the seed fixes the initial weights, and building or loading
-        a detector leaves the caller's Python, NumPy and torch streams and cuDNN's flags as they were.
-        Training seeds the global streams once, in ``fit``."""
-        super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            init = cls.__dict__["__init__"]
+    @classmethod
+    def prepare_options(cls, config: dict) -> dict:
+        """The options as given, before they are checked (e.g. a schedule given in epochs replaces the default
+        one in iterations: :func:`~medrecontrast.engine.apply_schedule`); as given by default."""
+        return config
 
-            @functools.wraps(init)
-            def construct(self, **config):
-                if getattr(self, "_constructing", False):  # a subclass's __init__ calling its parent's
-                    return init(self, **config)
-                seed = config.get("seed", getattr(type(self).Config, "seed", 0))
-                self._constructing = True
-                try:
-                    with own_random_streams(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0):
-                        init(self, **config)
-                finally:
-                    del self._constructing
-
-            cls.__init__ = construct
+    def construct(self) -> None:
+        """Build the method's networks from ``self.config``. Runs on the method's own random streams
+        (:func:`own_random_streams`, seeded by the ``seed`` option): the seed fixes the initial weights, and building
+        or loading a detector leaves the caller's Python, NumPy and torch streams and cuDNN's flags as they were.
+        Training seeds the global streams once, in ``fit``. Nothing to build by default."""
 
     def __init__(self, **config):
+        config = self.prepare_options(config)
         fields = {f.name for f in dataclasses.fields(self.Config)}
         unknown = sorted(set(config) - fields)
         if unknown:
@@ -255,6 +273,8 @@ class Detector:
         self.losses_: list[float] | None = None
         self.train_seconds_: float | None = None  # training wall time over resumed segments (None: what fit took)
         self.stats_: dict = {}  # what the fit measured and decided (e.g. PatchCore's memory-bank plan), JSON-able
+        with own_random_streams(getattr(self.config, "seed", 0)):
+            self.construct()
 
     # --- to implement ---------------------------------------------------------------------------
     def fit(
@@ -326,7 +346,7 @@ class Detector:
             inputs["eps"] = torch.randn(noise)
         record = {
             "method": self.name,
-            "display_name": self.display_name,
+            "display_name": self.card.display_name,
             "config": dataclasses.asdict(self.config),
             "input_side": input_size,
             **(metadata or {}),

@@ -60,7 +60,7 @@ from medrecontrast.models.backbones import (
     _timm,
     resolve_weights_path,
 )
-from medrecontrast.models.base import Detector, register_detector, state_bytes
+from medrecontrast.models.base import Detector, MethodCard, register_detector, state_bytes
 from medrecontrast.optim import StableAdamW, warm_cosine_lr
 
 PATCH_SIZE = 14
@@ -441,28 +441,31 @@ LITE = {
 @register_detector("dinomaly")
 class Dinomaly(Detector):
     Config = DinomalyConfig
-    display_name = "Dinomaly"
-    citation = (
-        "Guo et al., Dinomaly: The less is more philosophy in multi-class unsupervised anomaly detection, CVPR 2025; "
-        "code github.com/guojiajeremy/Dinomaly"
+    card = MethodCard(
+        display_name="Dinomaly",
+        citation=(
+            "Guo et al., Dinomaly: The less is more philosophy in multi-class unsupervised anomaly detection, "
+            "CVPR 2025; "
+            "code github.com/guojiajeremy/Dinomaly"
+        ),
+        order=3,
+        default_sweep=False,  # its paper profile needs DINOv2 weights: run it by naming it (--methods dinomaly)
+        profile_options={"demo": DEMO, "lite": LITE},
+        profile_sizes={
+            "paper": PAPER_SIZES,
+            "demo": {"image_size": 112, "crop_size": None},
+            "lite": {"image_size": 224, "crop_size": None},
+        },
+        random_weights_caveat=(
+            "**Dinomaly from random weights says nothing about the method:** it reconstructs a frozen DINOv2 encoder's "
+            "features, and a random ViT has none worth reconstructing. Real numbers need Meta's DINOv2 weights "
+            "(weights=PATH or timm's download) and the paper profile."
+        ),
+        # Dinomaly's paper (CVPR 2025), unified multi-class setting, image AUROC in percent
+        paper_results={"mvtec-unified": {"image_auroc": 99.6}, "visa-unified": {"image_auroc": 98.7}},
     )
-    order = 3
     trains = True
     backbone_option = "encoder"
-    default_sweep = False  # its paper profile needs DINOv2 weights: run it by naming it (--methods dinomaly)
-    profile_options = {"demo": DEMO, "lite": LITE}
-    profile_sizes = {
-        "paper": PAPER_SIZES,
-        "demo": {"image_size": 112, "crop_size": None},
-        "lite": {"image_size": 224, "crop_size": None},
-    }
-    random_weights_caveat = (
-        "**Dinomaly from random weights says nothing about the method:** it reconstructs a frozen DINOv2 encoder's "
-        "features, and a random ViT has none worth reconstructing. Real numbers need Meta's DINOv2 weights "
-        "(weights=PATH or timm's download) and the paper profile."
-    )
-    # Dinomaly's paper (CVPR 2025), unified multi-class setting, image AUROC in percent
-    paper_results = {"mvtec-unified": {"image_auroc": 99.6}, "visa-unified": {"image_auroc": 98.7}}
 
     @classmethod
     def task_options(cls, task) -> dict:
@@ -493,8 +496,11 @@ class Dinomaly(Detector):
         if options.get("pretrained") or options.get("weights"):
             DinoV2Encoder(options["encoder"], pretrained=True, weights=options.get("weights"))
 
-    def __init__(self, **config):
-        super().__init__(**apply_schedule({}, config))
+    @classmethod
+    def prepare_options(cls, config: dict) -> dict:
+        return apply_schedule({}, config)  # the schedule given replaces the default one
+
+    def construct(self) -> None:
         c = self.config
         encoder = DinoV2Encoder(c.encoder, pretrained=c.pretrained, weights=c.weights)
         self.model = ViTill(encoder, ENCODERS[c.encoder][2], bottleneck_dropout=c.bottleneck_dropout).to(self.device)

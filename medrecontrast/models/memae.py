@@ -36,10 +36,12 @@ class MemAEConfig(ReconstructionConfig):
 @register_detector("memae")
 class MemAE(ReconstructionDetector):
     Config = MemAEConfig
-    display_name = "MemAE"
-    order = 6
+    card = ReconstructionDetector.card.but(
+        display_name="MemAE",
+        order=6,
+        paper_results=AE4AD_TABLE2["memae"],
+    )
     bottleneck = "memae"
-    paper_results = AE4AD_TABLE2["memae"]
 
     @classmethod
     def network_options(cls, config: MemAEConfig) -> dict:

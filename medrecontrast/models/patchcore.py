@@ -65,7 +65,7 @@ from medrecontrast.compute import (
 from medrecontrast.errors import UserInputError, check_field_types, require_positive_ints
 from medrecontrast.models.anomaly_map import gaussian_blur
 from medrecontrast.models.backbones import build_encoder
-from medrecontrast.models.base import BMAD_TABLE2, Detector, register_detector, state_bytes
+from medrecontrast.models.base import BMAD_TABLE2, Detector, MethodCard, register_detector, state_bytes
 from medrecontrast.progress import tracked
 
 PATCH_REDUCTIONS = (8, 16)  # the released code's layer2 + layer3 of a ResNet
@@ -127,37 +127,41 @@ class PatchCoreConfig:
             )
 
 
+# BMAD's Table 2 (DorisBao/BMAD imgs/table.png, commit 146a04c), mean of BMAD's runs in percent, keyed by this
+# suite's tasks for its benchmarks (PRO: anomalib's dataset-level AUPRO)
+PAPER_RESULTS = {
+    "bmad:brain": {"image_auroc": 91.55, "pixel_auroc": 96.97, "aupro": 85.83},
+    "bmad:liver": {"image_auroc": 60.40, "pixel_auroc": 96.58, "aupro": 87.35},
+    "bmad:retina": {"image_auroc": 91.50, "pixel_auroc": 96.39, "aupro": 85.73},
+    "bmad:oct": {"image_auroc": 98.56},
+    "bmad:chest": {"image_auroc": 75.17},
+    "bmad:histopathology": {"image_auroc": 69.34},
+}
+
+
 @register_detector("patchcore")
 class PatchCore(Detector):
     Config = PatchCoreConfig
-    # BMAD's Table 2 (DorisBao/BMAD imgs/table.png, commit 146a04c), mean of BMAD's runs in percent, keyed by this
-    # suite's tasks for its benchmarks (PRO: anomalib's dataset-level AUPRO)
-    paper_results = {
-        "bmad:brain": {"image_auroc": 91.55, "pixel_auroc": 96.97, "aupro": 85.83},
-        "bmad:liver": {"image_auroc": 60.40, "pixel_auroc": 96.58, "aupro": 87.35},
-        "bmad:retina": {"image_auroc": 91.50, "pixel_auroc": 96.39, "aupro": 85.73},
-        "bmad:oct": {"image_auroc": 98.56},
-        "bmad:chest": {"image_auroc": 75.17},
-        "bmad:histopathology": {"image_auroc": 69.34},
-    }
-    paper_sources = dict.fromkeys(paper_results, BMAD_TABLE2)
-    display_name = "PatchCore"
+    card = MethodCard(
+        paper_results=PAPER_RESULTS,
+        paper_sources=dict.fromkeys(PAPER_RESULTS, BMAD_TABLE2),
+        display_name="PatchCore",
+        citation=(
+            "Roth et al., Towards total recall in industrial anomaly detection, CVPR 2022; "
+            "code github.com/amazon-science/patchcore-inspection"
+        ),
+        order=2,
+        # demo: a smaller memory-bank vector for minutes on a CPU; lite: the paper's 1 % coreset ("PatchCore-1%"),
+        # whose greedy search is a tenth of the 10 % one's on ~550 k patches of 700 images at 224 px
+        profile_options={"demo": {"embed_dim": 256}, "lite": {"coreset_ratio": 0.01}},
+        profile_sizes={"paper": PAPER_SIZES},
+    )
     # the exported graph's nearest-neighbour search is |q|^2 - 2 q.b + |b|^2 in float32 (faiss computes the same
     # expansion in another order), whose rounding is relative to |q|^2, not to the small distance it leaves: measured
-    # up to 3e-5 of the largest score (README, "Export")
+    # up to 3e-5 of the largest score (docs/export.md)
     export_tolerance = {"score": 1e-3, "map": 1e-3}
-    citation = (
-        "Roth et al., Towards total recall in industrial anomaly detection, CVPR 2022; "
-        "code github.com/amazon-science/patchcore-inspection"
-    )
-    order = 2
-    # demo: a smaller memory-bank vector for minutes on a CPU; lite: the paper's 1 % coreset ("PatchCore-1%"),
-    # whose greedy search is a tenth of the 10 % one's on ~550 k patches of 700 images at 224 px
-    profile_options = {"demo": {"embed_dim": 256}, "lite": {"coreset_ratio": 0.01}}
-    profile_sizes = {"paper": PAPER_SIZES}
 
-    def __init__(self, **config):
-        super().__init__(**config)
+    def construct(self) -> None:
         c = self.config
         self.model = (
             build_encoder(c.backbone, pretrained=c.pretrained, weights=c.weights)
@@ -213,7 +217,7 @@ class PatchCore(Detector):
         if ratio >= 1:
             return []
         return [
-            f"{cls.display_name}: memory bank selected from a random {ratio:.0%} of each training image's patches "
+            f"{cls.card.display_name}: memory bank selected from a random {ratio:.0%} of each training image's patches "
             f"(candidate_ratio = {ratio}), not from every patch as in the released code."
         ]
 

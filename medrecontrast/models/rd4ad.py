@@ -35,33 +35,38 @@ class RD4ADConfig(ReContrastConfig):
     hard_mining_factor: float = 1.0
 
 
+# BMAD's Table 2 (DorisBao/BMAD imgs/table.png, commit 146a04c; the image of the CVPR-W paper's table), mean of
+# BMAD's runs in percent, keyed by this suite's tasks for its benchmarks (PRO: anomalib's dataset-level AUPRO)
+PAPER_RESULTS = {
+    "bmad:brain": {"image_auroc": 89.38, "pixel_auroc": 96.54, "aupro": 85.86},
+    "bmad:liver": {"image_auroc": 60.02, "pixel_auroc": 95.86, "aupro": 90.13},
+    "bmad:retina": {"image_auroc": 87.53, "pixel_auroc": 96.17, "aupro": 85.78},
+    "bmad:oct": {"image_auroc": 97.24},
+    "bmad:chest": {"image_auroc": 67.53},
+    "bmad:histopathology": {"image_auroc": 66.59},
+    # ADer's "RD" (its re-implementation) on Uni-Medical, the class mean (mAU-ROC_I, mAP_I, mAU-ROC_P, mAP_P,
+    # mAU-PRO_R); 300 epochs: 76.4, 75.8, 96.4, 38.9, 86.5
+    "uni-medical": {"image_auroc": 76.1, "image_ap": 75.7, "pixel_auroc": 96.5, "pixel_ap": 38.8, "aupro": 86.8},
+}
+
+
 @register_detector("rd4ad")
 class RD4AD(ReContrast):
     Config = RD4ADConfig
-    display_name = "RD4AD"
-    order = 1
-    # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
-    profile_options = {"demo": {**DEMO_SCHEDULE, "epochs": None}, "lite": {**LITE_SCHEDULE, "epochs": None}}
-    reference = False
-    citation = (
-        "Deng & Li, Anomaly detection via reverse distillation from one-class embedding, CVPR 2022; "
-        "code github.com/hq-deng/RD4AD"
+    card = ReContrast.card.but(
+        display_name="RD4AD",
+        order=1,
+        # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
+        profile_options={"demo": {**DEMO_SCHEDULE, "epochs": None}, "lite": {**LITE_SCHEDULE, "epochs": None}},
+        reference=False,
+        citation=(
+            "Deng & Li, Anomaly detection via reverse distillation from one-class embedding, CVPR 2022; "
+            "code github.com/hq-deng/RD4AD"
+        ),
+        paper_results=PAPER_RESULTS,
+        paper_sources={**dict.fromkeys(PAPER_RESULTS, BMAD_TABLE2), "uni-medical": ADER_UNI_MEDICAL},
+        random_weights_caveat="",
     )
-    # BMAD's Table 2 (DorisBao/BMAD imgs/table.png, commit 146a04c; the image of the CVPR-W paper's table), mean of
-    # BMAD's runs in percent, keyed by this suite's tasks for its benchmarks (PRO: anomalib's dataset-level AUPRO)
-    paper_results = {
-        "bmad:brain": {"image_auroc": 89.38, "pixel_auroc": 96.54, "aupro": 85.86},
-        "bmad:liver": {"image_auroc": 60.02, "pixel_auroc": 95.86, "aupro": 90.13},
-        "bmad:retina": {"image_auroc": 87.53, "pixel_auroc": 96.17, "aupro": 85.78},
-        "bmad:oct": {"image_auroc": 97.24},
-        "bmad:chest": {"image_auroc": 67.53},
-        "bmad:histopathology": {"image_auroc": 66.59},
-        # ADer's "RD" (its re-implementation) on Uni-Medical, the class mean (mAU-ROC_I, mAP_I, mAU-ROC_P, mAP_P,
-        # mAU-PRO_R); 300 epochs: 76.4, 75.8, 96.4, 38.9, 86.5
-        "uni-medical": {"image_auroc": 76.1, "image_ap": 75.7, "pixel_auroc": 96.5, "pixel_ap": 38.8, "aupro": 86.8},
-    }
-    paper_sources = {**dict.fromkeys(paper_results, BMAD_TABLE2), "uni-medical": ADER_UNI_MEDICAL}
-    random_weights_caveat = ""
 
     @classmethod
     def task_options(cls, task) -> dict:

@@ -10,7 +10,7 @@ map averaged over channels (``criterion(..., anomaly_score=True, keepdim=True)``
 mean over pixels (``torch.mean(score_map, dim=[1, 2, 3])``).
 
 Each method (AE, VAE, MemAE, AE-U) is one module that sets its bottleneck and its loss (:meth:`criterion`,
-:meth:`score_map`). What differs from the released code is declared in the README's fidelity table: the grey
+:meth:`score_map`). What differs from the released code is declared in the fidelity table (docs/tasks.md): the grey
 value is computed from the suite's resized RGB pixels in float (PIL converts, then resizes, rounding to 8 bits
 twice), and a VAE's scores draw its latent sample from the detector's own seeded stream (the released code
 draws from torch's global one, so its scores change from one evaluation to the next).
@@ -30,7 +30,7 @@ from medrecontrast.compute import own_random_streams
 from medrecontrast.engine import TrainingConfig, TrainingResult, apply_schedule, resolve_iterations, train_loop
 from medrecontrast.errors import UserInputError, require_choice, require_positive_ints
 from medrecontrast.models.autoencoder_nets import AE, SIZE_MULTIPLE
-from medrecontrast.models.base import Detector, state_bytes
+from medrecontrast.models.base import Detector, MethodCard, state_bytes
 
 RELEASED_SIZE = 64  # options.py --input-size
 # options.py: self.epochs by dataset (the datasets not listed train 250); keyed here by this suite's task names
@@ -134,14 +134,17 @@ class ReconstructionDetector(Detector):
     Config = ReconstructionConfig
     trains = True
     size_multiple = SIZE_MULTIPLE
-    default_sweep = False  # not in the ReContrast paper's comparison: named with --methods
+    card = MethodCard(
+        display_name="reconstruction",  # each method's card names it (AE, VAE, MemAE, AE-U)
+        default_sweep=False,  # not in the ReContrast paper's comparison: named with --methods
+        # every profile runs the released input (64 px grey); demo: a short schedule
+        profile_sizes={p: {"image_size": RELEASED_SIZE, "crop_size": None} for p in ("paper", "demo", "lite")},
+        profile_options={"demo": {"iters": 300, "epochs": None, "batch_size": 32}},
+        citation=CITATION,
+        paper_sources={task: AE4AD_SOURCE for table in AE4AD_TABLE2.values() for task in table},
+    )
     bottleneck: ClassVar[str] = "ae"
     uncertainty: ClassVar[bool] = False
-    # every profile runs the released input (64 px grey); demo: a short schedule
-    profile_sizes = {p: {"image_size": RELEASED_SIZE, "crop_size": None} for p in ("paper", "demo", "lite")}
-    profile_options = {"demo": {"iters": 300, "epochs": None, "batch_size": 32}}
-    citation = CITATION
-    paper_sources = {task: AE4AD_SOURCE for table in AE4AD_TABLE2.values() for task in table}
 
     @classmethod
     def backbone_of(cls, options: dict) -> str:
@@ -204,8 +207,11 @@ class ReconstructionDetector(Detector):
         raise NotImplementedError
 
     # --- the estimator ---------------------------------------------------------------------------------
-    def __init__(self, **config):
-        super().__init__(**apply_schedule({}, config))
+    @classmethod
+    def prepare_options(cls, config: dict) -> dict:
+        return apply_schedule({}, config)  # the schedule given replaces the default one
+
+    def construct(self) -> None:
         self.model_: AE | None = None
         self.input_size_: int | None = None
         self.training_: TrainingResult | None = None

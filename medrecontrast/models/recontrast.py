@@ -45,7 +45,7 @@ from medrecontrast.models.anomaly_map import (
     image_scores,
 )
 from medrecontrast.models.backbones import estimate_batchnorm_statistics, is_timm
-from medrecontrast.models.base import Detector, register_detector, state_bytes
+from medrecontrast.models.base import Detector, MethodCard, register_detector, state_bytes
 from medrecontrast.models.decoder import GENERIC_DECODER
 from medrecontrast.models.reverse_distillation import SIZE_MULTIPLE, ReverseDistillationNet
 
@@ -109,7 +109,7 @@ class ReContrastConfig(TrainingConfig):
     encoder_bn_train: bool = True
     decoder_activation: str = "relu"  # "gelu" in the unified scripts
     # Random encoders (pretrained=False, no weights file) first take BatchNorm statistics from the
-    # training normals; measured on the built-in tasks it lifts RD4AD from near chance (see README).
+    # training normals; measured on the built-in tasks it lifts RD4AD from near chance (see docs/bench.md).
     calibrate_random_encoder: bool = True
     # ablation switches
     loss: str = "global"
@@ -153,7 +153,7 @@ UNIFIED = {
 }
 
 
-# The per-task scripts' settings (recontrast_<task>.py; README "Paper fidelity"), by task name and
+# The per-task scripts' settings (recontrast_<task>.py; docs/tasks.md, "Paper fidelity"), by task name and
 # then by task family (the name before ":"); a task listed nowhere (a user's folder, a new dataset)
 # gets FALLBACK_SETTINGS. The built-in synthetic tasks take the settings of the task each mimics.
 TASK_SETTINGS: dict[str, dict] = {
@@ -185,43 +185,43 @@ DEMO_SCHEDULE = {"iters": 80, "batch_size": 8}
 @register_detector("recontrast")
 class ReContrast(Detector):
     Config = ReContrastConfig
-    display_name = "ReContrast"
-    order = 0
+    card = MethodCard(
+        display_name="ReContrast",
+        order=0,
+        profile_options={"demo": DEMO_SCHEDULE, "lite": LITE_SCHEDULE},
+        reference=True,
+        citation=(
+            "Guo et al., ReContrast: Domain-specific anomaly detection via contrastive reconstruction, NeurIPS 2023; "
+            "code github.com/guojiajeremy/ReContrast"
+        ),
+        random_weights_caveat=(
+            "**ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features "
+            "to the target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its "
+            "features); without ImageNet weights there are no features worth adapting, so its numbers here say nothing "
+            "about the method. Run the paper profile (ImageNet weights) to compare methods."
+        ),
+        # ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
+        # (utils.evaluation appends compute_pro per abnormal image and takes the mean), so the comparison
+        # uses ``aupro_per_image``; the dataset-level ``aupro`` stays in the main table.
+        paper_results={
+            "mvtec": {"image_auroc": 99.45, "pixel_auroc": 98.37, "aupro_per_image": 95.2},
+            "visa": {"image_auroc": 97.50, "pixel_auroc": 98.21, "aupro_per_image": 92.62},
+            # the unified multi-class setting (one model for all classes; the paper's second table)
+            "mvtec-unified": {"image_auroc": 98.2},
+            "visa-unified": {"image_auroc": 95.1},
+            "aptos": {"image_auroc": 97.51, "f1_oracle": 95.27, "acc_oracle": 93.35},
+            "oct": {"image_auroc": 99.60, "f1_oracle": 98.53, "acc_oracle": 97.80},
+            "isic": {"image_auroc": 90.15, "f1_oracle": 81.12, "acc_oracle": 86.01},
+        },
+    )
     trains = True
     size_multiple = SIZE_MULTIPLE
-    profile_options = {"demo": DEMO_SCHEDULE, "lite": LITE_SCHEDULE}
-    reference = True
-    citation = (
-        "Guo et al., ReContrast: Domain-specific anomaly detection via contrastive reconstruction, NeurIPS 2023; "
-        "code github.com/guojiajeremy/ReContrast"
-    )
-    random_weights_caveat = (
-        "**ReContrast from random weights is handicapped by design:** it adapts a pretrained encoder's features to the "
-        "target domain (the encoder is trained at a tiny learning rate, the decoder reconstructs its features); "
-        "without "
-        "ImageNet weights there are no features worth adapting, so its numbers here say nothing about the method. Run "
-        "the "
-        "paper profile (ImageNet weights) to compare methods."
-    )
-    # ReContrast's own logs, final iteration, in percent. Their AUPRO is the per-image average
-    # (utils.evaluation appends compute_pro per abnormal image and takes the mean), so the comparison
-    # uses ``aupro_per_image``; the dataset-level ``aupro`` stays in the main table.
-    paper_results = {
-        "mvtec": {"image_auroc": 99.45, "pixel_auroc": 98.37, "aupro_per_image": 95.2},
-        "visa": {"image_auroc": 97.50, "pixel_auroc": 98.21, "aupro_per_image": 92.62},
-        # the unified multi-class setting (one model for all classes; the paper's second table)
-        "mvtec-unified": {"image_auroc": 98.2},
-        "visa-unified": {"image_auroc": 95.1},
-        "aptos": {"image_auroc": 97.51, "f1_oracle": 95.27, "acc_oracle": 93.35},
-        "oct": {"image_auroc": 99.60, "f1_oracle": 98.53, "acc_oracle": 97.80},
-        "isic": {"image_auroc": 90.15, "f1_oracle": 81.12, "acc_oracle": 86.01},
-    }
 
     @classmethod
     def notes(cls, options: dict) -> list[str]:
         """A timm backbone has no decoder of the authors': say that it runs the suite's generic one."""
         backbone = str(options.get("backbone", ""))
-        return [f"{cls.display_name} with {backbone}: {GENERIC_DECODER}."] if is_timm(backbone) else []
+        return [f"{cls.card.display_name} with {backbone}: {GENERIC_DECODER}."] if is_timm(backbone) else []
 
     @classmethod
     def storage_estimate(cls, config, *, train_images: int, input_size: int) -> dict:
@@ -253,8 +253,11 @@ class ReContrast(Detector):
             settings["encoder_bn_train"] = False
         return settings
 
-    def __init__(self, **config):
-        super().__init__(**apply_schedule({}, config))  # the schedule given replaces the default one
+    @classmethod
+    def prepare_options(cls, config: dict) -> dict:
+        return apply_schedule({}, config)  # the schedule given replaces the default one
+
+    def construct(self) -> None:
         c = self.config
         self.model = ReverseDistillationNet(
             c.backbone,

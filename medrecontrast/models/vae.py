@@ -4,7 +4,7 @@ Loss: the mean squared reconstruction error plus ``kl_weight`` (0.005) x the KL 
 averaged over latent dimensions and then over the batch; the decoder reads one sample of the latent, in
 training and (as released) in evaluation. Anomaly map: the squared error of that sample's reconstruction,
 averaged over channels; image score: its mean. The released scores draw the sample from torch's global stream;
-here it is the detector's own, seeded by ``seed`` at each ``predict`` (README, fidelity table).
+here it is the detector's own, seeded by ``seed`` at each ``predict`` (docs/tasks.md, fidelity table).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ class VAEConfig(ReconstructionConfig):
 @register_detector("vae")
 class VariationalAutoEncoder(ReconstructionDetector):
     Config = VAEConfig
-    display_name = "VAE"
-    order = 5
+    card = ReconstructionDetector.card.but(
+        display_name="VAE",
+        order=5,
+        paper_results=AE4AD_TABLE2["vae"],
+    )
     bottleneck = "vae"
-    paper_results = AE4AD_TABLE2["vae"]
 
     def criterion(self, x: torch.Tensor, out: dict) -> torch.Tensor:
         mu, log_var = out["mu"], out["log_var"]

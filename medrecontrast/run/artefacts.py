@@ -1,51 +1,43 @@
-"""What a run writes besides its configuration: scores, metrics, examples and pixel statistics.
+"""What a run computes besides its configuration: scores, metrics, examples and pixel statistics.
 
-``scores.csv`` (per test image), ``holdout_scores.csv``, ``metrics.json`` (every metric and the
-timings), ``examples.npz`` (a few images with their maps, for the qualitative figure) and
-``pixel_stats.npz`` (what the report needs for intervals of the pixel metrics).
+The scores per test image and per held-out normal, every metric and the timings, a few images with their maps
+(for the qualitative figures) and what the report needs for intervals of the pixel metrics; the files they go
+into are :class:`~medrecontrast.run.folder.RunFolder`'s.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import time
 import uuid
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from medrecontrast.metrics import THRESHOLD_QUANTILE, aupro_image_values, evaluate
-from medrecontrast.paths import atomic_path, write_csv
 from medrecontrast.resources import peak_memory
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.stats import pixel_statistics
 
 EXAMPLES = 4  # test images whose maps are kept for the qualitative figure
-DATA_RECORD = "data.json"  # fingerprint of the task's files the run last trained or evaluated on
-# every file the run was TRAINED on (split, id, size, mtime): written once when it trains, never by a re-evaluation,
-# so that every later evaluation, `bench` and the report can say which files were added, removed or changed since
-TRAINING_DATA = "training_data.json"
-EVALUATIONS = "evaluations.json"  # every re-evaluation: when, on which data, where the previous results went
-PIXEL_STATISTICS = "pixel_stats.npz"  # per-image pixel-metric statistics, for intervals of the pixel metrics
-RESULT_FILES = ("scores.csv", "metrics.json", "holdout_scores.csv", "examples.npz", PIXEL_STATISTICS, DATA_RECORD)
 
 
 def evaluate_detector(
     detector,
     test,
     holdout,
-    out: Path,
+    out: RunFolder | str | os.PathLike,
     quantile: float = THRESHOLD_QUANTILE,
     groups: list[str] | None = None,
     progress: bool | int = False,
     patients: list[str] | None = None,
     holdout_patients: list[str] | None = None,
 ) -> dict:
-    """Score the test set, write ``scores.csv`` and ``examples.npz`` into ``out``, return every metric.
+    """Score the test set, write its scores, pixel statistics and examples into the run folder ``out``, return
+    every metric.
 
-    Each evaluation has an id, written in every row of ``scores.csv`` and in the metrics (``evaluation``),
+    Each evaluation has an id, written in every row of the scores and in the metrics (``evaluation``),
     so that results of two evaluations are never read as one (:func:`check_evaluation`).
 
     ``holdout`` (normal training images the detector never saw, or None) fixes the label-free threshold.
@@ -54,6 +46,7 @@ def evaluate_detector(
     ``patients`` and ``holdout_patients`` (each test and held-out image's patient, where the task knows them)
     are written beside the scores, for the patient-level statistics of the report.
     """
+    out = RunFolder(out)
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
         predictions = detector.predict(test, progress=progress)
@@ -66,17 +59,17 @@ def evaluate_detector(
         frame["patient"] = patients
     if predictions.categories is not None:
         frame["category"] = predictions.categories  # the subtype (e.g. CNV, MEL) for per-subtype AUROC
-    write_csv(out / "scores.csv", pd.DataFrame(frame))
-    _save_pixel_statistics(predictions, out / PIXEL_STATISTICS)
+    out.write_scores(pd.DataFrame(frame))
+    _save_pixel_statistics(predictions, out)
     held_scores = None
     if holdout is not None:
         held_scores = detector.predict(holdout, progress=progress).scores
         held = {"score": held_scores}
         if holdout_patients is not None:
             held["patient"] = holdout_patients
-        write_csv(out / "holdout_scores.csv", pd.DataFrame(held))
+        out.write_holdout_scores(pd.DataFrame(held))
     metrics = evaluate(predictions, held_scores, quantile, groups)
-    _save_examples(test, predictions, out / "examples.npz")
+    _save_examples(test, predictions, out)
     metrics["evaluation"] = evaluation
     metrics["timings"] = {
         "inference_s": seconds,
@@ -86,7 +79,7 @@ def evaluate_detector(
     return metrics
 
 
-def _save_pixel_statistics(predictions, path: Path) -> None:
+def _save_pixel_statistics(predictions, out: RunFolder) -> None:
     """Per-image sufficient statistics of the pixel metrics (``stats.pixel_statistics``), so that the
     report can resample test images for pixel AUROC and AUPRO intervals without the full maps; the
     per-image AUPRO of each abnormal image rides along. Nothing is written for a task without masks."""
@@ -103,8 +96,7 @@ def _save_pixel_statistics(predictions, path: Path) -> None:
     per_image = np.full(len(known), np.nan)
     counted = known & (np.asarray(predictions.labels) == 1)
     per_image[counted] = aupro_image_values(predictions.masks[counted], predictions.maps[counted])
-    with atomic_path(path) as partial, open(partial, "wb") as handle:
-        np.savez_compressed(handle, ids=np.array(predictions.ids), aupro_per_image=per_image, **statistics)
+    out.write_pixel_statistics(ids=np.array(predictions.ids), aupro_per_image=per_image, **statistics)
 
 
 def example_indices(labels: np.ndarray, categories: list[str], count: int = EXAMPLES) -> list[int]:
@@ -145,7 +137,7 @@ def case_indices(labels: np.ndarray, scores: np.ndarray) -> list[tuple[str, int]
     return chosen
 
 
-def _save_examples(test, predictions, path: Path) -> None:
+def _save_examples(test, predictions, out: RunFolder) -> None:
     """Test images (uint8 RGB), their masks and anomaly maps, for the qualitative figures: a few images shared by
     every method and seed of the task (``case`` empty), then the run's own best and worst scored normal and abnormal
     images (:func:`case_indices`, ``case`` says which)."""
@@ -158,17 +150,15 @@ def _save_examples(test, predictions, path: Path) -> None:
         if predictions.masks is not None
         else np.zeros((len(chosen), *images.shape[1:3]), np.uint8)
     )
-    with atomic_path(path) as partial, open(partial, "wb") as handle:  # a file object: numpy adds no ".npz"
-        np.savez_compressed(
-            handle,
-            ids=np.array([predictions.ids[i] for i in chosen]),
-            case=np.array([""] * len(shared) + [case for case, _ in cases]),
-            labels=predictions.labels[chosen],
-            images=images,
-            masks=masks,
-            maps=predictions.maps[chosen].astype(np.float16),
-            scores=predictions.scores[chosen],
-        )
+    out.write_examples(
+        ids=np.array([predictions.ids[i] for i in chosen]),
+        case=np.array([""] * len(shared) + [case for case, _ in cases]),
+        labels=predictions.labels[chosen],
+        images=images,
+        masks=masks,
+        maps=predictions.maps[chosen].astype(np.float16),
+        scores=predictions.scores[chosen],
+    )
 
 
 def display_image(image) -> np.ndarray:
@@ -178,7 +168,7 @@ def display_image(image) -> np.ndarray:
 
 
 def data_record(data, data_root) -> dict:
-    """What ``data.json`` (and each entry of ``evaluations.json``) says about the files a run read, with the
+    """What the run's data record (and each entry of its evaluations) says about the files a run read, with the
     intensity rule(s) its DICOM and NIfTI files were read with (``data.readers``)."""
     from medrecontrast.data.readers import image_format
 
@@ -199,19 +189,9 @@ def data_record(data, data_root) -> dict:
     return {**record, "intensity": intensity} if intensity else record
 
 
-def keep_previous_results(run: Path) -> Path:
-    """Copy a run's results into ``previous/<UTC time>/`` before a re-evaluation replaces them."""
-    folder = run / "previous" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    folder.mkdir(parents=True)
-    for name in RESULT_FILES:
-        if (run / name).is_file():
-            shutil.copy2(run / name, folder / name)
-    return folder
-
-
-def check_evaluation(run: Path, scores: pd.DataFrame, metrics: dict) -> None:
-    """``scores.csv`` and ``metrics.json`` of ``run`` come from the same evaluation (runs written before
-    evaluation ids existed have none and pass); else a user error saying how to repair it."""
+def check_evaluation(run, scores: pd.DataFrame, metrics: dict) -> None:
+    """The scores and metrics of ``run`` come from the same evaluation (runs written before evaluation ids existed
+    have none and pass); else a user error saying how to repair it."""
     from medrecontrast.errors import UserInputError
 
     stored = metrics.get("evaluation")
@@ -220,6 +200,7 @@ def check_evaluation(run: Path, scores: pd.DataFrame, metrics: dict) -> None:
         return
     if ids != {str(stored)}:
         raise UserInputError(
-            f"{run}: scores.csv and metrics.json come from different evaluations (a re-evaluation was interrupted "
-            "or a file was replaced); re-evaluate the run with `medrecontrast evaluate --force` before reporting it."
+            f"{run}: {RunFolder.SCORES} and {RunFolder.METRICS} come from different evaluations (a re-evaluation was "
+            "interrupted or a file was replaced); re-evaluate the run with `medrecontrast evaluate --force` "
+            "before reporting it."
         )

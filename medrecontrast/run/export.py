@@ -20,8 +20,7 @@ import numpy as np
 from medrecontrast.deploy.formats import OPSET, ExportedModel
 from medrecontrast.errors import UserInputError
 from medrecontrast.paths import write_json
-
-EXPORT_RECORD = "export.json"  # beside the exported files: one entry per file, by its name
+from medrecontrast.run.folder import EXPORT_RECORD, RunFolder
 
 
 class ExportParityError(UserInputError):
@@ -47,16 +46,16 @@ def export_run(
 
     check_format(format)
     run = _finished(run)
-    out = Path(out) if out else run / "export" / f"model{FORMATS[format]}"
+    out = Path(out) if out else run.export_folder / f"model{FORMATS[format]}"
     if out.exists() and not force:
         raise UserInputError(f"{out} exists; choose another --out or pass --force to replace it.")
     _read_record(out.parent / EXPORT_RECORD)  # a foreign export.json is refused before anything is computed
     detector, config = _checkpoint(run)
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    metrics = run.metrics()
     record = {
         "run": str(run),
         "run_name": config.name,
-        "model_sha256": _sha256(run / "model.pt"),
+        "model_sha256": _sha256(run.model_path),
         "image_size": config.image_size,
         "crop_size": config.crop_size,
         "threshold_holdout": metrics.get("threshold_holdout"),
@@ -103,27 +102,24 @@ def verify_export(
     run = _finished(run)
     model = ExportedModel(file)  # a file that is not an exported one is refused before anything is scored
     meta = model.metadata
-    origin = (
-        "" if meta.get("model_sha256") == _sha256(run / "model.pt") else f" (it was exported from {meta.get('run')})"
-    )
+    origin = "" if meta.get("model_sha256") == _sha256(run.model_path) else f" (it was exported from {meta.get('run')})"
     detector, config = _checkpoint(run)
     return _verify(model, run, detector, config, check, data_root, batch_size, progress, written=True, note=origin)
 
 
-def _finished(run) -> Path:
-    run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "model.pt").is_file():
-        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
+def _finished(run) -> RunFolder:
+    run = RunFolder(run)
+    run.require_trained()
     return run
 
 
-def _checkpoint(run: Path):
+def _checkpoint(run: RunFolder):
     """The run's detector on the CPU in float32 (the exported graph's precision), and its configuration."""
     from medrecontrast.models.base import Detector
-    from medrecontrast.run.config import expected_network, read_run_config
+    from medrecontrast.run.config import expected_network
 
-    config = read_run_config(run)
-    detector = Detector.load(run / "model.pt", device="cpu", **expected_network(config))
+    config = run.config()
+    detector = Detector.load(run.model_path, device="cpu", **expected_network(config))
     if getattr(detector.config, "amp", False):
         detector.config.amp = False
     return detector, config
@@ -158,7 +154,7 @@ def _verify(
     ]
     if failed:
         raise ExportParityError(
-            f"the exported file{note} {'' if written else '(not written) '}does not score as {run / 'model.pt'} does: "
+            f"the exported file{note} {'' if written else '(not written) '}does not score as {run.model_path} does: "
             f"{'; '.join(failed)} over {len(indices)} test image(s) (max score difference "
             f"{parity['max_score_difference']:.4g}, image AUROC {parity['image_auroc_checkpoint']} checkpoint vs "
             f"{parity['image_auroc_exported']} exported)."
@@ -250,3 +246,25 @@ def _read_record(path: Path) -> dict:
         if not isinstance(entries, dict) or any(not isinstance(v, dict) or "file" not in v for v in entries.values()):
             raise UserInputError(f"{path} is not an export record of medrecontrast; move it away first.")
     return entries
+
+
+def describe_export(entry: dict, run, out=None) -> str:
+    """One line on what :func:`export_run` wrote (its ``entry``): the file, the largest differences from the checkpoint
+    against the method's tolerance, the AUROC both ways and where the record is."""
+    folder = Path(out).parent if out else RunFolder(run).export_folder
+    return (
+        f"{folder / entry['file']}: {entry['checked_images']} test image(s) checked; largest difference from the "
+        f"checkpoint: score {entry['max_score_difference_relative']:.2g}, map "
+        f"{entry['max_map_difference_relative']:.2g} of the largest (tolerance {entry['tolerance']['score']:g}, "
+        f"{entry['tolerance']['map']:g}); image AUROC {entry['image_auroc_checkpoint']} checkpoint, "
+        f"{entry['image_auroc_exported']} exported. Record: {folder / EXPORT_RECORD}"
+    )
+
+
+def describe_verification(found: dict, file, run) -> str:
+    """One line on what :func:`verify_export` found."""
+    return (
+        f"{file} scores {found['checked_images']} test image(s) of {run} as its checkpoint does: largest "
+        f"difference score {found['max_score_difference_relative']:.2g}, map "
+        f"{found['max_map_difference_relative']:.2g} of the largest."
+    )

@@ -1,40 +1,27 @@
 """A run's life in its folder: claim, train, evaluate, finish or fail; re-evaluate later.
 
-A run folder holds everything needed to trust and reproduce a number: ``config.json`` (the resolved
-:class:`~medrecontrast.run.RunConfig`), ``environment.json`` (package versions, device, git
-revision), ``checkpoint.pt`` (training state, for ``resume``), ``model.pt`` (the fitted detector),
-``loss.csv``, the results of :mod:`.artefacts` and ``status.json``. A finished run is never
-overwritten unless asked (``force``).
+What the folder holds and how each file is written is :class:`~medrecontrast.run.folder.RunFolder`'s; a finished
+run is never overwritten unless asked (``force``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 import traceback
 import warnings
 from datetime import datetime, timezone
-from pathlib import Path
-
-import pandas as pd
 
 from medrecontrast.compute import require_device
 from medrecontrast.data.items import describe_changes, manifest_changes, unit_of
 from medrecontrast.errors import UserInputError
-from medrecontrast.paths import remove_stale_partials, write_csv, write_json
+from medrecontrast.paths import remove_stale_partials
 from medrecontrast.resources import peak_memory
-from medrecontrast.run.artefacts import (
-    DATA_RECORD,
-    EVALUATIONS,
-    TRAINING_DATA,
-    data_record,
-    evaluate_detector,
-    keep_previous_results,
-)
-from medrecontrast.run.config import RunConfig, expected_network, read_run_config, resolve_run_config
+from medrecontrast.run.artefacts import data_record, evaluate_detector
+from medrecontrast.run.config import RunConfig, expected_network, resolve_run_config
 from medrecontrast.run.environment import environment
+from medrecontrast.run.folder import RunFolder
 from medrecontrast.run.split import groups_of_test_images, holdout_split, run_datasets
 from medrecontrast.signals import interruption_of, sigterm_raises
 
@@ -93,29 +80,29 @@ def run_training(
 
     task = task if task is not None else get_task(config.task, **config.task_options)
     require_device(config.runtime.device)  # a GPU this machine lacks: refused before any folder is written
-    out = Path(out)
+    out = RunFolder(out)
     _claim_folder(out, config, resume, force)
-    remove_stale_partials(out)  # temporaries of a killed process (a full disk keeps them otherwise)
-    write_json(out / "config.json", config.to_json())
-    write_json(out / "environment.json", environment())
-    write_json(out / "status.json", {"status": "running", "started": _now()})
+    remove_stale_partials(out.path)  # temporaries of a killed process (a full disk keeps them otherwise)
+    out.write_config(config)
+    out.write_environment(environment())
+    out.write_status({"status": "running", "started": _now()})
     try:
         with sigterm_raises():  # a scheduler's SIGTERM ends the run as Ctrl-C does, recorded (medrecontrast.signals)
             metrics = _train_and_evaluate(task, config, out, resume, data_root, progress)
     except KeyboardInterrupt as exc:
         name, _ = interruption_of(exc)
-        write_json(out / "status.json", {"status": "interrupted", "signal": name, "detail": str(exc), "at": _now()})
+        out.write_status({"status": "interrupted", "signal": name, "detail": str(exc), "at": _now()})
         raise
     except Exception as exc:
         _record_failure(out, exc)
         raise
-    write_json(out / "status.json", {"status": "finished", "finished": _now()})
-    if not config.runtime.keep_checkpoints:  # a finished run needs model.pt only (keep_checkpoints = true keeps it)
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+    out.write_status({"status": "finished", "finished": _now()})
+    if not config.runtime.keep_checkpoints:  # a finished run needs its model only (keep_checkpoints = true keeps it)
+        out.remove_checkpoint()
     return metrics
 
 
-def _record_failure(out: Path, exc: BaseException) -> None:
+def _record_failure(out: RunFolder, exc: BaseException) -> None:
     """Mark the run ``failed`` even on a full disk: the atomic write needs room for a second copy, so
     after freeing this run's temporaries a plain in-place write of the small status is tried."""
     status = {
@@ -125,11 +112,11 @@ def _record_failure(out: Path, exc: BaseException) -> None:
         "finished": _now(),
     }
     try:
-        write_json(out / "status.json", status)
+        out.write_status(status)
     except OSError:
-        remove_stale_partials(out, including_own=True)
+        remove_stale_partials(out.path, including_own=True)
         try:
-            (out / "status.json").write_text(json.dumps({k: v for k, v in status.items() if k != "traceback"}))
+            out.write_status_in_place({k: v for k, v in status.items() if k != "traceback"})
         except OSError:
             pass  # nothing can be written: the report counts the run as unknown (status "running", no live claim)
 
@@ -143,11 +130,11 @@ def patient_lists(data, config) -> dict:
     return {"patients": [unit_of(it) for it in data.test], "holdout_patients": [unit_of(it) for it in held] or None}
 
 
-def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_root, progress) -> dict:
+def _train_and_evaluate(task, config: RunConfig, out: RunFolder, resume: bool, data_root, progress) -> dict:
     data = task.load(data_root)
     record = data_record(data, data_root)
-    write_json(out / DATA_RECORD, record)
-    write_json(out / TRAINING_DATA, {"sha256": record["sha256"], "files": data.manifest()})
+    out.write_data_record(record)
+    out.write_training_data({"sha256": record["sha256"], "files": data.manifest()})
     train, test, holdout = run_datasets(data, config)
     from medrecontrast.models.base import detector_class
 
@@ -160,16 +147,15 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
     with peak_memory(detector.device) as memory:
         began = time.perf_counter()
         detector.fit(
-            train, checkpoint=out / "checkpoint.pt" if detector.trains else None, resume=resume, progress=progress
+            train, checkpoint=out.training_files() if detector.trains else None, resume=resume, progress=progress
         )
         train_seconds = detector.train_seconds_ if detector.train_seconds_ is not None else time.perf_counter() - began
     if detector.losses_ is not None:
-        losses = detector.losses_
-        write_csv(out / "loss.csv", pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
+        out.write_loss(detector.losses_)
     if detector.stats_:
-        write_json(out / "fit_stats.json", detector.stats_)
+        out.write_fit_stats(detector.stats_)
     images_seen, iterations = detector.images_seen_, detector.iters_
-    detector.save(out / "model.pt")
+    detector.save(out.model_path)
     if progress:
         from rich.console import Console
 
@@ -193,7 +179,7 @@ def _train_and_evaluate(task, config: RunConfig, out: Path, resume: bool, data_r
         train_peak_memory_mb=memory["peak_memory_mb"],
         peak_memory_kind=memory["peak_memory_kind"],
     )
-    write_json(out / "metrics.json", metrics)
+    out.write_metrics(metrics)
     return metrics
 
 
@@ -208,11 +194,10 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     from medrecontrast.models.base import Detector
     from medrecontrast.tasks import get_task
 
-    run = Path(run)
-    model_path = run / "model.pt"
-    if not (run / "config.json").is_file() or not model_path.is_file():
-        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
-    config = read_run_config(run)
+    run = RunFolder(run)
+    run.require_trained()
+    model_path = run.model_path
+    config = run.config()
     task = get_task(config.task, **config.task_options)
     current = resolve_run_config(
         task,
@@ -236,14 +221,8 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     fingerprint = data_record(data, data_root)
     # what the run was trained on: its training record (never overwritten), else (runs of earlier versions) the data
     # record as it stood before this evaluation
-    trained = json.loads((run / TRAINING_DATA).read_text()) if (run / TRAINING_DATA).is_file() else None
-    recorded = (
-        {"sha256": trained["sha256"]}
-        if trained
-        else json.loads((run / DATA_RECORD).read_text())
-        if (run / DATA_RECORD).is_file()
-        else None
-    )
+    trained = run.training_data()
+    recorded = {"sha256": trained["sha256"]} if trained else run.data_record()
     changes = manifest_changes(trained["files"], data.manifest()) if trained else {}
     if changes:
         fingerprint["changed_since_training"] = changes
@@ -252,22 +231,22 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
             "numbers are of these files",
             stacklevel=2,
         )
-    has_results = (run / "metrics.json").is_file()
+    has_results = run.has_results()
     if has_results and not force:
         same = recorded is not None and recorded.get("sha256") == fingerprint["sha256"]
         raise UserInputError(
-            f"{run} already holds results; re-evaluating replaces its scores.csv and metrics.json, which a sweep's "
-            "report reads"
+            f"{run} already holds results; re-evaluating replaces its {run.SCORES} and {run.METRICS}, which a "
+            "sweep's report reads"
             + ("" if same else " (and the task's files differ from those it was trained on)")
-            + ". Re-evaluate with force=True: the previous results are kept under previous/ and the re-evaluation is "
-            "recorded in evaluations.json."
+            + f". Re-evaluate with force=True: the previous results are kept under {run.PREVIOUS}/ and the "
+            f"re-evaluation is recorded in {run.EVALUATIONS}."
         )
-    previous = json.loads((run / "metrics.json").read_text()) if has_results else {}
-    kept_in = keep_previous_results(run) if has_results else None
-    status = json.loads((run / "status.json").read_text()) if (run / "status.json").is_file() else {}
+    previous = run.metrics()
+    kept_in = run.keep_previous_results() if has_results else None
+    status = run.status() if run.is_run_folder() else {}
     # While the results are replaced the run is "evaluating", which the report does not read as finished: a
     # process killed half-way leaves a run the report lists as unfinished, never a mix of old and new files.
-    write_json(run / "status.json", {**status, "status": "evaluating", "evaluating_since": _now()})
+    run.write_status({**status, "status": "evaluating", "evaluating_since": _now()})
     _, test, holdout = run_datasets(data, config)
     metrics = evaluate_detector(
         detector,
@@ -280,33 +259,32 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
     )
     kept = {k: v for k, v in previous.get("timings", {}).items() if k.startswith("train")}
     metrics["timings"].update(kept)
-    write_json(run / "metrics.json", metrics)
-    write_json(run / DATA_RECORD, fingerprint)
+    run.write_metrics(metrics)
+    run.write_data_record(fingerprint)
     status.pop("evaluating_since", None)
-    write_json(run / "status.json", {**status, "status": "finished", "evaluated": _now()})
-    history = json.loads((run / EVALUATIONS).read_text()) if (run / EVALUATIONS).is_file() else []
+    run.write_status({**status, "status": "finished", "evaluated": _now()})
+    history = run.evaluations()
     history.append(
         {
             "when": _now(),
             "data": fingerprint,
             "trained_on": recorded,
             "same_data_as_training": recorded is not None and recorded.get("sha256") == fingerprint["sha256"],
-            "previous_results": None if kept_in is None else str(kept_in.relative_to(run)),
+            "previous_results": None if kept_in is None else str(kept_in.relative_to(run.path)),
             "forced": force,
         }
     )
-    write_json(run / EVALUATIONS, history)
+    run.write_evaluations(history)
     return metrics
 
 
-def _claim_folder(out: Path, config: RunConfig, resume: bool, force: bool) -> None:
-    status_file = out / "status.json"
-    if out.exists() and any(out.iterdir()):
-        if not status_file.is_file():
+def _claim_folder(out: RunFolder, config: RunConfig, resume: bool, force: bool) -> None:
+    if out.path.exists() and any(out.path.iterdir()):
+        if not out.is_run_folder():
             raise UserInputError(f"{out} is not empty and is not a run folder; choose an empty or new out=DIR.")
-        status = json.loads(status_file.read_text()).get("status")
+        status = out.status().get("status")
         if force:
-            shutil.rmtree(out)
+            shutil.rmtree(out.path)
         elif status == "finished":
             raise UserInputError(
                 f"{out} already holds a finished run; pass force=True to overwrite it or choose another out=DIR."
@@ -315,8 +293,8 @@ def _claim_folder(out: Path, config: RunConfig, resume: bool, force: bool) -> No
             raise UserInputError(
                 f"{out} holds an unfinished run; pass resume=True to continue it or force=True to start again."
             )
-        elif (out / "config.json").is_file():
-            previous = read_run_config(out)
+        elif out.has_config():
+            previous = out.config()
             if previous.identity() != config.identity():
                 raise UserInputError(
                     f"{out} holds a run whose recorded options differ from what this call resolves to "
@@ -324,7 +302,7 @@ def _claim_folder(out: Path, config: RunConfig, resume: bool, force: bool) -> No
                     "a default may have changed); resume=True needs the same task, method, seed, profile and "
                     "settings. Pass force=True to start it again."
                 )
-    out.mkdir(parents=True, exist_ok=True)
+    out.path.mkdir(parents=True, exist_ok=True)
 
 
 def _now() -> str:

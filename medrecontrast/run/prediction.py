@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,8 +14,8 @@ from medrecontrast.deploy.outputs import (
     readable_dataset,
     write_prediction,
 )
-from medrecontrast.errors import UserInputError
-from medrecontrast.run.config import expected_network, read_run_config
+from medrecontrast.run.config import expected_network
+from medrecontrast.run.folder import RunFolder
 
 __all__ = ["UNREADABLE", "map_on_original", "predict_images"]
 
@@ -35,18 +34,17 @@ def predict_images(
     """
     from medrecontrast.models.base import Detector
 
-    run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "model.pt").is_file():
-        raise UserInputError(f"{run} is not a finished run folder (expected config.json and model.pt).")
-    config = read_run_config(run)
+    run = RunFolder(run)
+    run.require_trained()
+    config = run.config()
     files, ids = collect_images(inputs)
     out = claim_output(
-        Path(out) if out else run / "predictions" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        Path(out) if out else run.predictions_folder / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     )
-    detector = Detector.load(run / "model.pt", **expected_network(config))
+    detector = Detector.load(run.model_path, **expected_network(config))
     files, ids, unreadable, dataset = readable_dataset(files, ids, config.image_size, config.crop_size)
     predictions = detector.predict(dataset, batch_size=batch_size)
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    metrics = run.metrics()
     write_prediction(
         out,
         files,

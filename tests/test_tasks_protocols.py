@@ -1,7 +1,7 @@
 """The paper profile runs the authors' protocol, and the paper's unified and ablation settings are sweeps.
 
 Each test pins one fact read from the released code (guojiajeremy/ReContrast, hq-deng/RD4AD,
-amazon-science/patchcore-inspection); the file and line are in the README's "Paper fidelity".
+amazon-science/patchcore-inspection); the file and line are in the "Paper fidelity" (docs/tasks.md).
 """
 
 import json
@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_DATA
 from typer.testing import CliRunner
 
 from medrecontrast import build_detector
@@ -23,9 +24,9 @@ from medrecontrast.run import evaluate_run, run_config, train_run
 from medrecontrast.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_DATA = {"size": 32, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}
 
 
+@pytest.mark.slow
 def test_rd4ad_paper_schedule_is_200_epochs_of_batch_16():
     """main.py: epochs = 200, batch_size = 16, DataLoader(shuffle=True) keeping the last batch; Adam 0.005, (0.5,
     0.999)."""
@@ -73,6 +74,7 @@ def test_a_run_records_every_resolved_option(tmp_path):
     assert config["task_protocol"]["options"] == {"n_train": 1000, "split_seed": 1}
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_run_whose_options_no_longer_resolve_alike(tmp_path, monkeypatch):
     task = get_task("synth-oct", **TINY_DATA)
     train_run(task, "patchcore", tmp_path / "run", overrides={"image_size": 32, "embed_dim": 16}, progress=False)
@@ -125,6 +127,7 @@ def test_unified_recontrast_settings_are_the_multiclass_scripts():
     )  # replace_layers(decoder, ...) only
 
 
+@pytest.mark.slow
 def test_lr_drops_by_gamma_at_the_milestone():
     detector = build_detector(
         "recontrast",
@@ -250,6 +253,7 @@ def test_variants_are_checked_when_the_sweep_is_planned(tmp_path):
         load_sweep_config(toml)
 
 
+@pytest.mark.slow
 def test_holdout_flag_on_train(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     result = CliRunner().invoke(

@@ -158,6 +158,7 @@ def test_weights_that_cannot_be_had_are_one_clear_error(tmp_path, monkeypatch):
         TimmEncoder("timm:no_such_net", pretrained=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["timm:tf_efficientnet_lite0", "timm:resnet18"])
 def test_every_method_runs_on_a_timm_backbone(backbone):
     """PatchCore takes the levels at strides 8 and 16; RD4AD and ReContrast reconstruct all three

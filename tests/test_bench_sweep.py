@@ -12,6 +12,7 @@ import layouts
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import MINI_TASKS, TINY_DATA, mini_config
 
 from medrecontrast.bench import (
     SweepConfig,
@@ -28,35 +29,7 @@ from medrecontrast.bench.store import Claim
 from medrecontrast.errors import UserInputError
 from medrecontrast.metrics import image_metrics, oracle_threshold, threshold_metrics
 
-TINY_DATA = {"size": 32, "n_train": 8, "n_test_normal": 4, "n_test_abnormal": 4}
-TASKS = ["synth-fundus", "synth-oct"]
-
-
-def mini_config(out: Path, **changes) -> SweepConfig:
-    """2 tasks x 2 methods x 2 seeds at 32 px, a few iterations: the whole machinery in seconds."""
-    settings = dict(
-        tasks=TASKS,
-        methods=["rd4ad", "patchcore"],
-        seeds=[0, 1],
-        profile="demo",
-        out=str(out),
-        report=str(out.parent / "report"),
-        options={"image_size": 32, "holdout": 0.25},
-        method={"rd4ad": {"iters": 3, "batch_size": 4}, "patchcore": {"embed_dim": 32}},
-        task={t: {"data": TINY_DATA} for t in TASKS},
-    )
-    return SweepConfig(**{**settings, **changes})
-
-
-@pytest.fixture(scope="module")
-def mini_sweep(tmp_path_factory):
-    """One finished mini sweep with its report, shared (read-only) by the tests below."""
-    root = tmp_path_factory.mktemp("sweep")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDRECONTRAST_CACHE", str(tmp_path_factory.getbasetemp() / "medrecontrast-cache"))
-        outcomes = run_sweep(mini_config(root / "runs"), progress=False)
-        readme = build_report(root / "runs", root / "report")
-    return root, outcomes, readme
+TASKS = MINI_TASKS
 
 
 def copy_sweep(mini_sweep, tmp_path) -> Path:
@@ -171,6 +144,7 @@ def test_report_has_tables_and_non_empty_figures(mini_sweep):
     assert "cpu" in text and "No task of this sweep has a reference number" in text
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(mini_sweep, tmp_path):
     out = copy_sweep(mini_sweep, tmp_path)
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/seed-*/model.pt")}
@@ -179,6 +153,7 @@ def test_rerun_skips_finished_runs(mini_sweep, tmp_path):
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/seed-*/model.pt")}
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_path, monkeypatch):
     out = copy_sweep(mini_sweep, tmp_path)
     victim = out / "synth-oct" / "rd4ad" / "seed-1"
@@ -209,6 +184,7 @@ def test_resume_after_a_crash_redoes_only_the_interrupted_run(mini_sweep, tmp_pa
     assert (collect_results(out)["status"] == "finished").all()
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     from medrecontrast.models import patchcore
 
@@ -231,6 +207,7 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     assert [o.status for o in outcomes] == ["skipped", "finished"]
 
 
+@pytest.mark.slow
 def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     first, second = Claim(tmp_path, "run"), Claim(tmp_path, "run")
     assert first.acquire() and not second.acquire()
@@ -244,6 +221,7 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     assert Claim(tmp_path, "run").acquire()
 
 
+@pytest.mark.slow
 def test_a_run_held_by_another_process_is_skipped_not_duplicated(mini_sweep, tmp_path):
     out = copy_sweep(mini_sweep, tmp_path)
     shutil.rmtree(out / "synth-fundus" / "patchcore" / "seed-0")
@@ -334,6 +312,7 @@ def test_defaults_run_the_built_in_tasks_with_the_demo_profile(tmp_path, monkeyp
         SweepConfig(tasks=["synth-oct", "aptos"]).resolved()
 
 
+@pytest.mark.slow
 def test_ray_executor_writes_the_same_run_folders(tmp_path):
     pytest.importorskip("ray")
     config = mini_config(tmp_path / "runs", tasks=["synth-fundus"], methods=["patchcore"], executor="ray")
@@ -345,6 +324,7 @@ def test_ray_executor_writes_the_same_run_folders(tmp_path):
     assert [o.metrics["image_auroc"] for o in local] == list(results["image_auroc"])
 
 
+@pytest.mark.slow
 def test_ray_missing_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserInputError, match=r"pip install 'medrecontrast\[ray\]'"):
@@ -413,6 +393,7 @@ def test_paper_comparison_averages_classes_and_subtracts_the_reference():
     assert set(table["protocol"]) == {"all normals train"}
 
 
+@pytest.mark.slow
 def test_a_report_lists_the_failures_when_no_run_finished(tmp_path, monkeypatch):
     """Once a 148-line traceback ("No objects to concatenate"); now a README with each run's error."""
     from medrecontrast.models import patchcore
@@ -570,6 +551,7 @@ def test_a_run_held_by_a_live_process_needs_no_resume(mini_sweep, tmp_path):
     assert len(specs) == 8
 
 
+@pytest.mark.slow
 def test_force_redoes_runs_after_their_settings_changed(tmp_path, monkeypatch):
     """After a NaN, fixing the learning rate and --resume was refused ("another configuration"); the failure
     message advises --resume, so --resume now redoes a failed run with the corrected settings (issue 37 item 7),
@@ -811,12 +793,14 @@ def test_a_table_never_mixes_runs_of_different_data(mini_sweep, tmp_path):
         collect_results(runs)
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini_sweep, tmp_path, monkeypatch):
     """Issue 11 item 9: after a disk-full error the status says failed (written in place once the atomic
     write fails), stale temporaries of dead processes are removed when the run restarts, and the report
     counts planned, finished, failed and unknown runs (a planned run with no files is not lost)."""
     import errno
 
+    import medrecontrast.run.folder as folder_module
     import medrecontrast.run.lifecycle as runs_module
     from medrecontrast.run import train_run
     from medrecontrast.tasks import get_task
@@ -824,7 +808,7 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    real_write_json = runs_module.write_json
+    real_write_json = folder_module.write_json  # every run-folder file is written by RunFolder
 
     def write_json(path, payload):
         if payload.get("status") == "failed":
@@ -832,7 +816,7 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
         return real_write_json(path, payload)
 
     monkeypatch.setattr(runs_module, "_train_and_evaluate", full)
-    monkeypatch.setattr(runs_module, "write_json", write_json)
+    monkeypatch.setattr(folder_module, "write_json", write_json)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="No space left"):
         train_run(

@@ -143,6 +143,7 @@ def test_a_map_goes_back_on_the_original_image_where_the_crop_was():
     assert whole.shape == (40, 20) and np.isfinite(whole).all()
 
 
+@pytest.mark.slow
 def test_predict_writes_overlays_at_the_images_size_and_a_sorted_escaped_index(tmp_path):
     from PIL import Image
 

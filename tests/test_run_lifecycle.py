@@ -28,6 +28,7 @@ def tiny_task():
     return get_task("synth-fundus", **TINY)
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything(tmp_path):
     metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, overrides={"iters": 2}, progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
@@ -52,6 +53,7 @@ def test_run_folder_holds_everything(tmp_path):
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten_without_force(tmp_path):
     train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     stamp = (tmp_path / "pc" / "model.pt").stat().st_mtime_ns
@@ -62,6 +64,7 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path):
     assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "status.json").write_text(json.dumps({"status": "running"}))
@@ -73,6 +76,7 @@ def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_rescores_without_retraining(tmp_path):
     first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
     before = (tmp_path / "pc" / "scores.csv").read_text()
@@ -122,6 +126,7 @@ def test_profiles():
         run_config(task, "rd4ad", 0, "fast")
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
     result = runner.invoke(
@@ -184,6 +189,7 @@ def test_holdout_draw_depends_on_ids_not_positions():
     assert {it["id"] for it in split_holdout([i for i in items if i is not dropped], 0.1)[1]} == held
 
 
+@pytest.mark.slow
 def test_thresholded_metrics_and_examples_are_stored(tmp_path):
     metrics = train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.5}, progress=False)
     for key in ("f1_oracle", "acc_oracle", "f1_holdout", "acc_holdout", "pixel_auroc", "aupro", "aupro_per_image"):
@@ -202,6 +208,7 @@ def test_thresholded_metrics_and_examples_are_stored(tmp_path):
     assert metrics["timings"]["train_peak_memory_mb"] > 0 and metrics["timings"]["inference_peak_memory_mb"] > 0
 
 
+@pytest.mark.slow
 def test_a_crash_inside_a_run_marks_it_failed_with_the_error(tmp_path, monkeypatch):
     from medrecontrast.models import patchcore
 
@@ -223,6 +230,7 @@ def test_examples_show_one_normal_then_each_abnormality_class_in_turn():
     assert example_indices(np.array([0, 0]), ["N", "N"]) == [0]
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
     """`train` interrupted by Ctrl-C once printed nothing; the run stays resumable and is recorded as interrupted
     (issue 23 item 7: it used to stay `running`, which a report could not tell from a live run)."""
@@ -242,6 +250,7 @@ def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
     assert result.exit_code == 130 and "--resume" in result.output
 
 
+@pytest.mark.slow
 def test_environment_records_the_cpu_its_instruction_set_and_threads():
     """CPU results depend on the instruction set and thread count: both are recorded with the CPU model."""
     from medrecontrast.run import environment
@@ -259,6 +268,7 @@ def test_environment_records_the_cpu_its_instruction_set_and_threads():
     assert isinstance(recorded["torch_threads"], int) and recorded["cpu_cores"] >= 1
 
 
+@pytest.mark.slow
 def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(tmp_path):
     """One missing mask once silently dropped pixel AUROC and AUPRO for the whole task while `data
     check` said OK: now the check counts it, and the pixel metrics use the images that have masks."""
@@ -280,6 +290,7 @@ def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(t
     assert metrics["masks_missing"] == 1 and 0 <= metrics["pixel_auroc"] <= 1 and "aupro" in metrics
 
 
+@pytest.mark.slow
 def test_environment_names_the_suite_version_when_it_is_not_installed(monkeypatch):
     """Regression (H100 run, 2026-11-27): run from a checkout on PYTHONPATH, environment.json said
     ``"medrecontrast": null``."""
@@ -299,6 +310,7 @@ def test_environment_names_the_suite_version_when_it_is_not_installed(monkeypatc
     assert environment()["packages"]["medrecontrast"] == __version__
 
 
+@pytest.mark.slow
 def test_predict_scores_new_images_without_retraining(tmp_path):
     """Issue 11 item 20: `predict --run DIR IMAGES...` writes per-image scores, the label at the run's
     label-free threshold, and one overlay PNG per image; it never writes into a non-empty folder."""
@@ -350,10 +362,11 @@ def test_a_crop_larger_than_the_image_says_where_the_crop_came_from():
     )
 
 
+@pytest.mark.slow
 def test_a_re_evaluation_killed_half_way_is_never_reported_as_finished(tmp_path, monkeypatch):
     """Failed before: kill -9 during `evaluate --force` left `status: finished` with the old metrics.json and
     the new scores.csv, and `report` exited 0 with numbers the scores do not give."""
-    import medrecontrast.run.lifecycle as lifecycle
+    import medrecontrast.run.folder as lifecycle  # every run-folder file is written by RunFolder
     from medrecontrast.bench import collect_results
 
     train_run(tiny_task(), "patchcore", tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0", progress=False)
@@ -381,6 +394,7 @@ def test_a_re_evaluation_killed_half_way_is_never_reported_as_finished(tmp_path,
     assert list(collect_results(tmp_path / "runs")["status"]) == ["finished"]
 
 
+@pytest.mark.slow
 def test_predict_scores_the_good_images_and_lists_the_bad_ones(tmp_path):
     """Issue 37 item 10, failed before: one bad file stopped `predict` and nothing was scored; `img.png` beside
     `img.jpg` said "the same image file given twice". Now the readable images are scored, the others listed with

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from medrecontrast.run import train_run
@@ -10,6 +11,7 @@ from medrecontrast.tasks import get_task
 TINY = dict(size=32, n_train=6, n_test_normal=3, n_test_abnormal=3)
 
 
+@pytest.mark.slow
 def test_a_finished_run_keeps_model_pt_only_and_checkpoints_never_pile_up(tmp_path, monkeypatch):
     """Item 6: the checkpoint a finished run no longer needs is deleted (keep_checkpoints keeps it), and while one
     is written there is at most the previous full copy beside the one being written."""
@@ -57,6 +59,7 @@ def test_a_sweep_that_cannot_fit_the_disk_is_refused_at_planning_with_the_number
     assert not list((tmp_path / "runs").glob("*/*/seed-*"))
 
 
+@pytest.mark.slow
 def test_the_estimate_is_what_a_run_writes(tmp_path):
     """The estimate behind the check is the size of the files a run writes (resnet18 ReContrast: model.pt and
     one checkpoint, within 1 %)."""
@@ -97,6 +100,7 @@ def _start_and_terminate(command: list[str], cwd: Path) -> tuple[int, str]:
     return process.returncode, "".join(lines) + rest
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_with_a_checkpoint_a_record_and_the_command_that_continues(tmp_path):
     """Item 7: SLURM's and Kubernetes' SIGTERM used to end a run silently, leaving it `running`. Now the iteration
     in progress ends, a checkpoint is written, status.json says `interrupted`, the command exits 143 and prints the
@@ -126,6 +130,7 @@ def test_sigterm_stops_training_with_a_checkpoint_a_record_and_the_command_that_
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_sweep_is_logged_and_the_run_is_resumable(tmp_path):
     import json
 
@@ -176,6 +181,7 @@ def test_dry_run_prints_the_checked_plan_and_writes_nothing(tmp_path):
     assert bad.exit_code != 0 and "holdout" in bad.output and not out.exists()
 
 
+@pytest.mark.slow
 def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypatch):
     """Item 2: unstarted runs were counted as `holdout 0` ("all training normals train"), the profile line said
     `32.0 px`, the text linked a comparisons.md that was not written, the title was the folder's name; with no
@@ -274,6 +280,7 @@ def test_the_eta_counts_each_method_at_its_own_pace_and_reads_in_hours():
     assert duration_text(389.8 * 60) == "6 h 30 min" and duration_text(42) == "42 s" and duration_text(720) == "12 min"
 
 
+@pytest.mark.slow
 def test_a_sweep_prints_whole_lines_one_summary_for_finished_runs_and_ends_with_its_answer(tmp_path):
     """Item 8: piped output wrapped sweep lines at 80 columns; a rerun printed one `already finished` line per
     run; a sweep now ends with one answer line per task and the report's path."""
@@ -303,6 +310,7 @@ QUICK = (
 )
 
 
+@pytest.mark.slow
 def test_the_mistakes_people_make_are_answered_before_torch_is_imported(tmp_path):
     """Item 5: a misspelled task or method, `--holdout 2`, a missing run or sweep folder and a report folder that is
     not the suite's imported torch (and MONAI, the models) before saying so: 30-100x slower than a flag error. Each is

@@ -47,6 +47,7 @@ def _relative_error(fast: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(fast - reference).max() / (reference.max() - reference.min()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["recontrast", "patchcore"])
 def test_bf16_maps_match_fp32_within_tolerance(method, task):
     """Same weights scored in bf16 and fp32: maps within 5 % of their range, scores rank alike."""
@@ -60,6 +61,7 @@ def test_bf16_maps_match_fp32_within_tolerance(method, task):
     assert np.corrcoef(bf16.scores, fp32.scores)[0, 1] > 0.98
 
 
+@pytest.mark.slow
 def test_bf16_training_follows_the_fp32_loss_curve(task):
     """bf16 autocast with fp32 losses: the first iterations' losses agree to bf16's precision."""
     train, _ = task
@@ -70,6 +72,7 @@ def test_bf16_training_follows_the_fp32_loss_curve(task):
     np.testing.assert_allclose(curves["bf16"], curves[False], rtol=0.03)
 
 
+@pytest.mark.slow
 def test_channels_last_gives_the_same_maps(task):
     train, test = task
     detector = build_detector("rd4ad", **SMALL, iters=2, batch_size=4, amp=False).fit(train, progress=False)
@@ -100,6 +103,7 @@ def test_compiled_training_matches_eager(task):
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_model_normalises_pixels_of_any_float_dtype():
     """Datasets yield float16 pixels in [0, 1] (half the bytes to collate and copy); the detector's
     encoder normalises them, so float32 pixels of the same picture give the same predictions."""
