@@ -169,9 +169,7 @@ def print_tasks(rows: list[dict], notes: list[str], layouts: dict, data_root_env
     console.print("Files each task expects under the data root:")
     for label, layout in layouts.items():
         console.print(f"  {escape(label)}: {escape(layout)}", highlight=False, soft_wrap=True)
-    console.print(
-        f"Real tasks read their files from --data-root or ${data_root_env}; see docs/data.md."
-    )
+    console.print(f"Real tasks read their files from --data-root or ${data_root_env}; see docs/data.md.")
 
 
 def print_methods(methods: dict, refused: dict) -> None:

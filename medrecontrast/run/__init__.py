@@ -18,7 +18,7 @@ _PUBLIC = {
     "HOLDOUT_SEED": "medrecontrast.run.split",
     "PROFILES": "medrecontrast.run.config",
     "RUNTIME_FIELDS": "medrecontrast.run.config",
-    "RUN_FORMAT": "medrecontrast.run.config",
+    "RUN_FORMAT": "medrecontrast.run.folder",
     "RUN_KEYS": "medrecontrast.run.config",
     "RunConfig": "medrecontrast.run.config",
     "RunFolder": "medrecontrast.run.folder",

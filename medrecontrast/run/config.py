@@ -59,8 +59,8 @@ PROFILES = {
     },
 }
 
-# 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
-RUN_FORMAT = 4
+from medrecontrast.run.folder import RUN_FORMAT  # noqa: E402  (the run folder's format version)
+
 READABLE_FORMATS = (3, 4)
 RUN_KEYS = ("image_size", "crop_size", "holdout", "threshold_quantile")  # settings of the run, not of the detector
 

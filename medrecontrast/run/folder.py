@@ -2,7 +2,7 @@
 
 A run folder (one task, method and seed) holds everything needed to trust and reproduce a number::
 
-    config.json          the resolved RunConfig (format run.config.RUN_FORMAT), written when the run starts
+    config.json          the resolved RunConfig (its "format": RUN_FORMAT), written when the run starts
     environment.json     package versions, device, git revision of the process that ran it
     status.json          running | interrupted | failed | evaluating | finished, with times and the error
     checkpoint.pt        training state for resume (deleted when the run finishes unless keep_checkpoints)
@@ -43,8 +43,11 @@ from medrecontrast.paths import atomic_path, read_json, write_csv, write_json
 
 if TYPE_CHECKING:  # imported where used: the CLI's quick checks read a folder before torch is imported
     from medrecontrast.engine import TrainingFiles
-    from medrecontrast.run.config import RunConfig
+    from medrecontrast.run import RunConfig
 
+# the run folder's format version, written into config.json (RunConfig.to_json) and checked when a run is read;
+# 4: identity and Runtime apart, provenance in "sources"; 3: every option in "detector" (read, see from_json)
+RUN_FORMAT = 4
 # the file a folder of exported models describes its files in (``medrecontrast export``)
 EXPORT_RECORD = "export.json"
 # what ``predict`` writes per input image, in the run's own scores format (id, score, ...)
@@ -54,6 +57,7 @@ PREDICTION_SCORES = "scores.csv"
 class RunFolder:
     """One run folder: its paths, its readers and its writers (the module docstring lists the files)."""
 
+    FORMAT = RUN_FORMAT
     CONFIG = "config.json"
     ENVIRONMENT = "environment.json"
     STATUS = "status.json"
@@ -170,7 +174,7 @@ class RunFolder:
     def config(self) -> RunConfig:
         """``config.json`` as a :class:`RunConfig` (its format: ``RUN_FORMAT``; format 3 is read too, others
         refused by :meth:`RunConfig.from_json`)."""
-        from medrecontrast.run.config import RunConfig
+        from medrecontrast.run import RunConfig  # lazily bound by the package (run.config imports this module)
 
         return RunConfig.from_json(read_json(self.path / self.CONFIG), where=str(self.path))
 
