@@ -523,10 +523,9 @@ def predict(
         from medrecontrast.run import predict_images
 
         folder = predict_images(run, [str(p) for p in images], out)
-    from medrecontrast.run.folder import PREDICTION_SCORES
+    from medrecontrast.deploy.outputs import PREDICTION_SCORES, UNREADABLE
 
     console.print(escape(f"scores: {folder / PREDICTION_SCORES}; overlays: {folder / 'overlays'}"), highlight=False)
-    from medrecontrast.deploy.outputs import UNREADABLE
 
     if (folder / UNREADABLE).is_file():  # the readable images were scored; the others are listed, and the exit says so
         import pandas as pd

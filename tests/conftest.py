@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,13 @@ def mini_sweep(tmp_path_factory):
         outcomes = run_sweep(mini_config(root / "runs"), progress=False)
         readme = build_report(root / "runs", root / "report")
     return root, outcomes, readme
+
+
+def copy_sweep(mini_sweep, tmp_path) -> Path:
+    """A writable copy of the session's mini sweep's runs, in ``tmp_path / "runs"``."""
+    root, _, _ = mini_sweep
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    return tmp_path / "runs"
 
 
 def shared(relative: str) -> Path:

@@ -69,8 +69,6 @@ def write_prediction(
     if threshold is not None:
         frame["threshold_holdout"] = threshold
         frame["label"] = np.where(scores >= threshold, "abnormal", "normal")
-    from medrecontrast.run.folder import PREDICTION_SCORES  # deferred: the run package imports this module
-
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / PREDICTION_SCORES, frame)
     if unreadable:
@@ -84,6 +82,9 @@ def write_prediction(
     _save_index(frame, threshold, source, out / "index.html")
 
 
+# predict's output folder (not a run folder: `predict --model` runs without the suite's run and training code, so
+# this module owns its file names): one row per scored image, and the inputs it could not read
+PREDICTION_SCORES = "scores.csv"
 UNREADABLE = "unreadable.csv"  # the inputs predict could not read, with the reason (written only when there are any)
 
 

@@ -50,8 +50,6 @@ if TYPE_CHECKING:  # imported where used: the CLI's quick checks read a folder b
 RUN_FORMAT = 4
 # the file a folder of exported models describes its files in (``medrecontrast export``)
 EXPORT_RECORD = "export.json"
-# what ``predict`` writes per input image, in the run's own scores format (id, score, ...)
-PREDICTION_SCORES = "scores.csv"
 
 
 class RunFolder:
