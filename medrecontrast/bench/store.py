@@ -48,6 +48,8 @@ class RunSpec:
     storage: dict | None = None
     status: str = "absent"  # the run folder's status when the sweep was planned (RunFolder.status)
     train_images: int | None = None  # how many normals it trains on (after the hold-out)
+    # (method, network, weights file) of the pretrained weights it loads, None where it loads none
+    weights: tuple | None = None
 
     @property
     def to_do(self) -> bool:

@@ -62,7 +62,6 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
         config.report, write=False, sweep=config.out
     )  # a user's folder is refused now, not after hours of training
     specs = []
-    needed: dict = {}  # (method, network, weights file) the runs to do need -> the options that ask for it
     disk: list[tuple[str, dict]] = []  # (run label, storage estimate) of every run to do
     # (task, holdout) -> how many training images its runs train on: the hold-out draw, made (and checked) once
     train_counts: dict = {}
@@ -125,9 +124,9 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                     estimate = {**estimate, "kept": estimate["model"] + kept}
                     if to_do:
                         disk.append((f"{name} {method} seed {seed}", estimate))
-                if (detector.get("pretrained") or detector.get("weights")) and to_do:
-                    cls = detector_class(base)
-                    needed.setdefault((base, cls.backbone_of(detector), detector.get("weights")), detector)
+                weights = None  # (method, network, weights file) of a run that loads pretrained weights
+                if detector.get("pretrained") or detector.get("weights"):
+                    weights = (base, detector_class(base).backbone_of(detector), detector.get("weights"))
                 redo = force
                 if not force:
                     redo = _check_existing(folder, planned, status, retry_failed=resume)
@@ -141,9 +140,10 @@ def plan_sweep(config: SweepConfig, resume: bool = False, force: bool = False) -
                         storage=estimate,
                         status=status,
                         train_images=train_images,
+                        weights=weights,
                     )
                 )
-    _check_weights(needed)
+    _check_weights(specs)
     check_disk_space(config.out, disk)
     unfinished_states = ("running", "failed", "evaluating", "interrupted")
     unfinished = [s for s in specs if s.status in unfinished_states]
@@ -250,8 +250,13 @@ def _gib(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
-def _check_weights(needed: dict) -> None:
-    """Pretrained weights that cannot be had stop the sweep now, once, not as one failure per run."""
+def _check_weights(specs: list[RunSpec]) -> None:
+    """Pretrained weights that the runs to do need and that cannot be had stop the sweep now, once, not as one
+    failure per run."""
+    needed: dict = {}  # (method, network, weights file) -> the options of the first run that asks for it
+    for spec in specs:
+        if spec.to_do and spec.weights is not None:
+            needed.setdefault(spec.weights, spec.config.detector)
     checked = set()
     for (method, network, weights), options in sorted(needed.items(), key=lambda item: str(item[0])):
         cls = detector_class(method)
