@@ -298,6 +298,7 @@ def bench(
         check_inputs(tasks=raw.get("tasks") if not tasks else None, methods=None)
     from medrecontrast.bench import run_sweep, write_report
     from medrecontrast.bench.config import sweep_from_command_line
+    from medrecontrast.bench.store import sweep_log
 
     fields = dict(tasks=tasks, methods=methods, seeds=seeds, profile=profile.value if profile else None)
     fields.update(data_root=_str(data_root), out=_str(out), report=_str(report), weights=_str(weights))
@@ -321,7 +322,7 @@ def bench(
             )
 
     began = time.perf_counter()
-    with interruptions("finished runs are kept, the run in progress", Path(sweep.out) / "bench.log"):
+    with interruptions("finished runs are kept, the run in progress", sweep_log(sweep.out)):
         outcomes = run_sweep(
             sweep,
             resume=resume,

@@ -257,7 +257,7 @@ def train_loop(
             result.iteration_seconds.append(now - last)
             last = now
             done = iteration + 1
-            reporter.iteration(done, result.losses, now, iteration, optimizers)
+            reporter.iteration(done, result.losses, now, optimizers)
             if files is not None and (done % config.checkpoint_every == 0 or done == iters or stop):
                 _write_checkpoint(
                     files, model, optimizers, done, result.losses, identity, previous_seconds + now - began
@@ -354,8 +354,8 @@ class _Reporter:
             self.board.close()
         return self.bar.__exit__(*exc)
 
-    def iteration(self, done: int, losses: list[float], now: float, iteration: int, optimizers: dict) -> None:
-        value = losses[-1]
+    def iteration(self, done: int, losses: list[float], now: float, optimizers: dict) -> None:
+        value, iteration = losses[-1], done - 1
         self.bar.update(self.task, completed=done, loss=loss_text(losses))
         if self.every and (done % self.every == 0 or done == self.iters):
             elapsed = now - self.began
@@ -374,7 +374,13 @@ class _Reporter:
 def _write_checkpoint(files: TrainingFiles, model, optimizers, done, losses, identity, seconds) -> None:
     save_checkpoint(files.checkpoint, model, optimizers, done, losses, identity, seconds)
     if files.loss_log is not None:
-        write_csv(files.loss_log, pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
+        write_loss_log(files.loss_log, losses)
+
+
+def write_loss_log(path: str | os.PathLike, losses: list[float]) -> None:
+    """The loss log (``iteration``, ``loss``: one row per iteration from 0), as a trainer writes it at each checkpoint
+    and a run folder when the fit ends."""
+    write_csv(path, pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
 
 
 class _Sampler:

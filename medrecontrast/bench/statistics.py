@@ -237,9 +237,9 @@ def _task_runs(task: str, done: pd.DataFrame, by_patient: bool) -> tuple[list[_R
     ``by_patient=False`` forgets the patients."""
     runs = [_load(row) for row in done[done["task"] == task].itertuples()]
     runs, left_out = _same_test_set(runs)
-    notes = [f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics"] * bool(
-        left_out
-    )
+    notes = []
+    if left_out:
+        notes.append(f"{task}: {left_out} run(s) scored a different test set and were left out of its statistics")
     if not by_patient:
         runs = [replace(r, patients=None, holdout_patients=None) for r in runs]
     notes += list(runs[0].leaks)

@@ -3,6 +3,7 @@
 Layout of a sweep folder::
 
     <out>/sweep.json                         format, config, environment of the last invocation
+    <out>/bench.log                          every sweep-level line with its time (sweep_log)
     <out>/<task>/<method>/seed-<k>/          one run folder (see medrecontrast.run)
     <out>/.claims/<task>__<method>__seed-<k>  held while a process runs that run
     <out>/.claims-locks/                      the file locks under which claims are decided
@@ -80,6 +81,11 @@ class RunSpec:
     @property
     def label(self) -> str:
         return f"{self.task} · {self.method} · seed {self.seed}"
+
+
+def sweep_log(out: str | Path) -> Path:
+    """``<out>/bench.log``: every sweep-level line (runs, ETA, outcomes, interruptions) with its time."""
+    return Path(out) / "bench.log"
 
 
 def run_folder(out: str | Path, task: str, method: str, seed: int) -> Path:

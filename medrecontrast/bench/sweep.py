@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from medrecontrast.bench.config import SweepConfig, locate_option
-from medrecontrast.bench.executors import Outcome, console, run_local, run_ray, say
+from medrecontrast.bench.executors import Outcome, console, duration_text, run_local, run_ray, say
 from medrecontrast.bench.store import (
     Claim,
     RunSpec,
@@ -24,6 +24,7 @@ from medrecontrast.bench.store import (
     open_sweep_folder,
     run_folder,
     run_status,
+    sweep_log,
 )
 from medrecontrast.compute import require_device
 from medrecontrast.data.check import check_task_data
@@ -415,7 +416,7 @@ def run_sweep(
             "planned": planned,
         },
     )
-    log = out / "bench.log"
+    log = sweep_log(out)
     todo = sum(s.to_do for s in specs)
     say(
         escape(
@@ -442,8 +443,6 @@ def run_sweep(
 def dry_run(sweep, *, resume: bool = False, force: bool = False):
     """``bench --dry-run``: the checked plan (:func:`describe_plan`) and one line on the runs to do, the disk they
     need and their expected time; nothing is written."""
-    from medrecontrast.bench.executors import duration_text
-
     specs = plan_sweep(sweep, resume=resume, force=force)
     plan = describe_plan(specs)
     todo = [(s.label, s.storage) for s, status in zip(specs, plan["status"]) if s.storage and status == "to do"]

@@ -55,7 +55,6 @@ EXPORT_RECORD = "export.json"
 class RunFolder:
     """One run folder: its paths, its readers and its writers (the module docstring lists the files)."""
 
-    FORMAT = RUN_FORMAT
     CONFIG = "config.json"
     ENVIRONMENT = "environment.json"
     STATUS = "status.json"
@@ -165,10 +164,6 @@ class RunFolder:
         except json.JSONDecodeError:
             return {"status": "running"}  # cut off mid-write by a crash: treat as interrupted
 
-    def state(self) -> str:
-        """The status word alone (:meth:`status`)."""
-        return self.status()["status"]
-
     def config(self) -> RunConfig:
         """``config.json`` as a :class:`RunConfig` (its format: ``RUN_FORMAT``; format 3 is read too, others
         refused by :meth:`RunConfig.from_json`)."""
@@ -258,7 +253,9 @@ class RunFolder:
         _write_npz(self.examples_path, arrays)
 
     def write_loss(self, losses) -> None:
-        write_loss(self.loss_path, losses)
+        from medrecontrast.engine import write_loss_log  # the trainer's format, as it writes it while training
+
+        write_loss_log(self.loss_path, losses)
 
     def write_fit_stats(self, stats: dict) -> None:
         write_json(self.path / self.FIT_STATS, stats)
@@ -283,11 +280,6 @@ class RunFolder:
             if (self.path / name).is_file():
                 shutil.copy2(self.path / name, folder / name)
         return folder
-
-
-def write_loss(path: str | os.PathLike, losses) -> None:
-    """The loss log's format (``iteration``, ``loss``), for a run folder and for a trainer given the path."""
-    write_csv(path, pd.DataFrame({"iteration": range(len(losses)), "loss": losses}))
 
 
 def _write_npz(path: Path, arrays: dict) -> None:

@@ -243,7 +243,7 @@ def evaluate_run(run: str | os.PathLike, data_root: str | os.PathLike | None = N
         )
     previous = run.metrics()
     kept_in = run.keep_previous_results() if has_results else None
-    status = run.status() if run.is_run_folder() else {}
+    status = run.status()
     # While the results are replaced the run is "evaluating", which the report does not read as finished: a
     # process killed half-way leaves a run the report lists as unfinished, never a mix of old and new files.
     run.write_status({**status, "status": "evaluating", "evaluating_since": _now()})
