@@ -1,8 +1,8 @@
 """How far exported files score from their checkpoints, per method and format, on the CPU: the README's tolerances.
 
-    python benchmarks/export_parity.py [--methods ...] [--profiles demo lite] [--out /tmp/export-parity]
+    python benchmarks/export_parity.py [--methods ...] [--profiles tiny lite] [--out /tmp/export-parity]
 
-Each method trains a short run on the built-in synthetic OCT task (demo profile: 64 px, random weights; lite profile:
+Each method trains a short run on the built-in synthetic OCT task (tiny profile: 64 px, random weights; lite profile:
 EfficientNet-Lite0 with its ImageNet weights at 224 px, for the methods it applies to), is exported as ONNX and as
 TorchScript with ``medrecontrast.run.export_run`` (every test image checked), and the table gives the largest score
 and map differences from the checkpoint relative to the largest checkpoint value, the image AUROC both ways, and the
@@ -51,7 +51,7 @@ def per_image_ms(score, images: np.ndarray, batch: int = 16) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(SHORT))
-    parser.add_argument("--profiles", nargs="+", default=["demo", "lite"])
+    parser.add_argument("--profiles", nargs="+", default=["tiny", "lite"])
     parser.add_argument("--out", type=Path, default=Path("/tmp/export-parity"))
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

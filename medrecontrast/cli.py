@@ -38,7 +38,7 @@ from medrecontrast.terminal import (  # noqa: F401  (in_flags and expand_variadi
 # scikit-learn and matplotlib are imported inside the commands that need them, never here. So the
 # few names that --help shows are spelled here instead of imported from the modules that own them
 # (run.PROFILES, bench.config.EXECUTORS, tasks.DATA_ROOT_ENV); tests/test_cli.py checks that they agree.
-PROFILE_NAMES = ("paper", "demo", "lite")
+PROFILE_NAMES = ("paper", "demo", "lite", "tiny")
 EXECUTOR_NAMES = ("local", "ray")
 DATA_ROOT_ENV = "MEDRECONTRAST_DATA"
 ProfileChoice = enum.Enum("ProfileChoice", {name: name for name in PROFILE_NAMES}, type=str)
@@ -78,7 +78,7 @@ SweepFolder = Annotated[Path, typer.Argument(help="A sweep folder written by `be
 ReportFolder = _given("--report", "Where to write (default: the sweep's report folder).", Path)
 HOLDOUT_HELP = (
     "Fraction of the training normals held out to fix a decision threshold without test labels (e.g. 0.05). "
-    "Default: 0 in the paper profile (every normal trains, as the authors do), 0.15 in the demo profile."
+    "Default: 0 in the paper profile (every normal trains, as the authors do), 0.05 in lite, 0.15 in demo and tiny."
 )
 
 
@@ -86,9 +86,10 @@ HOLDOUT_HELP = (
 AsJson = _flag("--json", "Print one JSON object (for scripts).")
 Profile = _given(
     "--profile",
-    "paper (WRN50-2, ImageNet weights, paper sizes), demo (resnet18, random weights, 64 px, minutes on a CPU) or lite "
-    "(EfficientNet-Lite0 with ImageNet weights that install offline, 224 px, minutes per run on a CPU). Default: "
-    "demo for the built-in tasks, else paper.",
+    "paper (WRN50-2, ImageNet weights, paper sizes), demo (EfficientNet-Lite0 with the ImageNet weights installed "
+    "with the package, 128 px, short schedules: minutes on a CPU), lite (the same weights at 224 px, minutes per run "
+    "on a CPU) or tiny (resnet18 from random weights, 64 px: seconds per run, for tests). Default: demo for the "
+    "built-in tasks, else paper.",
     ProfileChoice,
 )
 Weights = _given("--weights", "Local file with the backbone's ImageNet weights (no download).", Path)
@@ -251,7 +252,7 @@ def bench(
         "weights you fetch first, such as Dinomaly; `medrecontrast methods` lists them).",
         list[str],
     ) = None,
-    seeds: _given("--seeds", "Seeds (default: demo 0 1, paper and lite 0 1 2).", list[int]) = None,
+    seeds: _given("--seeds", "Seeds (default: demo and tiny 0 1, paper and lite 0 1 2).", list[int]) = None,
     profile: Profile = None,
     config: _given("--config", "TOML file with any of these settings plus per-task/per-method overrides.", Path) = None,
     data_root: DataRoot = None,

@@ -33,6 +33,7 @@ API_TERMS = {
     "weights=PATH": "--weights PATH",
     "executor='ray'": "--executor ray",
     "profile='demo'": "--profile demo",
+    "profile='tiny'": "--profile tiny",
     "profile='paper'": "--profile paper",
     "out=DIR": "--out DIR",
     "report folder": "--report",

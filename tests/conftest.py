@@ -32,7 +32,7 @@ def mini_config(out: Path, **changes):
         tasks=MINI_TASKS,
         methods=["rd4ad", "patchcore"],
         seeds=[0, 1],
-        profile="demo",
+        profile="tiny",
         out=str(out),
         report=str(Path(out).parent / "report"),
         options={"image_size": 32, "holdout": 0.25},

@@ -100,7 +100,7 @@ def test_a_sweep_of_three_anomalib_models_gives_a_report_with_intervals(tmp_path
     methods = ["--methods", "anomalib:padim", "--methods", "anomalib:stfpm", "--methods", "anomalib:fastflow"]
     result = runner.invoke(
         app,
-        ["bench", "--tasks", "synth-oct", *methods, "--seeds", "0", "--profile", "demo", "--out", str(runs)]
+        ["bench", "--tasks", "synth-oct", *methods, "--seeds", "0", "--profile", "tiny", "--out", str(runs)]
         + ["--report", str(tmp_path / "report")],
     )
     assert result.exit_code == 0, result.output

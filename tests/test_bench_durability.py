@@ -28,10 +28,19 @@ def test_a_finished_run_keeps_model_pt_only_and_checkpoints_never_pile_up(tmp_pa
 
     monkeypatch.setattr(torch, "save", spy)
     task = get_task("synth-fundus", **TINY)
-    train_run(task, "rd4ad", tmp_path / "run", overrides={"iters": 4, "checkpoint_every": 1}, progress=False)
+    train_run(
+        task, "rd4ad", tmp_path / "run", overrides={"iters": 4, "checkpoint_every": 1}, progress=False, profile="tiny"
+    )
     assert max(len(names) for names in seen) <= 2 and any(len(names) == 2 for names in seen)
     assert not (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "model.pt").is_file()
-    train_run(task, "rd4ad", tmp_path / "kept", overrides={"iters": 2, "keep_checkpoints": True}, progress=False)
+    train_run(
+        task,
+        "rd4ad",
+        tmp_path / "kept",
+        overrides={"iters": 2, "keep_checkpoints": True},
+        progress=False,
+        profile="tiny",
+    )
     assert (tmp_path / "kept" / "checkpoint.pt").is_file()
 
 
@@ -53,6 +62,7 @@ def test_a_sweep_that_cannot_fit_the_disk_is_refused_at_planning_with_the_number
         seeds=[0, 1],
         out=str(tmp_path / "runs"),
         options={"image_size": 32, "iters": 2},
+        profile="tiny",
     )
     with pytest.raises(UserInputError, match=r"needs about 6\d\d MiB .* 4 run\(s\) keep .* 300 MiB are free"):
         run_sweep(config, progress=False)
@@ -67,8 +77,15 @@ def test_the_estimate_is_what_a_run_writes(tmp_path):
     from medrecontrast.run import resolve_run_config
 
     task = get_task("synth-fundus", **TINY)
-    train_run(task, "recontrast", tmp_path / "run", overrides={"iters": 1, "keep_checkpoints": True}, progress=False)
-    config = resolve_run_config(task, "recontrast", 0, "demo", layers=[("t", {"iters": 1})])
+    train_run(
+        task,
+        "recontrast",
+        tmp_path / "run",
+        overrides={"iters": 1, "keep_checkpoints": True},
+        progress=False,
+        profile="tiny",
+    )
+    config = resolve_run_config(task, "recontrast", 0, "tiny", layers=[("t", {"iters": 1})])
     estimate = detector_class("recontrast").storage_estimate(config.method_config(), train_images=6, input_size=64)
     for name, key in (("model.pt", "model"), ("checkpoint.pt", "checkpoint")):
         assert abs((tmp_path / "run" / name).stat().st_size / estimate[key] - 1) < 0.01, name
@@ -110,7 +127,20 @@ def test_sigterm_stops_training_with_a_checkpoint_a_record_and_the_command_that_
     from medrecontrast.engine import load_checkpoint
 
     run = tmp_path / "run"
-    command = ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "40", "--out", str(run), "-v"]
+    command = [
+        "train",
+        "--profile",
+        "tiny",
+        "--task",
+        "synth-oct",
+        "--method",
+        "rd4ad",
+        "--iters",
+        "40",
+        "--out",
+        str(run),
+        "-v",
+    ]
     code, output = _start_and_terminate(command, tmp_path)
     assert code == 143, output[-2000:]
     status = json.loads((run / "status.json").read_text())
@@ -169,6 +199,8 @@ def test_dry_run_prints_the_checked_plan_and_writes_nothing(tmp_path):
             "1",
             "--out",
             str(out),
+            "--profile",
+            "tiny",
             "--dry-run",
         ],
         env={"COLUMNS": "250"},
@@ -208,6 +240,7 @@ def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypat
         seeds=[0, 1],
         out=str(out),
         options={"image_size": 32, "iters": 2, "holdout": 0.25},
+        profile="tiny",
     )
     run_sweep(config, progress=False)
     text = build_report(out, tmp_path / "report").read_text()
@@ -232,6 +265,7 @@ def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypat
             seeds=[0, 1],
             out=str(empty),
             options={"image_size": 32, "iters": 2},
+            profile="tiny",
         ),
         progress=False,
     )
@@ -240,7 +274,7 @@ def test_the_report_of_a_partial_sweep_says_what_each_run_is(tmp_path, monkeypat
     (killed / "status.json").write_text(json.dumps({"status": "running", "started": "2026-12-02T10:00:00"}))
     from medrecontrast.run import resolve_run_config
 
-    config = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=[("o", {"image_size": 32, "iters": 2})])
+    config = resolve_run_config("synth-oct", "rd4ad", 0, "tiny", layers=[("o", {"image_size": 32, "iters": 2})])
     (killed / "config.json").write_text(json.dumps(config.to_json()))
     text = build_report(empty, tmp_path / "empty-report").read_text()
     assert "# Benchmark report: nothing-yet" in text and "nan" not in text and "fix the cause" not in text

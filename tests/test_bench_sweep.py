@@ -256,7 +256,7 @@ def test_toml_sections_resolve_aliases_and_families_and_typos_are_refused(tmp_pa
     config = SweepConfig(
         tasks=["oct", "mvtec:bottle", "mvtec:grid"],
         methods=["rd4ad"],
-        profile="demo",
+        profile="tiny",
         out=str(tmp_path / "o"),
         task={
             "oct2017": {"iters": 5},
@@ -348,7 +348,7 @@ def test_every_option_is_checked_when_the_sweep_is_planned_with_its_toml_line(tm
     the run started; now planning refuses them, naming the key and its line in the file."""
     toml = tmp_path / "sweep.toml"
     toml.write_text(
-        f'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nprofile = "demo"\nseeds = [0]\n{section}\n'
+        f'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nprofile = "tiny"\nseeds = [0]\n{section}\n'
     )
     number = toml.read_text().splitlines().index(line) + 1
     with pytest.raises(UserInputError, match=message) as error:
@@ -441,6 +441,7 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
             out,
             overrides={"image_size": 32, "embed_dim": 16},
             progress=False,
+            profile="tiny",
         )
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "failed" and "No space left" in status["error"]
@@ -454,6 +455,7 @@ def test_a_full_disk_leaves_a_failed_status_no_partials_and_an_honest_count(mini
         overrides={"image_size": 32, "embed_dim": 16},
         resume=True,
         progress=False,
+        profile="tiny",
     )
     assert not stale.exists()
 
@@ -500,7 +502,7 @@ def test_output_folders_inside_the_data_or_on_each_other_are_refused_at_planning
 
     def plan(out, report):
         config = SweepConfig(
-            tasks=[f"folder:{data}"], methods=["patchcore"], seeds=[0], profile="demo", out=str(out), report=str(report)
+            tasks=[f"folder:{data}"], methods=["patchcore"], seeds=[0], profile="tiny", out=str(out), report=str(report)
         )
         return plan_sweep(config)
 

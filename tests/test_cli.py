@@ -102,7 +102,7 @@ def test_expand_variadic():
 TINY_TOML = """
 methods = ["patchcore"]
 seeds = [0]
-profile = "demo"
+profile = "tiny"
 [method.patchcore]
 embed_dim = 32
 image_size = 32
@@ -202,7 +202,7 @@ def test_console_script_bench_with_several_values_per_flag(tmp_path):
         ("synth-skin", 0),
         ("synth-skin", 1),
     ]
-    assert set(results["holdout"]) == {0}  # --holdout wins over the demo profile's 0.15
+    assert set(results["holdout"]) == {0}  # --holdout wins over the tiny profile's 0.15
     assert "all training normals train" in (tmp_path / "reports" / "mini" / "README.md").read_text()
     result = subprocess.run([exe, "data", "check", "nope"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr and "Traceback" not in result.stderr
@@ -241,7 +241,19 @@ def test_help_shows_choices_methods_get_a_did_you_mean_and_device_is_a_flag(tmp_
     assert typo.exit_code == 2 and "Did you mean 'rd4ad'" in typo.output
     result = runner.invoke(
         app,
-        ["train", "--task", "synth-fundus", "--method", "patchcore", "--device", "cpu", "--out", str(tmp_path / "run")],
+        [
+            "train",
+            "--profile",
+            "tiny",
+            "--task",
+            "synth-fundus",
+            "--method",
+            "patchcore",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ],
     )
     assert result.exit_code == 0, result.output
     # issue 19: the device is where a run computes (its runtime), not part of what it is (its detector options)
@@ -399,7 +411,9 @@ def test_a_folder_that_cannot_be_written_is_said_for_what_it_is(code, said, monk
         raise OSError(code, _os.strerror(code), str(tmp_path / "out"))
 
     monkeypatch.setattr("medrecontrast.run.run_training", refuse)
-    result = runner.invoke(cli.app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path)])
+    result = runner.invoke(
+        cli.app, ["train", "--profile", "tiny", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 1 and said in result.output and "Traceback" not in result.output
     if code != errno.ENOSPC:
         assert "free space" not in result.output

@@ -119,7 +119,7 @@ def test_every_method_keeps_the_contract(method, tmp_path):
     np.testing.assert_array_equal(reloaded.maps, first.maps)
     # the configuration round-trips: as a detector's options and as a run's config.json
     assert build_detector(method, **dataclasses.asdict(detector.config)).config == detector.config
-    run = resolve_run_config("synth-oct", method, 3, "demo", layers=[("test", {"image_size": 32})])
+    run = resolve_run_config("synth-oct", method, 3, "tiny", layers=[("test", {"image_size": 32})])
     assert RunConfig.from_json(run.to_json()) == run and run.method_config() == cls.Config(**run.detector_options())
 
 

@@ -130,7 +130,7 @@ def test_a_patient_in_training_and_test_of_a_user_folder_is_refused_before_train
         },
     )
     config = SweepConfig(
-        tasks=[f"folder:{root}"], methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs")
+        tasks=[f"folder:{root}"], methods=["patchcore"], seeds=[0], profile="tiny", out=str(tmp_path / "runs")
     )
     with pytest.raises(UserInputError, match="patient7") as refused:
         plan_sweep(config.resolved())
@@ -158,7 +158,7 @@ def test_byte_identical_files_under_two_names_are_named_in_a_warning(tmp_path):
         ("train/train", "b.png", "b_copy.png"),
     }
     config = SweepConfig(
-        tasks=[f"folder:{root}"], methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs")
+        tasks=[f"folder:{root}"], methods=["patchcore"], seeds=[0], profile="tiny", out=str(tmp_path / "runs")
     )
     with pytest.warns(UserWarning, match=r"a\.png = .*c\.png"):
         plan_sweep(config.resolved())

@@ -123,7 +123,7 @@ def test_a_truncated_image_stops_bench_before_training_and_skip_unreadable_is_go
             "--out",
             str(tmp_path / "runs"),
             "--profile",
-            "demo",
+            "tiny",
         ],
     )
     assert result.exit_code == 2 and "000.png" in result.output and "--deep" in result.output, result.output
@@ -228,7 +228,20 @@ def test_a_cache_path_that_is_a_file_is_one_line(tmp_path, monkeypatch):
     (tmp_path / "cache").write_text("not a folder")
     monkeypatch.setenv("MEDRECONTRAST_CACHE", str(tmp_path / "cache"))
     result = runner.invoke(
-        app, ["bench", "--tasks", "synth-oct", "--methods", "patchcore", "--seeds", "0", "--out", str(tmp_path / "r")]
+        app,
+        [
+            "bench",
+            "--profile",
+            "tiny",
+            "--tasks",
+            "synth-oct",
+            "--methods",
+            "patchcore",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "r"),
+        ],
     )
     assert result.exit_code == 2 and "is a file, not a folder" in result.output and "Traceback" not in result.output
 

@@ -231,7 +231,7 @@ def test_a_tiny_head_to_head_runs_end_to_end_through_tables_figures_and_predict(
 
     runs = tmp_path / "runs"
     config = load_sweep_config(
-        CONFIG, tasks=["synth-oct"], seeds=[0], profile="demo", out=str(runs), options={"iters": 12}
+        CONFIG, tasks=["synth-oct"], seeds=[0], profile="tiny", out=str(runs), options={"iters": 12}
     )
     run_sweep(config, progress=False)
     results = collect_results(runs)
@@ -271,7 +271,7 @@ def test_a_single_run_at_a_size_that_is_not_a_multiple_of_the_patch_is_refused_b
     """`train` (run_training) makes the sweep's planning checks too: 64 px would drop 8 px of every image."""
     from medrecontrast.run import resolve_run_config, run_training
 
-    config = resolve_run_config("synth-oct", "dinomaly", 0, "demo", layers=[("test", {"image_size": 64})])
+    config = resolve_run_config("synth-oct", "dinomaly", 0, "tiny", layers=[("test", {"image_size": 64})])
     with pytest.raises(UserInputError, match="multiple of 14"):
         run_training(config, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "model.pt").exists()

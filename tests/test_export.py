@@ -38,7 +38,15 @@ FAST = {
 def tiny_run(method, folder, seed=0):
     if method.startswith("anomalib:"):
         pytest.importorskip("anomalib")
-    train_run(get_task("synth-fundus", **TINY), method, folder, seed=seed, overrides=FAST[method], progress=False)
+    train_run(
+        get_task("synth-fundus", **TINY),
+        method,
+        folder,
+        seed=seed,
+        overrides=FAST[method],
+        progress=False,
+        profile="tiny",
+    )
     return folder
 
 

@@ -317,7 +317,7 @@ def test_a_sweep_whose_patchcore_bank_cannot_fit_is_refused_at_planning(tmp_path
         tasks=["synth-oct"],
         methods=["patchcore"],
         seeds=[0],
-        profile="demo",
+        profile="tiny",
         out=str(tmp_path / "runs"),
         report=str(tmp_path / "report"),
         options={"image_size": 64, "holdout": 0.25},

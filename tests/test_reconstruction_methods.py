@@ -128,7 +128,7 @@ def test_settings_are_the_released_defaults_and_checked_at_planning():
             1,
         )
         assert DETECTORS[method].card.citation.startswith("Cai et al., MedIAnomaly")
-        for profile in ("paper", "lite", "demo"):  # the released 64 px whatever the profile or the task
+        for profile in ("paper", "lite", "tiny"):  # the released 64 px whatever the profile or the task
             run = resolve_run_config("medianomaly:brain-tumor", method, 0, profile)
             assert (run.image_size, run.crop_size) == (64, None)
         paper = resolve_run_config("medianomaly:brain-tumor", method, 0, "paper")

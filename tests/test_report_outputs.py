@@ -104,6 +104,7 @@ def tiny_sweep(tmp_path_factory):
         seeds=[0],
         out=str(out),
         options={"image_size": 32, "iters": 2},
+        profile="tiny",
     )
     run_sweep(config, progress=False)
     return out
@@ -152,7 +153,7 @@ def test_predict_writes_overlays_at_the_images_size_and_a_sorted_escaped_index(t
     from medrecontrast.tasks import get_task
 
     task = get_task("synth-fundus", size=32, n_train=6, n_test_normal=3, n_test_abnormal=3)
-    train_run(task, "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False)
+    train_run(task, "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False, profile="tiny")
     rng = np.random.default_rng(0)
     (tmp_path / "in").mkdir()
     Image.fromarray(rng.integers(0, 255, (300, 600, 3), dtype=np.uint8)).save(tmp_path / "in" / "wide.png")

@@ -114,15 +114,15 @@ def test_one_documented_precedence_with_provenance():
         "[task.synth-oct.method.rd4ad]",
         "flags",
     ]
-    run = resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=layers)
+    run = resolve_run_config("synth-oct", "rd4ad", 0, "tiny", layers=layers)
     assert (
         run.detector["iters"] == 7 and run.detector["epochs"] is None and run.holdout == 0.3
     )  # the flag wins over [options]
     assert run.sources["iters"] == "[task.synth-oct.method.rd4ad]" and run.sources["holdout"] == "flags"
-    assert run.sources["backbone"] == "(profile demo)"
+    assert run.sources["backbone"] == "(profile tiny)"
     # identity leaves out the runtime and the provenance; the spelling of a default is not part of it
     restated = resolve_run_config(
-        "synth-oct", "rd4ad", 0, "demo", layers=[*layers, ("again", {"lr_decoder": 0.005, "device": "cpu"})]
+        "synth-oct", "rd4ad", 0, "tiny", layers=[*layers, ("again", {"lr_decoder": 0.005, "device": "cpu"})]
     )
     assert restated.identity() == run.identity() and restated != run
 
@@ -145,9 +145,9 @@ def test_errors_name_the_key_the_layer_and_the_toml_line(tmp_path):
         UserInputError,
         match=r"unknown option 'coreset' for method 'patchcore' \(set in x\). Did you mean 'coreset_ratio'\?",
     ):
-        resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"coreset": 0.1})])
+        resolve_run_config("synth-oct", "patchcore", 0, "tiny", layers=[("x", {"coreset": 0.1})])
     with pytest.raises(UserInputError, match="device must be"):
-        resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("x", {"device": "tpu"})])
+        resolve_run_config("synth-oct", "patchcore", 0, "tiny", layers=[("x", {"device": "tpu"})])
 
 
 @pytest.mark.slow
@@ -169,7 +169,7 @@ def test_the_cli_names_flags_where_the_api_names_arguments(tmp_path):
         "--out",
         str(folder),
         "--profile",
-        "demo",
+        "tiny",
         "-q",
     ]
     env = {"MEDRECONTRAST_CACHE": str(tmp_path / "cache")}
@@ -247,14 +247,19 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_runs(tmp_path):
     from medrecontrast.run import train_run
 
     config = SweepConfig(
-        tasks=["synth-oct"], methods=["patchcore"], seeds=[0], out=str(tmp_path / "runs"), flags={"device": "cuda:7"}
+        tasks=["synth-oct"],
+        methods=["patchcore"],
+        seeds=[0],
+        out=str(tmp_path / "runs"),
+        flags={"device": "cuda:7"},
+        profile="tiny",
     )
     with pytest.raises(UserInputError, match="'cuda:7' does not exist here"):
         plan_sweep(config)
     with pytest.raises(UserInputError, match="'cuda:7' does not exist here"):
-        train_run("synth-oct", "patchcore", tmp_path / "run", overrides={"device": "cuda:7"})
+        train_run("synth-oct", "patchcore", tmp_path / "run", overrides={"device": "cuda:7"}, profile="tiny")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
-    run = resolve_run_config("synth-oct", "patchcore", 0, "demo", layers=[("flags", {"device": "cuda:7"})])
+    run = resolve_run_config("synth-oct", "patchcore", 0, "tiny", layers=[("flags", {"device": "cuda:7"})])
     assert RunConfig.from_json(run.to_json()).runtime.device == "cuda:7"
 
 
@@ -273,7 +278,7 @@ def test_float_options_out_of_range_are_refused_when_the_run_is_resolved(method,
     """Issue 37 item 7, failed before: learning rates that are negative, zero, NaN or inf (and other float options out
     of their range) were accepted and failed, or trained nothing, at run time."""
     with pytest.raises(UserInputError, match=message):
-        resolve_run_config("synth-oct", method, 0, "demo", layers=[("[options]", {option: value})])
+        resolve_run_config("synth-oct", method, 0, "tiny", layers=[("[options]", {option: value})])
 
 
 def test_a_float_option_out_of_range_in_a_sweep_file_is_refused_with_its_line(tmp_path):
@@ -293,7 +298,7 @@ def test_a_hold_out_the_training_set_cannot_give_is_refused_at_planning(tmp_path
         tasks=[f"folder:{data}"],
         methods=["patchcore"],
         seeds=[0],
-        profile="demo",
+        profile="tiny",
         out=str(tmp_path / "runs"),
         options={"holdout": 0.05},
     )
@@ -307,7 +312,7 @@ def test_a_folder_section_reaches_its_task_however_the_path_is_spelt(tmp_path, m
     sweep's folder was silently ignored; a folder section that reaches no task of the sweep is refused."""
     data = layouts.folder(tmp_path / "scans")
     monkeypatch.chdir(tmp_path)
-    common = dict(methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs"))
+    common = dict(methods=["patchcore"], seeds=[0], profile="tiny", out=str(tmp_path / "runs"))
     config = SweepConfig(tasks=[f"folder:{data}"], task={"folder:scans/": {"holdout": 0.4}}, **common)
     assert plan_sweep(config)[0].config.holdout == 0.4
     other = SweepConfig(tasks=[f"folder:{data}"], task={"folder:elsewhere": {"holdout": 0.4}}, **common)
@@ -321,7 +326,7 @@ def test_a_shared_option_that_reaches_no_method_of_the_sweep_is_said(tmp_path):
         tasks=["synth-oct"],
         methods=["rd4ad"],
         seeds=[0],
-        profile="demo",
+        profile="tiny",
         out=str(tmp_path / "runs"),
         options={"coreset_ratio": 0.01},
     )
@@ -336,7 +341,7 @@ def test_a_failed_run_is_retried_with_corrected_settings_by_the_advised_resume(t
     the corrected settings; an interrupted run (a checkpoint of the old settings) still needs `--force`."""
     import json as _json
 
-    base = dict(tasks=["synth-oct"], methods=["patchcore"], seeds=[0], profile="demo", out=str(tmp_path / "runs"))
+    base = dict(tasks=["synth-oct"], methods=["patchcore"], seeds=[0], profile="tiny", out=str(tmp_path / "runs"))
     small = {"data": {"size": 32, "n_train": 6, "n_test_normal": 3, "n_test_abnormal": 3}}
     run_sweep(SweepConfig(**base, task={"synth-oct": small}), progress=False)
     [folder] = list((tmp_path / "runs").glob("*/*/seed-0"))
@@ -353,6 +358,6 @@ def test_a_failed_run_is_retried_with_corrected_settings_by_the_advised_resume(t
 
 def test_a_runs_input_size_is_its_crop_where_it_crops():
     """One rule for the network's input side (it was spelled `crop_size or image_size` in four places)."""
-    assert resolve_run_config("synth-oct", "rd4ad", 0, "demo").input_size == 64
+    assert resolve_run_config("synth-oct", "rd4ad", 0, "tiny").input_size == 64
     paper = resolve_run_config("mvtec:bottle", "patchcore", 0, "paper")
     assert (paper.image_size, paper.crop_size, paper.input_size) == (256, 224, 224)

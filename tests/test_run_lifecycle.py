@@ -30,7 +30,9 @@ def tiny_task():
 
 @pytest.mark.slow
 def test_run_folder_holds_everything(tmp_path):
-    metrics = train_run(tiny_task(), "rd4ad", tmp_path / "run", seed=1, overrides={"iters": 2}, progress=False)
+    metrics = train_run(
+        tiny_task(), "rd4ad", tmp_path / "run", seed=1, overrides={"iters": 2}, progress=False, profile="tiny"
+    )
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {
         "config.json",
@@ -55,12 +57,12 @@ def test_run_folder_holds_everything(tmp_path):
 
 @pytest.mark.slow
 def test_finished_run_is_not_overwritten_without_force(tmp_path):
-    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False, profile="tiny")
     stamp = (tmp_path / "pc" / "model.pt").stat().st_mtime_ns
     with pytest.raises(UserInputError, match="already holds a finished run; pass force=True"):
-        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False, profile="tiny")
     assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns == stamp
-    train_run(tiny_task(), "patchcore", tmp_path / "pc", force=True, progress=False)
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", force=True, progress=False, profile="tiny")
     assert (tmp_path / "pc" / "model.pt").stat().st_mtime_ns != stamp
 
 
@@ -68,17 +70,19 @@ def test_finished_run_is_not_overwritten_without_force(tmp_path):
 def test_unfinished_run_needs_resume_with_the_same_configuration(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "status.json").write_text(json.dumps({"status": "running"}))
-    (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "demo", {"iters": 3})))
+    (tmp_path / "r" / "config.json").write_text(json.dumps(run_config(tiny_task(), "rd4ad", 0, "tiny", {"iters": 3})))
     with pytest.raises(UserInputError, match="unfinished run; pass resume=True"):
-        train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, progress=False)
+        train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, progress=False, profile="tiny")
     with pytest.raises(UserInputError, match="recorded options differ"):
-        train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 4}, resume=True, progress=False)
-    train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, resume=True, progress=False)
+        train_run(
+            tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 4}, resume=True, progress=False, profile="tiny"
+        )
+    train_run(tiny_task(), "rd4ad", tmp_path / "r", overrides={"iters": 3}, resume=True, progress=False, profile="tiny")
 
 
 @pytest.mark.slow
 def test_evaluate_rescores_without_retraining(tmp_path):
-    first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    first = train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False, profile="tiny")
     before = (tmp_path / "pc" / "scores.csv").read_text()
     # issue 11 item 2: a finished run's results are never replaced without --force
     with pytest.raises(UserInputError, match="already holds results.*force=True"):
@@ -119,9 +123,9 @@ def test_profiles():
     assert {k: paper["detector"][k] for k in expected} == expected
     assert (paper["image_size"], paper["crop_size"]) == (256, 224)
     assert paper["holdout"] == 0  # the authors train on every training normal
-    demo = run_config(task, "patchcore", 3, "demo")
-    assert demo["detector"]["backbone"] == "resnet18" and demo["detector"]["pretrained"] is False
-    assert demo["image_size"] == PROFILES["demo"]["image_size"]
+    tiny = run_config(task, "patchcore", 3, "tiny")
+    assert tiny["detector"]["backbone"] == "resnet18" and tiny["detector"]["pretrained"] is False
+    assert tiny["image_size"] == PROFILES["tiny"]["image_size"]
     with pytest.raises(UserInputError, match="unknown profile"):
         run_config(task, "rd4ad", 0, "fast")
 
@@ -130,12 +134,14 @@ def test_profiles():
 def test_cli_train_and_evaluate(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY, "seed": 0})
     result = runner.invoke(
-        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")]
+        app,
+        ["train", "--profile", "tiny", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")],
     )
     assert result.exit_code == 0, result.output
     assert "image_auroc" in result.output and "pixel_auroc" in result.output
     result = runner.invoke(
-        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")]
+        app,
+        ["train", "--profile", "tiny", "--task", "synth-oct", "--method", "patchcore", "--out", str(tmp_path / "run")],
     )
     assert result.exit_code == 2 and "--force" in result.output
     result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run")])
@@ -150,21 +156,21 @@ def test_force_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "thesis").mkdir()
     (tmp_path / "thesis" / "chapter1.tex").write_text("precious")
     with pytest.raises(UserInputError, match="not a run folder"):
-        train_run(tiny_task(), "patchcore", tmp_path / "thesis", force=True, progress=False)
+        train_run(tiny_task(), "patchcore", tmp_path / "thesis", force=True, progress=False, profile="tiny")
     assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "precious"
 
 
 def test_overrides_are_checked_and_applied():
     task = tiny_task()
-    config = run_config(task, "rd4ad", 0, "demo", {"iters": 5, "image_size": 96, "holdout": 0.3})
+    config = run_config(task, "rd4ad", 0, "tiny", {"iters": 5, "image_size": 96, "holdout": 0.3})
     assert config["detector"]["iters"] == 5 and config["image_size"] == 96 and config["holdout"] == 0.3
     with pytest.raises(UserInputError, match="unknown option.*iterations"):
-        run_config(task, "rd4ad", 0, "demo", {"iterations": 5})
+        run_config(task, "rd4ad", 0, "tiny", {"iterations": 5})
     with pytest.raises(UserInputError, match="multiple of 32"):
-        run_config(task, "recontrast", 0, "demo", {"image_size": 48})
+        run_config(task, "recontrast", 0, "tiny", {"image_size": 48})
     with pytest.raises(UserInputError, match="holdout"):
-        run_config(task, "patchcore", 0, "demo", {"holdout": 1.0})
-    assert run_config(task, "patchcore", 0, "demo", {"image_size": 48})["image_size"] == 48  # PatchCore takes any size
+        run_config(task, "patchcore", 0, "tiny", {"holdout": 1.0})
+    assert run_config(task, "patchcore", 0, "tiny", {"image_size": 48})["image_size"] == 48  # PatchCore takes any size
 
 
 def test_holdout_is_fixed_per_task_and_disjoint_from_training():
@@ -191,7 +197,9 @@ def test_holdout_draw_depends_on_ids_not_positions():
 
 @pytest.mark.slow
 def test_thresholded_metrics_and_examples_are_stored(tmp_path):
-    metrics = train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.5}, progress=False)
+    metrics = train_run(
+        tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.5}, progress=False, profile="tiny"
+    )
     for key in ("f1_oracle", "acc_oracle", "f1_holdout", "acc_holdout", "pixel_auroc", "aupro", "aupro_per_image"):
         assert 0 <= metrics[key] <= 1, key
     examples = np.load(tmp_path / "pc" / "examples.npz")
@@ -217,7 +225,7 @@ def test_a_crash_inside_a_run_marks_it_failed_with_the_error(tmp_path, monkeypat
 
     monkeypatch.setattr(patchcore.PatchCore, "fit", broken)
     with pytest.raises(RuntimeError, match="simulated"):
-        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+        train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False, profile="tiny")
     status = json.loads((tmp_path / "pc" / "status.json").read_text())
     assert status["status"] == "failed" and "disk full" in status["error"]
 
@@ -241,11 +249,24 @@ def test_ctrl_c_says_what_happened_and_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rd4ad.RD4AD, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_task(), "rd4ad", tmp_path / "run", overrides={"iters": 2}, progress=False)
+        train_run(tiny_task(), "rd4ad", tmp_path / "run", overrides={"iters": 2}, progress=False, profile="tiny")
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGINT"
     result = runner.invoke(
-        app, ["train", "--task", "synth-oct", "--method", "rd4ad", "--iters", "2", "--out", str(tmp_path / "cli")]
+        app,
+        [
+            "train",
+            "--profile",
+            "tiny",
+            "--task",
+            "synth-oct",
+            "--method",
+            "rd4ad",
+            "--iters",
+            "2",
+            "--out",
+            str(tmp_path / "cli"),
+        ],
     )
     assert result.exit_code == 130 and "--resume" in result.output
 
@@ -286,6 +307,7 @@ def test_one_missing_mask_keeps_the_pixel_metrics_of_the_others_with_a_warning(t
             overrides={"embed_dim": 16},
             data_root=tmp_path,
             progress=False,
+            profile="tiny",
         )
     assert metrics["masks_missing"] == 1 and 0 <= metrics["pixel_auroc"] <= 1 and "aupro" in metrics
 
@@ -316,7 +338,7 @@ def test_predict_scores_new_images_without_retraining(tmp_path):
     label-free threshold, and one overlay PNG per image; it never writes into a non-empty folder."""
     from PIL import Image
 
-    train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False)
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", overrides={"holdout": 0.25}, progress=False, profile="tiny")
     rng = np.random.default_rng(0)
     (tmp_path / "new" / "sub").mkdir(parents=True)
     for name in ("a.png", "sub/b.png"):
@@ -369,7 +391,13 @@ def test_a_re_evaluation_killed_half_way_is_never_reported_as_finished(tmp_path,
     import medrecontrast.run.folder as lifecycle  # every run-folder file is written by RunFolder
     from medrecontrast.bench import collect_results
 
-    train_run(tiny_task(), "patchcore", tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0", progress=False)
+    train_run(
+        tiny_task(),
+        "patchcore",
+        tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0",
+        progress=False,
+        profile="tiny",
+    )
     run = tmp_path / "runs" / "synth-fundus" / "patchcore" / "seed-0"
     (tmp_path / "runs" / "sweep.json").write_text(json.dumps({"format": 1, "name": "t"}))
     real = lifecycle.write_json
@@ -401,7 +429,7 @@ def test_predict_scores_the_good_images_and_lists_the_bad_ones(tmp_path):
     their reason (unreadable.csv, and on the terminal) and the exit is non-zero; the twins are named."""
     from PIL import Image
 
-    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False)
+    train_run(tiny_task(), "patchcore", tmp_path / "pc", progress=False, profile="tiny")
     rng = np.random.default_rng(0)
     (tmp_path / "new").mkdir()
     for name in ("a.png", "b.png"):
@@ -436,7 +464,7 @@ def test_data_changed_after_training_is_said_by_every_evaluation_bench_and_the_r
         tasks=[f"folder:{data}"],
         methods=["patchcore"],
         seeds=[0],
-        profile="demo",
+        profile="tiny",
         out=str(tmp_path / "runs"),
         report=str(tmp_path / "report"),
         options={"image_size": 32},

@@ -110,12 +110,12 @@ def test_absurd_schedules_and_seeds_are_refused_when_the_sweep_is_planned():
     from medrecontrast.run import resolve_run_config
 
     with pytest.raises(UserInputError, match=r"iters must be at most 100,000,000"):
-        resolve_run_config("synth-oct", "rd4ad", 0, "demo", layers=[("[options]", {"iters": 10**30})])
+        resolve_run_config("synth-oct", "rd4ad", 0, "tiny", layers=[("[options]", {"iters": 10**30})])
     with pytest.raises(UserInputError, match=r"seed must be an integer from 0 to 4,294,967,295"):
-        resolve_run_config("synth-oct", "rd4ad", 10**20, "demo")
+        resolve_run_config("synth-oct", "rd4ad", 10**20, "tiny")
     with pytest.raises(UserInputError, match="seed must be"):
-        resolve_run_config("synth-oct", "rd4ad", -1, "demo")
-    assert resolve_run_config("synth-oct", "rd4ad", 2**32 - 1, "demo").seed == 2**32 - 1
+        resolve_run_config("synth-oct", "rd4ad", -1, "tiny")
+    assert resolve_run_config("synth-oct", "rd4ad", 2**32 - 1, "tiny").seed == 2**32 - 1
 
 
 def test_error_messages_keep_their_brackets_and_a_bracketed_path_does_not_crash(tmp_path):

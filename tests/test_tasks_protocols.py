@@ -52,7 +52,7 @@ def test_rd4ad_paper_schedule_is_200_epochs_of_batch_16():
 
 def test_paper_profile_trains_on_every_normal_and_demo_holds_out():
     assert run_config(get_task("aptos"), "recontrast", 0, "paper")["holdout"] == 0
-    assert run_config(get_task("synth-oct"), "recontrast", 0, "demo")["holdout"] == 0.15
+    assert run_config(get_task("synth-oct"), "recontrast", 0, "tiny")["holdout"] == 0.15
     assert run_config(get_task("aptos"), "recontrast", 0, "paper", {"holdout": 0.05})["holdout"] == 0.05
 
 
@@ -77,7 +77,14 @@ def test_a_run_records_every_resolved_option(tmp_path):
 @pytest.mark.slow
 def test_evaluate_refuses_a_run_whose_options_no_longer_resolve_alike(tmp_path, monkeypatch):
     task = get_task("synth-oct", **TINY_DATA)
-    train_run(task, "patchcore", tmp_path / "run", overrides={"image_size": 32, "embed_dim": 16}, progress=False)
+    train_run(
+        task,
+        "patchcore",
+        tmp_path / "run",
+        overrides={"image_size": 32, "embed_dim": 16},
+        progress=False,
+        profile="tiny",
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     config["detector"]["coreset_ratio"] = 0.5  # as if an older version had another default
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
@@ -181,7 +188,7 @@ def unified_config(out: Path, **changes) -> SweepConfig:
         tasks=tasks,
         methods=["recontrast", "rd4ad", "patchcore"],
         seeds=[0],
-        profile="demo",
+        profile="tiny",
         out=str(out),
         report=str(out.parent / "report"),
         options={"image_size": 32, "holdout": 0.25, "iters": 3, "batch_size": 4},
@@ -215,7 +222,7 @@ def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
     sweep = load_sweep_config(
         REPO / "configs" / "ablation.toml",
         tasks=["synth-oct"],
-        profile="demo",
+        profile="tiny",
         seeds=[0],
         out=str(tmp_path / "runs"),
         report=str(tmp_path / "report"),
@@ -244,9 +251,13 @@ def test_ablation_toml_runs_end_to_end(tmp_path, monkeypatch):
 
 def test_variants_are_checked_when_the_sweep_is_planned(tmp_path):
     with pytest.raises(UserInputError, match="defined but not in methods"):
-        SweepConfig(tasks=["synth-oct"], methods=["recontrast"], variant={"x": {"method": "recontrast"}}).resolved()
+        SweepConfig(
+            tasks=["synth-oct"], methods=["recontrast"], variant={"x": {"method": "recontrast"}}, profile="tiny"
+        ).resolved()
     with pytest.raises(UserInputError, match="name of a method"):
-        SweepConfig(tasks=["synth-oct"], methods=["rd4ad"], variant={"rd4ad": {"method": "recontrast"}}).resolved()
+        SweepConfig(
+            tasks=["synth-oct"], methods=["rd4ad"], variant={"rd4ad": {"method": "recontrast"}}, profile="tiny"
+        ).resolved()
     toml = tmp_path / "s.toml"
     toml.write_text('methods = ["v"]\n[variant.v]\nmethod = "patchcore"\nstop_gradient = false\n')
     with pytest.raises(UserInputError, match="line 4: unknown option 'stop_gradient' in \\[variant.v\\]"):
@@ -257,7 +268,20 @@ def test_variants_are_checked_when_the_sweep_is_planned(tmp_path):
 def test_holdout_flag_on_train(tmp_path, monkeypatch):
     monkeypatch.setattr("medrecontrast.tasks.synthetic.SYNTHETIC_DEFAULTS", {**TINY_DATA, "seed": 0})
     result = CliRunner().invoke(
-        app, ["train", "--task", "synth-oct", "--method", "patchcore", "--holdout", "0", "--out", str(tmp_path / "run")]
+        app,
+        [
+            "train",
+            "--profile",
+            "tiny",
+            "--task",
+            "synth-oct",
+            "--method",
+            "patchcore",
+            "--holdout",
+            "0",
+            "--out",
+            str(tmp_path / "run"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["holdout"] == 0

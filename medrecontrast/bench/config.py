@@ -50,7 +50,7 @@ from medrecontrast.tasks import expand_tasks
 from medrecontrast.tasks.synthetic import SYNTHETIC_TASKS
 
 EXECUTORS = ("local", "ray")
-DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2), "lite": (0, 1, 2)}
+DEFAULT_SEEDS = {"demo": (0, 1), "paper": (0, 1, 2), "lite": (0, 1, 2), "tiny": (0, 1)}
 
 
 @dataclass
@@ -59,7 +59,7 @@ class SweepConfig:
 
     tasks: list[str] | None = None
     methods: list[str] = field(default_factory=default_methods)  # every method that declares default_sweep
-    seeds: list[int] | None = None  # default: the profile's (demo: 0 1, paper: 0 1 2)
+    seeds: list[int] | None = None  # default: the profile's (demo, tiny: 0 1; paper, lite: 0 1 2)
     profile: str | None = None  # default: demo for the built-in tasks, paper for real ones (run.default_profile)
     name: str | None = None  # default: the --out folder's name, else the profile
     out: str | None = None  # default: runs/<name>

@@ -146,7 +146,7 @@ class AnomalibDetector(Detector):
         display_name="anomalib",  # each model's card names it (anomalib PaDiM, ...)
         default_sweep=False,
         requires=ANOMALIB_INSTALL,
-        profile_options={"demo": {"max_epochs": 1, "batch_size": 8}},
+        profile_options={p: {"max_epochs": 1, "batch_size": 8} for p in ("demo", "tiny")},
         random_weights_caveat=(
             "**anomalib's feature-based models from random weights say nothing about the methods:** they model "
             "pretrained features; run the lite or paper profile."

@@ -425,8 +425,8 @@ class DinomalyConfig(TrainingConfig):
 
 # dinomaly_{mvtec,visa}_uni.py: what the unified multi-class setting changes
 UNIFIED = {"iters": UNI_ITERS, "adam_eps": 1e-10}
-# demo: a ViT-S from random weights at 112 px (8 x 8 patches), a short schedule (minutes on 2 CPU cores)
-DEMO = {"encoder": "dinov2_vits14_reg", "iters": 80, "batch_size": 8, "warmup_iters": 10, "hard_fraction_ramp": 16}
+# tiny: a ViT-S from random weights at 112 px (8 x 8 patches), a short schedule (seconds per run, for tests)
+TINY = {"encoder": "dinov2_vits14_reg", "iters": 80, "batch_size": 8, "warmup_iters": 10, "hard_fraction_ramp": 16}
 # lite: ViT-S with Meta's weights (timm downloads them once; offline, pass weights=PATH) at 224 px
 LITE = {
     "encoder": "dinov2_vits14_reg",
@@ -436,6 +436,8 @@ LITE = {
     "warmup_iters": 10,
     "hard_fraction_ramp": 20,
 }
+# demo: the lite weights (the same download, or weights=PATH) at 112 px with the demo's shorter schedule
+DEMO = {**LITE, "iters": 40, "batch_size": 8, "hard_fraction_ramp": 16}
 
 
 @register_detector("dinomaly")
@@ -450,11 +452,12 @@ class Dinomaly(Detector):
         ),
         order=3,
         default_sweep=False,  # its paper profile needs DINOv2 weights: run it by naming it (--methods dinomaly)
-        profile_options={"demo": DEMO, "lite": LITE},
+        profile_options={"demo": DEMO, "lite": LITE, "tiny": TINY},
         profile_sizes={
             "paper": PAPER_SIZES,
             "demo": {"image_size": 112, "crop_size": None},
             "lite": {"image_size": 224, "crop_size": None},
+            "tiny": {"image_size": 112, "crop_size": None},
         },
         random_weights_caveat=(
             "**Dinomaly from random weights says nothing about the method:** it reconstructs a frozen DINOv2 encoder's "

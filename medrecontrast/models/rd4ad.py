@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medrecontrast.models.base import ADER_UNI_MEDICAL, BMAD_TABLE2, register_detector
-from medrecontrast.models.recontrast import DEMO_SCHEDULE, LITE_SCHEDULE, ReContrast, ReContrastConfig
+from medrecontrast.models.recontrast import (
+    DEMO_SCHEDULE,
+    LITE_SCHEDULE,
+    TINY_SCHEDULE,
+    ReContrast,
+    ReContrastConfig,
+)
 
 RD4AD_EPOCHS = 200
 RD4AD_BATCH_SIZE = 16
@@ -56,8 +62,11 @@ class RD4AD(ReContrast):
     card = ReContrast.card.but(
         display_name="RD4AD",
         order=1,
-        # demo: the same short schedule as ReContrast instead of RD4AD's 200 epochs
-        profile_options={"demo": {**DEMO_SCHEDULE, "epochs": None}, "lite": {**LITE_SCHEDULE, "epochs": None}},
+        # demo, lite, tiny: the same short schedules as ReContrast instead of RD4AD's 200 epochs
+        profile_options={
+            name: {**schedule, "epochs": None}
+            for name, schedule in (("demo", DEMO_SCHEDULE), ("lite", LITE_SCHEDULE), ("tiny", TINY_SCHEDULE))
+        },
         reference=False,
         citation=(
             "Deng & Li, Anomaly detection via reverse distillation from one-class embedding, CVPR 2022; "

@@ -137,9 +137,10 @@ class ReconstructionDetector(Detector):
     card = MethodCard(
         display_name="reconstruction",  # each method's card names it (AE, VAE, MemAE, AE-U)
         default_sweep=False,  # not in the ReContrast paper's comparison: named with --methods
-        # every profile runs the released input (64 px grey); demo: a short schedule
-        profile_sizes={p: {"image_size": RELEASED_SIZE, "crop_size": None} for p in ("paper", "demo", "lite")},
-        profile_options={"demo": {"iters": 300, "epochs": None, "batch_size": 32}},
+        # every profile runs the released input (64 px grey) from random weights, as released; demo and tiny: a
+        # short schedule
+        profile_sizes={p: {"image_size": RELEASED_SIZE, "crop_size": None} for p in ("paper", "demo", "lite", "tiny")},
+        profile_options={p: {"iters": 300, "epochs": None, "batch_size": 32} for p in ("demo", "tiny")},
         citation=CITATION,
         paper_sources={task: AE4AD_SOURCE for table in AE4AD_TABLE2.values() for task in table},
     )

@@ -31,7 +31,7 @@ def train_run(
     method: str,
     out: str | os.PathLike,
     seed: int = 0,
-    profile: str = "demo",
+    profile: str | None = None,
     overrides: dict | None = None,
     resume: bool = False,
     force: bool = False,
