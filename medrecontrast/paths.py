@@ -170,6 +170,27 @@ def _check_report_owner(folder: Path, marker: dict, owner: dict) -> None:
     )
 
 
+def retire_previous_report_files(folder: str | os.PathLike, began_ns: int) -> list[str]:
+    """After a report was written into ``folder`` (a report folder the suite owns), delete the files that the
+    previous report of that folder wrote and this one did not (a ``results.parquet`` of a run with pyarrow beside
+    the ``results.csv`` of one without, the figures of a task the sweep no longer has), and record in the marker
+    the files this report wrote; returns the names deleted. A file this report wrote is one changed since
+    ``began_ns`` (every report file is written by an atomic rename; 1 s of slack for coarse file-system clocks);
+    a file no report recorded (a user's notes) is never deleted."""
+    folder = Path(folder)
+    marker_file = folder / REPORT_MARKER
+    marker = read_json(marker_file) if marker_file.is_file() else {}
+    since = began_ns - 1_000_000_000
+    written = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name != REPORT_MARKER and p.stat().st_mtime_ns >= since
+    )
+    retired = sorted(set(marker.get("files", [])) - set(written))
+    for name in retired:
+        (folder / name).unlink(missing_ok=True)
+    write_json(marker_file, {**marker, "files": written})
+    return retired
+
+
 def read_json(path: str | os.PathLike):
     """A JSON file's content; a file that is not readable UTF-8 JSON (damaged, or a link to some other
     file) is a user error naming it, never a traceback."""

@@ -410,6 +410,27 @@ def test_without_pyarrow_the_report_says_where_parquet_went(mini_sweep, tmp_path
     assert "medrecontrast[parquet]" in readme.read_text()
 
 
+def test_a_rewritten_report_keeps_no_file_of_the_previous_one_that_it_did_not_rewrite(
+    mini_sweep, tmp_path, monkeypatch
+):
+    """Failed before: the committed demo report, rewritten on a machine without pyarrow, kept the results.parquet
+    of the earlier report (other runs, other numbers) beside the new results.csv. A file no report wrote (a
+    user's notes) stays."""
+    import medrecontrast.bench.tables as tables
+
+    pytest.importorskip("pyarrow")
+    runs = copy_sweep(mini_sweep, tmp_path)
+    report = tmp_path / "report"
+    build_report(runs, report)
+    assert (report / "results.parquet").is_file()
+    (report / "my-notes.md").write_text("mine")
+    monkeypatch.setattr(tables, "parquet_available", lambda: False)
+    with pytest.warns(UserWarning, match="medrecontrast\\[parquet\\]"):
+        build_report(runs, report)
+    assert not (report / "results.parquet").exists() and (report / "results.csv").is_file()
+    assert (report / "my-notes.md").read_text() == "mine"
+
+
 def test_rebuilding_a_report_of_the_same_runs_gives_the_same_bytes(mini_sweep, tmp_path):
     """Failed before: README.md held the time of the build and the statistics' seconds, every PDF its creation
     date, so a report diff showed changes where nothing changed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,13 @@ from medrecontrast.bench.store import Claim, run_status
 from medrecontrast.bench.tables import markdown_escape, write_tables
 from medrecontrast.metrics import chance_level
 from medrecontrast.models import DETECTORS, display_name
-from medrecontrast.paths import atomic_path, claim_report_folder, remove_stale_partials, write_csv
+from medrecontrast.paths import (
+    atomic_path,
+    claim_report_folder,
+    remove_stale_partials,
+    retire_previous_report_files,
+    write_csv,
+)
 from medrecontrast.run import protocol_label
 from medrecontrast.run.folder import RunFolder
 from medrecontrast.tasks.base import task_slug
@@ -99,6 +106,7 @@ def write_report(out: str | Path, folder: str | Path | None = None) -> WrittenRe
     folder = Path(folder) if folder else report_folder(out)
     results = collect_results(out)
     claim_report_folder(folder, sweep=out)
+    began = time.time_ns()
     remove_stale_partials(folder)  # temporaries of a report that was killed mid-write
     readme = folder / "README.md"
     answers: list[str] = []
@@ -117,6 +125,7 @@ def write_report(out: str | Path, folder: str | Path | None = None) -> WrittenRe
         partial.write_text(text)
     with atomic_path(folder / HTML_REPORT) as partial:
         partial.write_text(render_html(text, folder), encoding="utf-8")
+    retire_previous_report_files(folder, began)  # the previous report's files that this one did not rewrite
     return WrittenReport(readme, tuple(answers))
 
 
