@@ -165,7 +165,7 @@ def test_sigterm_to_a_sweep_is_logged_and_the_run_is_resumable(tmp_path):
     import json
 
     (tmp_path / "sweep.toml").write_text(
-        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0]\n[options]\niters = 40\n'
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0]\nprofile = "tiny"\n[options]\niters = 40\n'
     )
     out = tmp_path / "runs"
     command = ["bench", "--config", "sweep.toml", "--out", str(out), "--verbose", "--no-report"]
@@ -322,7 +322,8 @@ def test_a_sweep_prints_whole_lines_one_summary_for_finished_runs_and_ends_with_
     import sys
 
     (tmp_path / "sweep.toml").write_text(
-        'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nseeds = [0]\n[options]\nimage_size = 32\niters = 2\n'
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad", "patchcore"]\nseeds = [0]\nprofile = "tiny"\n'
+        "[options]\nimage_size = 32\niters = 2\n"
     )
     out = tmp_path / ("a-folder-name-long-enough-to-pass-eighty-columns-" * 2)
     command = [sys.executable, "-m", "medrecontrast", "bench", "--config", "sweep.toml", "--out", str(out)]

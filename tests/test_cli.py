@@ -312,7 +312,8 @@ def test_progress_lines_bench_log_loss_during_training_and_tensorboard(tmp_path)
     prints failures only; loss.csv is written at each checkpoint; tensorboard = true writes events."""
     config = tmp_path / "sweep.toml"
     config.write_text(
-        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0, 1]\n[options]\nimage_size = 32\nholdout = 0.25\n'
+        'tasks = ["synth-oct"]\nmethods = ["rd4ad"]\nseeds = [0, 1]\nprofile = "tiny"\n'
+        "[options]\nimage_size = 32\nholdout = 0.25\n"
         "[method.rd4ad]\niters = 10\nbatch_size = 4\ncheckpoint_every = 5\ntensorboard = true\n"
         "[task.synth-oct.data]\nsize = 32\nn_train = 8\nn_test_normal = 4\nn_test_abnormal = 4\n"
     )
