@@ -410,6 +410,7 @@ def test_without_pyarrow_the_report_says_where_parquet_went(mini_sweep, tmp_path
     assert "medrecontrast[parquet]" in readme.read_text()
 
 
+@pytest.mark.slow  # two whole reports (every figure drawn twice)
 def test_a_rewritten_report_keeps_no_file_of_the_previous_one_that_it_did_not_rewrite(
     mini_sweep, tmp_path, monkeypatch
 ):
