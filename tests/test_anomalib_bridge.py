@@ -153,3 +153,28 @@ def test_the_seed_fixes_the_initial_weights_whether_or_not_a_build_came_first():
     for name, tensor in first.state_dict()["model"].items():
         assert torch.equal(tensor, second.state_dict()["model"][name]), name
     np.testing.assert_array_equal(first.predict(test).scores, second.predict(test).scores)
+
+
+@pytest.mark.slow
+def test_an_interrupt_during_anomalibs_training_marks_the_run_interrupted(tmp_path, monkeypatch):
+    """Failed before: Lightning turned the KeyboardInterrupt (Ctrl-C, or the suite's SIGTERM) into sys.exit(1) with
+    SIGINT left ignored, so the run stayed `running`, the sweep lost its "interrupted ... --resume" line, and a
+    second Ctrl-C did nothing."""
+    import json
+    import signal
+
+    pytest.importorskip("anomalib")
+    from anomalib.models.image.padim.lightning_model import Padim
+
+    from medrecontrast.run import train_run
+    from medrecontrast.tasks import get_task
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Padim, "training_step", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(get_task("synth-oct", **TINY), "anomalib:padim", tmp_path / "run", profile="tiny", progress=False)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) == before

@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import logging
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,8 +266,9 @@ class AnomalibDetector(Detector):
             **loader_options(self.device, c.num_workers),
         )
         scratch = Path(tempfile.mkdtemp(prefix="anomalib-"))  # Lightning's checkpoints: not kept (model.pt is)
+        sigint = signal.getsignal(signal.SIGINT)
         try:
-            with _quiet_lightning():
+            with _quiet_lightning(), _interrupts_stay_interrupts(sigint):
                 engine = Engine(
                     default_root_dir=scratch,
                     logger=False,
@@ -467,6 +469,22 @@ def _no_downloads():
         yield
     finally:
         timm.create_model = original
+
+
+@contextlib.contextmanager
+def _interrupts_stay_interrupts(sigint):
+    """Lightning answers a KeyboardInterrupt inside ``fit`` (Ctrl-C, or the SIGTERM that the suite raises as one,
+    ``medrecontrast.signals``) with its own shutdown and ``sys.exit(1)``, leaving SIGINT ignored
+    (lightning/pytorch/trainer/call.py, ``_call_and_handle_interrupt``): the run was left marked ``running`` and the
+    sweep ended without its "interrupted ... --resume" line. The interrupt is raised again as it was, and the SIGINT
+    handler put back, so that the run is recorded ``interrupted`` like every other method's."""
+    try:
+        yield
+    except SystemExit as exit_:
+        if not isinstance(exit_.__context__, KeyboardInterrupt):
+            raise
+        signal.signal(signal.SIGINT, sigint)
+        raise exit_.__context__ from None
 
 
 @contextlib.contextmanager
