@@ -266,9 +266,8 @@ class AnomalibDetector(Detector):
             **loader_options(self.device, c.num_workers),
         )
         scratch = Path(tempfile.mkdtemp(prefix="anomalib-"))  # Lightning's checkpoints: not kept (model.pt is)
-        sigint = signal.getsignal(signal.SIGINT)
         try:
-            with _quiet_lightning(), _interrupts_stay_interrupts(sigint):
+            with _quiet_lightning(), _interrupts_stay_interrupts():
                 engine = Engine(
                     default_root_dir=scratch,
                     logger=False,
@@ -472,12 +471,13 @@ def _no_downloads():
 
 
 @contextlib.contextmanager
-def _interrupts_stay_interrupts(sigint):
+def _interrupts_stay_interrupts():
     """Lightning answers a KeyboardInterrupt inside ``fit`` (Ctrl-C, or the SIGTERM that the suite raises as one,
     ``medrecontrast.signals``) with its own shutdown and ``sys.exit(1)``, leaving SIGINT ignored
     (lightning/pytorch/trainer/call.py, ``_call_and_handle_interrupt``): the run was left marked ``running`` and the
     sweep ended without its "interrupted ... --resume" line. The interrupt is raised again as it was, and the SIGINT
     handler put back, so that the run is recorded ``interrupted`` like every other method's."""
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         yield
     except SystemExit as exit_:
