@@ -1,6 +1,6 @@
 """The documentation site (docs/, mkdocs.yml) builds with warnings as errors, every page is in its navigation, and
 every link from a page to one of the repository's own files (reports/, benchmarks/, configs/) points at a file that
-exists. (Every command line the pages show is parsed by tests/test_readme_commands.py.)"""
+exists, as does every repository path a page, the changelog or a config names in prose. (Every command line the pages show is parsed by tests/test_readme_commands.py.)"""
 
 import re
 import subprocess
@@ -29,6 +29,34 @@ def test_links_to_the_repositorys_files_exist():
                 continue
             if not (page.parent / target).exists():
                 missing.append(f"{page.name}: {target}")
+    assert not missing, missing
+
+
+# paths a page names that are not in the repository on purpose, with the reason
+NAMED_BUT_ABSENT = {
+    "benchmarks/results": "written by the benchmark scripts when they run",
+    "benchmarks/training_step.py": "named as history: the script was replaced by throughput.py",
+    "reports/mine": "an example of where build_report writes",
+}
+
+
+def test_every_repository_path_a_page_or_config_names_exists():
+    """A folder or file of the repository named in prose ("the numbers are in reports/x") exists: a reader follows it."""
+    pages = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        ROOT / "benchmarks" / "README.md",
+        ROOT / "reports" / "README.md",
+        *sorted(DOCS.glob("*.md")),
+        *sorted((ROOT / "configs").glob("*.toml")),
+    ]
+    named = re.compile(r"(?<![\w/.-])((?:reports|configs|benchmarks|notebooks|docs)/[\w.-]+(?:/[\w.-]+)*)")
+    missing = []
+    for page in pages:
+        for path in named.findall(page.read_text()):
+            path = path.rstrip(".")
+            if path not in NAMED_BUT_ABSENT and not (ROOT / path).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
     assert not missing, missing
 
 
