@@ -105,7 +105,7 @@ def test_a_sweep_of_three_anomalib_models_gives_a_report_with_intervals(tmp_path
     )
     assert result.exit_code == 0, result.output
     readme = (tmp_path / "report" / "README.md").read_text()
-    for name in ("anomalib Padim", "anomalib Stfpm", "anomalib Fastflow"):
+    for name in ("anomalib PaDiM", "anomalib STFPM", "anomalib FastFlow"):
         assert name in readme
     main = [line.split("|") for line in readme.splitlines() if line.startswith("| synth-oct | anomalib:")][:3]
     assert {row[2].strip() for row in main} == {"anomalib:padim", "anomalib:stfpm", "anomalib:fastflow"}
@@ -135,6 +135,21 @@ def test_the_catalogue_lists_exactly_the_models_the_bridge_registers():
     from medrecontrast.models.anomalib_bridge import MODELS
 
     assert {n for n, module in METHOD_MODULES.items() if module == ANOMALIB_MODULE} == {f"anomalib:{m}" for m in MODELS}
+
+
+def test_tables_and_figures_name_anomalibs_models_as_their_papers_do():
+    """The report said "anomalib Stfpm", "anomalib Padim" (anomalib's class names); the papers' names are meant."""
+    from medrecontrast.models.anomalib_bridge import MODELS, AnomalibDetector
+
+    names = {cls.model_name: cls.card.display_name for cls in AnomalibDetector.__subclasses__()}
+    assert names == {
+        "padim": "anomalib PaDiM",
+        "patchcore": "anomalib PatchCore",
+        "stfpm": "anomalib STFPM",
+        "fastflow": "anomalib FastFlow",
+        "reverse_distillation": "anomalib Reverse Distillation",
+    }
+    assert set(names) == set(MODELS)
 
 
 @pytest.mark.slow

@@ -49,9 +49,11 @@ PREFIX = "anomalib:"
 class ModelSpec:
     """What the bridge knows of one anomalib model: its class, which of its parts anomalib makes pretrained (they
     get the suite's weights), the feature strides its ``layers`` take by default (a ResNet's layer1-3 are strides
-    4, 8, 16), whether it trains over epochs, and its paper."""
+    4, 8, 16), whether it trains over epochs, its paper, and the method's name as the paper spells it (``title``: the
+    tables and figures say "anomalib PaDiM", not anomalib's class name)."""
 
     cls: str
+    title: str
     parts: tuple[str, ...]
     strides: tuple[int, ...] | None  # None: the model takes no ``layers`` (it chooses its own)
     trains: bool = False  # over epochs (else one pass that fits statistics or a memory bank)
@@ -61,15 +63,24 @@ class ModelSpec:
 
 
 MODELS = {
-    "padim": ModelSpec("Padim", ("model.feature_extractor",), (4, 8, 16), paper="Defard et al., PaDiM, ICPR 2020"),
+    "padim": ModelSpec(
+        "Padim", "PaDiM", ("model.feature_extractor",), (4, 8, 16), paper="Defard et al., PaDiM, ICPR 2020"
+    ),
     "patchcore": ModelSpec(
-        "Patchcore", ("model.feature_extractor",), (8, 16), paper="Roth et al., PatchCore, CVPR 2022"
+        "Patchcore", "PatchCore", ("model.feature_extractor",), (8, 16), paper="Roth et al., PatchCore, CVPR 2022"
     ),
     "stfpm": ModelSpec(
-        "Stfpm", ("model.teacher_model",), (4, 8, 16), trains=True, epochs=100, paper="Wang et al., STFPM, BMVC 2021"
+        "Stfpm",
+        "STFPM",
+        ("model.teacher_model",),
+        (4, 8, 16),
+        trains=True,
+        epochs=100,
+        paper="Wang et al., STFPM, BMVC 2021",
     ),
     "fastflow": ModelSpec(
         "Fastflow",
+        "FastFlow",
         ("model.feature_extractor",),
         None,
         trains=True,
@@ -79,6 +90,7 @@ MODELS = {
     ),
     "reverse_distillation": ModelSpec(
         "ReverseDistillation",
+        "Reverse Distillation",
         ("model.encoder",),
         (4, 8, 16),
         trains=True,
@@ -529,7 +541,7 @@ def _register(name: str, spec: ModelSpec, order: int) -> type[AnomalibDetector]:
             "spec": spec,
             "trains": spec.trains,  # over epochs, by anomalib's Engine (no loss curve, no bit-wise resume)
             "card": AnomalibDetector.card.but(
-                display_name=f"anomalib {spec.cls}",
+                display_name=f"anomalib {spec.title}",
                 order=order,
                 citation=f"{spec.paper}; anomalib's implementation (github.com/open-edge-platform/anomalib)",
             ),
