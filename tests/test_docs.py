@@ -1,6 +1,7 @@
 """The documentation site (docs/, mkdocs.yml) builds with warnings as errors, every page is in its navigation, and
 every link from a page to one of the repository's own files (reports/, benchmarks/, configs/) points at a file that
-exists, as does every repository path a page, the changelog or a config names in prose. (Every command line the pages show is parsed by tests/test_readme_commands.py.)"""
+exists, as does every repository path a page, the changelog or a config names in prose. (Every command line the
+pages show is parsed by tests/test_readme_commands.py.)"""
 
 import re
 import subprocess
@@ -41,7 +42,7 @@ NAMED_BUT_ABSENT = {
 
 
 def test_every_repository_path_a_page_or_config_names_exists():
-    """A folder or file of the repository named in prose ("the numbers are in reports/x") exists: a reader follows it."""
+    """A folder or file of the repository named in prose ("the numbers are in reports/x") exists: readers follow it."""
     pages = [
         ROOT / "README.md",
         ROOT / "CHANGELOG.md",
