@@ -203,6 +203,11 @@ def render_readme(
     overview = [
         ("command", f"`{sweep.get('command') or 'medrecontrast bench --out ' + str(_relative(out))}`"),
         ("profile", f"{', '.join(profiles)}: {'; '.join(_settings(results))}"),
+        *(
+            [("set beyond the profile", "; ".join(overrides))]
+            if (overrides := _overrides(sweep.get("config", {})))
+            else []
+        ),
         ("training protocol", "; ".join(_protocols(results))),
         ("tasks", ", ".join(results["task"].unique())),
         ("methods", ", ".join(results["method"].unique())),
@@ -439,6 +444,38 @@ def _settings(results: pd.DataFrame) -> list[str]:
             f"{backbone}, {'ImageNet weights' if pretrained else 'random init'}, {int(size)} px"
             + (f" ({', '.join(schedules)})" if schedules else "")
         )
+    return phrases
+
+
+def _overrides(config: dict) -> list[str]:
+    """What the sweep's configuration sets beyond the profile, as the user wrote it (every run's own settings are in
+    results.csv): options for every run, per method, and per task (its data and its methods), e.g.
+    ``anomalib:stfpm max_epochs=10`` or ``on medianomaly:brain-tumor: ae epochs=250``."""
+
+    def flat(table: dict, prefix: str = "") -> list[str]:
+        items = []
+        for key, value in table.items():
+            if isinstance(value, dict):
+                items += flat(value, f"{prefix}{key}.")
+            else:
+                items.append(f"{prefix}{key}={value}")
+        return items
+
+    phrases = []
+    if config.get("options"):
+        phrases.append("every run: " + ", ".join(flat(config["options"])))
+    for method, table in (config.get("method") or {}).items():
+        phrases.append(f"{method} " + ", ".join(flat(table)))
+    for task, table in (config.get("task") or {}).items():
+        parts = [f"data {', '.join(flat(table['data']))}"] if table.get("data") else []
+        parts += [f"{m} {', '.join(flat(t))}" for m, t in (table.get("method") or {}).items()]
+        parts += (
+            [", ".join(flat({k: v for k, v in table.items() if k not in ("data", "method")}))]
+            if any(k not in ("data", "method") for k in table)
+            else []
+        )
+        if parts:
+            phrases.append(f"on {task}: " + "; ".join(parts))
     return phrases
 
 
