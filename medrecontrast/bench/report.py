@@ -467,13 +467,10 @@ def _overrides(config: dict) -> list[str]:
     for method, table in (config.get("method") or {}).items():
         phrases.append(f"{method} " + ", ".join(flat(table)))
     for task, table in (config.get("task") or {}).items():
+        rest = {k: v for k, v in table.items() if k not in ("data", "method")}
         parts = [f"data {', '.join(flat(table['data']))}"] if table.get("data") else []
         parts += [f"{m} {', '.join(flat(t))}" for m, t in (table.get("method") or {}).items()]
-        parts += (
-            [", ".join(flat({k: v for k, v in table.items() if k not in ("data", "method")}))]
-            if any(k not in ("data", "method") for k in table)
-            else []
-        )
+        parts += [", ".join(flat(rest))] if rest else []
         if parts:
             phrases.append(f"on {task}: " + "; ".join(parts))
     return phrases
